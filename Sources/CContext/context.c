@@ -1,0 +1,66 @@
+// Creating contexts and the single switch path.
+#include "CContext.h"
+#include <string.h>
+
+// Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
+extern void gt_switch_raw(void **save_sp, void *load_sp);
+extern void gt_entry_trampoline(void);
+
+// libswiftCore swaps a thread's exclusivity access set in and out with
+// these; Swift concurrency calls them around every task switch. Without
+// them an `inout` access that spans a migration is ended on the wrong
+// thread's list and the runtime crashes in swift_endAccess.
+extern void swift_task_enterThreadLocalContext(char *state) __attribute__((swiftcall));
+extern void swift_task_exitThreadLocalContext(char *state) __attribute__((swiftcall));
+
+static void gt_context_bootstrap(void *arg) {
+    gt_context *ctx = (gt_context *)arg;
+    swift_task_enterThreadLocalContext((char *)ctx->excl);
+    ctx->entry(ctx->entry_arg);
+    __builtin_trap();  // entry functions end by transferring away, never by returning
+}
+
+void gt_context_init_base(gt_context *ctx) {
+    memset(ctx, 0, sizeof *ctx);
+}
+
+void gt_context_make(gt_context *ctx, void *base, size_t size,
+                     void (*entry)(void *), void *arg) {
+    memset(ctx, 0, sizeof *ctx);
+    ctx->entry = entry;
+    ctx->entry_arg = arg;
+    ctx->managed = 1;
+    ctx->stack_base = base;
+    ctx->stack_size = size;
+
+    uintptr_t top = ((uintptr_t)base + size) & ~(uintptr_t)15;
+#if defined(__x86_64__)
+    // Lay out the frame gt_switch_raw pops (see the table in the .S file).
+    uint64_t *frame = (uint64_t *)(top - 16) - 9;
+    memset(frame, 0, 9 * sizeof(uint64_t));
+    frame[0] = 0x037F;                       // x87 default control word
+    frame[1] = 0x1F80;                       // MXCSR default: all exceptions masked
+    frame[4] = (uint64_t)(uintptr_t)ctx;     // r13: argument
+    frame[5] = (uint64_t)(uintptr_t)gt_context_bootstrap; // r12: function
+    frame[8] = (uint64_t)(uintptr_t)gt_entry_trampoline;  // return address
+    ctx->sp = frame;
+#elif defined(__aarch64__)
+    uint64_t *frame = (uint64_t *)(top - 176);
+    memset(frame, 0, 176);
+    frame[8] = (uint64_t)(uintptr_t)gt_context_bootstrap; // x19: function
+    frame[9] = (uint64_t)(uintptr_t)ctx;                  // x20: argument
+    frame[19] = (uint64_t)(uintptr_t)gt_entry_trampoline; // x30
+    ctx->sp = frame;
+#else
+#error "GreenThreads supports x86_64 and aarch64"
+#endif
+}
+
+void gt_context_transfer(gt_context *from, gt_context *to) {
+    // A green stack takes its open accesses with it; an OS thread's own
+    // stack (managed == 0) keeps them on the thread, underneath whatever
+    // the green stack pushes. Sanitizer fiber annotations belong here too.
+    if (from->managed) swift_task_exitThreadLocalContext((char *)from->excl);
+    gt_switch_raw(&from->sp, to->sp);
+    if (from->managed) swift_task_enterThreadLocalContext((char *)from->excl);
+}

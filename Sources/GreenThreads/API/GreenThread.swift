@@ -1,0 +1,57 @@
+import CContext
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Operations on the calling green thread.
+public enum GreenThread {
+    /// A green thread's identity, unique within its runtime.
+    public struct ID: Hashable, Sendable, CustomStringConvertible {
+        public let rawValue: UInt64
+        public init(rawValue: UInt64) { self.rawValue = rawValue }
+        public var description: String { "#\(rawValue)" }
+    }
+
+    /// The fiber running the caller, if the caller is a green thread.
+    @inline(__always)
+    static var currentFiber: Fiber? {
+        Worker.current?.local.pointee.current?.takeUnretainedValue()
+    }
+
+    /// Lets the other runnable green threads of this worker run, then
+    /// continues. On a plain OS thread, yields the CPU (`sched_yield`).
+    public static func yield() {
+        guard let worker = Worker.current, worker.local.pointee.current != nil else {
+            sched_yield()
+            return
+        }
+        worker.switchAway(.requeue)
+    }
+
+    /// Parks the green thread for `duration` (a plain OS thread sleeps).
+    /// Returns early, without error, if the thread is cancelled.
+    public static func sleep(for duration: Duration) {
+        let deadline = Park.deadline(after: duration)
+        guard let worker = Worker.current, worker.local.pointee.current != nil else {
+            var remaining = deadline - gt_now_ns()
+            while remaining > 0 {
+                var ts = timespec(tv_sec: Int(remaining / 1_000_000_000), tv_nsec: Int(remaining % 1_000_000_000))
+                nanosleep(&ts, nil)
+                remaining = deadline - gt_now_ns()
+            }
+            return
+        }
+        _ = Park.wait(reason: .sleep, deadline: deadline, cancellable: true) { _ in true }
+    }
+
+    /// Whether `cancel()` was called on a handle of the calling green
+    /// thread (or its runtime is shutting down). False on an OS thread.
+    public static var isCancelled: Bool {
+        currentFiber?.cancelled.load(ordering: .relaxed) ?? false
+    }
+
+    /// The calling green thread's ID; nil on a plain OS thread.
+    public static var current: ID? {
+        currentFiber.map { ID(rawValue: $0.id) }
+    }
+}

@@ -1,0 +1,133 @@
+import CContext
+import Synchronization
+
+/// What a parked green thread is waiting for; reported by deadlock detection.
+enum WaitReason: Sendable, CustomStringConvertible {
+    case none
+    case sleep
+    case join(UInt64)
+    case other(String)
+
+    var description: String {
+        switch self {
+        case .none: return "running"
+        case .sleep: return "sleep"
+        case .join(let id): return "join of green thread #\(id)"
+        case .other(let what): return what
+        }
+    }
+}
+
+/// The scheduler's view of one green thread: its stack, its saved context
+/// and the state machine that lets it park on one worker and be woken from
+/// any thread.
+///
+/// Run states (`runState`):
+///
+///     running ──park──▶ parking ──(switched out)──▶ parked ──ready──▶ queued ──▶ running
+///                          │                                            ▲
+///                          └──ready before the switch finished──▶ wakePending
+///
+/// `parking` exists because a green thread publishes itself as a waiter
+/// *before* it has switched off its stack. A waker that arrives in that
+/// window must not queue it (another worker could resume a half-saved
+/// context); it leaves `wakePending` instead, and the worker that finishes
+/// the switch sees that and queues the thread itself.
+class Fiber: WaitTarget, @unchecked Sendable {
+    enum RunState: UInt8 {
+        case queued = 0, running, parking, parked, wakePending, finished
+    }
+
+    let id: UInt64
+    let core: RuntimeCore
+    /// Lives in the top bytes of `stack`, which is stable raw memory: the
+    /// switch writes the stack pointer through it.
+    private(set) var context: UnsafeMutablePointer<gt_context>
+    private(set) var stack: gt_stack
+
+    let runState = Atomic<UInt8>(RunState.queued.rawValue)
+    let cancelled = Atomic<Bool>(false)
+    /// Set while parked in a wait that cancellation may end.
+    let cancellableWait = Atomic<Bool>(false)
+    var waitReason: WaitReason = .none
+
+    /// Intrusive links: the injection queue, and the registry of live green
+    /// threads (for deadlock reports and shutdown).
+    var queueNext: Unmanaged<Fiber>?
+    var registryPrev: Unmanaged<Fiber>?
+    var registryNext: Unmanaged<Fiber>?
+    var registryShard = 0
+
+    init(id: UInt64, core: RuntimeCore, stack: gt_stack) {
+        self.id = id
+        self.core = core
+        self.stack = stack
+        let contextSize = (MemoryLayout<gt_context>.stride + 63) & ~63
+        let top = UnsafeMutableRawPointer(stack.base!) + stack.size - contextSize
+        context = top.bindMemory(to: gt_context.self, capacity: 1)
+        super.init()
+        gt_context_make(
+            context, stack.base, stack.size - contextSize,
+            fiberEntry, Unmanaged.passUnretained(self).toOpaque()
+        )
+    }
+
+    /// Runs the body and records its outcome. Overridden by `TypedFiber`.
+    func runBody() {}
+
+    /// Hands the stack back; the context inside it is gone with it.
+    final func takeStack() -> gt_stack {
+        let s = stack
+        stack = gt_stack()
+        return s
+    }
+
+    @inline(__always)
+    final var state: RunState {
+        RunState(rawValue: runState.load(ordering: .acquiring))!
+    }
+
+    override final func resumeFromWait() {
+        ready()
+    }
+
+    /// Makes a parked (or parking) green thread runnable. Exactly one caller
+    /// per park: the winner of the wait's claim.
+    final func ready() {
+        while true {
+            let s = runState.load(ordering: .acquiring)
+            if s == RunState.parking.rawValue {
+                if runState.compareExchange(
+                    expected: s, desired: RunState.wakePending.rawValue,
+                    successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
+                ).exchanged { return }
+            } else if s == RunState.parked.rawValue {
+                if runState.compareExchange(
+                    expected: s, desired: RunState.queued.rawValue,
+                    successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
+                ).exchanged {
+                    core.schedule(self, woken: true)
+                    return
+                }
+            } else {
+                preconditionFailure("GreenThreads: green thread #\(id) woken while \(RunState(rawValue: s)!)")
+            }
+        }
+    }
+}
+
+/// The first code on a fresh green stack. `arg` is the unretained fiber;
+/// the scheduler holds its +1 until `retire`.
+///
+/// Nothing here may hold a strong reference when the final switch happens:
+/// that frame is never returned to, so a retain held in it would leak.
+private let fiberEntry: @convention(c) (UnsafeMutableRawPointer?) -> Void = { arg in
+    Worker.finishSwitch()
+    runFiberBody(arg!)
+    Worker.retireCurrent()
+}
+
+@inline(never)
+private func runFiberBody(_ raw: UnsafeMutableRawPointer) {
+    Unmanaged<Fiber>.fromOpaque(raw).takeUnretainedValue().runBody()
+}

@@ -1,0 +1,77 @@
+import CContext
+
+/// The one way anything in GreenThreads waits.
+///
+/// A green thread parks (its worker runs something else); a plain OS thread
+/// blocks on a futex. Either way the wait is armed with a ticket, and
+/// `register` hands a `Waker` for it to whatever will end it. Returns why
+/// the wait ended.
+enum Park {
+    /// - Parameters:
+    ///   - reason: what a deadlock report says this thread waits for.
+    ///   - deadline: monotonic nanoseconds, or nil to wait indefinitely.
+    ///   - cancellable: whether `JoinHandle.cancel` (and shutdown) end it.
+    ///   - core: the runtime an OS thread waits on, for deadlock reports.
+    ///   - register: publishes the waker; returns false if the event has
+    ///     already happened (then the wait ends at once as `.notified`).
+    static func wait(
+        reason: @autoclosure () -> WaitReason,
+        deadline: Int64? = nil,
+        cancellable: Bool,
+        core: RuntimeCore? = nil,
+        register: (Waker) -> Bool
+    ) -> WakeCause {
+        guard let worker = Worker.current, let fiber = worker.local.pointee.current?.takeUnretainedValue() else {
+            return waitOnThread(deadline: deadline, core: core, register: register)
+        }
+        if cancellable && fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
+        fiber.cancellableWait.store(cancellable, ordering: .relaxed)
+        let ticket = fiber.arm()
+        // Parking before anyone can see the waker: a wake that comes before
+        // the switch finishes must find `parking`, not `running`.
+        fiber.runState.store(Fiber.RunState.parking.rawValue, ordering: .releasing)
+        fiber.waitReason = reason()
+        let waker = Waker(target: fiber, ticket: ticket)
+        if !register(waker) {
+            if fiber.disarm(ticket) {
+                fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
+                fiber.cancellableWait.store(false, ordering: .relaxed)
+                fiber.waitReason = .none
+                return .notified
+            }
+            // Claimed meanwhile: its ready() is coming; park to consume it.
+        }
+        if let deadline { worker.timers.add(deadline: deadline, waker: waker) }
+        // Pairs with RuntimeCore.cancel: flag then ticket there, ticket then
+        // flag here, both sequentially consistent.
+        if cancellable && fiber.cancelled.load(ordering: .sequentiallyConsistent) {
+            waker.wake(.cancelled)
+        }
+        worker.switchAway(.park)
+        // Resumed, perhaps on another worker: `worker` is stale from here on.
+        fiber.cancellableWait.store(false, ordering: .relaxed)
+        fiber.waitReason = .none
+        return fiber.cause
+    }
+
+    private static func waitOnThread(deadline: Int64?, core: RuntimeCore?, register: (Waker) -> Bool) -> WakeCause {
+        let waiter = ThreadWaiter()
+        let ticket = waiter.arm()
+        let waker = Waker(target: waiter, ticket: ticket)
+        if !register(waker), waiter.disarm(ticket) { return .notified }
+        core?.beginExternalWait(waker)
+        let cause = waiter.block(ticket: ticket, deadline: deadline)
+        core?.endExternalWait(waker)
+        return cause
+    }
+
+    /// Deadline `duration` from now, saturating.
+    static func deadline(after duration: Duration) -> Int64 {
+        let (s, atto) = duration.components
+        let ns = s.multipliedReportingOverflow(by: 1_000_000_000)
+        if ns.overflow || s < 0 { return s < 0 ? gt_now_ns() : Int64.max }
+        let total = ns.partialValue.addingReportingOverflow(atto / 1_000_000_000)
+        let d = gt_now_ns().addingReportingOverflow(total.partialValue)
+        return total.overflow || d.overflow ? Int64.max : d.partialValue
+    }
+}

@@ -1,0 +1,119 @@
+import CContext
+import Synchronization
+
+/// Why a wait ended. Written by whoever claimed the wait, read by the waiter
+/// after it resumes (the resume path orders the two).
+enum WakeCause: UInt8 {
+    case notified   // the event it waited for happened
+    case timedOut   // its deadline passed first
+    case cancelled  // JoinHandle.cancel, or the runtime shutting down
+    case deadlock   // an OS thread's wait that can never end (RuntimeError.deadlock)
+}
+
+/// Something that can wait: a green thread, or a plain OS thread blocked in
+/// a runtime call.
+///
+/// Every wait is *armed* with a fresh odd ticket. Anything that may end the
+/// wait (a joined thread finishing, a timer, cancellation, later a channel
+/// or a select) holds a `Waker` naming that ticket and must win a CAS from
+/// the ticket to ticket+1 before resuming the waiter. So exactly one of
+/// them resumes it, and a waker left behind from an earlier wait (a stale
+/// timer, a losing select case) fails its CAS and does nothing.
+class WaitTarget: @unchecked Sendable {
+    /// Odd: armed with that ticket. Even: not waiting (or already claimed).
+    let claim = Atomic<UInt64>(0)
+    /// Written by the claimer before it resumes the waiter.
+    final var cause: WakeCause = .notified
+
+    /// Arms a new wait. Only the waiter itself calls this, while not armed.
+    @inline(__always)
+    final func arm() -> UInt64 {
+        let ticket = (claim.load(ordering: .relaxed) | 1) &+ 2
+        claim.store(ticket, ordering: .releasing)
+        return ticket
+    }
+
+    /// Withdraws the waiter's own armed ticket (a wait that ended without
+    /// sleeping). Returns false if a waker claimed it first, in which case
+    /// that waker's resume is on its way and must be consumed.
+    @inline(__always)
+    final func disarm(_ ticket: UInt64) -> Bool {
+        claim.compareExchange(
+            expected: ticket, desired: ticket &+ 1,
+            successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
+        ).exchanged
+    }
+
+    /// The ticket currently armed, if the target is waiting.
+    final var armedTicket: UInt64? {
+        let c = claim.load(ordering: .acquiring)
+        return c & 1 == 1 ? c : nil
+    }
+
+    /// Makes the claimed waiter runnable again. Called exactly once per
+    /// successful claim.
+    func resumeFromWait() {
+        fatalError("subclass responsibility")
+    }
+}
+
+/// A claim on one specific wait of one target.
+struct Waker: @unchecked Sendable {
+    let target: WaitTarget
+    let ticket: UInt64
+
+    /// Ends the wait if nothing else ended it first. Returns whether it did.
+    @discardableResult
+    @inline(__always)
+    func wake(_ cause: WakeCause = .notified) -> Bool {
+        guard target.claim.compareExchange(
+            expected: ticket, desired: ticket &+ 1,
+            successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
+        ).exchanged else { return false }
+        target.cause = cause
+        target.resumeFromWait()
+        return true
+    }
+
+    /// Whether this wait is still open (nobody claimed it yet).
+    var isPending: Bool { target.claim.load(ordering: .acquiring) == ticket }
+}
+
+/// A plain OS thread blocked in a runtime call: parks on a futex.
+final class ThreadWaiter: WaitTarget, @unchecked Sendable {
+    private let parker: UnsafeMutablePointer<gt_parker>
+
+    override init() {
+        parker = .allocate(capacity: 1)
+        gt_parker_init(parker)
+        super.init()
+    }
+
+    deinit { parker.deallocate() }
+
+    override func resumeFromWait() {
+        gt_parker_unpark(parker)
+    }
+
+    /// Blocks until the armed ticket is claimed or the deadline (monotonic
+    /// ns) passes. On timeout it claims the ticket itself.
+    func block(ticket: UInt64, deadline: Int64?) -> WakeCause {
+        while true {
+            let timeout: Int64
+            if let deadline {
+                timeout = deadline - gt_now_ns()
+                if timeout <= 0 {
+                    if disarm(ticket) { return .timedOut }
+                    // A waker won the race; its unpark is on its way.
+                    while !gt_parker_park(parker, -1) {}
+                    return cause
+                }
+            } else {
+                timeout = -1
+            }
+            if gt_parker_park(parker, timeout), claim.load(ordering: .acquiring) != ticket {
+                return cause
+            }
+        }
+    }
+}

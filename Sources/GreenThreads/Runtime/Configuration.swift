@@ -1,0 +1,55 @@
+extension Runtime {
+    /// NUMA placement of workers.
+    public enum NUMAMode: Sendable, Equatable {
+        /// Read the machine's topology (sysfs): workers are grouped by the
+        /// node of the CPU they run on.
+        case auto
+        /// One node: every worker steals from every other equally.
+        case disabled
+        /// A fake topology that splits the workers into `nodes` groups, for
+        /// tests and for planning NUMA machines on a single-node box.
+        case simulated(nodes: Int)
+    }
+
+    /// How a runtime is built. Every field has a default.
+    public struct Configuration: Sendable {
+        /// Smallest accepted stack: a first, cold `print` needs ~14 KiB.
+        public static let minimumStackSize = 16 * 1024
+
+        /// OS worker threads. Default: one per CPU available to the process.
+        public var workers: Int
+        /// Bytes of stack per green thread. Mapped lazily: a green thread
+        /// costs the pages it touches, not this.
+        public var stackSize: Int
+        /// NUMA grouping of workers.
+        public var numa: NUMAMode
+        /// Pin worker i to the i-th available CPU.
+        public var pinWorkers: Bool
+        /// Detect runtimes where every green thread is parked forever and
+        /// throw `RuntimeError.deadlock` from `run` / `join` on OS threads.
+        public var deadlockDetection: Bool
+        /// How long `shutdown` lets cancelled green threads unwind.
+        public var shutdownGracePeriod: Duration
+        /// Called with an error thrown by a green thread that nobody joined
+        /// (when its last handle is dropped). Default: one line on stderr.
+        public var unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)?
+
+        public init(
+            workers: Int = Runtime.defaultWorkerCount,
+            stackSize: Int = 256 * 1024,
+            numa: NUMAMode = .auto,
+            pinWorkers: Bool = false,
+            deadlockDetection: Bool = true,
+            shutdownGracePeriod: Duration = .seconds(2),
+            unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil
+        ) {
+            self.workers = workers
+            self.stackSize = stackSize
+            self.numa = numa
+            self.pinWorkers = pinWorkers
+            self.deadlockDetection = deadlockDetection
+            self.shutdownGracePeriod = shutdownGracePeriod
+            self.unhandledErrorHandler = unhandledErrorHandler
+        }
+    }
+}

@@ -1,0 +1,70 @@
+/// Every live green thread, for the two moments that must see all of them:
+/// a deadlock report (what is each one waiting for?) and shutdown (wake and
+/// unwind each one, so no stack leaks).
+///
+/// Sharded by worker so that spawn and exit, which almost always happen on
+/// one worker, take an uncontended lock.
+final class Registry: @unchecked Sendable {
+    private final class Shard: @unchecked Sendable {
+        let lock = SpinLock()
+        var head: Unmanaged<Fiber>?
+        var count = 0
+    }
+
+    private let shards: [Shard]
+
+    init(shardCount: Int) {
+        shards = (0..<shardCount).map { _ in Shard() }
+    }
+
+    func insert(_ fiber: Fiber, shard index: Int) {
+        let shard = shards[index]
+        fiber.registryShard = index
+        let u = Unmanaged.passUnretained(fiber)
+        shard.lock.lock()
+        fiber.registryPrev = nil
+        fiber.registryNext = shard.head
+        if let head = shard.head { head.takeUnretainedValue().registryPrev = u }
+        shard.head = u
+        shard.count += 1
+        shard.lock.unlock()
+    }
+
+    func remove(_ fiber: Fiber) {
+        let shard = shards[fiber.registryShard]
+        shard.lock.lock()
+        if let prev = fiber.registryPrev {
+            prev.takeUnretainedValue().registryNext = fiber.registryNext
+        } else {
+            shard.head = fiber.registryNext
+        }
+        if let next = fiber.registryNext { next.takeUnretainedValue().registryPrev = fiber.registryPrev }
+        fiber.registryPrev = nil
+        fiber.registryNext = nil
+        shard.count -= 1
+        shard.lock.unlock()
+    }
+
+    var count: Int {
+        var n = 0
+        for shard in shards { n += shard.lock.withLock { shard.count } }
+        return n
+    }
+
+    /// Calls `body` for each live green thread, with a retain held, outside
+    /// any lock (body may wake them).
+    func forEach(_ body: (Fiber) -> Void) {
+        var all: [Fiber] = []
+        for shard in shards {
+            shard.lock.lock()
+            var cursor = shard.head
+            while let c = cursor {
+                let f = c.takeUnretainedValue()
+                all.append(f)
+                cursor = f.registryNext
+            }
+            shard.lock.unlock()
+        }
+        all.forEach(body)
+    }
+}

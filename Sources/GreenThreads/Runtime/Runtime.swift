@@ -1,0 +1,80 @@
+import CContext
+
+/// An M:N scheduler: green threads multiplexed over one OS worker thread
+/// per core, with work stealing between the workers.
+///
+/// ```swift
+/// let rt = Runtime()                       // one worker per available CPU
+/// let total = try rt.run {                 // the "main" green thread
+///     let parts = (0..<8).map { i in go { work(i) } }
+///     return try joinAll(parts).reduce(0, +)
+/// }
+/// rt.shutdown()                            // or let it go out of scope
+/// ```
+public final class Runtime: Sendable {
+    let core: RuntimeCore
+
+    /// Creates a runtime with `workers` OS threads (default: one per CPU
+    /// this process may run on).
+    public convenience init(workers: Int = Runtime.defaultWorkerCount) {
+        self.init(configuration: Configuration(workers: workers))
+    }
+
+    /// Creates a runtime from a full configuration.
+    public init(configuration: Configuration) {
+        precondition(configuration.workers > 0,
+                     "GreenThreads: Runtime needs at least one worker (got workers: \(configuration.workers))")
+        precondition(configuration.stackSize >= Configuration.minimumStackSize,
+                     "GreenThreads: stackSize must be at least \(Configuration.minimumStackSize) bytes (got \(configuration.stackSize))")
+        if case .simulated(let nodes) = configuration.numa {
+            precondition(nodes > 0, "GreenThreads: .simulated(nodes:) needs at least one node (got \(nodes))")
+        }
+        core = RuntimeCore(configuration: configuration)
+    }
+
+    deinit {
+        core.shutdown()
+    }
+
+    /// The number of CPUs this process may run on (its affinity mask).
+    public static var defaultWorkerCount: Int {
+        max(1, Topology.availableCPUs().count)
+    }
+
+    /// Runs `body` as a green thread and blocks the calling OS thread until
+    /// it returns; returns its value or rethrows its error.
+    ///
+    /// Throws `RuntimeError.deadlock` if every green thread ends up parked
+    /// with nothing (no timer, no other thread, no I/O) left to wake them.
+    /// Must be called from a plain OS thread, not from a green thread.
+    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+        precondition(Worker.current == nil,
+                     "GreenThreads: Runtime.run called from inside a green thread; use go { } and join() there")
+        precondition(!core.closed.load(ordering: .acquiring), "GreenThreads: run on a runtime that was shut down")
+        return try core.spawn(body).join()
+    }
+
+    /// Starts a green thread on this runtime, from any thread.
+    @discardableResult
+    public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+        JoinHandle(fiber: core.spawn(body))
+    }
+
+    /// Cancels every green thread, waits (up to the configured grace
+    /// period) for them to unwind, joins the workers and unmaps every stack.
+    /// Idempotent; also done by deinit.
+    public func shutdown() {
+        core.shutdown()
+    }
+
+    /// Counters since the runtime started.
+    public var stats: RuntimeStats { core.stats }
+
+    /// Number of worker threads.
+    public var workerCount: Int { core.workers.count }
+
+    /// How each worker was placed: (worker, NUMA node, CPU).
+    public var placement: [(worker: Int, node: Int, cpu: Int?)] {
+        (0..<core.workers.count).map { ($0, core.topology.nodeOfWorker[$0], core.topology.cpuOfWorker[$0]) }
+    }
+}

@@ -1,0 +1,308 @@
+import CContext
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The shared state of one runtime: its workers and queues, and the
+/// spawn, wake, deadlock and shutdown paths that touch all of them.
+final class RuntimeCore: @unchecked Sendable {
+    let configuration: Runtime.Configuration
+    let topology: Topology
+    private(set) var workers: [Worker] = []
+    private let injectors: [Injector]
+    let idle: Idle
+    let registry: Registry
+    let sharedStacks = SharedStackPool()
+
+    let stopping = Atomic<Bool>(false)
+    /// Set once shutdown begins: no new work from outside, and every green
+    /// thread (including any spawned while draining) starts cancelled.
+    let closed = Atomic<Bool>(false)
+    let stacksMapped = Atomic<Int>(0)
+    private let externalIDs = Atomic<UInt64>(0)
+    private let externalSpawns = Atomic<Int>(0)
+    private let externalWakes = Atomic<Int>(0)
+    private let shutdownLock = SpinLock()
+    private let shutdownDone = Atomic<Bool>(false)
+
+    /// OS threads blocked in `run` or `join`: told when the runtime deadlocks.
+    private let waitersLock = SpinLock()
+    private var externalWaiters: [ObjectIdentifier: Waker] = [:]
+    private var lastDeadlock: DeadlockReport?
+    static let deadlockConfirmNanos: Int64 = 100_000_000
+
+    init(configuration: Runtime.Configuration) {
+        self.configuration = configuration
+        let n = configuration.workers
+        topology = Topology(workers: n, mode: configuration.numa)
+        injectors = (0..<topology.nodeCount).map { _ in Injector() }
+        idle = Idle(workerCount: n)
+        registry = Registry(shardCount: n + 1)
+        for i in 0..<n {
+            workers.append(Worker(
+                index: i, node: topology.nodeOfWorker[i], core: self,
+                seed: gt_random_seed() &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15))
+        }
+        for w in workers {
+            let arg = Unmanaged.passRetained(w).toOpaque()
+            var handle: UInt64 = 0
+            let rc = gt_thread_start(workerMain, arg, &handle)
+            precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(rc))")
+            w.thread = handle
+        }
+    }
+
+    @inline(__always)
+    func injector(_ node: Int) -> Injector { injectors[node] }
+
+    /// The worker running the caller, if it belongs to this runtime.
+    @inline(__always)
+    var localWorker: Worker? {
+        guard let w = Worker.current, w.core === self else { return nil }
+        return w
+    }
+
+    // MARK: Spawning and waking
+
+    func spawn<T>(_ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
+        let worker = localWorker
+        if worker == nil {
+            precondition(!closed.load(ordering: .acquiring),
+                         "GreenThreads: spawn on a runtime that was shut down")
+        }
+        let stack = worker?.takeStack() ?? sharedStacks.take() ?? mapStack()
+        let id: UInt64
+        if let worker {
+            worker.local.pointee.nextLocalID &+= 1
+            // Disjoint per-worker sequences: unique without a shared counter.
+            id = worker.local.pointee.nextLocalID &* UInt64(workers.count + 1) &+ UInt64(worker.index + 1)
+        } else {
+            id = (externalIDs.add(1, ordering: .relaxed).newValue) &* UInt64(workers.count + 1)
+        }
+        let fiber = TypedFiber(id: id, core: self, stack: stack, body: body)
+        if closed.load(ordering: .relaxed) { fiber.cancelled.store(true, ordering: .relaxed) }
+        registry.insert(fiber, shard: worker?.index ?? workers.count)
+        let u = Unmanaged<Fiber>.passRetained(fiber)  // the scheduler's reference, dropped at retire
+        if let worker {
+            Worker.bump(worker.spawnedCount)
+            worker.pushLocal(u)
+        } else {
+            externalSpawns.add(1, ordering: .relaxed)
+            injectors[0].push(u)
+        }
+        idle.notifyWork()
+        return fiber
+    }
+
+    private func mapStack() -> gt_stack {
+        var s = gt_stack()
+        let rc = gt_stack_alloc(configuration.stackSize, &s)
+        precondition(rc == 0, """
+            GreenThreads: could not map a \(configuration.stackSize)-byte green stack (errno \(rc)); \
+            too many live green threads for vm.max_map_count or memory?
+            """)
+        stacksMapped.add(1, ordering: .relaxed)
+        return s
+    }
+
+    /// Queues a woken green thread: on the waker's own worker if it has one
+    /// (run next, for a warm hand-off), else on the injection queue.
+    func schedule(_ fiber: Fiber, woken: Bool) {
+        let u = Unmanaged.passUnretained(fiber)
+        if let w = localWorker {
+            w.pushRunNext(u)
+        } else {
+            externalWakes.add(1, ordering: .relaxed)
+            injectors[topology.nodeOfWorker[fiber.registryShard % workers.count]].push(u)
+        }
+        idle.notifyWork()
+    }
+
+    @inline(__always)
+    func popInjected(preferring node: Int) -> Unmanaged<Fiber>? {
+        if let f = injectors[node].pop() { return f }
+        if injectors.count > 1 {
+            for i in injectors.indices where i != node {
+                if let f = injectors[i].pop() { return f }
+            }
+        }
+        return nil
+    }
+
+    func hasVisibleWork() -> Bool {
+        for inj in injectors where !inj.isEmpty { return true }
+        for w in workers where !w.deque.isEmpty || w.runNext.load(ordering: .acquiring) != 0 {
+            return true
+        }
+        return false
+    }
+
+    // MARK: Timers
+
+    func earliestDeadline() -> Int64 {
+        var m = Int64.max
+        for w in workers { m = min(m, w.timers.nextDeadline.load(ordering: .acquiring)) }
+        return m
+    }
+
+    /// Fires due timers of every worker: a busy worker's sleepers still
+    /// wake on time when another worker is idle.
+    func fireRemoteTimers(now: Int64) -> Int {
+        var n = 0
+        for w in workers { n += w.timers.fireExpired(now: now) }
+        return n
+    }
+
+    // MARK: Deadlock detection
+
+    func beginExternalWait(_ waker: Waker) {
+        waitersLock.withLock { externalWaiters[ObjectIdentifier(waker.target)] = waker }
+    }
+
+    func endExternalWait(_ waker: Waker) {
+        waitersLock.withLock { _ = externalWaiters.removeValue(forKey: ObjectIdentifier(waker.target)) }
+    }
+
+    var deadlockReport: DeadlockReport? { waitersLock.withLock { lastDeadlock } }
+
+    /// Everyone asleep, nothing queued, no timer pending, and an OS thread
+    /// waiting on us: nothing inside the runtime can ever wake anything.
+    func mayBeDeadlocked() -> Bool {
+        guard configuration.deadlockDetection, !closed.load(ordering: .relaxed) else { return false }
+        guard idle.sleeping.load(ordering: .acquiring) == workers.count else { return false }
+        guard !hasVisibleWork(), earliestDeadline() == Int64.max else { return false }
+        return waitersLock.withLock { !externalWaiters.isEmpty }
+    }
+
+    /// Changes whenever anything runs, is spawned or is woken from outside.
+    func activityEpoch() -> Int {
+        var sum = externalSpawns.load(ordering: .relaxed) &+ externalWakes.load(ordering: .relaxed)
+        for w in workers {
+            sum &+= w.switchCount.load(ordering: .relaxed) &+ w.spawnedCount.load(ordering: .relaxed)
+        }
+        return sum
+    }
+
+    func reportDeadlock() {
+        var entries: [DeadlockReport.Entry] = []
+        registry.forEach { f in
+            if f.state == .parked {
+                entries.append(.init(thread: GreenThread.ID(rawValue: f.id), waitingFor: f.waitReason.description))
+            }
+        }
+        entries.sort { $0.thread.rawValue < $1.thread.rawValue }
+        let report = DeadlockReport(blocked: entries)
+        let wakers: [Waker] = waitersLock.withLock {
+            lastDeadlock = report
+            return Array(externalWaiters.values)
+        }
+        for w in wakers { w.wake(.deadlock) }
+    }
+
+    // MARK: Cancellation
+
+    /// Sets the flag and ends a cancellable wait the thread is parked in.
+    func cancel(_ fiber: Fiber) {
+        fiber.cancelled.store(true, ordering: .sequentiallyConsistent)
+        // Pairs with the waiter's arm-then-check in `Park`: either it sees
+        // the flag, or we see its armed ticket here.
+        if fiber.cancellableWait.load(ordering: .sequentiallyConsistent),
+           let ticket = fiber.armedTicket {
+            Waker(target: fiber, ticket: ticket).wake(.cancelled)
+        }
+    }
+
+    // MARK: Shutdown
+
+    /// 1. Refuse work from outside. 2. Cancel every green thread and end
+    /// its wait, so each unwinds through its own code (defers run, stacks
+    /// come back). 3. Once none is left, or the grace period ends, stop and
+    /// join the workers. 4. Unmap every stack.
+    func shutdown() {
+        shutdownLock.lock()
+        defer { shutdownLock.unlock() }
+        if shutdownDone.load(ordering: .acquiring) { return }
+        precondition(localWorker == nil,
+                     "GreenThreads: shutdown called from one of the runtime's own green threads")
+        closed.store(true, ordering: .sequentiallyConsistent)
+        let grace = configuration.shutdownGracePeriod
+        let deadline = gt_now_ns() + Int64(grace.components.seconds) * 1_000_000_000
+            + Int64(grace.components.attoseconds / 1_000_000_000)
+        while registry.count > 0 && gt_now_ns() < deadline {
+            registry.forEach { cancel($0) }
+            for w in workers { for waker in w.timers.drainAll() { waker.wake(.cancelled) } }
+            var spins = 0
+            while registry.count > 0 && spins < 20 && gt_now_ns() < deadline {
+                var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
+                nanosleep(&ts, nil)
+                spins += 1
+            }
+        }
+        stopping.store(true, ordering: .sequentiallyConsistent)
+        idle.wakeAll()
+        var abandoned = 0
+        registry.forEach { f in
+            abandoned += 1
+            // A green thread that ignored cancellation: free its stack
+            // unless a stuck worker is still running on it.
+            if f.state != .running { 
+                var s = f.takeStack()
+                if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
+            }
+        }
+        if abandoned > 0 {
+            gt_write_stderr("GreenThreads: shutdown abandoned \(abandoned) green thread(s) that ignored cancellation\n")
+        }
+        for w in workers {
+            if w.local.pointee.current == nil || abandoned == 0 { gt_thread_join(w.thread) }
+        }
+        for w in workers {
+            w.local.pointee.stacks.removeAll { s in
+                gt_stack_free(&s)
+                stacksMapped.subtract(1, ordering: .relaxed)
+            }
+        }
+        for var s in sharedStacks.removeAll() {
+            gt_stack_free(&s)
+            stacksMapped.subtract(1, ordering: .relaxed)
+        }
+        shutdownDone.store(true, ordering: .releasing)
+    }
+
+    var isShutDown: Bool { shutdownDone.load(ordering: .acquiring) }
+
+    // MARK: Errors nobody joined
+
+    func reportUnhandled(_ error: any Error, thread id: UInt64) {
+        if let handler = configuration.unhandledErrorHandler {
+            handler(GreenThread.ID(rawValue: id), error)
+        } else {
+            gt_write_stderr("GreenThreads: green thread #\(id) failed and was never joined: \(error)\n")
+        }
+    }
+
+    // MARK: Statistics
+
+    var stats: RuntimeStats {
+        var s = RuntimeStats()
+        s.workers = workers.count
+        for w in workers {
+            s.spawned += w.spawnedCount.load(ordering: .relaxed)
+            s.completed += w.completedCount.load(ordering: .relaxed)
+            s.steals += w.stealCount.load(ordering: .relaxed)
+            s.parks += w.parkCount.load(ordering: .relaxed)
+            s.switches += w.switchCount.load(ordering: .relaxed)
+        }
+        s.spawned += externalSpawns.load(ordering: .relaxed)
+        s.live = registry.count
+        s.stacksMapped = stacksMapped.load(ordering: .relaxed)
+        s.numaNodes = topology.nodeCount
+        return s
+    }
+}
+
+private let workerMain: @convention(c) (UnsafeMutableRawPointer?) -> Void = { arg in
+    let worker = Unmanaged<Worker>.fromOpaque(arg!).takeRetainedValue()
+    worker.runLoop()
+}

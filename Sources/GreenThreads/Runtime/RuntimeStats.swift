@@ -1,0 +1,30 @@
+/// A snapshot of a runtime's counters. Values are summed from per-worker
+/// counters without stopping the workers, so fields are each exact but not
+/// taken at one instant.
+public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
+    /// Green threads started.
+    public var spawned = 0
+    /// Green threads whose body returned or threw.
+    public var completed = 0
+    /// Green threads alive now (started, not yet finished).
+    public var live = 0
+    /// Green threads taken from another worker's queue.
+    public var steals = 0
+    /// Times a worker went to sleep for lack of work.
+    public var parks = 0
+    /// Switches away from a green thread (yields, parks, exits).
+    public var switches = 0
+    /// Stacks currently mapped (running, parked or pooled).
+    public var stacksMapped = 0
+    /// Worker threads.
+    public var workers = 0
+    /// NUMA nodes the workers are grouped into.
+    public var numaNodes = 0
+
+    public init() {}
+
+    public var description: String {
+        "spawned \(spawned), completed \(completed), live \(live), steals \(steals), parks \(parks), "
+            + "switches \(switches), stacks \(stacksMapped), workers \(workers), nodes \(numaNodes)"
+    }
+}

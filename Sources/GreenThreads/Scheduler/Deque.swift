@@ -1,0 +1,124 @@
+import Synchronization
+
+/// A bounded Chase–Lev work-stealing deque of green threads.
+///
+/// The owning worker pushes and pops at the bottom (LIFO, so fork-join work
+/// stays cache-hot); any worker, the owner included, steals from the top
+/// (FIFO, so thieves take the oldest and usually largest piece of work).
+/// Memory orderings follow Lê, Pop, Cohen and Zappa Nardelli, "Correct and
+/// Efficient Work-Stealing for Weak Memory Models" (PPoPP 2013), with the
+/// buffer fixed in size: when it is full the owner spills half of it to the
+/// injection queue instead of growing, so no buffer is ever reclaimed under
+/// a thief's feet.
+///
+/// Elements are `Unmanaged<Fiber>` bit patterns; the deque owns no retain.
+final class WorkStealingDeque: @unchecked Sendable {
+    static let capacity = 256
+    private static let mask = capacity - 1
+
+    /// Next slot to steal. Advanced by thieves (and the owner's last-item
+    /// pop) with a CAS; never decreases, so a stale value is never ABA.
+    private let top = Atomic<Int>(0)
+    /// Next free slot. Written only by the owner, read by thieves.
+    private let bottom = Atomic<Int>(0)
+    private let slots: UnsafeMutablePointer<Atomic<UInt>>
+
+    init() {
+        slots = .allocate(capacity: Self.capacity)
+        for i in 0..<Self.capacity { (slots + i).initialize(to: Atomic(0)) }
+    }
+
+    deinit {
+        slots.deinitialize(count: Self.capacity)
+        slots.deallocate()
+    }
+
+    /// Owner only. Returns false when full (the caller spills).
+    @inline(__always)
+    func push(_ item: UInt) -> Bool {
+        let b = bottom.load(ordering: .relaxed)
+        // A stale `top` only understates free room: the check is conservative.
+        let t = top.load(ordering: .acquiring)
+        if b &- t >= Self.capacity { return false }
+        slots[b & Self.mask].store(item, ordering: .relaxed)
+        // Release: the slot's contents happen-before a thief that reads the
+        // new bottom with acquire.
+        atomicMemoryFence(ordering: .releasing)
+        bottom.store(b &+ 1, ordering: .relaxed)
+        return true
+    }
+
+    /// Owner only: the most recently pushed item.
+    @inline(__always)
+    func pop() -> UInt? {
+        let b = bottom.load(ordering: .relaxed) &- 1
+        bottom.store(b, ordering: .relaxed)
+        // StoreLoad: the bottom we just claimed must be visible to thieves
+        // before we read top, or a thief and the owner could both take the
+        // last item. Only a full fence orders a store before a later load.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let t = top.load(ordering: .relaxed)
+        if t > b {
+            bottom.store(b &+ 1, ordering: .relaxed)  // was empty; undo
+            return nil
+        }
+        let item = slots[b & Self.mask].load(ordering: .relaxed)
+        if t == b {
+            // The last item: race the thieves for it on top.
+            let won = top.compareExchange(
+                expected: t, desired: t &+ 1,
+                successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed
+            ).exchanged
+            bottom.store(b &+ 1, ordering: .relaxed)
+            return won ? item : nil
+        }
+        return item
+    }
+
+    enum Steal {
+        case empty
+        case retry  // lost a race; the deque may still hold work
+        case success(UInt)
+    }
+
+    /// Any thread: the oldest item.
+    @inline(__always)
+    func steal() -> Steal {
+        let t = top.load(ordering: .acquiring)
+        // Pairs with the fence in pop(): either we see the owner's
+        // decremented bottom, or the owner sees our advanced top.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let b = bottom.load(ordering: .acquiring)
+        if t >= b { return .empty }
+        // Read before the CAS: once top moves past t the owner may reuse
+        // the slot. A value read from a slot we then fail to claim is dropped.
+        let item = slots[t & Self.mask].load(ordering: .relaxed)
+        guard top.compareExchange(
+            expected: t, desired: t &+ 1,
+            successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed
+        ).exchanged else { return .retry }
+        return .success(item)
+    }
+
+    /// Any thread: steals until an item is won or the deque is seen empty.
+    @inline(__always)
+    func stealOne() -> UInt? {
+        while true {
+            switch steal() {
+            case .success(let item): return item
+            case .empty: return nil
+            case .retry: continue
+            }
+        }
+    }
+
+    /// Approximate number of items (exact when called by the owner with no
+    /// thief active). For heuristics and tests only.
+    var count: Int {
+        let b = bottom.load(ordering: .relaxed)
+        let t = top.load(ordering: .relaxed)
+        return max(0, b &- t)
+    }
+
+    var isEmpty: Bool { count == 0 }
+}

@@ -1,0 +1,102 @@
+import CContext
+import Synchronization
+
+/// Coordinates idle workers: who is spinning (looking for work to steal),
+/// who is asleep, and whom to wake when work appears.
+///
+/// The protocol is Go's "spinning M" scheme. Waking a worker for every new
+/// green thread would thrash; waking none loses work. So:
+///
+/// * A submitter publishes work, issues a full fence, and then wakes one
+///   sleeper only if *no* worker is spinning (`spinning` 0 → 1 by CAS, so
+///   concurrent submitters wake at most one between them). A woken worker
+///   starts out spinning; when it finds work it stops spinning and, if it
+///   was the last spinner, wakes the next one: wake-ups ramp up one at a
+///   time while there is work to find.
+/// * A worker going to sleep first enters the sleeper list, then stops
+///   spinning (full fence), then re-checks every queue. A submitter whose
+///   fence came after our decrement sees `spinning == 0` and a sleeper to
+///   wake; one whose fence came before it published work that our re-check
+///   sees. Either way the work is not stranded (see docs/ARCHITECTURE.md).
+/// * At most half of the busy workers spin at once: beyond that, more
+///   spinners only fight over the same cache lines.
+final class Idle: @unchecked Sendable {
+    let spinning = Atomic<Int>(0)
+    let sleeping = Atomic<Int>(0)
+    private let lock = SpinLock()
+    private var sleepers: [Worker] = []
+    private let workerCount: Int
+
+    init(workerCount: Int) {
+        self.workerCount = workerCount
+        sleepers.reserveCapacity(workerCount)
+    }
+
+    /// May the caller start spinning? (Go: 2*nmspinning < nprocs - npidle.)
+    func tryStartSpinning() -> Bool {
+        let s = spinning.load(ordering: .relaxed)
+        if 2 * s >= workerCount - sleeping.load(ordering: .relaxed) { return false }
+        spinning.add(1, ordering: .sequentiallyConsistent)
+        return true
+    }
+
+    /// Stops spinning. Returns true if the caller was the last spinner.
+    func stopSpinning() -> Bool {
+        spinning.subtract(1, ordering: .sequentiallyConsistent).newValue == 0
+    }
+
+    /// Called after publishing work. Wakes one sleeper if nobody is looking.
+    @inline(__always)
+    func notifyWork() {
+        // StoreLoad: our published work must be visible before we read
+        // `spinning`; pairs with the fence in `Worker.parkIdle`.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if spinning.load(ordering: .relaxed) != 0 || sleeping.load(ordering: .relaxed) == 0 { return }
+        wakeOne()
+    }
+
+    private func wakeOne() {
+        guard spinning.compareExchange(
+            expected: 0, desired: 1, ordering: .sequentiallyConsistent
+        ).exchanged else { return }
+        lock.lock()
+        let worker = sleepers.popLast()
+        if worker != nil { sleeping.subtract(1, ordering: .relaxed) }
+        lock.unlock()
+        if let worker {
+            // The spinning count we took is now the woken worker's.
+            gt_parker_unpark(worker.parker)
+        } else {
+            _ = spinning.subtract(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    func addSleeper(_ worker: Worker) {
+        lock.lock()
+        sleepers.append(worker)
+        sleeping.add(1, ordering: .sequentiallyConsistent)
+        lock.unlock()
+    }
+
+    /// Takes the caller back out of the sleeper list. Returns false if a
+    /// notifier already took it out, in which case an unpark (and a
+    /// spinning count) is on its way to the caller.
+    func removeSleeper(_ worker: Worker) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let i = sleepers.firstIndex(where: { $0 === worker }) else { return false }
+        sleepers.remove(at: i)
+        sleeping.subtract(1, ordering: .relaxed)
+        return true
+    }
+
+    /// Shutdown: wake everyone, without handing out spinning counts.
+    func wakeAll() {
+        lock.lock()
+        let all = sleepers
+        sleepers.removeAll()
+        sleeping.store(0, ordering: .relaxed)
+        lock.unlock()
+        for w in all { gt_parker_unpark(w.parker) }
+    }
+}

@@ -1,0 +1,54 @@
+import Synchronization
+
+/// The injection queue: work that arrives from outside a worker (a plain OS
+/// thread spawning or waking a green thread) and the overflow of a full
+/// local deque. One per NUMA node, so a node's workers drain their own
+/// node's injector first.
+///
+/// An intrusive FIFO under a spin lock: pushes and pops are rare next to
+/// local-deque traffic, and `length` lets idle workers look without locking.
+final class Injector: @unchecked Sendable {
+    private let lock = SpinLock()
+    private var head: Unmanaged<Fiber>?
+    private var tail: Unmanaged<Fiber>?
+    /// Read without the lock as a hint; exact under it.
+    private let length = Atomic<Int>(0)
+
+    var isEmpty: Bool { length.load(ordering: .acquiring) == 0 }
+    var count: Int { length.load(ordering: .relaxed) }
+
+    func push(_ fiber: Unmanaged<Fiber>) {
+        fiber.takeUnretainedValue().queueNext = nil
+        lock.lock()
+        if let tail { tail.takeUnretainedValue().queueNext = fiber } else { head = fiber }
+        tail = fiber
+        length.add(1, ordering: .releasing)
+        lock.unlock()
+    }
+
+    /// Pushes a chain already linked through `queueNext`, ending at `last`.
+    func pushBatch(first: Unmanaged<Fiber>, last: Unmanaged<Fiber>, count: Int) {
+        last.takeUnretainedValue().queueNext = nil
+        lock.lock()
+        if let tail { tail.takeUnretainedValue().queueNext = first } else { head = first }
+        tail = last
+        length.add(count, ordering: .releasing)
+        lock.unlock()
+    }
+
+    func pop() -> Unmanaged<Fiber>? {
+        if isEmpty { return nil }
+        lock.lock()
+        guard let first = head else {
+            lock.unlock()
+            return nil
+        }
+        let fiber = first.takeUnretainedValue()
+        head = fiber.queueNext
+        if head == nil { tail = nil }
+        fiber.queueNext = nil
+        length.subtract(1, ordering: .relaxed)
+        lock.unlock()
+        return first
+    }
+}

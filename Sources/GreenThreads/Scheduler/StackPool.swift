@@ -1,0 +1,110 @@
+import CContext
+import Synchronization
+
+/// Recycles green stacks so that spawning never maps memory in the steady
+/// state (a fresh mapping costs microseconds; a pooled one, nanoseconds).
+///
+/// Each worker keeps a LIFO of stacks (the most recently used are the
+/// warmest in cache). A worker whose pool grows past `spillAt` moves half
+/// to the shared pool, and one that runs dry refills from it, so stacks
+/// follow the work when green threads start on one worker and end on
+/// another. An idle worker returns the memory of all but `warmCount` of its
+/// stacks to the kernel (`madvise`), keeping the mappings.
+struct StackPool: ~Copyable {
+    static let warmCount = 64
+    static let spillAt = 8192
+    static let refillBatch = 64
+
+    private var items: UnsafeMutablePointer<gt_stack>
+    private var capacity: Int
+    private(set) var count = 0
+    /// Entries below this index were discarded since they were pooled.
+    private var cleanBelow = 0
+
+    init() {
+        capacity = 256
+        items = .allocate(capacity: capacity)
+    }
+
+    deinit { items.deallocate() }
+
+    @inline(__always)
+    mutating func take() -> gt_stack? {
+        if count == 0 { return nil }
+        count -= 1
+        if cleanBelow > count { cleanBelow = count }
+        return items[count]
+    }
+
+    @inline(__always)
+    mutating func put(_ stack: gt_stack) {
+        if count == capacity { grow() }
+        items[count] = stack
+        count += 1
+    }
+
+    private mutating func grow() {
+        let bigger = UnsafeMutablePointer<gt_stack>.allocate(capacity: capacity * 2)
+        bigger.moveInitialize(from: items, count: count)
+        items.deallocate()
+        items = bigger
+        capacity *= 2
+    }
+
+    /// Hands the oldest half to `shared`.
+    mutating func spillHalf(into shared: SharedStackPool) {
+        let half = count / 2
+        shared.put(UnsafeBufferPointer(start: items, count: half))
+        (items).update(from: items + half, count: count - half)
+        count -= half
+        cleanBelow = max(0, cleanBelow - half)
+    }
+
+    /// Returns the pages of the stacks beyond the warm set to the kernel.
+    mutating func trim() {
+        let keep = count - Self.warmCount
+        if keep <= cleanBelow { return }
+        for i in cleanBelow..<keep { gt_stack_discard(items + i) }
+        cleanBelow = keep
+    }
+
+    mutating func removeAll(_ body: (inout gt_stack) -> Void) {
+        for i in 0..<count { body(&items[i]) }
+        count = 0
+        cleanBelow = 0
+    }
+}
+
+/// The pool shared by all workers, for stacks that migrated.
+final class SharedStackPool: @unchecked Sendable {
+    private let lock = SpinLock()
+    private var items: [gt_stack] = []
+
+    func put(_ stacks: UnsafeBufferPointer<gt_stack>) {
+        lock.withLock { items.append(contentsOf: stacks) }
+    }
+
+    func put(_ stack: gt_stack) {
+        lock.withLock { items.append(stack) }
+    }
+
+    func take(upTo n: Int, into pool: inout StackPool) -> Bool {
+        lock.lock()
+        let k = min(n, items.count)
+        for _ in 0..<k { pool.put(items.removeLast()) }
+        lock.unlock()
+        return k > 0
+    }
+
+    func take() -> gt_stack? {
+        lock.withLock { items.popLast() }
+    }
+
+    func removeAll() -> [gt_stack] {
+        lock.withLock {
+            let all = items
+            items.removeAll()
+            return all
+        }
+    }
+}

@@ -1,0 +1,381 @@
+import CContext
+import Synchronization
+
+/// What the code that resumes after a switch must do for the green thread
+/// that just left the CPU. It cannot do these itself: until the switch has
+/// saved its registers, another worker must not be able to resume it, and
+/// a finished thread cannot free the stack it is standing on.
+enum PendingAction: UInt8 {
+    case none
+    case requeue  // yield: back on the local deque
+    case park     // commit the park (or queue it, if woken meanwhile)
+    case retire   // finished: recycle the stack, drop the scheduler's +1
+}
+
+/// State only the worker's own OS thread touches. Kept in raw memory, not
+/// in class properties: class `var`s pay a dynamic exclusivity check on
+/// every access, and this is read on every switch.
+struct WorkerLocal: ~Copyable {
+    var current: Unmanaged<Fiber>?
+    var pending: PendingAction = .none
+    var pendingFiber: Unmanaged<Fiber>?
+    var tick: UInt32 = 0
+    var rng: FastRandom
+    var isSpinning = false
+    var nextLocalID: UInt64 = 0
+    var stacks = StackPool()
+    /// The worker thread's own stack: where the scheduling loop runs.
+    var schedulerContext = gt_context()
+}
+
+/// One OS thread that runs green threads: its deque, its "run next" slot,
+/// its timers, its stack pool and its parking word.
+final class Worker: @unchecked Sendable {
+    let index: Int
+    let node: Int
+    unowned(unsafe) let core: RuntimeCore
+    let local: UnsafeMutablePointer<WorkerLocal>
+    let deque = WorkStealingDeque()
+    /// The green thread woken most recently by this worker: run next, ahead
+    /// of the deque, so a producer and the consumer it wakes hand off without
+    /// a trip through the queue (Go's runnext, Tokio's LIFO slot). Thieves
+    /// may take it when the deque is empty.
+    let runNext = Atomic<UInt>(0)
+    let timers = TimerHeap()
+    let parker: UnsafeMutablePointer<gt_parker>
+    var thread: UInt64 = 0
+
+    // Counters, written only by this worker (plain load+store), read by anyone.
+    let spawnedCount = Atomic<Int>(0)
+    let completedCount = Atomic<Int>(0)
+    let stealCount = Atomic<Int>(0)
+    let parkCount = Atomic<Int>(0)
+    let switchCount = Atomic<Int>(0)
+
+    /// Every 61st pick serves the injection queue first and every 31st the
+    /// oldest local item, so neither can starve behind a LIFO hot loop.
+    static let injectorTick: UInt32 = 61
+    static let fairnessTick: UInt32 = 31
+
+    init(index: Int, node: Int, core: RuntimeCore, seed: UInt64) {
+        self.index = index
+        self.node = node
+        self.core = core
+        local = .allocate(capacity: 1)
+        local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed)))
+        gt_context_init_base(&local.pointee.schedulerContext)
+        parker = .allocate(capacity: 1)
+        gt_parker_init(parker)
+    }
+
+    deinit {
+        local.deinitialize(count: 1)
+        local.deallocate()
+        parker.deallocate()
+    }
+
+    @inline(__always)
+    static func bump(_ counter: borrowing Atomic<Int>) {
+        counter.store(counter.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+    }
+
+    // MARK: Current worker
+
+    /// The worker running the calling code, if any. Read through an
+    /// out-of-line C call each time: after a switch the caller may be on
+    /// another thread.
+    @inline(__always)
+    static var current: Worker? {
+        guard let raw = gt_current_worker() else { return nil }
+        return Unmanaged<Worker>.fromOpaque(raw).takeUnretainedValue()
+    }
+
+    // MARK: Local queue
+
+    /// Queues a runnable green thread on this worker (owner only).
+    @inline(__always)
+    func pushLocal(_ fiber: Unmanaged<Fiber>) {
+        let bits = UInt(bitPattern: fiber.toOpaque())
+        if !deque.push(bits) { spill(bits) }
+    }
+
+    /// Puts a just-woken green thread in the run-next slot; whatever was
+    /// there moves to the deque, where thieves can see it.
+    @inline(__always)
+    func pushRunNext(_ fiber: Unmanaged<Fiber>) {
+        let old = runNext.exchange(UInt(bitPattern: fiber.toOpaque()), ordering: .acquiringAndReleasing)
+        if old != 0, !deque.push(old) { spill(old) }
+    }
+
+    /// The deque is full: move half of it (the oldest) and the new item to
+    /// the injection queue in one batch.
+    private func spill(_ bits: UInt) {
+        let first = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+        var last = first
+        var n = 1
+        for _ in 0..<(WorkStealingDeque.capacity / 2) {
+            guard let stolen = deque.stealOne() else { break }
+            let f = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: stolen)!)
+            last.takeUnretainedValue().queueNext = f
+            last = f
+            n += 1
+        }
+        core.injector(node).pushBatch(first: first, last: last, count: n)
+    }
+
+    @inline(__always)
+    private static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
+        Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+    }
+
+    /// The owner's fast pick: no stealing, no clock reads except at the
+    /// injector tick. Used on every switch.
+    @inline(__always)
+    func nextLocal() -> Unmanaged<Fiber>? {
+        local.pointee.tick &+= 1
+        let tick = local.pointee.tick
+        if tick % Self.injectorTick == 0 {
+            timers.fireExpired(now: gt_now_ns())
+            if let f = core.popInjected(preferring: node) { return f }
+        } else if tick % Self.fairnessTick == 0, let bits = deque.stealOne() {
+            return Self.fiber(bits)
+        }
+        if runNext.load(ordering: .relaxed) != 0 {
+            let bits = runNext.exchange(0, ordering: .acquiring)
+            if bits != 0 { return Self.fiber(bits) }
+        }
+        if let bits = deque.pop() { return Self.fiber(bits) }
+        return nil
+    }
+
+    // MARK: Switching
+
+    /// Leaves the running green thread with `action` pending and runs the
+    /// next local one directly (green-to-green, no trip through the
+    /// scheduler stack), or the scheduling loop when there is none.
+    /// Returns when the green thread is resumed, possibly on another worker.
+    @inline(__always)
+    func switchAway(_ action: PendingAction) {
+        let l = local
+        let from = l.pointee.current.unsafelyUnwrapped
+        l.pointee.pending = action
+        l.pointee.pendingFiber = from
+        Self.bump(switchCount)
+        if let next = nextLocal() {
+            l.pointee.current = next
+            let n = next.takeUnretainedValue()
+            n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
+            gt_context_transfer(from.takeUnretainedValue().context, n.context)
+        } else {
+            l.pointee.current = nil
+            gt_context_transfer(from.takeUnretainedValue().context, &l.pointee.schedulerContext)
+        }
+        Worker.finishSwitch()
+    }
+
+    /// Runs the action the previous green thread left behind. Called first
+    /// thing after every switch, on whichever worker we now are.
+    @inline(__always)
+    static func finishSwitch() {
+        let w = Worker.current.unsafelyUnwrapped
+        let l = w.local
+        let action = l.pointee.pending
+        if action == .none { return }
+        l.pointee.pending = .none
+        let f = l.pointee.pendingFiber.unsafelyUnwrapped
+        l.pointee.pendingFiber = nil
+        switch action {
+        case .requeue:
+            f.takeUnretainedValue().runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing)
+            w.pushLocal(f)
+        case .park:
+            let fiber = f.takeUnretainedValue()
+            // Release: the context the switch just saved is published to
+            // whoever readies the thread (their CAS acquires).
+            if !fiber.runState.compareExchange(
+                expected: Fiber.RunState.parking.rawValue, desired: Fiber.RunState.parked.rawValue,
+                successOrdering: .releasing, failureOrdering: .acquiring
+            ).exchanged {
+                // Woken while still switching out (wakePending): queue it now.
+                fiber.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing)
+                w.pushRunNext(f)
+                w.core.idle.notifyWork()
+            }
+        case .retire:
+            w.retire(f)
+        case .none:
+            break
+        }
+    }
+
+    /// Ends the running green thread: the last thing on its stack.
+    static func retireCurrent() -> Never {
+        let raw = gt_current_worker().unsafelyUnwrapped
+        // Guaranteed reference: no retain is taken in this frame, which is
+        // never returned to.
+        Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.switchAway(.retire) }
+        preconditionFailure("GreenThreads: a finished green thread was resumed")
+    }
+
+    private func retire(_ f: Unmanaged<Fiber>) {
+        let fiber = f.takeUnretainedValue()
+        fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
+        core.registry.remove(fiber)
+        recycle(fiber.takeStack())
+        Self.bump(completedCount)
+        f.release()  // the scheduler's reference, taken at spawn
+    }
+
+    // MARK: Stacks
+
+    func takeStack() -> gt_stack? {
+        if let s = local.pointee.stacks.take() { return s }
+        if core.sharedStacks.take(upTo: StackPool.refillBatch, into: &local.pointee.stacks) {
+            return local.pointee.stacks.take()
+        }
+        return nil
+    }
+
+    private func recycle(_ stack: gt_stack) {
+        local.pointee.stacks.put(stack)
+        if local.pointee.stacks.count > StackPool.spillAt {
+            local.pointee.stacks.spillHalf(into: core.sharedStacks)
+        }
+    }
+
+    // MARK: The scheduling loop
+
+    /// The worker thread's body: find a green thread, run it until it
+    /// switches back here, repeat; return when the runtime stops.
+    func runLoop() {
+        gt_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
+        if let cpu = core.topology.cpu(ofWorker: index), core.configuration.pinWorkers {
+            _ = gt_thread_pin(Int32(cpu))
+        }
+        let l = local
+        while let f = findRunnable() {
+            l.pointee.current = f
+            let fiber = f.takeUnretainedValue()
+            fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
+            gt_context_transfer(&l.pointee.schedulerContext, fiber.context)
+            Worker.finishSwitch()
+        }
+        gt_set_current_worker(nil)
+    }
+
+    /// Finds the next green thread to run, spinning and then sleeping when
+    /// there is none. Returns nil only when the runtime stops.
+    private func findRunnable() -> Unmanaged<Fiber>? {
+        while true {
+            if core.stopping.load(ordering: .acquiring) { return nil }
+            if let f = nextLocal() { return found(f) }
+            if timers.fireExpired(now: gt_now_ns()) > 0 { continue }
+            if let f = core.popInjected(preferring: node) { return found(f) }
+
+            if !local.pointee.isSpinning, core.idle.tryStartSpinning() {
+                local.pointee.isSpinning = true
+            }
+            if local.pointee.isSpinning {
+                for _ in 0..<3 {
+                    if let f = stealFromOthers() { return found(f) }
+                    if let f = core.popInjected(preferring: node) { return found(f) }
+                }
+                if core.fireRemoteTimers(now: gt_now_ns()) > 0 { continue }
+            }
+            parkIdle()
+        }
+    }
+
+    /// Leaves the spinning state on finding work; the last spinner out wakes
+    /// a replacement so that further work still gets found.
+    @inline(__always)
+    private func found(_ f: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
+        if local.pointee.isSpinning {
+            local.pointee.isSpinning = false
+            if core.idle.stopSpinning() { core.idle.notifyWork() }
+        }
+        return f
+    }
+
+    /// Steals from the other workers: this node's first, from a random
+    /// start; then the other nodes. Takes one to run and up to half of the
+    /// rest into the local deque.
+    private func stealFromOthers() -> Unmanaged<Fiber>? {
+        for group in core.topology.stealOrder(fromWorker: index) {
+            let n = group.count
+            if n == 0 { continue }
+            let start = local.pointee.rng.next(below: n)
+            for k in 0..<n {
+                let victim = core.workers[group[(start + k) % n]]
+                if victim === self { continue }
+                if let f = steal(from: victim) { return f }
+            }
+        }
+        return nil
+    }
+
+    private func steal(from victim: Worker) -> Unmanaged<Fiber>? {
+        guard let first = victim.deque.stealOne() else {
+            // An empty deque but a run-next slot: take that instead, so a
+            // green thread is never stranded behind a busy owner.
+            if victim.runNext.load(ordering: .relaxed) != 0 {
+                let bits = victim.runNext.exchange(0, ordering: .acquiring)
+                if bits != 0 {
+                    Self.bump(stealCount)
+                    return Self.fiber(bits)
+                }
+            }
+            return nil
+        }
+        Self.bump(stealCount)
+        var extra = victim.deque.count / 2
+        while extra > 0, let bits = victim.deque.stealOne() {
+            pushLocal(Self.fiber(bits))
+            extra -= 1
+        }
+        return Self.fiber(first)
+    }
+
+    /// Sleeps until notified of work or until the earliest timer anywhere.
+    private func parkIdle() {
+        let idle = core.idle
+        idle.addSleeper(self)
+        if local.pointee.isSpinning {
+            local.pointee.isSpinning = false
+            _ = idle.stopSpinning()
+        }
+        // StoreLoad: we are visible as a sleeper (and no longer spinning)
+        // before we look at the queues one last time; pairs with the fence
+        // in Idle.notifyWork.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let now = gt_now_ns()
+        if core.hasVisibleWork() || core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
+            leaveSleepers()
+            return
+        }
+        local.pointee.stacks.trim()
+        Self.bump(parkCount)
+        let deadline = core.earliestDeadline()
+        var timeout: Int64 = deadline == Int64.max ? -1 : max(0, deadline - now)
+        let watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
+        if watchingForDeadlock { timeout = RuntimeCore.deadlockConfirmNanos }
+        let epoch = core.activityEpoch()
+        if gt_parker_park(parker, timeout) {
+            // A notifier took us out of the list and gave us its spinning count.
+            local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
+            return
+        }
+        if watchingForDeadlock, core.mayBeDeadlocked(), core.activityEpoch() == epoch {
+            core.reportDeadlock()
+        }
+        leaveSleepers()
+    }
+
+    private func leaveSleepers() {
+        if core.idle.removeSleeper(self) { return }
+        // A notifier claimed us concurrently: consume its unpark and take
+        // over the spinning count it handed us.
+        while !gt_parker_park(parker, -1) {}
+        local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
+    }
+}

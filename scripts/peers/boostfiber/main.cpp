@@ -1,0 +1,287 @@
+// Boost.Fiber / Boost.Context peer for the GreenThreads benchmarks.
+//
+// Fibers are Boost's green threads; the number of OS threads running the
+// work_stealing scheduler is the worker count. The `switch` benchmark also
+// reports a raw Boost.Context ping-pong (peer=boostcontext): no scheduler at
+// all, just the register save/restore - the floor any green-thread switch
+// can approach.
+//
+// Usage: boostfiber-peer [switch|spawn|fib|skew ...] [--workers 1,2]
+// Prints: RESULT peer=<boostfiber|boostcontext> benchmark=<name> workers=<n>
+//         value=<median> unit=<unit>
+#include <boost/context/fiber.hpp>
+#include <boost/fiber/all.hpp>
+
+#include <malloc.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <latch>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace fibers = boost::fibers;
+namespace ctx = boost::context;
+using Clock = std::chrono::steady_clock;
+
+constexpr long kSwitchYields = 10'000'000;  // total over both fibers
+constexpr long kSpawnTotal = 1'000'000;
+constexpr long kSpawnBatch = 10'000;
+constexpr int kFibN = 27;
+constexpr int kFibExpected = 196418;
+constexpr int kSkewTasks = 10'000;
+constexpr int kSkewIters = 50'000;  // ~50 us of dependent xorshift work
+
+static double since_ns(Clock::time_point start) {
+    return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
+}
+
+// Runs the calling thread plus (workers - 1) helper threads under the
+// work_stealing algorithm for as long as the Pool lives.
+//
+// work_stealing keeps a process-wide table of schedulers sized on first use,
+// so a process can only ever use one worker count: main() forks a fresh
+// child per measurement for that reason.
+class Pool {
+public:
+    explicit Pool(unsigned workers) : ready_(workers) {
+        for (unsigned i = 1; i < workers; ++i) {
+            helpers_.emplace_back([this, workers] {
+                join_scheduler(workers);
+                // Park this thread's main fiber; while it waits, the thread's
+                // dispatcher keeps stealing and running fibers.
+                std::unique_lock<fibers::mutex> lk(mtx_);
+                cnd_.wait(lk, [this] { return done_; });
+            });
+        }
+        join_scheduler(workers);
+    }
+
+    ~Pool() {
+        {
+            std::unique_lock<fibers::mutex> lk(mtx_);
+            done_ = true;
+        }
+        cnd_.notify_all();
+        for (auto& t : helpers_) t.join();
+    }
+
+private:
+    void join_scheduler(unsigned workers) {
+        // suspend=false: idle threads keep polling for work to steal. With
+        // suspend=true a sleeping thread is only woken for fibers made ready
+        // from another thread, so freshly spawned fibers would never be
+        // stolen by it.
+        fibers::use_scheduling_algorithm<fibers::algo::work_stealing>(workers, false);
+        // A thief picks random victims from the shared table, so no thread
+        // may schedule before every thread has registered. A plain thread
+        // latch (not a fiber one) blocks without entering the scheduler.
+        ready_.arrive_and_wait();
+    }
+
+    std::latch ready_;
+    std::vector<std::thread> helpers_;
+    fibers::mutex mtx_;
+    fibers::condition_variable cnd_;
+    bool done_ = false;
+};
+
+// --- benchmarks; each returns one measurement --------------------------------
+
+// Two fibers on one thread (default round_robin scheduler) yielding to each
+// other: every yield is one scheduler switch.
+static double bench_switch() {
+    auto body = [] {
+        for (long i = 0; i < kSwitchYields / 2; ++i) boost::this_fiber::yield();
+    };
+    auto start = Clock::now();
+    fibers::fiber a(body), b(body);
+    a.join();
+    b.join();
+    return since_ns(start) / kSwitchYields;
+}
+
+// Raw Boost.Context ping-pong: each loop iteration is two one-way switches.
+static double bench_context_switch() {
+    constexpr long rounds = kSwitchYields / 2;
+    ctx::fiber peer([](ctx::fiber&& caller) {
+        for (long i = 0; i < rounds; ++i) caller = std::move(caller).resume();
+        return std::move(caller);
+    });
+    auto start = Clock::now();
+    for (long i = 0; i <= rounds; ++i) peer = std::move(peer).resume();
+    // rounds+1 resumes into peer, rounds+1 back out (the last one is its return).
+    return since_ns(start) / (2.0 * (rounds + 1));
+}
+
+// Spawn a batch of empty fibers, then join the whole batch.
+static double bench_spawn() {
+    std::vector<fibers::fiber> batch;
+    batch.reserve(kSpawnBatch);
+    auto start = Clock::now();
+    for (long b = 0; b < kSpawnTotal / kSpawnBatch; ++b) {
+        for (long i = 0; i < kSpawnBatch; ++i) batch.emplace_back([] {});
+        for (auto& f : batch) f.join();
+        batch.clear();
+    }
+    return since_ns(start) / kSpawnTotal;
+}
+
+// One fiber per call; the result slot lives on the parent's stack, which is
+// safe because the parent joins before returning. (fibers::async would add a
+// promise/future allocation per call that the other peers don't pay.)
+static int fib(int n) {
+    if (n < 2) return n;
+    int a = 0;
+    fibers::fiber h([&a, n] { a = fib(n - 1); });
+    int b = fib(n - 2);
+    h.join();
+    return a + b;
+}
+
+static double bench_fib() {
+    auto start = Clock::now();
+    int r = fib(kFibN);
+    double ms = since_ns(start) / 1e6;
+    if (r != kFibExpected) {
+        std::fprintf(stderr, "fib(%d) = %d, want %d\n", kFibN, r, kFibExpected);
+        std::exit(1);
+    }
+    return ms;
+}
+
+// Dependent xorshift64 chain folded into an accumulator: cannot be
+// vectorized, and the result is stored so it cannot be dropped.
+static std::uint64_t spin(std::uint64_t seed) {
+    std::uint64_t x = seed | 1, acc = 0;
+    for (int i = 0; i < kSkewIters; ++i) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        acc += x;
+    }
+    return acc;
+}
+
+// All tasks are spawned by the main fiber, so other workers only get work by
+// stealing it.
+static double bench_skew() {
+    std::vector<std::uint64_t> results(kSkewTasks);
+    std::vector<fibers::fiber> tasks;
+    tasks.reserve(kSkewTasks);
+    auto start = Clock::now();
+    for (int i = 0; i < kSkewTasks; ++i)
+        tasks.emplace_back([&results, i] { results[i] = spin(i); });
+    for (auto& t : tasks) t.join();
+    double ms = since_ns(start) / 1e6;
+    std::uint64_t sum = 0;
+    for (auto r : results) sum += r;
+    if (sum == 0) std::fprintf(stderr, "skew: zero checksum\n");  // consume
+    return ms;
+}
+
+// --- driver -------------------------------------------------------------------
+
+static int repeats() {
+    const char* s = std::getenv("REPEATS");
+    int n = s ? std::atoi(s) : 0;
+    return n > 0 ? n : 5;
+}
+
+static double median_of(const std::function<double()>& run) {
+    run();  // warm-up: fault in stacks and allocator arenas before timing
+    std::vector<double> v;
+    for (int i = 0, n = repeats(); i < n; ++i) v.push_back(run());
+    std::sort(v.begin(), v.end());
+    size_t n = v.size();
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
+static void report(const char* peer, const std::string& name, unsigned w, double value,
+                   const char* unit) {
+    std::printf("RESULT peer=%s benchmark=%s workers=%u value=%.3f unit=%s\n", peer,
+                name.c_str(), w, value, unit);
+    std::fflush(stdout);
+}
+
+// Runs one (benchmark, workers) measurement; called in a fresh child process.
+static void measure(const std::string& name, unsigned w) {
+    if (name == "switch") {
+        report("boostfiber", name, w, median_of(bench_switch), "ns/switch");
+        report("boostcontext", name, w, median_of(bench_context_switch), "ns/switch");
+        return;
+    }
+    Pool pool(w);
+    if (name == "spawn") report("boostfiber", name, w, median_of(bench_spawn), "ns/spawn");
+    if (name == "fib") report("boostfiber", name, w, median_of(bench_fib), "ms");
+    if (name == "skew") report("boostfiber", name, w, median_of(bench_skew), "ms");
+}
+
+int main(int argc, char** argv) {
+    // Fiber stacks (128 KiB, Boost's default fixedsize_stack) come from
+    // malloc. Left alone, glibc serves that size with mmap and hands freed
+    // memory back to the kernel after every batch, so the benchmarks would
+    // mostly time page faults. Go and GreenThreads reuse stacks; let glibc
+    // keep them too.
+    mallopt(M_MMAP_THRESHOLD, 1 << 20);
+    mallopt(M_TRIM_THRESHOLD, -1);  // -1: never trim
+    const std::vector<std::string> all = {"switch", "spawn", "fib", "skew"};
+    std::vector<std::string> names;
+    std::vector<unsigned> workers = {1, 2};
+    for (int i = 1; i < argc; ++i) {
+        std::string a = argv[i];
+        if (a == "--workers" && i + 1 < argc) {
+            workers.clear();
+            std::string list = argv[++i];
+            for (size_t p = 0; p <= list.size();) {
+                size_t q = list.find(',', p);
+                if (q == std::string::npos) q = list.size();
+                int n = std::atoi(list.substr(p, q - p).c_str());
+                if (n < 1) {
+                    std::fprintf(stderr, "bad worker list %s\n", list.c_str());
+                    return 2;
+                }
+                workers.push_back(n);
+                p = q + 1;
+            }
+        } else if (std::find(all.begin(), all.end(), a) != all.end()) {
+            names.push_back(a);
+        } else {
+            std::fprintf(stderr, "usage: %s [switch|spawn|fib|skew ...] [--workers 1,2]\n",
+                         argv[0]);
+            return 2;
+        }
+    }
+    if (names.empty()) names = all;
+
+    int status = 0;
+    for (const auto& name : names) {
+        for (unsigned w : workers) {
+            if (name == "switch" && w != 1) continue;  // single-worker benchmark
+            // The parent never starts a thread or fiber, so fork is safe.
+            pid_t pid = fork();
+            if (pid == 0) {
+                measure(name, w);
+                // Skip static destructors: the work_stealing table outlives
+                // this child's threads and is never meant to be torn down.
+                std::fflush(stdout);
+                _exit(0);
+            }
+            int st = 0;
+            waitpid(pid, &st, 0);
+            if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+                std::fprintf(stderr, "boostfiber-peer: %s workers=%u failed\n", name.c_str(), w);
+                status = 1;
+            }
+        }
+    }
+    return status;
+}

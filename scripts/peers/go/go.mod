@@ -1,0 +1,3 @@
+module greenthreads/peers/go
+
+go 1.19

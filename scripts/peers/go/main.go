@@ -1,0 +1,209 @@
+// Go peer for the GreenThreads benchmarks.
+//
+// Each workload mirrors the one gt-bench runs, so the numbers are comparable:
+// goroutines are Go's green threads and GOMAXPROCS is its worker count.
+//
+// Usage: go-peer [switch|spawn|fib|skew ...] [--workers 1,2]
+// Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
+package main
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+const (
+	switchYields = 10_000_000 // total yields over both goroutines
+	spawnTotal   = 1_000_000
+	spawnBatch   = 10_000
+	fibN         = 27
+	fibExpected  = 196418
+	skewTasks    = 10_000
+	skewIters    = 50_000 // ~50 µs of dependent xorshift work per task
+)
+
+// benchmark runs one measurement on n workers and returns its value.
+type benchmark struct {
+	unit string
+	run  func(workers int) float64
+	// onlyOne marks benchmarks defined for a single worker only.
+	onlyOne bool
+}
+
+var benchmarks = map[string]benchmark{
+	"switch": {"ns/switch", benchSwitch, true},
+	"spawn":  {"ns/spawn", benchSpawn, false},
+	"fib":    {"ms", benchFib, false},
+	"skew":   {"ms", benchSkew, false},
+}
+
+var order = []string{"switch", "spawn", "fib", "skew"}
+
+// benchSwitch: two goroutines on one P hand the CPU to each other with
+// Gosched, so every yield is one scheduler switch.
+func benchSwitch(int) float64 {
+	per := switchYields / 2
+	var wg sync.WaitGroup
+	wg.Add(2)
+	start := time.Now()
+	for g := 0; g < 2; g++ {
+		go func() {
+			for i := 0; i < per; i++ {
+				runtime.Gosched()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	return float64(time.Since(start).Nanoseconds()) / switchYields
+}
+
+// benchSpawn: spawn a batch of empty goroutines, then join the whole batch,
+// so spawn cost is measured with a bounded number alive at once.
+func benchSpawn(int) float64 {
+	start := time.Now()
+	for b := 0; b < spawnTotal/spawnBatch; b++ {
+		var wg sync.WaitGroup
+		wg.Add(spawnBatch)
+		for i := 0; i < spawnBatch; i++ {
+			go wg.Done()
+		}
+		wg.Wait()
+	}
+	return float64(time.Since(start).Nanoseconds()) / spawnTotal
+}
+
+// fib forks one goroutine per call; a buffered channel of one is Go's
+// natural "join handle carrying a result".
+func fib(n int) int {
+	if n < 2 {
+		return n
+	}
+	h := make(chan int, 1)
+	go func() { h <- fib(n - 1) }()
+	b := fib(n - 2)
+	return <-h + b
+}
+
+func benchFib(int) float64 {
+	start := time.Now()
+	r := fib(fibN)
+	elapsed := time.Since(start)
+	if r != fibExpected {
+		fmt.Fprintf(os.Stderr, "fib(%d) = %d, want %d\n", fibN, r, fibExpected)
+		os.Exit(1)
+	}
+	return float64(elapsed.Nanoseconds()) / 1e6
+}
+
+// spin is the skew task body: a dependent xorshift64 chain folded into an
+// accumulator, so the compiler can neither vectorize nor drop it.
+func spin(seed uint64) uint64 {
+	x, acc := seed|1, uint64(0)
+	for i := 0; i < skewIters; i++ {
+		x ^= x << 13
+		x ^= x >> 7
+		x ^= x << 17
+		acc += x
+	}
+	return acc
+}
+
+// benchSkew: all tasks are spawned by one goroutine, so with >1 worker the
+// others only get work by stealing it.
+func benchSkew(int) float64 {
+	results := make([]uint64, skewTasks)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		var wg sync.WaitGroup
+		wg.Add(skewTasks)
+		for i := 0; i < skewTasks; i++ {
+			i := i
+			go func() {
+				results[i] = spin(uint64(i))
+				wg.Done()
+			}()
+		}
+		wg.Wait()
+		close(done)
+	}()
+	<-done
+	elapsed := time.Since(start)
+	var sum uint64
+	for _, r := range results {
+		sum += r
+	}
+	if sum == 0 { // consume the results; never true in practice
+		fmt.Fprintln(os.Stderr, "skew: zero checksum")
+	}
+	return float64(elapsed.Nanoseconds()) / 1e6
+}
+
+func median(xs []float64) float64 {
+	sort.Float64s(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+func main() {
+	repeats := 5
+	if s := os.Getenv("REPEATS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil && n > 0 {
+			repeats = n
+		}
+	}
+	workers := []int{1, 2}
+	var names []string
+	args := os.Args[1:]
+	for i := 0; i < len(args); i++ {
+		switch a := args[i]; {
+		case a == "--workers" && i+1 < len(args):
+			i++
+			workers = nil
+			for _, w := range strings.Split(args[i], ",") {
+				n, err := strconv.Atoi(w)
+				if err != nil || n < 1 {
+					fmt.Fprintf(os.Stderr, "bad worker count %q\n", w)
+					os.Exit(2)
+				}
+				workers = append(workers, n)
+			}
+		case benchmarks[a].run != nil:
+			names = append(names, a)
+		default:
+			fmt.Fprintf(os.Stderr, "usage: go-peer [%s ...] [--workers 1,2]\n", strings.Join(order, "|"))
+			os.Exit(2)
+		}
+	}
+	if len(names) == 0 {
+		names = order
+	}
+
+	for _, name := range names {
+		b := benchmarks[name]
+		for _, w := range workers {
+			if b.onlyOne && w != 1 {
+				continue
+			}
+			runtime.GOMAXPROCS(w)
+			b.run(w) // warm-up: grow stacks, heap and Ps before timing
+			vals := make([]float64, repeats)
+			for r := range vals {
+				runtime.GC() // start each repeat from a quiet heap
+				vals[r] = b.run(w)
+			}
+			fmt.Printf("RESULT peer=go benchmark=%s workers=%d value=%.3f unit=%s\n",
+				name, w, median(vals), b.unit)
+		}
+	}
+}
