@@ -1,7 +1,15 @@
 import GreenThreads
-let rt = Runtime(workers: 2)
-let v = try rt.run { () -> Int in
-    let hs = (0..<10).map { i in go { i * 2 } }
-    return try joinAll(hs).reduce(0, +)
+import Synchronization
+struct Boom: Error {}
+let seen = Atomic<Int>(0)
+let rt = Runtime(configuration: .init(workers: 1, unhandledErrorHandler: { id, error in
+    print("handler", id, error)
+    seen.add(1, ordering: .relaxed)
+}))
+try rt.run {
+    for _ in 0..<3 { go { () throws -> Int in throw Boom() } }
+    GreenThread.sleep(for: .milliseconds(20))
 }
-print(v, rt.stats)
+print("after run", seen.load(ordering: .relaxed), rt.stats)
+rt.shutdown()
+print("after shutdown", seen.load(ordering: .relaxed))

@@ -66,11 +66,24 @@ class Fiber: WaitTarget, @unchecked Sendable {
         let top = UnsafeMutableRawPointer(stack.base!) + stack.size - contextSize
         context = top.bindMemory(to: gt_context.self, capacity: 1)
         super.init()
+        #if DEBUG
+        Fiber.liveObjects.add(1, ordering: .relaxed)
+        #endif
         gt_context_make(
             context, stack.base, stack.size - contextSize,
             fiberEntry, Unmanaged.passUnretained(self).toOpaque()
         )
     }
+
+    #if DEBUG
+    /// Fiber objects alive in the process: a leak check for tests (debug
+    /// builds only: a shared counter would cost every spawn a contended RMW).
+    static let liveObjects = Atomic<Int>(0)
+
+    deinit {
+        Fiber.liveObjects.subtract(1, ordering: .relaxed)
+    }
+    #endif
 
     /// Runs the body and records its outcome. Overridden by `TypedFiber`.
     func runBody() {}

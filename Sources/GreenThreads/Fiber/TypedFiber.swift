@@ -19,7 +19,9 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     }
 
     deinit {
-        if case .failure(let error)? = result, !observed.load(ordering: .relaxed) {
+        // A cancelled thread that unwound with CancellationError did what
+        // it was asked: not worth a report.
+        if case .failure(let error)? = result, !observed.load(ordering: .relaxed), !(error is CancellationError) {
             core.reportUnhandled(error, thread: id)
         }
     }

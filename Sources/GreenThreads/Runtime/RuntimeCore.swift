@@ -239,6 +239,9 @@ final class RuntimeCore: @unchecked Sendable {
                 spins += 1
             }
         }
+        // Stale timers (lazily deleted) still hold their green threads, and
+        // those hold this core: drop them so nothing outlives the runtime.
+        for w in workers { for waker in w.timers.drainAll() { waker.wake(.cancelled) } }
         stopping.store(true, ordering: .sequentiallyConsistent)
         idle.wakeAll()
         var abandoned = 0

@@ -130,8 +130,13 @@ final class Worker: @unchecked Sendable {
 
     /// The owner's fast pick: no stealing, no clock reads except at the
     /// injector tick. Used on every switch.
+    ///
+    /// A yield takes the *oldest* local item instead of the newest: the
+    /// yielder goes to the bottom, so taking from the bottom would hand the
+    /// CPU straight back and starve everything older (round-robin is what a
+    /// Go user expects of Gosched).
     @inline(__always)
-    func nextLocal() -> Unmanaged<Fiber>? {
+    func nextLocal(oldestFirst: Bool = false) -> Unmanaged<Fiber>? {
         local.pointee.tick &+= 1
         let tick = local.pointee.tick
         if tick % Self.injectorTick == 0 {
@@ -144,6 +149,7 @@ final class Worker: @unchecked Sendable {
             let bits = runNext.exchange(0, ordering: .acquiring)
             if bits != 0 { return Self.fiber(bits) }
         }
+        if oldestFirst, let bits = deque.stealOne() { return Self.fiber(bits) }
         if let bits = deque.pop() { return Self.fiber(bits) }
         return nil
     }
@@ -161,14 +167,20 @@ final class Worker: @unchecked Sendable {
         l.pointee.pending = action
         l.pointee.pendingFiber = from
         Self.bump(switchCount)
-        if let next = nextLocal() {
+        // Only raw pointers may be live across the transfer: when `from` is
+        // retiring, this frame is abandoned, and any retain held in it (even
+        // a temporary one for a property read) would leak that object.
+        let fromContext = from._withUnsafeGuaranteedRef { $0.context }
+        if let next = nextLocal(oldestFirst: action == .requeue) {
             l.pointee.current = next
-            let n = next.takeUnretainedValue()
-            n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
-            gt_context_transfer(from.takeUnretainedValue().context, n.context)
+            let toContext = next._withUnsafeGuaranteedRef { n in
+                n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
+                return n.context
+            }
+            gt_context_transfer(fromContext, toContext)
         } else {
             l.pointee.current = nil
-            gt_context_transfer(from.takeUnretainedValue().context, &l.pointee.schedulerContext)
+            gt_context_transfer(fromContext, &l.pointee.schedulerContext)
         }
         Worker.finishSwitch()
     }

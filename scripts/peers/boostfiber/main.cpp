@@ -38,7 +38,7 @@ constexpr long kSpawnBatch = 10'000;
 constexpr int kFibN = 27;
 constexpr int kFibExpected = 196418;
 constexpr int kSkewTasks = 10'000;
-constexpr int kSkewIters = 50'000;  // ~50 us of dependent xorshift work
+constexpr int kSkewIters = 50'000;  // dependent xorshift steps per task: ~50-100 us
 
 static double since_ns(Clock::time_point start) {
     return std::chrono::duration<double, std::nano>(Clock::now() - start).count();

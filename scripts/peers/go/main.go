@@ -25,13 +25,14 @@ const (
 	fibN         = 27
 	fibExpected  = 196418
 	skewTasks    = 10_000
-	skewIters    = 50_000 // ~50 µs of dependent xorshift work per task
+	skewIters    = 50_000 // dependent xorshift steps per task: ~50-100 µs
 )
 
-// benchmark runs one measurement on n workers and returns its value.
+// benchmark is one workload; run returns one measurement on the current
+// GOMAXPROCS.
 type benchmark struct {
 	unit string
-	run  func(workers int) float64
+	run  func() float64
 	// onlyOne marks benchmarks defined for a single worker only.
 	onlyOne bool
 }
@@ -47,7 +48,7 @@ var order = []string{"switch", "spawn", "fib", "skew"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
-func benchSwitch(int) float64 {
+func benchSwitch() float64 {
 	per := switchYields / 2
 	var wg sync.WaitGroup
 	wg.Add(2)
@@ -66,7 +67,7 @@ func benchSwitch(int) float64 {
 
 // benchSpawn: spawn a batch of empty goroutines, then join the whole batch,
 // so spawn cost is measured with a bounded number alive at once.
-func benchSpawn(int) float64 {
+func benchSpawn() float64 {
 	start := time.Now()
 	for b := 0; b < spawnTotal/spawnBatch; b++ {
 		var wg sync.WaitGroup
@@ -91,7 +92,7 @@ func fib(n int) int {
 	return <-h + b
 }
 
-func benchFib(int) float64 {
+func benchFib() float64 {
 	start := time.Now()
 	r := fib(fibN)
 	elapsed := time.Since(start)
@@ -115,26 +116,21 @@ func spin(seed uint64) uint64 {
 	return acc
 }
 
-// benchSkew: all tasks are spawned by one goroutine, so with >1 worker the
-// others only get work by stealing it.
-func benchSkew(int) float64 {
+// benchSkew: every task is spawned by one goroutine (main), so with >1
+// worker the others only get work by stealing it.
+func benchSkew() float64 {
 	results := make([]uint64, skewTasks)
 	start := time.Now()
-	done := make(chan struct{})
-	go func() {
-		var wg sync.WaitGroup
-		wg.Add(skewTasks)
-		for i := 0; i < skewTasks; i++ {
-			i := i
-			go func() {
-				results[i] = spin(uint64(i))
-				wg.Done()
-			}()
-		}
-		wg.Wait()
-		close(done)
-	}()
-	<-done
+	var wg sync.WaitGroup
+	wg.Add(skewTasks)
+	for i := 0; i < skewTasks; i++ {
+		i := i
+		go func() {
+			results[i] = spin(uint64(i))
+			wg.Done()
+		}()
+	}
+	wg.Wait()
 	elapsed := time.Since(start)
 	var sum uint64
 	for _, r := range results {
@@ -196,11 +192,11 @@ func main() {
 				continue
 			}
 			runtime.GOMAXPROCS(w)
-			b.run(w) // warm-up: grow stacks, heap and Ps before timing
+			b.run() // warm-up: grow stacks, heap and Ps before timing
 			vals := make([]float64, repeats)
 			for r := range vals {
 				runtime.GC() // start each repeat from a quiet heap
-				vals[r] = b.run(w)
+				vals[r] = b.run()
 			}
 			fmt.Printf("RESULT peer=go benchmark=%s workers=%d value=%.3f unit=%s\n",
 				name, w, median(vals), b.unit)

@@ -1,0 +1,149 @@
+// Waiter.swift: a parked operation (Go's sudog) and the intrusive FIFO list
+// that channels and the Sync primitives keep their waiters in.
+//
+// ## Ownership of a waiter
+//
+// A waiter object moves through three owners, and its mutable fields belong
+// to exactly one of them at a time:
+//
+// 1. Its *waiting thread*, which fills it in (the value it offers, if it
+//    sends) before queueing it.
+// 2. The *queue's lock* (a channel's or a primitive's SpinLock) while it is
+//    queued. Anyone holding that lock may unlink it.
+// 3. Whoever wins its `Waker`'s claim (see `Waker.claim`). A channel claims
+//    a waiter only while dequeuing it under the queue lock, so from then on
+//    the waiter is in no queue and the claimer alone may write its result
+//    fields. The claimer then calls `Waker.resume`, whose release (the
+//    fiber's run-state CAS or the futex word) hands the fields back to the
+//    waiting thread.
+//
+// A waiter whose wait ended some other way (cancellation, a timeout, another
+// select case) stays queued until its own thread, or a channel operation
+// that finds its claim dead, unlinks it under the queue lock.
+
+/// The two halves of `Waker.wake`, for hand-offs that must write into the
+/// waiter between winning the claim and resuming it.
+///
+/// A channel delivering a value must not write the receiver's slot before it
+/// knows the receiver is still waiting (it may have been cancelled, timed
+/// out, or have been taken by another case of its select), and must not
+/// resume it before the slot holds the value. So: claim, write, resume.
+extension Waker {
+    /// Wins this wait's claim without resuming the waiter. On success the
+    /// caller must call `resume` exactly once, after writing the results.
+    @inline(__always)
+    func claim() -> Bool {
+        // acquiring: we see everything the waiter wrote before arming and
+        // queueing; releasing: pairs with the waiter's own disarm.
+        target.claim.compareExchange(
+            expected: ticket, desired: ticket &+ 1,
+            successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
+        ).exchanged
+    }
+
+    /// Resumes a waiter whose claim the caller won. Never under a SpinLock:
+    /// readying a green thread may wake a sleeping worker (a futex call).
+    @inline(__always)
+    func resume(_ cause: WakeCause = .notified) {
+        target.cause = cause
+        target.resumeFromWait()
+    }
+
+    /// Whether `other` is a waker for the very same wait (a select's own
+    /// registration on another case).
+    @inline(__always)
+    func isSameWait(as other: Waker) -> Bool {
+        target === other.target && ticket == other.ticket
+    }
+}
+
+/// A node of a `WaiterList`. Every field is guarded by the lock of the list
+/// the node is on (see "Ownership of a waiter" above).
+protocol WaiterNode: AnyObject {
+    var waker: Waker? { get set }
+    var next: Self? { get set }
+    var prev: Self? { get set }
+    var isQueued: Bool { get set }
+}
+
+/// An intrusive doubly linked FIFO of waiters: O(1) append, pop and
+/// removal from the middle (a cancelled waiter, a losing select case).
+///
+/// Not thread-safe: every use is under the owning primitive's lock.
+struct WaiterList<Node: WaiterNode> {
+    private(set) var head: Node?
+    private var tail: Node?
+    /// Queued nodes, including ones whose wait already ended (not yet
+    /// unlinked).
+    private(set) var count = 0
+
+    var isEmpty: Bool { head == nil }
+
+    mutating func append(_ node: Node) {
+        precondition(!node.isQueued, "GreenThreads: waiter queued twice")
+        node.isQueued = true
+        node.next = nil
+        node.prev = tail
+        if let t = tail { t.next = node } else { head = node }
+        tail = node
+        count += 1
+    }
+
+    /// Puts `node` first: a mutex waiter that was woken and lost the race to
+    /// a newcomer keeps its place at the head (Go's LIFO re-queue).
+    mutating func prepend(_ node: Node) {
+        precondition(!node.isQueued, "GreenThreads: waiter queued twice")
+        node.isQueued = true
+        node.prev = nil
+        node.next = head
+        if let h = head { h.prev = node } else { tail = node }
+        head = node
+        count += 1
+    }
+
+    mutating func popFirst() -> Node? {
+        guard let node = head else { return nil }
+        remove(node)
+        return node
+    }
+
+    /// Unlinks `node` if it is still queued; a no-op otherwise (a waker
+    /// dequeued it first).
+    mutating func remove(_ node: Node) {
+        guard node.isQueued else { return }
+        if let p = node.prev { p.next = node.next } else { head = node.next }
+        if let n = node.next { n.prev = node.prev } else { tail = node.prev }
+        node.next = nil
+        node.prev = nil
+        node.isQueued = false
+        count -= 1
+    }
+
+    /// Dequeues the first waiter whose claim the caller wins, dropping the
+    /// dead ones in front of it (lazy removal: their own threads would
+    /// unlink them anyway, and finding them here costs one failed CAS).
+    /// The caller must `resume` the returned waiter.
+    mutating func popClaimed() -> Node? {
+        while let node = popFirst() {
+            if node.waker.unsafelyUnwrapped.claim() { return node }
+        }
+        return nil
+    }
+
+    /// Whether some queued waiter could be claimed right now, not counting
+    /// the waits of `own` (a select's registrations on other cases). Dead
+    /// waiters met on the way are unlinked.
+    mutating func hasLiveWaiter(otherThan own: Waker) -> Bool {
+        var node = head
+        while let n = node {
+            node = n.next
+            let w = n.waker.unsafelyUnwrapped
+            if !w.isPending {
+                remove(n)
+            } else if !w.isSameWait(as: own) {
+                return true
+            }
+        }
+        return false
+    }
+}

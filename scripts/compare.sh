@@ -1,0 +1,156 @@
+#!/usr/bin/env bash
+# Compares GreenThreads (gt-bench) with its peers - Go, Boost.Fiber, Swift
+# concurrency and raw Boost.Context - on the same workloads, and prints a
+# markdown table of medians and ratios (ratio > 1: GreenThreads is faster).
+#
+# Usage: scripts/compare.sh [switch|spawn|fib|skew ...]     (default: all four)
+# Env:   ROUNDS=3       rounds; each round runs every implementation once per
+#                       benchmark, in turn, so machine drift hits all alike
+#        REPEATS=3      timed repeats inside each run (the run reports their
+#                       median); the table shows the median over rounds
+#        WORKERS=1,2    worker counts (switch always uses 1)
+#        GT_BENCH_ARGS  extra arguments for `gt-bench run`
+#        GT_BENCH       use this gt-bench binary instead of building one
+# Results are most meaningful on an otherwise idle machine.
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+peers_dir="$root/scripts/peers"
+benches=()
+for a in "$@"; do
+    case $a in
+        switch | spawn | fib | skew) benches+=("$a") ;;
+        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
+        *) echo "compare.sh: unknown benchmark '$a' (switch, spawn, fib, skew)" >&2; exit 2 ;;
+    esac
+done
+((${#benches[@]})) || benches=(switch spawn fib skew)
+rounds=${ROUNDS:-3}
+workers=${WORKERS:-1,2}
+export REPEATS=${REPEATS:-3}
+
+log() { echo "compare: $*" >&2; }
+
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+machine="nproc=$(nproc) cpu=\"$cpu\" kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+load=$(cut -d' ' -f1 /proc/loadavg)
+if python3 -c "import sys; sys.exit(float('$load') < 0.5)"; then
+    log "warning: load average is $load - other work will skew the numbers"
+fi
+
+# --- build -----------------------------------------------------------------------
+"$peers_dir/build.sh"
+
+swift=$(command -v swift || echo /opt/swift/usr/bin/swift)
+ours=""
+build_log=$(mktemp)
+results=$(mktemp)
+trap 'rm -f "$build_log" "$results"' EXIT
+if [[ -n ${GT_BENCH:-} ]]; then
+    ours=$GT_BENCH
+else
+    log "building gt-bench (release)"
+    if (cd "$root" && "$swift" build -c release --product gt-bench) >"$build_log" 2>&1; then
+        ours="$(cd "$root" && "$swift" build -c release --show-bin-path)/gt-bench"
+    else
+        log "gt-bench is not available yet - comparing the peers only. Build output ends with:"
+        tail -n 5 "$build_log" >&2
+    fi
+fi
+
+# --- run ---------------------------------------------------------------------------
+# gt-bench prints JSON; turn it into the peers' RESULT lines (peer=greenthreads).
+run_ours() {
+    local out
+    # shellcheck disable=SC2086  # GT_BENCH_ARGS is a list of words
+    out=$("$ours" run "$1" --workers "$2" --json ${GT_BENCH_ARGS:-}) || return 1
+    python3 -c '
+import json, sys
+text = sys.stdin.read()
+try:
+    doc, _ = json.JSONDecoder().raw_decode(text[text.index("{"):])
+    rows = doc["results"]
+except (ValueError, KeyError, TypeError):
+    sys.exit("compare: gt-bench printed no JSON results; output began: %r" % text[:200])
+for r in rows:
+    print("RESULT peer=greenthreads benchmark=%s workers=%d value=%s unit=%s"
+          % (r["benchmark"], r["workers"], r["value"], r["unit"]))
+' <<<"$out"
+}
+
+for bench in "${benches[@]}"; do
+    w=$workers
+    [[ $bench == switch ]] && w=1
+    for ((round = 1; round <= rounds; round++)); do
+        for impl in ours go boostfiber swiftconc; do
+            log "$bench round $round/$rounds: $impl"
+            if [[ $impl == ours ]]; then
+                [[ -n $ours ]] || continue
+                if ! run_ours "$bench" "$w" >>"$results"; then
+                    log "gt-bench failed on $bench; leaving GreenThreads out from here on"
+                    ours=""
+                fi
+            else
+                "$peers_dir/.build-peers/$impl-peer" "$bench" --workers "$w" >>"$results" \
+                    || log "$impl failed on $bench"
+            fi
+        done
+    done
+done
+
+# --- report --------------------------------------------------------------------------
+echo "machine: $machine"
+echo "rounds: $rounds, repeats per run: $REPEATS, load average at start: $load"
+echo
+python3 - "$results" "$workers" "${benches[@]}" <<'PY'
+import statistics, sys
+from collections import defaultdict
+
+path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], sys.argv[3:]
+values, units = defaultdict(list), {}
+for line in open(path):
+    if not line.startswith("RESULT "):
+        continue
+    f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    key = (f["peer"], f["benchmark"], int(f["workers"]))
+    values[key].append(float(f["value"]))
+    units[key] = f["unit"]
+
+def med(peer, bench, w):
+    v = values.get((peer, bench, w))
+    return statistics.median(v) if v else None
+
+def fmt(x):
+    return "—" if x is None else f"{x:.1f}" if x < 100 else f"{x:.0f}"
+
+def ratio(a, b):  # a / b
+    return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
+
+peers = [("go", "Go"), ("boostfiber", "Boost.Fiber"), ("swiftconc", "Swift conc")]
+print("| benchmark | workers | GreenThreads | " + " | ".join(n for _, n in peers)
+      + " | ratio Go/ours | ratio Fiber/ours | ratio Swift/ours |")
+print("|---|---:|---:|" + "---:|" * (2 * len(peers)))
+for b in benches:
+    for w in ([1] if b == "switch" else workers):
+        unit = next((units[k] for k in units if k[1:] == (b, w)), "?")
+        ours = med("greenthreads", b, w)
+        ours_unit = units.get(("greenthreads", b, w))
+        if ours_unit and ours_unit != unit:
+            print(f"warning: {b}: gt-bench reports {ours_unit}, peers {unit}", file=sys.stderr)
+        theirs = [med(p, b, w) for p, _ in peers]
+        print(f"| {b} ({unit}) | {w} | {fmt(ours)} | " + " | ".join(fmt(t) for t in theirs)
+              + " | " + " | ".join(ratio(t, ours) for t in theirs) + " |")
+
+if "switch" in benches:
+    raw, ours = med("boostcontext", "switch", 1), med("greenthreads", "switch", 1)
+    print()
+    print("| raw switch floor | GreenThreads | Boost.Context | ratio ours/boostcontext |")
+    print("|---|---:|---:|---:|")
+    print(f"| switch (ns/switch) | {fmt(ours)} | {fmt(raw)} | {ratio(ours, raw)} |")
+
+print()
+print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
+print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
+      "(switch: round_robin on one thread). Swift conc: default executor, its pool "
+      "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
+PY

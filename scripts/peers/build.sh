@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Builds the peer implementations (Go, Boost.Fiber/Boost.Context, Swift
+# concurrency) into scripts/peers/.build-peers/, installing the Debian
+# packages they need first if they are missing.
+#
+# Usage: scripts/peers/build.sh          (quiet when everything is up to date)
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+out="$here/.build-peers"
+mkdir -p "$out"
+
+log() { echo "peers/build: $*" >&2; }
+
+# --- toolchains ---------------------------------------------------------------
+missing=()
+command -v go >/dev/null || missing+=(golang-go)
+command -v g++ >/dev/null || missing+=(g++)
+[[ -f /usr/include/boost/fiber/all.hpp ]] || missing+=(libboost-fiber-dev)
+[[ -f /usr/include/boost/context/fiber.hpp ]] || missing+=(libboost-context-dev)
+command -v taskset >/dev/null || missing+=(util-linux)   # pins the Swift pool
+if ((${#missing[@]})); then
+    sudo=""
+    [[ $(id -u) -eq 0 ]] || sudo="sudo"
+    log "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    # Only refresh the package lists if a plain install cannot find them.
+    $sudo apt-get install -y -q "${missing[@]}" >&2 \
+        || { $sudo apt-get update -q >&2 && $sudo apt-get install -y -q "${missing[@]}" >&2; }
+fi
+
+swift=$(command -v swift || true)
+[[ -n $swift ]] || swift=/opt/swift/usr/bin/swift
+[[ -x $swift ]] || { log "swift not found (looked in PATH and /opt/swift/usr/bin)"; exit 1; }
+
+# stale OUTPUT INPUT...: true if OUTPUT is missing or older than any INPUT.
+stale() {
+    local o=$1 i
+    shift
+    [[ -e $o ]] || return 0
+    for i in "$@"; do [[ $i -nt $o ]] && return 0; done
+    return 1
+}
+
+# --- Go -----------------------------------------------------------------------
+if stale "$out/go-peer" "$here"/go/*.go "$here/go/go.mod"; then
+    log "building go-peer"
+    # No dependencies, so no module downloads: keep the proxy out of it.
+    (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-peer" .)
+fi
+
+# --- Boost.Fiber / Boost.Context ------------------------------------------------
+if stale "$out/boostfiber-peer" "$here/boostfiber/main.cpp"; then
+    log "building boostfiber-peer"
+    g++ -std=c++20 -O2 -Wall -o "$out/boostfiber-peer" "$here/boostfiber/main.cpp" \
+        -lboost_fiber -lboost_context -pthread
+fi
+
+# --- Swift concurrency ----------------------------------------------------------
+# SwiftPM does its own up-to-date checks; its scratch dir lives with the rest.
+if stale "$out/swiftconc-peer" "$here/swiftconc/Package.swift" "$here"/swiftconc/Sources/*/*.swift; then
+    log "building swiftconc-peer"
+    "$swift" build -c release --package-path "$here/swiftconc" \
+        --scratch-path "$out/swiftconc" >&2
+    ln -sfr "$("$swift" build -c release --package-path "$here/swiftconc" \
+        --scratch-path "$out/swiftconc" --show-bin-path)/swiftconc-peer" "$out/swiftconc-peer"
+fi
