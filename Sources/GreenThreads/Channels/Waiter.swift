@@ -147,3 +147,37 @@ struct WaiterList<Node: WaiterNode> {
         return false
     }
 }
+
+/// One green thread or OS thread parked in a channel operation: a plain
+/// `send`/`receive`, or one case of a `select` (a select queues one waiter
+/// per channel case, all sharing a single `Waker`, so at most one of them
+/// can ever be claimed).
+final class ChannelWaiter<Element>: WaiterNode, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable and @exclusivity(unchecked): the fields
+    // follow the hand-over protocol at the top of this file; every access
+    // is made by the one current owner, so the dynamic exclusivity check
+    // would only cost time on the hot path.
+
+    /// How the operation ended, written by the claimer before `resume`.
+    enum Outcome: UInt8 {
+        case waiting    // not claimed (yet)
+        case completed  // the value moved: sent, or received into `value`
+        case closed     // the channel was closed: nothing moved
+    }
+
+    @exclusivity(unchecked) var waker: Waker?
+    /// A sender's offered value (taken by the receiver that claims it), or
+    /// the value handed to a claimed receiver.
+    @exclusivity(unchecked) var value: Element?
+    @exclusivity(unchecked) var outcome = Outcome.waiting
+    @exclusivity(unchecked) var next: ChannelWaiter?
+    // SAFETY: unowned(unsafe): `prev` is a node of the same list, kept
+    // alive by its predecessor's strong `next` (or the list's head) for as
+    // long as this node is linked; unlinking clears it.
+    @exclusivity(unchecked) unowned(unsafe) var prev: ChannelWaiter?
+    @exclusivity(unchecked) var isQueued = false
+
+    init(value: Element? = nil) {
+        self.value = value
+    }
+}

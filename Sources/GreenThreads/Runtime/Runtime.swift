@@ -1,4 +1,7 @@
 import CContext
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An M:N scheduler: green threads multiplexed over one OS worker thread
 /// per core, with work stealing between the workers.
@@ -51,7 +54,14 @@ public final class Runtime: Sendable {
         precondition(Worker.current == nil,
                      "GreenThreads: Runtime.run called from inside a green thread; use go { } and join() there")
         precondition(!core.closed.load(ordering: .acquiring), "GreenThreads: run on a runtime that was shut down")
-        return try core.spawn(body).join()
+        let main = core.spawn(body)
+        defer {
+            // The result is published a few instructions before the main
+            // thread's stack is recycled; wait those out so that `stats`
+            // read right after `run` counts it as completed.
+            while main.state != .finished && main.done.load(ordering: .acquiring) { sched_yield() }
+        }
+        return try main.join()
     }
 
     /// Starts a green thread on this runtime, from any thread.
