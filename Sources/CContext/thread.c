@@ -48,6 +48,15 @@ void gt_thread_join(uint64_t handle) {
     pthread_join((pthread_t)handle, NULL);
 }
 
+int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += timeout_ns / 1000000000;
+    ts.tv_nsec += timeout_ns % 1000000000;
+    if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
+    return pthread_timedjoin_np((pthread_t)handle, NULL, &ts);
+}
+
 int gt_thread_install_altstack(void) {
     stack_t current;
     if (sigaltstack(NULL, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return 0;

@@ -218,6 +218,9 @@ struct SchedulerTests {
     }
 
     @Test func shutdownUnwindsParkedThreadsAndFreesEveryStack() throws {
+        #if DEBUG
+        let objectsBefore = Fiber.liveObjects.load(ordering: .relaxed)
+        #endif
         let rt = Runtime(workers: 2)
         let unwound = Atomic<Int>(0)
         try rt.run {
@@ -240,12 +243,31 @@ struct SchedulerTests {
         #if DEBUG
         // No green thread object outlives its work (a retain held in an
         // abandoned frame would keep one alive).
-        #expect(Fiber.liveObjects.load(ordering: .relaxed) == 0)
+        #expect(Fiber.liveObjects.load(ordering: .relaxed) == objectsBefore)
         #endif
         let s = rt.stats
         #expect(s.live == 0)
         #expect(s.stacksMapped == 0)
         #expect(s.spawned == s.completed)
+    }
+
+    @Test func shutdownDoesNotHangOnThreadsThatIgnoreCancellation() throws {
+        let rt = Runtime(configuration: .init(workers: 2, shutdownGracePeriod: .milliseconds(100)))
+        let spinning = Atomic<Int>(0)
+        try rt.run {
+            // Two threads handing the CPU to each other forever, deaf to cancel.
+            for _ in 0..<2 {
+                go {
+                    spinning.add(1, ordering: .relaxed)
+                    while true { GreenThread.yield() }
+                }
+            }
+            while spinning.load(ordering: .relaxed) < 2 { GreenThread.yield() }
+        }
+        let t0 = gt_now_ns()
+        rt.shutdown()
+        #expect(gt_now_ns() - t0 < 2_000_000_000)
+        #expect(rt.stats.live == 2)  // abandoned, reported on stderr
     }
 
     @Test func yieldInterleavesOnOneWorker() throws {

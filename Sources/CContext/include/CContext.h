@@ -93,6 +93,8 @@ void gt_set_current_fiber(void *fiber);
 int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out);
 /// Joins a thread started by gt_thread_start.
 void gt_thread_join(uint64_t handle);
+/// Joins with a timeout. Returns 0 when joined, ETIMEDOUT otherwise.
+int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns);
 /// Installs an alternate signal stack so a stack overflow on this thread
 /// reaches a handler instead of killing the process silently.
 int gt_thread_install_altstack(void);

@@ -244,12 +244,20 @@ final class RuntimeCore: @unchecked Sendable {
         for w in workers { for waker in w.timers.drainAll() { waker.wake(.cancelled) } }
         stopping.store(true, ordering: .sequentiallyConsistent)
         idle.wakeAll()
+        // Workers leave their loop at the next switch. One still running a
+        // green thread that never switches (a tight loop) cannot be joined:
+        // it is left running, and so is its stack.
+        let joinDeadline = gt_now_ns() + 200_000_000
+        var stuck = Set<Int>()
+        for w in workers {
+            if gt_thread_join_timeout(w.thread, max(0, joinDeadline - gt_now_ns())) != 0 { stuck.insert(w.index) }
+        }
+        // Green threads that ignored cancellation: nothing will resume them
+        // now, so their stacks can go (what their frames retain leaks).
         var abandoned = 0
         registry.forEach { f in
             abandoned += 1
-            // A green thread that ignored cancellation: free its stack
-            // unless a stuck worker is still running on it.
-            if f.state != .running { 
+            if f.state != .running {
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
             }
@@ -257,8 +265,8 @@ final class RuntimeCore: @unchecked Sendable {
         if abandoned > 0 {
             gt_write_stderr("GreenThreads: shutdown abandoned \(abandoned) green thread(s) that ignored cancellation\n")
         }
-        for w in workers {
-            if w.local.pointee.current == nil || abandoned == 0 { gt_thread_join(w.thread) }
+        if !stuck.isEmpty {
+            gt_write_stderr("GreenThreads: \(stuck.count) worker(s) still running a green thread that never yields; left running\n")
         }
         for w in workers {
             w.local.pointee.stacks.removeAll { s in

@@ -171,7 +171,10 @@ final class Worker: @unchecked Sendable {
         // retiring, this frame is abandoned, and any retain held in it (even
         // a temporary one for a property read) would leak that object.
         let fromContext = from._withUnsafeGuaranteedRef { $0.context }
-        if let next = nextLocal(oldestFirst: action == .requeue) {
+        // Once the runtime stops, every switch goes back to the scheduling
+        // loop, so that green threads handing the CPU to each other directly
+        // cannot keep a worker from exiting.
+        if !core.stopping.load(ordering: .relaxed), let next = nextLocal(oldestFirst: action == .requeue) {
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)

@@ -1,0 +1,106 @@
+import ArgumentParser
+import CContext
+import GreenThreads
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Every benchmark gt-bench knows, in listing order.
+let registry: [Benchmark] = CoreBenchmarks.all
+
+@main
+struct GTBench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "gt-bench",
+        abstract: "GreenThreads benchmarks: the same workloads as the Go, Boost.Fiber and Swift concurrency peers.",
+        subcommands: [List.self, Run.self]
+    )
+
+    struct List: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List every benchmark, one per line.")
+
+        func run() {
+            let width = registry.map(\.name.count).max() ?? 0
+            for b in registry {
+                print(pad(b.name, width) + "  [\(b.unit)]  \(b.summary)")
+            }
+        }
+    }
+
+    struct Run: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Run benchmarks: a table, or JSON with --json.")
+
+        @Argument(help: "Benchmark names (see `gt-bench list`), or `all`.")
+        var names: [String] = ["all"]
+
+        @Option(help: "Comma-separated worker counts, e.g. 1,2. Default: 1 and every CPU.")
+        var workers: String?
+
+        @Option(help: "Timed repeats per point; the median is reported.")
+        var repeats: Int = 5
+
+        @Flag(help: "Print one JSON object on stdout instead of a table.")
+        var json = false
+
+        func validate() throws {
+            guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
+            _ = try selected()
+            _ = try workerCounts()
+        }
+
+        func selected() throws -> [Benchmark] {
+            if names == ["all"] { return registry }
+            return try names.map { name in
+                guard let b = registry.first(where: { $0.name == name }) else {
+                    throw ValidationError("unknown benchmark '\(name)'; known: \(registry.map(\.name).joined(separator: ", "))")
+                }
+                return b
+            }
+        }
+
+        func workerCounts() throws -> [Int] {
+            guard let workers else {
+                let n = Runtime.defaultWorkerCount
+                return n > 1 ? [1, n] : [1]
+            }
+            return try workers.split(separator: ",").map { part in
+                guard let n = Int(part.filter { $0 != " " }), n > 0 else {
+                    throw ValidationError("--workers takes positive integers separated by commas, got '\(part)'")
+                }
+                return n
+            }
+        }
+
+        func run() throws {
+            var results: [Measurement] = []
+            for b in try selected() {
+                for w in try workerCounts() {
+                    _ = try b.measure(w)  // warm-up: page in stacks, code and caches
+                    var samples: [Double] = []
+                    for _ in 0..<repeats { samples.append(try b.measure(w)) }
+                    let m = Measurement(benchmark: b.name, workers: w, unit: b.unit, samples: samples,
+                                        peakRSSBytes: Int(gt_peak_resident_bytes()))
+                    results.append(m)
+                    if !json { printRow(m) }
+                }
+            }
+            if json { print(Report(results: results).json()) }
+        }
+
+        private func printRow(_ m: Measurement) {
+            func f(_ v: Double) -> String { formatNumber(v) }
+            print("\(pad(m.benchmark, 10)) workers=\(m.workers)  "
+                  + "median \(f(m.median)) \(m.unit)  (min \(f(m.min)), max \(f(m.max)), n=\(m.samples.count))  "
+                  + "peak RSS \(m.peakRSSBytes / 1_048_576) MiB")
+        }
+    }
+}
+
+func pad(_ s: String, _ width: Int) -> String {
+    s + String(repeating: " ", count: max(0, width - s.count))
+}
+
+func formatNumber(_ v: Double) -> String {
+    let scaled = (v * 100).rounded() / 100
+    return "\(scaled)"
+}
