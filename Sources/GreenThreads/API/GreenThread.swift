@@ -21,11 +21,13 @@ public enum GreenThread {
     /// Lets the other runnable green threads of this worker run, then
     /// continues. On a plain OS thread, yields the CPU (`sched_yield`).
     public static func yield() {
-        guard let worker = Worker.current, worker.local.pointee.current != nil else {
+        guard let raw = gt_current_worker() else {
             sched_yield()
             return
         }
-        worker.switchAway(.requeue)
+        Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { worker in
+            if worker.local.pointee.current != nil { worker.switchAway(.requeue) } else { sched_yield() }
+        }
     }
 
     /// Parks the green thread for `duration` (a plain OS thread sleeps).

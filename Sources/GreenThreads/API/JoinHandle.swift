@@ -34,8 +34,9 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// worker) until the green thread finishes.
     public var value: T {
         get async throws {
-            try await withCheckedThrowingContinuation { continuation in
-                fiber.onCompletion { continuation.resume(with: $0) }
+            let fiber = self.fiber
+            return try await withCheckedThrowingContinuation { continuation in
+                fiber.onCompletion { continuation.resume(with: Result { try fiber.value() }) }
             }
         }
     }

@@ -21,9 +21,13 @@ enum Park {
         core: RuntimeCore? = nil,
         register: (Waker) -> Bool
     ) -> WakeCause {
-        guard let worker = Worker.current, let fiber = worker.local.pointee.current?.takeUnretainedValue() else {
+        guard let w = Worker.current, let f = w.local.pointee.current?.takeUnretainedValue() else {
             return waitOnThread(deadline: deadline, core: core, register: register)
         }
+        // Both outlive the wait (the scheduler holds the fiber's +1 until it
+        // retires): no retain/release pair on the park path.
+        unowned(unsafe) let worker = w
+        unowned(unsafe) let fiber = f
         if cancellable && fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
         fiber.cancellableWait.store(cancellable, ordering: .relaxed)
         let ticket = fiber.arm()

@@ -3,39 +3,53 @@ import Synchronization
 
 /// A green thread with a body returning `T`: the fiber and the shared state
 /// its `JoinHandle`s read (one allocation per spawn, not two).
+///
+/// Written so that spawning instantiates no generic type but this class:
+/// code in this module is not specialized for the caller's `T`, and each
+/// `Result<T, Error>` or `Optional<T>` it touched would cost a metadata
+/// lookup (a hashed, locked table) per spawn. So the value lives in raw
+/// storage typed only through `T`'s own value witnesses, and the error in
+/// an existential.
 final class TypedFiber<T>: Fiber, @unchecked Sendable {
     private var body: (() throws -> T)?
     private let lock = SpinLock()
-    private var result: Result<T, any Error>?
+    /// Holds the value once `succeeded`; nil for zero-sized `T` (Void).
+    private let storage: UnsafeMutablePointer<T>?
+    private var succeeded = false
+    private var failure: (any Error)?
     private var joiners: [Waker] = []
-    private var callbacks: [(Result<T, any Error>) -> Void] = []
+    private var callbacks: [() -> Void] = []
     let done = Atomic<Bool>(false)
     /// Someone looked at the result: an error it held was handled.
     private let observed = Atomic<Bool>(false)
 
     init(id: UInt64, core: RuntimeCore, stack: gt_stack, body: @escaping () throws -> T) {
         self.body = body
+        storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
         super.init(id: id, core: core, stack: stack)
     }
 
     deinit {
+        if succeeded { storage?.deinitialize(count: 1) }
+        storage?.deallocate()
         // A cancelled thread that unwound with CancellationError did what
         // it was asked: not worth a report.
-        if case .failure(let error)? = result, !observed.load(ordering: .relaxed), !(error is CancellationError) {
-            core.reportUnhandled(error, thread: id)
+        if let failure, !observed.load(ordering: .relaxed), !(failure is CancellationError) {
+            core.reportUnhandled(failure, thread: id)
         }
     }
 
     override func runBody() {
-        let outcome: Result<T, any Error>
+        var error: (any Error)?
         do {
-            outcome = .success(try body.unsafelyUnwrapped())
-        } catch {
-            outcome = .failure(error)
+            let value = try body.unsafelyUnwrapped()
+            if let storage { storage.initialize(to: value) }
+        } catch let e {
+            error = e
         }
         body = nil  // drop captures now, not when the last handle goes
         lock.lock()
-        result = outcome
+        if let error { failure = error } else { succeeded = true }
         done.store(true, ordering: .releasing)
         let toWake = joiners
         let toCall = callbacks
@@ -43,7 +57,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         callbacks = []
         lock.unlock()
         for j in toWake { j.wake() }
-        for c in toCall { c(outcome) }
+        for c in toCall { c() }
     }
 
     /// Waits for the body to finish and returns its result. Cancelling the
@@ -53,7 +67,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             let cause = Park.wait(reason: .join(id), cancellable: true, core: core) { waker in
                 lock.lock()
                 defer { lock.unlock() }
-                if result != nil { return false }
+                if done.load(ordering: .relaxed) { return false }
                 joiners.append(waker)
                 return true
             }
@@ -63,25 +77,29 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             case .deadlock: throw RuntimeError.deadlock(core.deadlockReport ?? DeadlockReport(blocked: []))
             }
         }
-        return try finishedResult().get()
+        return try value()
     }
 
-    func finishedResult() -> Result<T, any Error> {
+    /// The outcome of a finished body (`done` must be true).
+    func value() throws -> T {
         observed.store(true, ordering: .relaxed)
-        return lock.withLock { result.unsafelyUnwrapped }
+        // `done` was read with acquire: the fields below are settled.
+        if let failure { throw failure }
+        if let storage { return storage.pointee }
+        // Zero-sized T: every value is the same, conjure it without storage.
+        return UnsafeMutableRawPointer(bitPattern: 0x10)!.assumingMemoryBound(to: T.self).pointee
     }
 
-    /// Calls `callback` with the result once the body finishes (now if it has).
-    func onCompletion(_ callback: @escaping (Result<T, any Error>) -> Void) {
+    /// Calls `callback` once the body finishes (now if it has).
+    func onCompletion(_ callback: @escaping () -> Void) {
+        observed.store(true, ordering: .relaxed)
         lock.lock()
-        if let result {
+        if done.load(ordering: .relaxed) {
             lock.unlock()
-            observed.store(true, ordering: .relaxed)
-            callback(result)
+            callback()
             return
         }
         callbacks.append(callback)
-        observed.store(true, ordering: .relaxed)
         lock.unlock()
     }
 }

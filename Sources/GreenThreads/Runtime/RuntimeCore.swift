@@ -66,7 +66,7 @@ final class RuntimeCore: @unchecked Sendable {
     // MARK: Spawning and waking
 
     func spawn<T>(_ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
-        let worker = localWorker
+        unowned(unsafe) let worker = localWorker
         if worker == nil {
             precondition(!closed.load(ordering: .acquiring),
                          "GreenThreads: spawn on a runtime that was shut down")
@@ -110,7 +110,8 @@ final class RuntimeCore: @unchecked Sendable {
     /// (run next, for a warm hand-off), else on the injection queue.
     func schedule(_ fiber: Fiber, woken: Bool) {
         let u = Unmanaged.passUnretained(fiber)
-        if let w = localWorker {
+        if let found = localWorker {
+            unowned(unsafe) let w = found
             w.pushRunNext(u)
         } else {
             externalWakes.add(1, ordering: .relaxed)

@@ -192,7 +192,9 @@ final class Worker: @unchecked Sendable {
     /// thing after every switch, on whichever worker we now are.
     @inline(__always)
     static func finishSwitch() {
-        let w = Worker.current.unsafelyUnwrapped
+        // unowned(unsafe): workers outlive every switch; a strong local
+        // would cost a retain/release pair on every switch.
+        unowned(unsafe) let w = Worker.current.unsafelyUnwrapped
         let l = w.local
         let action = l.pointee.pending
         if action == .none { return }
@@ -201,10 +203,10 @@ final class Worker: @unchecked Sendable {
         l.pointee.pendingFiber = nil
         switch action {
         case .requeue:
-            f.takeUnretainedValue().runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing)
+            f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
             w.pushLocal(f)
         case .park:
-            let fiber = f.takeUnretainedValue()
+            unowned(unsafe) let fiber = f.takeUnretainedValue()
             // Release: the context the switch just saved is published to
             // whoever readies the thread (their CAS acquires).
             if !fiber.runState.compareExchange(
@@ -233,7 +235,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func retire(_ f: Unmanaged<Fiber>) {
-        let fiber = f.takeUnretainedValue()
+        unowned(unsafe) let fiber = f.takeUnretainedValue()
         fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
         core.registry.remove(fiber)
         recycle(fiber.takeStack())
@@ -270,7 +272,7 @@ final class Worker: @unchecked Sendable {
         let l = local
         while let f = findRunnable() {
             l.pointee.current = f
-            let fiber = f.takeUnretainedValue()
+            unowned(unsafe) let fiber = f.takeUnretainedValue()
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
             gt_context_transfer(&l.pointee.schedulerContext, fiber.context)
             Worker.finishSwitch()
