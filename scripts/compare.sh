@@ -63,7 +63,7 @@ fi
 run_ours() {
     local out
     # shellcheck disable=SC2086  # GT_BENCH_ARGS is a list of words
-    out=$("$ours" run "$1" --workers "$2" --json ${GT_BENCH_ARGS:-}) || return 1
+    out=$("$ours" run "$1" --workers "$2" --repeats "$REPEATS" --json ${GT_BENCH_ARGS:-}) || return 1
     python3 -c '
 import json, sys
 text = sys.stdin.read()
