@@ -41,36 +41,52 @@ class Fiber: WaitTarget, @unchecked Sendable {
     let id: UInt64
     let core: RuntimeCore
     /// Lives in the top bytes of `stack`, which is stable raw memory: the
-    /// switch writes the stack pointer through it.
-    private(set) var context: UnsafeMutablePointer<gt_context>
-    private(set) var stack: gt_stack
+    /// switch writes the stack pointer through it. Valid once `hasStack`.
+    ///
+    /// The stack is bound when the thread first *runs*, not when it is
+    /// spawned: a thread that runs to completion without blocking hands its
+    /// stack, still hot in cache, straight to the next one, so a burst of
+    /// short threads touches one stack instead of one each.
+    ///
+    /// `@exclusivity(unchecked)` on the hot fields: only the thread's own
+    /// worker touches them, and a dynamic check costs more than the switch.
+    @exclusivity(unchecked) private(set) var context: UnsafeMutablePointer<gt_context>
+    @exclusivity(unchecked) private(set) var stack: gt_stack
+    @exclusivity(unchecked) private(set) var hasStack = false
 
     let runState = Atomic<UInt8>(RunState.queued.rawValue)
     let cancelled = Atomic<Bool>(false)
     /// Set while parked in a wait that cancellation may end.
     let cancellableWait = Atomic<Bool>(false)
-    var waitReason: WaitReason = .none
+    @exclusivity(unchecked) var waitReason: WaitReason = .none
 
     /// Intrusive links: the injection queue, and the registry of live green
     /// threads (for deadlock reports and shutdown).
-    var queueNext: Unmanaged<Fiber>?
-    var registryPrev: Unmanaged<Fiber>?
-    var registryNext: Unmanaged<Fiber>?
-    var registryShard = 0
+    @exclusivity(unchecked) var queueNext: Unmanaged<Fiber>?
+    @exclusivity(unchecked) var registryPrev: Unmanaged<Fiber>?
+    @exclusivity(unchecked) var registryNext: Unmanaged<Fiber>?
+    @exclusivity(unchecked) var registryShard = 0
 
-    init(id: UInt64, core: RuntimeCore, stack: gt_stack) {
+    init(id: UInt64, core: RuntimeCore) {
         self.id = id
         self.core = core
-        self.stack = stack
-        let contextSize = (MemoryLayout<gt_context>.stride + 63) & ~63
-        let top = UnsafeMutableRawPointer(stack.base!) + stack.size - contextSize
-        context = top.bindMemory(to: gt_context.self, capacity: 1)
+        stack = gt_stack()
+        context = UnsafeMutablePointer(bitPattern: 0x8)!  // replaced by bindStack before any use
         super.init()
         #if DEBUG
         Fiber.liveObjects.add(1, ordering: .relaxed)
         #endif
+    }
+
+    /// Gives a never-run thread its stack and the context to start it.
+    final func bindStack(_ newStack: gt_stack) {
+        stack = newStack
+        hasStack = true
+        let contextSize = (MemoryLayout<gt_context>.stride + 63) & ~63
+        let top = UnsafeMutableRawPointer(newStack.base!) + newStack.size - contextSize
+        context = top.bindMemory(to: gt_context.self, capacity: 1)
         gt_context_make(
-            context, stack.base, stack.size - contextSize,
+            context, newStack.base, newStack.size - contextSize,
             fiberEntry, Unmanaged.passUnretained(self).toOpaque()
         )
     }
@@ -92,6 +108,7 @@ class Fiber: WaitTarget, @unchecked Sendable {
     final func takeStack() -> gt_stack {
         let s = stack
         stack = gt_stack()
+        hasStack = false
         return s
     }
 

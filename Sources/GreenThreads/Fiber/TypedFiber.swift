@@ -11,22 +11,23 @@ import Synchronization
 /// storage typed only through `T`'s own value witnesses, and the error in
 /// an existential.
 final class TypedFiber<T>: Fiber, @unchecked Sendable {
-    private var body: (() throws -> T)?
+    @exclusivity(unchecked) private var body: (() throws -> T)?
     private let lock = SpinLock()
     /// Holds the value once `succeeded`; nil for zero-sized `T` (Void).
     private let storage: UnsafeMutablePointer<T>?
-    private var succeeded = false
-    private var failure: (any Error)?
-    private var joiners: [Waker] = []
-    private var callbacks: [() -> Void] = []
+    // Guarded by `lock` (or settled once `done` is set).
+    @exclusivity(unchecked) private var succeeded = false
+    @exclusivity(unchecked) private var failure: (any Error)?
+    @exclusivity(unchecked) private var joiners: [Waker] = []
+    @exclusivity(unchecked) private var callbacks: [() -> Void] = []
     let done = Atomic<Bool>(false)
     /// Someone looked at the result: an error it held was handled.
     private let observed = Atomic<Bool>(false)
 
-    init(id: UInt64, core: RuntimeCore, stack: gt_stack, body: @escaping () throws -> T) {
+    init(id: UInt64, core: RuntimeCore, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
-        super.init(id: id, core: core, stack: stack)
+        super.init(id: id, core: core)
     }
 
     deinit {

@@ -23,7 +23,7 @@ class WaitTarget: @unchecked Sendable {
     /// Odd: armed with that ticket. Even: not waiting (or already claimed).
     let claim = Atomic<UInt64>(0)
     /// Written by the claimer before it resumes the waiter.
-    final var cause: WakeCause = .notified
+    @exclusivity(unchecked) final var cause: WakeCause = .notified
 
     /// Arms a new wait. Only the waiter itself calls this, while not armed.
     @inline(__always)

@@ -7,8 +7,8 @@
 final class Registry: @unchecked Sendable {
     private final class Shard: @unchecked Sendable {
         let lock = SpinLock()
-        var head: Unmanaged<Fiber>?
-        var count = 0
+        @exclusivity(unchecked) var head: Unmanaged<Fiber>?  // under `lock`
+        @exclusivity(unchecked) var count = 0
     }
 
     private let shards: [Shard]

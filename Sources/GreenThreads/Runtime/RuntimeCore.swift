@@ -71,7 +71,6 @@ final class RuntimeCore: @unchecked Sendable {
             precondition(!closed.load(ordering: .acquiring),
                          "GreenThreads: spawn on a runtime that was shut down")
         }
-        let stack = worker?.takeStack() ?? sharedStacks.take() ?? mapStack()
         let id: UInt64
         if let worker {
             worker.local.pointee.nextLocalID &+= 1
@@ -80,7 +79,7 @@ final class RuntimeCore: @unchecked Sendable {
         } else {
             id = (externalIDs.add(1, ordering: .relaxed).newValue) &* UInt64(workers.count + 1)
         }
-        let fiber = TypedFiber(id: id, core: self, stack: stack, body: body)
+        let fiber = TypedFiber(id: id, core: self, body: body)
         if closed.load(ordering: .relaxed) { fiber.cancelled.store(true, ordering: .relaxed) }
         registry.insert(fiber, shard: worker?.index ?? workers.count)
         let u = Unmanaged<Fiber>.passRetained(fiber)  // the scheduler's reference, dropped at retire
@@ -95,7 +94,7 @@ final class RuntimeCore: @unchecked Sendable {
         return fiber
     }
 
-    private func mapStack() -> gt_stack {
+    func mapStack() -> gt_stack {
         var s = gt_stack()
         let rc = gt_stack_alloc(configuration.stackSize, &s)
         precondition(rc == 0, """
@@ -258,7 +257,7 @@ final class RuntimeCore: @unchecked Sendable {
         var abandoned = 0
         registry.forEach { f in
             abandoned += 1
-            if f.state != .running {
+            if f.state != .running && f.hasStack {
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
             }

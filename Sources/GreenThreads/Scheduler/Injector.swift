@@ -9,8 +9,8 @@ import Synchronization
 /// local-deque traffic, and `length` lets idle workers look without locking.
 final class Injector: @unchecked Sendable {
     private let lock = SpinLock()
-    private var head: Unmanaged<Fiber>?
-    private var tail: Unmanaged<Fiber>?
+    @exclusivity(unchecked) private var head: Unmanaged<Fiber>?  // under `lock`
+    @exclusivity(unchecked) private var tail: Unmanaged<Fiber>?
     /// Read without the lock as a hint; exact under it.
     private let length = Atomic<Int>(0)
 

@@ -12,8 +12,8 @@ import Synchronization
 /// stacks to the kernel (`madvise`), keeping the mappings.
 struct StackPool: ~Copyable {
     static let warmCount = 64
-    static let spillAt = 8192
-    static let refillBatch = 64
+    static let spillAt = 512
+    static let refillBatch = 128
 
     private var items: UnsafeMutablePointer<gt_stack>
     private var capacity: Int

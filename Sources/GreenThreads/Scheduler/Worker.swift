@@ -178,7 +178,7 @@ final class Worker: @unchecked Sendable {
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
-                return n.context
+                return contextToRun(n)
             }
             gt_context_transfer(fromContext, toContext)
         } else {
@@ -245,6 +245,13 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Stacks
 
+    /// The context to switch into, binding a stack on the first run.
+    @inline(__always)
+    private func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context> {
+        if !fiber.hasStack { fiber.bindStack(takeStack() ?? core.sharedStacks.take() ?? core.mapStack()) }
+        return fiber.context
+    }
+
     func takeStack() -> gt_stack? {
         if let s = local.pointee.stacks.take() { return s }
         if core.sharedStacks.take(upTo: StackPool.refillBatch, into: &local.pointee.stacks) {
@@ -274,7 +281,7 @@ final class Worker: @unchecked Sendable {
             l.pointee.current = f
             unowned(unsafe) let fiber = f.takeUnretainedValue()
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
-            gt_context_transfer(&l.pointee.schedulerContext, fiber.context)
+            gt_context_transfer(&l.pointee.schedulerContext, contextToRun(fiber))
             Worker.finishSwitch()
         }
         gt_set_current_worker(nil)
@@ -293,13 +300,31 @@ final class Worker: @unchecked Sendable {
                 local.pointee.isSpinning = true
             }
             if local.pointee.isSpinning {
-                for _ in 0..<3 {
-                    if let f = stealFromOthers() { return found(f) }
-                    if let f = core.popInjected(preferring: node) { return found(f) }
-                }
+                if let f = spinForWork() { return found(f) }
                 if core.fireRemoteTimers(now: gt_now_ns()) > 0 { continue }
             }
             parkIdle()
+        }
+    }
+
+    /// How long a spinning worker keeps looking before it sleeps. A futex
+    /// sleep and wake costs microseconds and a syscall on both sides; work
+    /// that arrives in bursts (a spawn loop, a producer) usually comes back
+    /// within this window, and while anyone spins, submitters wake nobody.
+    static let spinNanos: Int64 = 50_000
+
+    private func spinForWork() -> Unmanaged<Fiber>? {
+        let start = gt_now_ns()
+        var round = 0
+        while true {
+            if let f = stealFromOthers() { return f }
+            if let f = core.popInjected(preferring: node) { return f }
+            if let f = nextLocal() { return f }
+            round += 1
+            for _ in 0..<min(round, 32) { gt_cpu_relax() }
+            if round % 8 == 0 {
+                if core.stopping.load(ordering: .relaxed) || gt_now_ns() - start > Self.spinNanos { return nil }
+            }
         }
     }
 
