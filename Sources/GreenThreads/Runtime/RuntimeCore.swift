@@ -243,6 +243,7 @@ final class RuntimeCore: @unchecked Sendable {
         // those hold this core: drop them so nothing outlives the runtime.
         for w in workers { for waker in w.timers.drainAll() { waker.wake(.cancelled) } }
         stopping.store(true, ordering: .sequentiallyConsistent)
+        for w in workers { w.stopping.store(true, ordering: .sequentiallyConsistent) }
         idle.wakeAll()
         // Workers leave their loop at the next switch. One still running a
         // green thread that never switches (a tight loop) cannot be joined:

@@ -43,6 +43,9 @@ final class Worker: @unchecked Sendable {
     let runNext = Atomic<UInt>(0)
     let timers = TimerHeap()
     let parker: UnsafeMutablePointer<gt_parker>
+    /// A copy of the runtime's stop flag, read on every switch without
+    /// touching (and retaining) the core.
+    let stopping = Atomic<Bool>(false)
     var thread: UInt64 = 0
 
     // Counters, written only by this worker (plain load+store), read by anyone.
@@ -109,6 +112,7 @@ final class Worker: @unchecked Sendable {
 
     /// The deque is full: move half of it (the oldest) and the new item to
     /// the injection queue in one batch.
+    @inline(never)
     private func spill(_ bits: UInt) {
         let first = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
         var last = first
@@ -140,8 +144,7 @@ final class Worker: @unchecked Sendable {
         local.pointee.tick &+= 1
         let tick = local.pointee.tick
         if tick % Self.injectorTick == 0 {
-            timers.fireExpired(now: gt_now_ns())
-            if let f = core.popInjected(preferring: node) { return f }
+            if let f = serviceTick() { return f }
         } else if tick % Self.fairnessTick == 0, let bits = deque.stealOne() {
             return Self.fiber(bits)
         }
@@ -152,6 +155,14 @@ final class Worker: @unchecked Sendable {
         if oldestFirst, let bits = deque.stealOne() { return Self.fiber(bits) }
         if let bits = deque.pop() { return Self.fiber(bits) }
         return nil
+    }
+
+    /// The periodic duties of `nextLocal`, out of line to keep the common
+    /// path short: due timers and the injection queue.
+    @inline(never)
+    private func serviceTick() -> Unmanaged<Fiber>? {
+        timers.fireExpired(now: gt_now_ns())
+        return core.popInjected(preferring: node)
     }
 
     // MARK: Switching
@@ -174,7 +185,7 @@ final class Worker: @unchecked Sendable {
         // Once the runtime stops, every switch goes back to the scheduling
         // loop, so that green threads handing the CPU to each other directly
         // cannot keep a worker from exiting.
-        if !core.stopping.load(ordering: .relaxed), let next = nextLocal(oldestFirst: action == .requeue) {
+        if !stopping.load(ordering: .relaxed), let next = nextLocal(oldestFirst: action == .requeue) {
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
@@ -192,37 +203,47 @@ final class Worker: @unchecked Sendable {
     /// thing after every switch, on whichever worker we now are.
     @inline(__always)
     static func finishSwitch() {
-        // unowned(unsafe): workers outlive every switch; a strong local
-        // would cost a retain/release pair on every switch.
-        unowned(unsafe) let w = Worker.current.unsafelyUnwrapped
-        let l = w.local
-        let action = l.pointee.pending
-        if action == .none { return }
-        l.pointee.pending = .none
-        let f = l.pointee.pendingFiber.unsafelyUnwrapped
-        l.pointee.pendingFiber = nil
-        switch action {
-        case .requeue:
-            f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-            w.pushLocal(f)
-        case .park:
-            unowned(unsafe) let fiber = f.takeUnretainedValue()
-            // Release: the context the switch just saved is published to
-            // whoever readies the thread (their CAS acquires).
-            if !fiber.runState.compareExchange(
-                expected: Fiber.RunState.parking.rawValue, desired: Fiber.RunState.parked.rawValue,
-                successOrdering: .releasing, failureOrdering: .acquiring
-            ).exchanged {
-                // Woken while still switching out (wakePending): queue it now.
-                fiber.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing)
-                w.pushRunNext(f)
-                w.core.idle.notifyWork()
+        // Guaranteed references throughout: workers and queued fibers
+        // outlive every switch, and a strong local would cost a retain and
+        // a release on every switch (a quarter of a yield, measured).
+        Unmanaged<Worker>.fromOpaque(gt_current_worker().unsafelyUnwrapped)._withUnsafeGuaranteedRef { w in
+            let l = w.local
+            let action = l.pointee.pending
+            if action == .none { return }
+            l.pointee.pending = .none
+            let f = l.pointee.pendingFiber.unsafelyUnwrapped
+            l.pointee.pendingFiber = nil
+            switch action {
+            case .requeue:
+                f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+                w.pushLocal(f)
+            case .park:
+                // Release: the context the switch just saved is published to
+                // whoever readies the thread (their CAS acquires).
+                let committed = f._withUnsafeGuaranteedRef { fiber in
+                    fiber.runState.compareExchange(
+                        expected: Fiber.RunState.parking.rawValue, desired: Fiber.RunState.parked.rawValue,
+                        successOrdering: .releasing, failureOrdering: .acquiring
+                    ).exchanged
+                }
+                if !committed {
+                    // Woken while still switching out (wakePending): queue it now.
+                    f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+                    w.pushRunNext(f)
+                    w.notifyWork()
+                }
+            case .retire:
+                w.retire(f)
+            case .none:
+                break
             }
-        case .retire:
-            w.retire(f)
-        case .none:
-            break
         }
+    }
+
+    /// `core.idle.notifyWork()` without retaining the core.
+    @inline(__always)
+    func notifyWork() {
+        Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.idle.notifyWork() }
     }
 
     /// Ends the running green thread: the last thing on its stack.
@@ -248,8 +269,13 @@ final class Worker: @unchecked Sendable {
     /// The context to switch into, binding a stack on the first run.
     @inline(__always)
     private func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context> {
-        if !fiber.hasStack { fiber.bindStack(takeStack() ?? core.sharedStacks.take() ?? core.mapStack()) }
+        if !fiber.hasStack { bindStack(fiber) }
         return fiber.context
+    }
+
+    @inline(never)
+    private func bindStack(_ fiber: Fiber) {
+        fiber.bindStack(takeStack() ?? core.sharedStacks.take() ?? core.mapStack())
     }
 
     func takeStack() -> gt_stack? {
