@@ -1,4 +1,7 @@
 import CContext
+#if canImport(Glibc)
+import Glibc
+#endif
 import Synchronization
 import Testing
 @testable import GreenThreads
@@ -123,6 +126,28 @@ struct SchedulerTests {
         }
         #expect(elapsed >= 30_000_000)
         #expect(elapsed < 1_000_000_000)
+    }
+
+    @Test func timerArmedWhileEveryWorkerSleepsStillFires() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let core = rt.core
+        // Wait until both workers sleep with no timer: nothing would wake them.
+        let t0 = gt_now_ns()
+        while core.idle.sleeping.load(ordering: .acquiring) < 2 && gt_now_ns() - t0 < 2_000_000_000 { sched_yield() }
+        #expect(core.idle.sleeping.load(ordering: .acquiring) == 2)
+        // Arm a timer on a worker's heap from outside, as a green thread on a
+        // busy worker would, and wait on it from this OS thread.
+        let waiter = ThreadWaiter()
+        let ticket = waiter.arm()
+        let deadline = gt_now_ns() + 10_000_000
+        core.workers[0].timers.add(deadline: deadline, waker: Waker(target: waiter, ticket: ticket))
+        core.idle.timerAdded(deadline: deadline)
+        let cause = waiter.block(ticket: ticket, deadline: deadline + 1_000_000_000)
+        // Fired by a woken worker (.timedOut through the timer), not by our
+        // own one-second fallback.
+        #expect(cause == .timedOut)
+        #expect(gt_now_ns() - deadline < 500_000_000)
     }
 
     @Test func stealingShowsUpUnderSkew() throws {

@@ -45,7 +45,10 @@ enum Park {
             }
             // Claimed meanwhile: its ready() is coming; park to consume it.
         }
-        if let deadline { worker.timers.add(deadline: deadline, waker: waker) }
+        if let deadline {
+            worker.timers.add(deadline: deadline, waker: waker)
+            worker.core.idle.timerAdded(deadline: deadline)
+        }
         // Pairs with RuntimeCore.cancel: flag then ticket there, ticket then
         // flag here, both sequentially consistent.
         if cancellable && fiber.cancelled.load(ordering: .sequentiallyConsistent) {

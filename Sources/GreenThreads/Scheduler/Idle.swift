@@ -23,6 +23,10 @@ import Synchronization
 final class Idle: @unchecked Sendable {
     let spinning = Atomic<Int>(0)
     let sleeping = Atomic<Int>(0)
+    /// About the earliest moment a sleeping worker wakes by itself (its
+    /// timer deadline); `Int64.max` when none will. Approximate on purpose:
+    /// an error costs at most one needless wake-up.
+    let sleepUntil = Atomic<Int64>(Int64.max)
     private let lock = SpinLock()
     private var sleepers: [Worker] = []
     private let workerCount: Int
@@ -68,6 +72,24 @@ final class Idle: @unchecked Sendable {
             gt_parker_unpark(worker.parker)
         } else {
             _ = spinning.subtract(1, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// A green thread armed a timer. If every sleeper would oversleep it
+    /// and nobody spins (a spinner recomputes its sleep from all timers),
+    /// wake one so that a busy worker's timer still fires on time.
+    @inline(__always)
+    func timerAdded(deadline: Int64) {
+        if sleeping.load(ordering: .relaxed) == 0 || deadline >= sleepUntil.load(ordering: .relaxed) { return }
+        notifyWork()
+    }
+
+    func noteSleep(until deadline: Int64) {
+        var current = sleepUntil.load(ordering: .relaxed)
+        while deadline < current {
+            let (done, now) = sleepUntil.compareExchange(expected: current, desired: deadline, ordering: .relaxed)
+            if done { return }
+            current = now
         }
     }
 

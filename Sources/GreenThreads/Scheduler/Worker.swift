@@ -428,6 +428,8 @@ final class Worker: @unchecked Sendable {
         let watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
         if watchingForDeadlock { timeout = RuntimeCore.deadlockConfirmNanos }
         let epoch = core.activityEpoch()
+        idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline)
+        defer { idle.sleepUntil.store(Int64.max, ordering: .relaxed) }
         if gt_parker_park(parker, timeout) {
             // A notifier took us out of the list and gave us its spinning count.
             local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
