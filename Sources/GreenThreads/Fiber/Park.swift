@@ -49,10 +49,13 @@ enum Park {
             worker.timers.add(deadline: deadline, waker: waker)
             worker.core.idle.timerAdded(deadline: deadline)
         }
-        // Pairs with RuntimeCore.cancel: flag then ticket there, ticket then
-        // flag here, both sequentially consistent.
-        if cancellable && fiber.cancelled.load(ordering: .sequentiallyConsistent) {
-            waker.wake(.cancelled)
+        // Dekker with RuntimeCore.cancel: it stores the flag then reads our
+        // ticket; we stored the ticket (arm) and now read the flag. The
+        // fence orders our store before our load, so at least one side
+        // sees the other's write and the wait cannot miss its cancel.
+        if cancellable {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            if fiber.cancelled.load(ordering: .relaxed) { waker.wake(.cancelled) }
         }
         worker.switchAway(.park)
         // Resumed, perhaps on another worker: `worker` is stale from here on.
