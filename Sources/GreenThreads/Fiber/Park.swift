@@ -1,4 +1,5 @@
 import CContext
+import Synchronization
 
 /// The one way anything in GreenThreads waits.
 ///
