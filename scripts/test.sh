@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
 scripts/setup.sh
+echo "== context switch in C, x86_64 natively and aarch64 under qemu-user"
+scripts/check-switch.sh --install
 echo "== swift test (debug)"
 swift test
 echo "== swift test (release)"
