@@ -136,7 +136,9 @@ class Fiber: WaitTarget, @unchecked Sendable {
                     expected: s, desired: RunState.queued.rawValue,
                     successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
                 ).exchanged {
-                    core.schedule(self, woken: true)
+                    // Guaranteed: retaining the core here would bounce its
+                    // reference count between workers on every wake.
+                    Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.schedule(self, woken: true) }
                     return
                 }
             } else {

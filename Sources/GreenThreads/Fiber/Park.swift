@@ -48,7 +48,7 @@ enum Park {
         }
         if let deadline {
             worker.timers.add(deadline: deadline, waker: waker)
-            worker.core.idle.timerAdded(deadline: deadline)
+            worker.idle.timerAdded(deadline: deadline)
         }
         // Dekker with RuntimeCore.cancel: it stores the flag then reads our
         // ticket; we stored the ticket (arm) and now read the flag. The

@@ -12,13 +12,20 @@ final class Registry: @unchecked Sendable {
     }
 
     private let shards: [Shard]
+    /// The same shards, unretained: spawn and exit reach theirs without a
+    /// retain/release of an object every worker shares.
+    private let fastShards: [Unmanaged<Shard>]
 
     init(shardCount: Int) {
         shards = (0..<shardCount).map { _ in Shard() }
+        fastShards = shards.map { Unmanaged.passUnretained($0) }
     }
 
     func insert(_ fiber: Fiber, shard index: Int) {
-        let shard = shards[index]
+        fastShards[index]._withUnsafeGuaranteedRef { insert(fiber, index: index, into: $0) }
+    }
+
+    private func insert(_ fiber: Fiber, index: Int, into shard: Shard) {
         fiber.registryShard = index
         let u = Unmanaged.passUnretained(fiber)
         shard.lock.lock()
@@ -31,7 +38,10 @@ final class Registry: @unchecked Sendable {
     }
 
     func remove(_ fiber: Fiber) {
-        let shard = shards[fiber.registryShard]
+        fastShards[fiber.registryShard]._withUnsafeGuaranteedRef { remove(fiber, from: $0) }
+    }
+
+    private func remove(_ fiber: Fiber, from shard: Shard) {
         shard.lock.lock()
         if let prev = fiber.registryPrev {
             prev.takeUnretainedValue().registryNext = fiber.registryNext

@@ -45,6 +45,11 @@ final class RuntimeCore: @unchecked Sendable {
                 seed: gt_random_seed() &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15))
         }
         for w in workers {
+            w.victims = topology.stealOrder(fromWorker: w.index).map { group in
+                group.map { Unmanaged.passUnretained(workers[$0]) }
+            }
+        }
+        for w in workers {
             let arg = Unmanaged.passRetained(w).toOpaque()
             var handle: UInt64 = 0
             let rc = gt_thread_start(workerMain, arg, &handle)
@@ -59,14 +64,27 @@ final class RuntimeCore: @unchecked Sendable {
     /// The worker running the caller, if it belongs to this runtime.
     @inline(__always)
     var localWorker: Worker? {
-        guard let w = Worker.current, w.core === self else { return nil }
+        guard let w = Worker.current, w.coreAddress == Unmanaged.passUnretained(self).toOpaque() else { return nil }
         return w
+    }
+
+    /// Calls `body` with the caller's worker of this runtime (or nil),
+    /// without retaining it.
+    @inline(__always)
+    func withLocalWorker<R>(_ body: (Worker?) -> R) -> R {
+        guard let raw = gt_current_worker() else { return body(nil) }
+        return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { w in
+            body(w.coreAddress == Unmanaged.passUnretained(self).toOpaque() ? w : nil)
+        }
     }
 
     // MARK: Spawning and waking
 
     func spawn<T>(_ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
-        unowned(unsafe) let worker = localWorker
+        withLocalWorker { spawn(body, on: $0) }
+    }
+
+    private func spawn<T>(_ body: @escaping @Sendable () throws -> T, on worker: Worker?) -> TypedFiber<T> {
         if worker == nil {
             precondition(!closed.load(ordering: .acquiring),
                          "GreenThreads: spawn on a runtime that was shut down")
@@ -109,10 +127,12 @@ final class RuntimeCore: @unchecked Sendable {
     /// (run next, for a warm hand-off), else on the injection queue.
     func schedule(_ fiber: Fiber, woken: Bool) {
         let u = Unmanaged.passUnretained(fiber)
-        if let found = localWorker {
-            unowned(unsafe) let w = found
+        let local = withLocalWorker { w -> Bool in
+            guard let w else { return false }
             w.pushRunNext(u)
-        } else {
+            return true
+        }
+        if !local {
             externalWakes.add(1, ordering: .relaxed)
             injectors[topology.nodeOfWorker[fiber.registryShard % workers.count]].push(u)
         }

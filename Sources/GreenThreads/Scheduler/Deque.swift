@@ -13,7 +13,7 @@ import Synchronization
 ///
 /// Elements are `Unmanaged<Fiber>` bit patterns; the deque owns no retain.
 final class WorkStealingDeque: @unchecked Sendable {
-    static let capacity = 256
+    static let capacity = 1024
     private static let mask = capacity - 1
 
     /// Next slot to steal. Advanced by thieves (and the owner's last-item

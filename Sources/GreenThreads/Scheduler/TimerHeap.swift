@@ -41,6 +41,20 @@ final class TimerHeap: @unchecked Sendable {
     @discardableResult
     func fireExpired(now: Int64) -> Int {
         guard nextDeadline.load(ordering: .acquiring) <= now else { return 0 }
+        return fire(now: now)
+    }
+
+    /// Fires due timers, reading the clock only if any timer is pending.
+    @discardableResult
+    @inline(__always)
+    func fireExpiredIfAny() -> Int {
+        let next = nextDeadline.load(ordering: .acquiring)
+        if next == Int64.max { return 0 }
+        let now = gt_now_ns()
+        return next <= now ? fire(now: now) : 0
+    }
+
+    private func fire(now: Int64) -> Int {
         guard lock.tryLock() else { return 0 }  // someone else is firing them
         var due: [Waker] = []
         while let first = heap.first, first.deadline <= now {

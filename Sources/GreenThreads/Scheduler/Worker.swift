@@ -34,6 +34,19 @@ final class Worker: @unchecked Sendable {
     let index: Int
     let node: Int
     unowned(unsafe) let core: RuntimeCore
+    /// The parts of the core the hot paths use, held directly: reaching
+    /// them through `core` would retain and release the core, and the
+    /// core's reference count is one cache line every worker would fight
+    /// over on every spawn and wake.
+    let idle: Idle
+    let registry: Registry
+    let sharedStacks: SharedStackPool
+    let homeInjector: Injector
+    let injectors: [Injector]
+    /// Identifies the owning runtime without touching it.
+    let coreAddress: UnsafeMutableRawPointer
+    /// Steal victims, nearest group first (set once all workers exist).
+    var victims: [[Unmanaged<Worker>]] = []
     let local: UnsafeMutablePointer<WorkerLocal>
     let deque = WorkStealingDeque()
     /// The green thread woken most recently by this worker: run next, ahead
@@ -64,6 +77,12 @@ final class Worker: @unchecked Sendable {
         self.index = index
         self.node = node
         self.core = core
+        idle = core.idle
+        registry = core.registry
+        sharedStacks = core.sharedStacks
+        injectors = (0..<core.topology.nodeCount).map { core.injector($0) }
+        homeInjector = core.injector(node)
+        coreAddress = Unmanaged.passUnretained(core).toOpaque()
         local = .allocate(capacity: 1)
         local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed)))
         gt_context_init_base(&local.pointee.schedulerContext)
@@ -124,7 +143,7 @@ final class Worker: @unchecked Sendable {
             last = f
             n += 1
         }
-        core.injector(node).pushBatch(first: first, last: last, count: n)
+        homeInjector.pushBatch(first: first, last: last, count: n)
     }
 
     @inline(__always)
@@ -161,8 +180,37 @@ final class Worker: @unchecked Sendable {
     /// path short: due timers and the injection queue.
     @inline(never)
     private func serviceTick() -> Unmanaged<Fiber>? {
-        timers.fireExpired(now: gt_now_ns())
-        return core.popInjected(preferring: node)
+        timers.fireExpiredIfAny()
+        return takeInjected()
+    }
+
+    /// This node's injection queue first, then the others.
+    @inline(__always)
+    private func popInjected() -> Unmanaged<Fiber>? {
+        if let f = homeInjector.pop() { return f }
+        return injectors.count > 1 ? popRemoteInjected() : nil
+    }
+
+    @inline(never)
+    private func popRemoteInjected() -> Unmanaged<Fiber>? {
+        for i in injectors.indices where i != node {
+            if let f = injectors[i].pop() { return f }
+        }
+        return nil
+    }
+
+    /// Takes a batch from the injection queue: one to run, the rest into
+    /// the local deque, so a burst that spilled (or arrived from outside)
+    /// comes back at deque speed rather than one lock round trip each.
+    private func takeInjected() -> Unmanaged<Fiber>? {
+        guard let first = popInjected() else { return nil }
+        let room = WorkStealingDeque.capacity / 2 - deque.count
+        var moved = 0
+        while moved < min(room, 64), let f = popInjected() {
+            pushLocal(f)
+            moved += 1
+        }
+        return first
     }
 
     // MARK: Switching
@@ -240,10 +288,9 @@ final class Worker: @unchecked Sendable {
         }
     }
 
-    /// `core.idle.notifyWork()` without retaining the core.
     @inline(__always)
     func notifyWork() {
-        Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.idle.notifyWork() }
+        idle.notifyWork()
     }
 
     /// Ends the running green thread: the last thing on its stack.
@@ -258,7 +305,7 @@ final class Worker: @unchecked Sendable {
     private func retire(_ f: Unmanaged<Fiber>) {
         unowned(unsafe) let fiber = f.takeUnretainedValue()
         fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
-        core.registry.remove(fiber)
+        registry.remove(fiber)
         recycle(fiber.takeStack())
         Self.bump(completedCount)
         f.release()  // the scheduler's reference, taken at spawn
@@ -275,12 +322,12 @@ final class Worker: @unchecked Sendable {
 
     @inline(never)
     private func bindStack(_ fiber: Fiber) {
-        fiber.bindStack(takeStack() ?? core.sharedStacks.take() ?? core.mapStack())
+        fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
     }
 
     func takeStack() -> gt_stack? {
         if let s = local.pointee.stacks.take() { return s }
-        if core.sharedStacks.take(upTo: StackPool.refillBatch, into: &local.pointee.stacks) {
+        if sharedStacks.take(upTo: StackPool.refillBatch, into: &local.pointee.stacks) {
             return local.pointee.stacks.take()
         }
         return nil
@@ -289,7 +336,7 @@ final class Worker: @unchecked Sendable {
     private func recycle(_ stack: gt_stack) {
         local.pointee.stacks.put(stack)
         if local.pointee.stacks.count > StackPool.spillAt {
-            local.pointee.stacks.spillHalf(into: core.sharedStacks)
+            local.pointee.stacks.spillHalf(into: sharedStacks)
         }
     }
 
@@ -317,12 +364,12 @@ final class Worker: @unchecked Sendable {
     /// there is none. Returns nil only when the runtime stops.
     private func findRunnable() -> Unmanaged<Fiber>? {
         while true {
-            if core.stopping.load(ordering: .acquiring) { return nil }
+            if stopping.load(ordering: .acquiring) { return nil }
             if let f = nextLocal() { return found(f) }
-            if timers.fireExpired(now: gt_now_ns()) > 0 { continue }
-            if let f = core.popInjected(preferring: node) { return found(f) }
+            if let f = takeInjected() { return found(f) }
+            if timers.fireExpiredIfAny() > 0 { continue }
 
-            if !local.pointee.isSpinning, core.idle.tryStartSpinning() {
+            if !local.pointee.isSpinning, idle.tryStartSpinning() {
                 local.pointee.isSpinning = true
             }
             if local.pointee.isSpinning {
@@ -344,12 +391,12 @@ final class Worker: @unchecked Sendable {
         var round = 0
         while true {
             if let f = stealFromOthers() { return f }
-            if let f = core.popInjected(preferring: node) { return f }
+            if let f = popInjected() { return f }
             if let f = nextLocal() { return f }
             round += 1
             for _ in 0..<min(round, 32) { gt_cpu_relax() }
             if round % 8 == 0 {
-                if core.stopping.load(ordering: .relaxed) || gt_now_ns() - start > Self.spinNanos { return nil }
+                if stopping.load(ordering: .relaxed) || gt_now_ns() - start > Self.spinNanos { return nil }
             }
         }
     }
@@ -360,7 +407,7 @@ final class Worker: @unchecked Sendable {
     private func found(_ f: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
         if local.pointee.isSpinning {
             local.pointee.isSpinning = false
-            if core.idle.stopSpinning() { core.idle.notifyWork() }
+            if idle.stopSpinning() { idle.notifyWork() }
         }
         return f
     }
@@ -369,14 +416,15 @@ final class Worker: @unchecked Sendable {
     /// start; then the other nodes. Takes one to run and up to half of the
     /// rest into the local deque.
     private func stealFromOthers() -> Unmanaged<Fiber>? {
-        for group in core.topology.stealOrder(fromWorker: index) {
+        for group in victims {
             let n = group.count
             if n == 0 { continue }
             let start = local.pointee.rng.next(below: n)
             for k in 0..<n {
-                let victim = core.workers[group[(start + k) % n]]
-                if victim === self { continue }
-                if let f = steal(from: victim) { return f }
+                let found = group[(start + k) % n]._withUnsafeGuaranteedRef { victim in
+                    victim === self ? nil : steal(from: victim)
+                }
+                if let found { return found }
             }
         }
         return nil
@@ -406,7 +454,6 @@ final class Worker: @unchecked Sendable {
 
     /// Sleeps until notified of work or until the earliest timer anywhere.
     private func parkIdle() {
-        let idle = core.idle
         idle.addSleeper(self)
         if local.pointee.isSpinning {
             local.pointee.isSpinning = false
@@ -442,7 +489,7 @@ final class Worker: @unchecked Sendable {
     }
 
     private func leaveSleepers() {
-        if core.idle.removeSleeper(self) { return }
+        if idle.removeSleeper(self) { return }
         // A notifier claimed us concurrently: consume its unpark and take
         // over the spinning count it handed us.
         while !gt_parker_park(parker, -1) {}
