@@ -23,6 +23,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Examples: each is `swift run NAME`.
+        .executableTarget(name: "generator-pipeline", dependencies: ["GreenThreads"], path: "Examples/generator-pipeline"),
+        .executableTarget(name: "fibonacci-generator", dependencies: ["GreenThreads"], path: "Examples/fibonacci-generator"),
+        .executableTarget(name: "generator-producer-consumer", dependencies: ["GreenThreads"], path: "Examples/generator-producer-consumer"),
         .testTarget(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"]

@@ -6,6 +6,9 @@ struct Benchmark: Sendable {
     let name: String
     let unit: String
     let summary: String
+    /// Runs on the calling thread whatever the worker count: measured once,
+    /// reported as workers = 1.
+    var singleThreaded = false
     /// Runs the workload once on `workers` workers and returns the figure
     /// (lower is better).
     let measure: @Sendable (_ workers: Int) throws -> Double

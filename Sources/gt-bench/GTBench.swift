@@ -6,7 +6,11 @@ import Glibc
 #endif
 
 /// Every benchmark gt-bench knows, in listing order.
-let registry: [Benchmark] = CoreBenchmarks.all
+let registry: [Benchmark] = CoreBenchmarks.all + [
+    Benchmark(name: "generator", unit: "ns/resume",
+              summary: "resume a suspended generator that yields an Int, 10^7 times",
+              singleThreaded: true, measure: { _ in generatorBenchmark() }),
+]
 
 @main
 struct GTBench: ParsableCommand {
@@ -74,7 +78,7 @@ struct GTBench: ParsableCommand {
         func run() throws {
             var results: [Measurement] = []
             for b in try selected() {
-                for w in try workerCounts() {
+                for w in b.singleThreaded ? [1] : try workerCounts() {
                     _ = try b.measure(w)  // warm-up: page in stacks, code and caches
                     var samples: [Double] = []
                     for _ in 0..<repeats { samples.append(try b.measure(w)) }
