@@ -99,7 +99,10 @@ final class RuntimeCore: @unchecked Sendable {
         }
         let fiber = TypedFiber(id: id, core: self, body: body)
         if closed.load(ordering: .relaxed) { fiber.cancelled.store(true, ordering: .relaxed) }
-        registry.insert(fiber, shard: worker?.index ?? workers.count)
+        // Not in the registry yet: a thread joins it when it first runs
+        // (Worker.bindStack), on the worker that will most likely also
+        // retire it, so spawn and exit never contend on a shard lock.
+        fiber.registryShard = worker?.index ?? workers.count
         let u = Unmanaged<Fiber>.passRetained(fiber)  // the scheduler's reference, dropped at retire
         if let worker {
             Worker.bump(worker.spawnedCount)
@@ -246,14 +249,15 @@ final class RuntimeCore: @unchecked Sendable {
         precondition(localWorker == nil,
                      "GreenThreads: shutdown called from one of the runtime's own green threads")
         closed.store(true, ordering: .sequentiallyConsistent)
+        for w in workers { w.closing.store(true, ordering: .sequentiallyConsistent) }
         let grace = configuration.shutdownGracePeriod
         let deadline = gt_now_ns() + Int64(grace.components.seconds) * 1_000_000_000
             + Int64(grace.components.attoseconds / 1_000_000_000)
-        while registry.count > 0 && gt_now_ns() < deadline {
+        while liveCount > 0 && gt_now_ns() < deadline {
             registry.forEach { cancel($0) }
             for w in workers { for waker in w.timers.drainAll() { waker.wake(.cancelled) } }
             var spins = 0
-            while registry.count > 0 && spins < 20 && gt_now_ns() < deadline {
+            while liveCount > 0 && spins < 20 && gt_now_ns() < deadline {
                 var ts = timespec(tv_sec: 0, tv_nsec: 1_000_000)
                 nanosleep(&ts, nil)
                 spins += 1
@@ -275,9 +279,8 @@ final class RuntimeCore: @unchecked Sendable {
         }
         // Green threads that ignored cancellation: nothing will resume them
         // now, so their stacks can go (what their frames retain leaks).
-        var abandoned = 0
+        let abandoned = liveCount
         registry.forEach { f in
-            abandoned += 1
             if f.state != .running && f.hasStack {
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
@@ -304,6 +307,15 @@ final class RuntimeCore: @unchecked Sendable {
 
     var isShutDown: Bool { shutdownDone.load(ordering: .acquiring) }
 
+    /// Green threads spawned and not yet retired, queued ones included.
+    var liveCount: Int {
+        var n = externalSpawns.load(ordering: .relaxed)
+        for w in workers {
+            n += w.spawnedCount.load(ordering: .relaxed) - w.completedCount.load(ordering: .relaxed)
+        }
+        return n
+    }
+
     // MARK: Errors nobody joined
 
     func reportUnhandled(_ error: any Error, thread id: UInt64) {
@@ -327,7 +339,7 @@ final class RuntimeCore: @unchecked Sendable {
             s.switches += w.switchCount.load(ordering: .relaxed)
         }
         s.spawned += externalSpawns.load(ordering: .relaxed)
-        s.live = registry.count
+        s.live = s.spawned - s.completed
         s.stacksMapped = stacksMapped.load(ordering: .relaxed)
         s.numaNodes = topology.nodeCount
         return s

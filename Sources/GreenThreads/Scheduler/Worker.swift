@@ -59,6 +59,9 @@ final class Worker: @unchecked Sendable {
     /// A copy of the runtime's stop flag, read on every switch without
     /// touching (and retaining) the core.
     let stopping = Atomic<Bool>(false)
+    /// A copy of the runtime's `closed` flag: threads that first run after
+    /// shutdown began start out cancelled.
+    let closing = Atomic<Bool>(false)
     var thread: UInt64 = 0
 
     // Counters, written only by this worker (plain load+store), read by anyone.
@@ -320,9 +323,12 @@ final class Worker: @unchecked Sendable {
         return fiber.context
     }
 
+    /// A thread's first run: its stack, and its entry in the registry.
     @inline(never)
     private func bindStack(_ fiber: Fiber) {
         fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
+        registry.insert(fiber, shard: index)
+        if closing.load(ordering: .acquiring) { fiber.cancelled.store(true, ordering: .relaxed) }
     }
 
     func takeStack() -> gt_stack? {
