@@ -27,6 +27,9 @@ let package = Package(
         .executableTarget(name: "generator-pipeline", dependencies: ["GreenThreads"], path: "Examples/generator-pipeline"),
         .executableTarget(name: "fibonacci-generator", dependencies: ["GreenThreads"], path: "Examples/fibonacci-generator"),
         .executableTarget(name: "generator-producer-consumer", dependencies: ["GreenThreads"], path: "Examples/generator-producer-consumer"),
+        .executableTarget(name: "BunShop", dependencies: ["GreenThreads"], path: "Examples/BunShop"),
+        .executableTarget(name: "PrimeSieve", dependencies: ["GreenThreads"], path: "Examples/PrimeSieve"),
+        .executableTarget(name: "WorkerPool", dependencies: ["GreenThreads"], path: "Examples/WorkerPool"),
         .testTarget(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"]

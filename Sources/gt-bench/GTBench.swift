@@ -6,7 +6,7 @@ import Glibc
 #endif
 
 /// Every benchmark gt-bench knows, in listing order.
-let registry: [Benchmark] = CoreBenchmarks.all + [
+let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
     Benchmark(name: "generator", unit: "ns/resume",
               summary: "resume a suspended generator that yields an Int, 10^7 times",
               singleThreaded: true, measure: { _ in generatorBenchmark() }),

@@ -44,6 +44,7 @@ public struct JoinHandle<T: Sendable>: Sendable {
 
 /// Joins every handle, in order, and returns their values. Every thread is
 /// waited for; the first error (in handle order) is then rethrown.
+@discardableResult
 public func joinAll<T>(_ handles: [JoinHandle<T>]) throws -> [T] {
     var values: [T] = []
     values.reserveCapacity(handles.count)

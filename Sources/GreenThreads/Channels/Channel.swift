@@ -1,0 +1,487 @@
+// Channel.swift: Go channels for green threads (and plain OS threads).
+//
+// A channel is a lock, an optional ring buffer and two queues of parked
+// operations: `receivers` (waiting for a value) and `senders` (waiting to
+// hand one over). As in Go's runtime/chan.go, a value goes straight from a
+// sender to a parked receiver (or from a parked sender to a receiver)
+// without a trip through the buffer.
+//
+// ## Invariants
+//
+// "Live" waiter: one whose `Waker` could still be claimed. Dead waiters
+// (cancelled, timed out, or a select that took another case) may linger in
+// either queue until someone unlinks them; they are skipped with one failed
+// CAS and never receive or give a value. Counting only live waiters:
+//
+//  * At least one of `senders` and `receivers` is empty, except when one
+//    select waits to both send and receive on the same unbuffered channel;
+//    then both queues hold only that select's waiters (it cannot rendezvous
+//    with itself).
+//  * For buffered channels, also:
+//      `ring.count > 0` implies `receivers` is empty;
+//      `ring.count < capacity` implies `senders` is empty.
+//  * Once `closed` is set, both queues are empty and stay empty: close wakes
+//    everyone, and nobody parks on a closed channel. The buffer still drains.
+//  * A waiter is claimed only while being dequeued under `lock`, and the
+//    claimer writes its result before resuming it (see Waiter.swift).
+//  * A queued sender's `elem` points at its initialized value; a queued
+//    receiver's at an uninitialized slot. A value is copied out of a
+//    sender's `elem` (the sender still owns and destroys its own), and
+//    initialized into a receiver's exactly once, by the claimer.
+//
+// ## Specialization
+//
+// The public receive calls are `@inlinable` shells that give the value a
+// typed stack slot and call into the unspecialized core with a pointer to
+// it. So the core never builds an `Element?` or any other generic type
+// around `Element`, each of which would cost a metadata lookup per call
+// (see Waiter.swift); it only moves values through typed pointers.
+//
+// ## Locking
+//
+// One SpinLock per channel guards everything. It is never held across a
+// switch: a parking operation queues its waiter and releases the lock inside
+// `Park.wait`'s register step, before the green thread switches away, and
+// waiters are resumed only after the lock is released (a resume may wake a
+// sleeping worker through a futex). A select never holds two channel locks
+// at once (see Select.swift), so there is no lock order to respect.
+//
+// ## Cancellation
+//
+// Every wait is cancellable. A cancelled green thread parked in `send`
+// throws `CancellationError` (its value was not sent); parked in `receive`
+// it returns nil, exactly as for a closed channel, because `receive` cannot
+// throw; `receiveOrThrow` tells the two apart. Operations that need not wait
+// complete even when the thread is already cancelled, as in Go.
+
+/// The error a send on a closed channel throws.
+public enum ChannelError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The channel was closed before the value could be sent.
+    case closed
+
+    public var description: String {
+        switch self {
+        case .closed: return "send on a closed channel"
+        }
+    }
+}
+
+/// A typed conduit between green threads, like Go's `chan Element`.
+///
+/// ```swift
+/// let ch = Channel<Int>(capacity: 0)     // unbuffered: send waits for a receiver
+/// go { for i in 0..<3 { try ch.send(i) }; ch.close() }
+/// for x in ch { print(x) }               // 0 1 2, then the loop ends
+/// ```
+///
+/// Every operation may be called from any thread: a green thread that has
+/// to wait parks (its worker runs other green threads), a plain OS thread
+/// blocks. Values are delivered in FIFO order per sender, and parked
+/// senders and receivers are served first-come first-served.
+///
+/// - Note: A channel belongs to no runtime, so a plain OS thread blocked on
+///   one is invisible to a runtime's deadlock detection: it neither counts
+///   as a waiter that a deadlock report would wake, nor keeps the runtime
+///   from reporting one while it blocks.
+public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: every mutable field is guarded by `lock`
+    // (or is a waiter handed over by the protocol in Waiter.swift); elements
+    // are Sendable. @exclusivity(unchecked): the lock already serializes
+    // every access, so the dynamic check would be pure overhead.
+
+    /// Maximum buffered elements; 0 for an unbuffered (rendezvous) channel.
+    public let capacity: Int
+    private let lock = SpinLock()
+    @exclusivity(unchecked) private var ring: Ring<Element>    // Guarded by: lock
+    @exclusivity(unchecked) private var closed = false         // Guarded by: lock
+    @exclusivity(unchecked) private var receivers = WaiterList()  // Guarded by: lock
+    @exclusivity(unchecked) private var senders = WaiterList()    // Guarded by: lock
+
+    /// Creates a channel buffering up to `capacity` elements.
+    ///
+    /// - Parameter capacity: 0 (the default) for an unbuffered channel, on
+    ///   which `send` waits until a receiver takes the value.
+    /// - Precondition: `capacity >= 0`.
+    public init(capacity: Int = 0) {
+        precondition(capacity >= 0,
+                     "GreenThreads: Channel capacity must be 0 (unbuffered) or positive; got \(capacity)")
+        self.capacity = capacity
+        ring = Ring(capacity: capacity)
+    }
+
+    deinit {
+        ring.destroy()
+    }
+
+    // MARK: Sending
+
+    /// Sends `value`, waiting while the buffer is full (or, unbuffered,
+    /// until a receiver takes it).
+    ///
+    /// Callable from a green thread (parks) or an OS thread (blocks).
+    /// - Throws: `ChannelError.closed` if the channel is closed before the
+    ///   value is delivered; `CancellationError` if the calling green thread
+    ///   is cancelled while waiting. In both cases the value was not sent.
+    public func send(_ value: Element) throws {
+        try withUnsafePointer(to: value) { try send(from: $0) }
+    }
+
+    private func send(from value: UnsafePointer<Element>) throws {
+        lock.lock()
+        switch sendLocked(value) {
+        case .done: return
+        case .closed: throw ChannelError.closed
+        case .wouldBlock: break  // still holding the lock
+        }
+        // Park offering `value` where it is: it stays on this thread's stack
+        // until a receiver has copied it.
+        let waiter = Waiter()
+        waiter.elem = UnsafeMutableRawPointer(mutating: value)
+        switch parkLocked(waiter, in: .senders, reason: "send on a channel") {
+        case .notified:
+            if waiter.outcome == .closed { throw ChannelError.closed }
+        case .cancelled, .timedOut, .deadlock:
+            throw CancellationError()
+        }
+    }
+
+    /// Sends `value` if that needs no waiting: a receiver is parked, or the
+    /// buffer has room.
+    ///
+    /// - Returns: whether the value was sent; false when the channel is full
+    ///   or closed (`isClosed` tells which).
+    public func trySend(_ value: Element) -> Bool {
+        withUnsafePointer(to: value) { pollSend(from: $0) == .done }
+    }
+
+    /// How an attempt that may not wait went.
+    enum Attempt: UInt8 {
+        case done        // the value moved
+        case closed      // the channel is closed (and, receiving, drained)
+        case wouldBlock  // it would have to wait
+    }
+
+    /// A send that does not wait (a select's poll, `trySend`).
+    func pollSend(from value: UnsafePointer<Element>) -> Attempt {
+        lock.lock()
+        let a = sendLocked(value)
+        if a == .wouldBlock { lock.unlock() }
+        return a
+    }
+
+    /// The non-waiting part of a send. Called with `lock` held; releases it
+    /// unless the send would block.
+    @inline(__always)
+    private func sendLocked(_ value: UnsafePointer<Element>) -> Attempt {
+        if closed {
+            lock.unlock()
+            return .closed
+        }
+        if let receiver = receivers.popClaimed() {
+            // A parked receiver means an empty buffer (invariant): hand the
+            // value straight over. The claim made the waiter ours alone.
+            lock.unlock()
+            receiver.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
+            receiver.outcome = .completed
+            receiver.waker.unsafelyUnwrapped.resume()
+            return .done
+        }
+        if ring.count < capacity {
+            ring.append(value.pointee)
+            lock.unlock()
+            return .done
+        }
+        return .wouldBlock
+    }
+
+    // MARK: Receiving
+
+    /// Receives the next value, waiting while there is none.
+    ///
+    /// Callable from a green thread (parks) or an OS thread (blocks).
+    /// - Returns: the value, or nil once the channel is closed and drained.
+    ///   Also nil if the calling green thread is cancelled while waiting
+    ///   (see `receiveOrThrow` to tell the two apart).
+    @inlinable
+    public func receive() -> Element? {
+        try? receiveOrThrow()
+    }
+
+    /// Receives the next value, waiting while there is none; unlike
+    /// `receive`, reports cancellation as an error.
+    ///
+    /// - Returns: the value, or nil once the channel is closed and drained.
+    /// - Throws: `CancellationError` if the calling green thread is
+    ///   cancelled while waiting (a value already available is returned
+    ///   even to a cancelled thread).
+    @inlinable
+    public func receiveOrThrow() throws -> Element? {
+        try withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
+            let slot = buffer.baseAddress.unsafelyUnwrapped
+            return try _receive(into: slot) ? slot.move() : nil
+        }
+    }
+
+    /// Receives a value if one is ready: buffered, or offered by a parked
+    /// sender. Returns nil if none is (the channel is empty, or closed and
+    /// drained).
+    @inlinable
+    public func tryReceive() -> Element? {
+        withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
+            let slot = buffer.baseAddress.unsafelyUnwrapped
+            return _tryReceive(into: slot) ? slot.move() : nil
+        }
+    }
+
+    /// Receives into `slot` (uninitialized), waiting if needed. Returns
+    /// true if `slot` now holds a value, false if the channel is closed and
+    /// drained.
+    @usableFromInline
+    func _receive(into slot: UnsafeMutablePointer<Element>) throws -> Bool {
+        lock.lock()
+        switch receiveLocked(into: slot) {
+        case .done: return true
+        case .closed: return false
+        case .wouldBlock: break  // still holding the lock
+        }
+        let waiter = Waiter()
+        waiter.elem = UnsafeMutableRawPointer(slot)
+        switch parkLocked(waiter, in: .receivers, reason: "receive from a channel") {
+        case .notified:
+            return waiter.outcome == .completed
+        case .cancelled, .timedOut, .deadlock:
+            throw CancellationError()
+        }
+    }
+
+    /// `tryReceive` into `slot`: true if `slot` now holds a value.
+    @usableFromInline
+    func _tryReceive(into slot: UnsafeMutablePointer<Element>) -> Bool {
+        pollReceive(into: slot) == .done
+    }
+
+    /// A receive that does not wait (a select's poll, `tryReceive`).
+    func pollReceive(into slot: UnsafeMutablePointer<Element>) -> Attempt {
+        lock.lock()
+        let a = receiveLocked(into: slot)
+        if a == .wouldBlock { lock.unlock() }
+        return a
+    }
+
+    /// The non-waiting part of a receive. Called with `lock` held; releases
+    /// it unless the receive would block.
+    @inline(__always)
+    private func receiveLocked(into slot: UnsafeMutablePointer<Element>) -> Attempt {
+        if let sender = senders.popClaimed() {
+            // A parked sender means a full buffer (invariant). Take the
+            // oldest buffered value and put the sender's at the tail, so
+            // FIFO order holds; unbuffered, take the sender's directly.
+            let offered = UnsafePointer(sender.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self))
+            if ring.count > 0 {
+                ring.removeFirst(into: slot)
+                ring.append(offered.pointee)
+            } else {
+                slot.initialize(to: offered.pointee)
+            }
+            lock.unlock()
+            sender.outcome = .completed
+            sender.waker.unsafelyUnwrapped.resume()
+            return .done
+        }
+        if ring.count > 0 {
+            ring.removeFirst(into: slot)
+            lock.unlock()
+            return .done
+        }
+        if closed {
+            lock.unlock()
+            return .closed
+        }
+        return .wouldBlock
+    }
+
+    // MARK: Closing
+
+    /// Closes the channel: no more values can be sent. Idempotent.
+    ///
+    /// Buffered values can still be received; after them, `receive` returns
+    /// nil at once. Parked receivers wake with nil; parked senders throw
+    /// `ChannelError.closed` (their values were not sent).
+    public func close() {
+        lock.lock()
+        if closed {
+            lock.unlock()
+            return
+        }
+        closed = true
+        // Claim every live waiter under the lock, resume them after it:
+        // chain them through `next`, which popClaimed just cleared.
+        var woken: Waiter?
+        while let w = receivers.popClaimed() ?? senders.popClaimed() {
+            w.outcome = .closed
+            w.next = woken
+            woken = w
+        }
+        lock.unlock()
+        while let w = woken {
+            woken = w.next
+            w.next = nil
+            w.waker.unsafelyUnwrapped.resume()
+        }
+    }
+
+    /// Whether `close` has been called.
+    public var isClosed: Bool {
+        lock.withLock { closed }
+    }
+
+    /// The number of buffered elements (Go's `len(ch)`). A snapshot: other
+    /// threads may change it at any moment.
+    public var count: Int {
+        lock.withLock { ring.count }
+    }
+
+    /// Queued waiters, live or dead (for tests: a finished select must
+    /// leave none behind).
+    var waiterCount: Int {
+        lock.withLock { receivers.count + senders.count }
+    }
+
+    // MARK: Parking
+
+    enum Queue { case senders, receivers }
+
+    /// Queues `waiter` and parks until a counterpart, `close`, cancellation
+    /// or the deadline ends the wait. Called with `lock` held; returns with
+    /// it released and `waiter` unlinked.
+    ///
+    /// The lock is held from the failed attempt until the waiter is queued,
+    /// so no sender or `close` can slip in between and leave us waiting for
+    /// something that already happened.
+    private func parkLocked(_ waiter: Waiter, in queue: Queue, reason: String) -> WakeCause {
+        var queued = false
+        let cause = Park.wait(reason: .other(reason), cancellable: true) { waker in
+            waiter.waker = waker
+            switch queue {
+            case .senders: senders.append(waiter)
+            case .receivers: receivers.append(waiter)
+            }
+            queued = true
+            lock.unlock()
+            return true
+        }
+        if !queued {
+            // Already cancelled: Park.wait returned before registering.
+            lock.unlock()
+        } else if cause != .notified {
+            // Nobody dequeued us (a claimer always dequeues): unlink now so
+            // no dead waiter lingers.
+            unregister(waiter, from: queue)
+        }
+        return cause
+    }
+
+    // MARK: Select support
+
+    /// A select's register step for one case: queues `waiter` (its `elem`
+    /// already set) for `waker`, unless the operation could complete now.
+    /// Returns whether it queued.
+    ///
+    /// "Could complete now" ignores this select's own waiters on the other
+    /// queue: one select sending and receiving on the same channel cannot
+    /// rendezvous with itself (Go's rule), so those must not count.
+    func register(_ waiter: Waiter, in queue: Queue, waker: Waker) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if closed { return false }
+        switch queue {
+        case .receivers:
+            if ring.count > 0 || senders.hasLiveWaiter(otherThan: waker) { return false }
+            waiter.waker = waker
+            receivers.append(waiter)
+        case .senders:
+            if ring.count < capacity || receivers.hasLiveWaiter(otherThan: waker) { return false }
+            waiter.waker = waker
+            senders.append(waiter)
+        }
+        return true
+    }
+
+    /// Unlinks a waiter if it is still queued.
+    func unregister(_ waiter: Waiter, from queue: Queue) {
+        lock.lock()
+        switch queue {
+        case .senders: senders.remove(waiter)
+        case .receivers: receivers.remove(waiter)
+        }
+        lock.unlock()
+    }
+
+    // MARK: Sequence
+
+    /// Iterates by receiving; ends when the channel is closed and drained
+    /// (or the iterating green thread is cancelled while waiting).
+    public struct Iterator: IteratorProtocol {
+        @usableFromInline let channel: Channel<Element>
+
+        @inlinable init(channel: Channel<Element>) {
+            self.channel = channel
+        }
+
+        @inlinable
+        public mutating func next() -> Element? {
+            channel.receive()
+        }
+    }
+
+    /// An iterator that receives from this channel. Iterating consumes the
+    /// values: two concurrent loops share them, each value reaching one.
+    @inlinable
+    public func makeIterator() -> Iterator {
+        Iterator(channel: self)
+    }
+}
+
+/// A fixed-capacity FIFO ring in raw memory (no copy-on-write checks).
+/// Owned by one channel and used only under its lock.
+struct Ring<Element> {
+    private let storage: UnsafeMutablePointer<Element>?
+    let capacity: Int
+    private var head = 0
+    private(set) var count = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        storage = capacity > 0 ? .allocate(capacity: capacity) : nil
+    }
+
+    @inline(__always)
+    mutating func append(_ element: Element) {
+        let i = head + count
+        // SAFETY: count < capacity (callers check), so the slot is
+        // inside the allocation and uninitialized.
+        storage.unsafelyUnwrapped.advanced(by: i >= capacity ? i - capacity : i).initialize(to: element)
+        count += 1
+    }
+
+    /// Moves the oldest element into `slot` (uninitialized).
+    @inline(__always)
+    mutating func removeFirst(into slot: UnsafeMutablePointer<Element>) {
+        // SAFETY: count > 0 (callers check), so `head` is initialized.
+        slot.moveInitialize(from: storage.unsafelyUnwrapped.advanced(by: head), count: 1)
+        head += 1
+        if head == capacity { head = 0 }
+        count -= 1
+    }
+
+    /// Destroys the remaining elements and frees the storage.
+    mutating func destroy() {
+        while count > 0 {
+            storage.unsafelyUnwrapped.advanced(by: head).deinitialize(count: 1)
+            head += 1
+            if head == capacity { head = 0 }
+            count -= 1
+        }
+        storage?.deallocate()
+    }
+}

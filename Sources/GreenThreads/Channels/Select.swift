@@ -1,0 +1,539 @@
+// Select.swift: waiting on several channel operations at once (Go's select).
+//
+// ## Design
+//
+// Go's selectgo locks every channel of the select at once (in address
+// order), polls them, and if none is ready queues a waiter on each before
+// unlocking them all. Here a select never holds two channel locks: the one
+// shared `Waker` of the wait already makes the cases mutually exclusive
+// (a channel must win its claim before it may complete a case), so each
+// channel can be visited on its own.
+//
+// One round of a select:
+//
+//  1. Shuffle the cases (uniformly; Go's pollorder) and *poll* each in that
+//     order: lock its channel, complete the operation if it needs no
+//     waiting, unlock. The first that completes wins. Taking the first
+//     ready case of a uniform permutation picks uniformly among the ready
+//     ones, which is Go's fairness rule.
+//  2. None was ready: run the default case if there is one.
+//  3. Otherwise park. The register step queues a waiter on every channel,
+//     in the same order, each under its own channel's lock. If a channel
+//     turns out ready by then (a counterpart arrived after step 1), register
+//     stops and reports "already happened": Park.wait withdraws the wait
+//     (or, if an earlier channel claimed it meanwhile, waits for that
+//     resume), and the round repeats from step 1.
+//  4. After waking, unlink the waiters of every case that did not fire, so
+//     no dead registration lingers in any channel; then run the fired
+//     case's body, or the timeout body, or throw on cancellation.
+//
+// A case whose channel was claimed by a counterpart has already happened
+// (a value moved) by the time the select resumes: that is the chosen case.
+//
+// ## Specialization and allocation
+//
+// `select`, the case constructors and the builder are `@inlinable`, so
+// building the cases is specialized in the caller. The loop above is the
+// non-generic `_select`, over type-erased `SelectOperation`s that move
+// values only through typed pointers (see Channel.swift, "Specialization").
+// A select that finds a ready case allocates the builder's case array (and
+// a group object when there are several cases), one object per case and one
+// value slot (receiving); the operation list lives on the stack, and
+// waiters and slots for the other cases are allocated only when it parks.
+// Those few allocations are most of what a ready select costs (Go's
+// selectgo allocates nothing); a fixed-arity fast path that keeps the
+// cases on the stack is the obvious next step if select shows up in
+// profiles.
+//
+// ## Rejected alternative
+//
+// Locking all channels at once (Go's way) needs a global lock order and
+// holds N spin locks while shuffling and queueing; on green threads a
+// long-held spin lock stalls whole workers. The cost of the chosen design is
+// the retry in step 3, which only happens when a counterpart arrives
+// during the few hundred nanoseconds between poll and registration. Two
+// selects registering against each other may make one of them retry, but
+// a retry always follows a live counterpart, which the next poll claims
+// unless the counterpart completed elsewhere: either way someone progresses.
+
+import CContext
+
+/// The error `select` throws when it has nothing to wait for.
+public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The select had no case at all (Go's `select {}` blocks forever;
+    /// here it is an error, since it can never complete).
+    case noCases
+
+    public var description: String {
+        switch self {
+        case .noCases: return "select with no cases can never complete"
+        }
+    }
+}
+
+/// Waits until one of several channel operations can proceed, performs it,
+/// and returns the result of that case's body.
+///
+/// ```swift
+/// let r = try select {
+///     Case.receive(numbers) { n in "got \(n ?? -1)" }   // n == nil: numbers is closed
+///     Case.send(requests, 5) { "sent" }
+///     Case.timeout(.milliseconds(10)) { "timed out" }
+///     // or: Case.default { "nothing ready" }
+/// }
+/// ```
+///
+/// Each case names its type (`Case.`, or `SelectCase.`): a line starting
+/// with a bare `.receive` would continue the previous line's expression as a
+/// method call, not start a new case.
+///
+/// Exactly one case runs. If several operations are ready, one is picked
+/// uniformly at random (Go's rule); otherwise the select waits until one is,
+/// or the timeout passes (the earliest, if several are given). With a
+/// `default` case it never waits. A `receive` on a closed channel is ready
+/// and passes nil; a `send` on a closed channel is ready and throws.
+/// Conditional (`if`) and looped (`for`) cases are allowed.
+///
+/// Callable from a green thread (parks) or an OS thread (blocks).
+/// - Throws: `ChannelError.closed` if the chosen case sends on a closed
+///   channel; `CancellationError` if the calling green thread is cancelled
+///   while waiting; `SelectError.noCases` if there is no case; whatever the
+///   chosen body throws.
+/// - Precondition: at most one `default` case.
+@inlinable
+public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectCase<Result>]) throws -> Result {
+    let all = try cases()
+    var count = 0
+    for c in all { count += c.node.operationCount }
+    // The operations, unretained, in a stack buffer: the loop needs them
+    // type-erased, and a heap array per select would cost more than
+    // everything else a ready select does. `all` keeps them alive, for
+    // which its lifetime is extended over the whole wait.
+    return try withExtendedLifetime(all) {
+        try withUnsafeTemporaryAllocation(of: Unmanaged<SelectOperation>.self, capacity: max(count, 1)) { ops in
+            var n = 0
+            var timeout: TimeoutCase<Result>?
+            var fallback: TypedSelectOperation<Result>?
+            func add(_ node: TypedSelectOperation<Result>) {
+                switch node.role {
+                case .channel:
+                    ops[n] = Unmanaged.passUnretained(node)
+                    n += 1
+                case .timeout:
+                    // SAFETY (both casts): `role` names the subclass.
+                    let t = unsafeDowncast(node, to: TimeoutCase<Result>.self)
+                    if timeout == nil || t.duration < timeout.unsafelyUnwrapped.duration { timeout = t }
+                case .default:
+                    precondition(fallback == nil, "GreenThreads: a select may have at most one default case")
+                    fallback = node
+                case .group:
+                    for c in unsafeDowncast(node, to: GroupCase<Result>.self).cases { add(c.node) }
+                }
+            }
+            for c in all { add(c.node) }
+            if n == 0 && timeout == nil && fallback == nil { throw SelectError.noCases }
+            let chosen = try _select(
+                UnsafeBufferPointer(rebasing: ops[..<n]), timeout: timeout?.duration, hasDefault: fallback != nil)
+            switch chosen {
+            case _selectDefault: return try fallback.unsafelyUnwrapped.run()
+            case _selectTimedOut: return try (timeout.unsafelyUnwrapped as TypedSelectOperation<Result>).run()
+            default:
+                // SAFETY: every operation came from a SelectCase<Result>, and
+                // `all` still holds it.
+                let op = ops[chosen].takeUnretainedValue()
+                return try unsafeDowncast(op, to: TypedSelectOperation<Result>.self).run()
+            }
+        }
+    }
+}
+
+/// `_select` chose the default case.
+@usableFromInline let _selectDefault = -1
+/// `_select`'s timeout passed.
+@usableFromInline let _selectTimedOut = -2
+
+/// The select loop (see the file header). Returns the index of the
+/// operation that happened, `_selectDefault` or `_selectTimedOut`.
+@usableFromInline
+func _select(
+    _ unmanagedOps: UnsafeBufferPointer<Unmanaged<SelectOperation>>, timeout: Duration?, hasDefault: Bool
+) throws -> Int {
+    // SAFETY: the caller's case array keeps every operation alive.
+    let ops = UnsafeSelectOperations(unmanagedOps)
+    let n = ops.count
+    let deadline = timeout.map { Park.deadline(after: $0) }
+    var threadRandom: FastRandom?  // an OS thread's own generator, seeded once
+    return try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(n, 1)) { order in
+        while true {
+            // 1. Poll in a fresh uniform order (inside-out Fisher-Yates),
+            // drawn from the worker's generator (looked up once per round:
+            // after a park we may be on another worker), or our own.
+            let worker = Worker.current
+            if worker == nil && threadRandom == nil { threadRandom = FastRandom(seed: gt_random_seed()) }
+            for i in 0..<n {
+                let j = worker?.local.pointee.rng.next(below: i + 1) ?? threadRandom!.next(below: i + 1)
+                if j != i { order[i] = order[j] }
+                order[j] = i
+            }
+            for k in 0..<n where ops[order[k]].poll() {
+                return order[k]
+            }
+            // 2. Nothing ready.
+            if hasDefault { return _selectDefault }
+            // 3. Register everywhere and park.
+            let cause = Park.wait(reason: .other("select"), deadline: deadline, cancellable: true) { waker in
+                for k in 0..<n where !ops[order[k]].register(waker) {
+                    return false  // became ready meanwhile: retry the round
+                }
+                return true
+            }
+            // 4. Withdraw the losing registrations, then report the winner.
+            var fired = -1
+            for i in 0..<n {
+                if ops[i].collect() { fired = i } else { ops[i].unregister() }
+            }
+            if fired >= 0 { return fired }
+            switch cause {
+            case .notified: continue  // a channel became ready during registration
+            case .timedOut: return _selectTimedOut
+            case .cancelled, .deadlock: throw CancellationError()
+            }
+        }
+    }
+}
+
+/// Indexes unretained operations without retain/release traffic.
+private struct UnsafeSelectOperations {
+    let base: UnsafeBufferPointer<Unmanaged<SelectOperation>>
+    init(_ base: UnsafeBufferPointer<Unmanaged<SelectOperation>>) { self.base = base }
+    var count: Int { base.count }
+    subscript(i: Int) -> SelectOperation { base[i].takeUnretainedValue() }
+}
+
+/// One case of a `select`: `Case.receive`, `Case.send`, `Case.timeout` or
+/// `Case.default`, written inside the select's braces. `Result` is what
+/// the case bodies, and so the select, return.
+public struct SelectCase<Result> {
+    /// Every kind of case is one object, so copying a case (the builder's
+    /// arrays copy them through value witnesses) is a single retain.
+    @usableFromInline let node: TypedSelectOperation<Result>
+
+    @inlinable
+    init(_ node: TypedSelectOperation<Result>) {
+        self.node = node
+    }
+
+    /// Receives from `channel`. The body gets the value, or nil if the
+    /// channel is closed and drained (a closed channel is always ready).
+    @inlinable
+    public static func receive<Element>(
+        _ channel: Channel<Element>, _ body: @escaping (Element?) throws -> Result
+    ) -> SelectCase {
+        SelectCase(ReceiveOperation(channel: channel, body: body))
+    }
+
+    /// Sends `value` on `channel`, then runs the body. If the channel is
+    /// closed this case is ready and the select throws `ChannelError.closed`.
+    @inlinable
+    public static func send<Element>(
+        _ channel: Channel<Element>, _ value: Element, _ body: @escaping () throws -> Result
+    ) -> SelectCase {
+        SelectCase(SendOperation(channel: channel, value: value, body: body))
+    }
+
+    /// Runs the body if no other case became ready within `duration`
+    /// (measured from the start of the select).
+    @inlinable
+    public static func timeout(_ duration: Duration, _ body: @escaping () throws -> Result) -> SelectCase {
+        SelectCase(TimeoutCase(duration: duration, body: body))
+    }
+
+    /// Runs the body at once if no other case is ready: the select never
+    /// waits.
+    @inlinable
+    public static func `default`(_ body: @escaping () throws -> Result) -> SelectCase {
+        SelectCase(DefaultCase(body: body))
+    }
+}
+
+/// The short name cases are written with: `Case.receive(ch) { v in ... }`.
+/// (Where it clashes with a type of your own, write `SelectCase`.)
+public typealias Case<Result> = SelectCase<Result>
+
+/// Collects a select's cases; supports `if`, `if`/`else`, `switch` and `for`.
+///
+/// Every component is a single `SelectCase` (a block of several, an `if`
+/// or a `for` becomes a group), so a plain list of cases costs the variadic
+/// array of `buildBlock` and a group, instead of an array per case.
+@resultBuilder
+public enum SelectBuilder<Result> {
+    @inlinable
+    public static func buildExpression(_ c: SelectCase<Result>) -> SelectCase<Result> { c }
+    @inlinable
+    public static func buildBlock(_ cases: SelectCase<Result>...) -> SelectCase<Result> {
+        cases.count == 1 ? cases[0] : SelectCase(GroupCase(cases))
+    }
+    @inlinable
+    public static func buildOptional(_ c: SelectCase<Result>?) -> SelectCase<Result> {
+        c ?? SelectCase(GroupCase([]))
+    }
+    @inlinable
+    public static func buildEither(first c: SelectCase<Result>) -> SelectCase<Result> { c }
+    @inlinable
+    public static func buildEither(second c: SelectCase<Result>) -> SelectCase<Result> { c }
+    @inlinable
+    public static func buildArray(_ cases: [SelectCase<Result>]) -> SelectCase<Result> {
+        SelectCase(GroupCase(cases))
+    }
+    @inlinable
+    public static func buildFinalResult(_ c: SelectCase<Result>) -> [SelectCase<Result>] {
+        if c.node.role == .group { return unsafeDowncast(c.node, to: GroupCase<Result>.self).cases }
+        return [c]
+    }
+}
+
+// MARK: - Operations
+
+/// A channel case of one select call, type-erased for the select loop.
+/// Used only by the selecting thread, except for its waiter, which follows
+/// the hand-over protocol in Waiter.swift.
+@usableFromInline
+class SelectOperation {
+    /// What a case is; only `.channel` ones reach the select loop.
+    @usableFromInline
+    enum Role: UInt8 { case channel, timeout, `default`, group }
+
+    @usableFromInline let role: Role
+
+    @usableFromInline
+    init(role: Role) {
+        self.role = role
+    }
+
+    /// Channel operations in this case, groups included.
+    @usableFromInline
+    var operationCount: Int { role == .channel ? 1 : 0 }
+
+    /// Completes the operation now if that needs no waiting.
+    func poll() -> Bool { fatalError("subclass responsibility") }
+    /// Queues a waiter for `waker`; false (nothing queued) if the operation
+    /// could complete now.
+    func register(_ waker: Waker) -> Bool { fatalError("subclass responsibility") }
+    /// Unlinks the waiter if it is still queued.
+    func unregister() { fatalError("subclass responsibility") }
+    /// After a wait: whether a counterpart completed this case (or closed
+    /// its channel) meanwhile; if so, records the outcome for the body.
+    func collect() -> Bool { fatalError("subclass responsibility") }
+}
+
+/// A select case that knows its body's result type: a channel operation,
+/// or one of the other kinds below.
+@usableFromInline
+class TypedSelectOperation<Result>: SelectOperation {
+    /// Runs the case's body with the operation's outcome. Called once,
+    /// after `poll` or `collect` reported the case as the one that happened.
+    @usableFromInline
+    func run() throws -> Result { fatalError("subclass responsibility") }
+}
+
+/// A receive case. The value ends up in `slot`: moved there from a stack
+/// slot when a poll takes it, or written there by a sender while the
+/// select is parked. `slot` is allocated only then, so a ready select pays
+/// for one slot, not one per case.
+///
+/// Deliberately no `Element?` property: this code runs unspecialized, and
+/// every use of `Optional<Element>` would cost a metadata lookup (see
+/// Waiter.swift); a raw slot plus a flag costs one allocation instead.
+@usableFromInline
+final class ReceiveOperation<Element: Sendable, Result>: TypedSelectOperation<Result> {
+    private let channel: Channel<Element>
+    private let body: (Element?) throws -> Result
+    /// Initialized exactly when `hasValue`.
+    private var slot: UnsafeMutablePointer<Element>?
+    private var hasValue = false
+    private var waiter: Waiter?
+    private var registered = false
+
+    @usableFromInline
+    init(channel: Channel<Element>, body: @escaping (Element?) throws -> Result) {
+        self.channel = channel
+        self.body = body
+        super.init(role: .channel)
+    }
+
+    deinit {
+        if let slot {
+            if hasValue { slot.deinitialize(count: 1) }
+            slot.deallocate()
+        }
+    }
+
+    private func allocatedSlot() -> UnsafeMutablePointer<Element> {
+        if let slot { return slot }
+        let s = UnsafeMutablePointer<Element>.allocate(capacity: 1)
+        slot = s
+        return s
+    }
+
+    override func poll() -> Bool {
+        withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
+            let p = buffer.baseAddress.unsafelyUnwrapped
+            switch channel.pollReceive(into: p) {
+            case .done:
+                allocatedSlot().moveInitialize(from: p, count: 1)
+                hasValue = true
+                return true
+            case .closed:
+                return true
+            case .wouldBlock:
+                return false
+            }
+        }
+    }
+
+    override func register(_ waker: Waker) -> Bool {
+        let w = waiter ?? Waiter()
+        waiter = w
+        w.elem = UnsafeMutableRawPointer(allocatedSlot())
+        registered = channel.register(w, in: .receivers, waker: waker)
+        return registered
+    }
+
+    override func unregister() {
+        guard registered, let w = waiter else { return }
+        registered = false
+        channel.unregister(w, from: .receivers)
+    }
+
+    override func collect() -> Bool {
+        guard let w = waiter, w.outcome != .waiting else { return false }
+        hasValue = w.outcome == .completed
+        return true
+    }
+
+    override func run() throws -> Result {
+        guard hasValue, let slot else { return try body(nil) }
+        hasValue = false
+        return try body(slot.move())
+    }
+}
+
+/// A send case. The value is offered from a stack copy when polling, and
+/// from a slot that stays put only while the select is parked.
+@usableFromInline
+final class SendOperation<Element: Sendable, Result>: TypedSelectOperation<Result> {
+    private let channel: Channel<Element>
+    private let value: Element
+    private let body: () throws -> Result
+    /// The parked select's offer: a copy of `value` a receiver copies from.
+    private var slot: UnsafeMutablePointer<Element>?
+    /// The channel turned out to be closed: `run` throws.
+    private var foundClosed = false
+    private var waiter: Waiter?
+    private var registered = false
+
+    @usableFromInline
+    init(channel: Channel<Element>, value: Element, body: @escaping () throws -> Result) {
+        self.channel = channel
+        self.value = value
+        self.body = body
+        super.init(role: .channel)
+    }
+
+    deinit {
+        if let slot {
+            slot.deinitialize(count: 1)
+            slot.deallocate()
+        }
+    }
+
+    override func poll() -> Bool {
+        switch withUnsafePointer(to: value, { channel.pollSend(from: $0) }) {
+        case .done:
+            return true
+        case .closed:
+            foundClosed = true
+            return true
+        case .wouldBlock:
+            return false
+        }
+    }
+
+    override func register(_ waker: Waker) -> Bool {
+        let w = waiter ?? Waiter()
+        waiter = w
+        if slot == nil {
+            slot = .allocate(capacity: 1)
+            slot.unsafelyUnwrapped.initialize(to: value)
+        }
+        w.elem = UnsafeMutableRawPointer(slot.unsafelyUnwrapped)
+        registered = channel.register(w, in: .senders, waker: waker)
+        return registered
+    }
+
+    override func unregister() {
+        guard registered, let w = waiter else { return }
+        registered = false
+        channel.unregister(w, from: .senders)
+    }
+
+    override func collect() -> Bool {
+        guard let w = waiter, w.outcome != .waiting else { return false }
+        foundClosed = w.outcome == .closed
+        return true
+    }
+
+    override func run() throws -> Result {
+        if foundClosed { throw ChannelError.closed }
+        return try body()
+    }
+}
+
+/// `Case.timeout`: its body runs when `_select` reports the deadline.
+@usableFromInline
+final class TimeoutCase<Result>: TypedSelectOperation<Result> {
+    @usableFromInline let duration: Duration
+    private let body: () throws -> Result
+
+    @usableFromInline
+    init(duration: Duration, body: @escaping () throws -> Result) {
+        self.duration = duration
+        self.body = body
+        super.init(role: .timeout)
+    }
+
+    override func run() throws -> Result { try body() }
+}
+
+/// `Case.default`: its body runs when nothing was ready.
+@usableFromInline
+final class DefaultCase<Result>: TypedSelectOperation<Result> {
+    private let body: () throws -> Result
+
+    @usableFromInline
+    init(body: @escaping () throws -> Result) {
+        self.body = body
+        super.init(role: .default)
+    }
+
+    override func run() throws -> Result { try body() }
+}
+
+/// Several cases from a block, an `if` or a `for` (see SelectBuilder).
+@usableFromInline
+final class GroupCase<Result>: TypedSelectOperation<Result> {
+    @usableFromInline let cases: [SelectCase<Result>]
+
+    @usableFromInline
+    init(_ cases: [SelectCase<Result>]) {
+        self.cases = cases
+        super.init(role: .group)
+    }
+
+    @usableFromInline
+    override var operationCount: Int {
+        var n = 0
+        for c in cases { n += c.node.operationCount }
+        return n
+    }
+}

@@ -1,0 +1,99 @@
+// GreenCondition.swift: a condition variable paired with a GreenMutex.
+//
+// ## Design
+//
+// A FIFO of parked waiters under a SpinLock. `wait` queues itself *before*
+// releasing the mutex (both inside Park.wait's register step, before the
+// switch), so a `signal` made by whoever takes the mutex next always finds
+// it: no wake-up is lost between unlock and park.
+//
+// After waking, the waiter re-acquires the mutex without regard to
+// cancellation: a caller's `defer { mutex.unlock() }` must stay balanced
+// whichever way `wait` ends.
+
+/// A condition variable for green threads, used with a `GreenMutex` (Go's
+/// `sync.Cond`, POSIX's `pthread_cond_t`).
+///
+/// ```swift
+/// try mutex.lock()
+/// defer { mutex.unlock() }
+/// while queue.isEmpty { try ready.wait(mutex) }   // always re-check: another
+/// let item = queue.removeFirst()                  // thread may have run first
+/// ```
+///
+/// Waiters are woken in FIFO order. There are no spurious wake-ups, but a
+/// woken waiter re-acquires the mutex after others may have changed the
+/// state, so the predicate must be re-checked in a loop.
+public final class GreenCondition: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `waiters` is guarded by `lock`.
+
+    private let lock = SpinLock()
+    @exclusivity(unchecked) private var waiters = WaiterList()  // Guarded by: lock
+
+    /// Creates a condition with no waiters.
+    public init() {}
+
+    /// Atomically releases `mutex` and waits for `signal` or `broadcast`;
+    /// re-acquires `mutex` before returning (or throwing).
+    ///
+    /// Callable from a green thread (parks) or an OS thread (blocks).
+    /// - Precondition: the caller holds `mutex`.
+    /// - Throws: `CancellationError` if the calling green thread is
+    ///   cancelled while waiting. The mutex is held again either way.
+    public func wait(_ mutex: GreenMutex) throws {
+        if try !wait(mutex, deadline: nil) { throw CancellationError() }
+    }
+
+    /// Like `wait(_:)`, but gives up after `timeout`.
+    /// - Returns: true if signalled, false if the timeout passed first.
+    /// - Throws: `CancellationError` if the calling green thread is
+    ///   cancelled while waiting. The mutex is held again in every case.
+    public func wait(_ mutex: GreenMutex, timeout: Duration) throws -> Bool {
+        try wait(mutex, deadline: Park.deadline(after: timeout))
+    }
+
+    private func wait(_ mutex: GreenMutex, deadline: Int64?) throws -> Bool {
+        let me = Waiter()
+        var queued = false
+        let cause = Park.wait(reason: .other("GreenCondition.wait"), deadline: deadline, cancellable: true) { waker in
+            lock.lock()
+            me.waker = waker
+            waiters.append(me)
+            queued = true
+            lock.unlock()
+            // Queued first, unlocked second: see the file header.
+            mutex.unlock()
+            return true
+        }
+        // Cancelled before queueing: the mutex was never released.
+        guard queued else { throw CancellationError() }
+        if cause != .notified { lock.withLock { waiters.remove(me) } }
+        mutex.lockUncancellable()
+        switch cause {
+        case .notified: return true
+        case .timedOut: return false
+        case .cancelled, .deadlock: throw CancellationError()
+        }
+    }
+
+    /// Wakes the longest-waiting thread, if any. Holding the mutex while
+    /// signalling is allowed but not required.
+    public func signal() {
+        lock.lock()
+        let w = waiters.popClaimed()
+        lock.unlock()
+        w?.waker.unsafelyUnwrapped.resume()
+    }
+
+    /// Wakes every waiting thread.
+    public func broadcast() {
+        var woken: [Waiter] = []
+        lock.lock()
+        while let w = waiters.popClaimed() { woken.append(w) }
+        lock.unlock()
+        for w in woken { w.waker.unsafelyUnwrapped.resume() }
+    }
+
+    /// Queued waiters, live or dead (for tests).
+    var waiterCount: Int { lock.withLock { waiters.count } }
+}

@@ -1,0 +1,96 @@
+// WaitGroup.swift: waits for a collection of green threads to finish.
+//
+// ## Invariants
+//
+//  * `counter >= 0` (a negative counter is a caller bug and traps, as in Go).
+//  * While `counter == 0`, `waiters` holds no live waiter: `wait` returns
+//    at once then, and the `add` that brings the counter to zero claims
+//    every queued waiter under the lock and resumes them after it.
+
+/// Waits for a set of tasks to finish (Go's `sync.WaitGroup`).
+///
+/// ```swift
+/// let wg = WaitGroup()
+/// for url in urls {
+///     wg.add(1)
+///     go { defer { wg.done() }; fetch(url) }
+/// }
+/// try wg.wait()
+/// ```
+public final class WaitGroup: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: both fields are guarded by `lock`.
+
+    private let lock = SpinLock()
+    @exclusivity(unchecked) private var counter = 0                         // Guarded by: lock
+    @exclusivity(unchecked) private var waiters = WaiterList()  // Guarded by: lock
+
+    /// Creates a wait group with a zero counter.
+    public init() {}
+
+    /// Adds `delta` (which may be negative) to the counter; when it reaches
+    /// zero, every `wait` returns. Callable from any thread.
+    /// - Precondition: the counter does not go negative.
+    public func add(_ delta: Int = 1) {
+        lock.lock()
+        counter += delta
+        let now = counter
+        var woken: [Waiter] = []
+        if now == 0 {
+            while let w = waiters.popClaimed() { woken.append(w) }
+        }
+        lock.unlock()
+        precondition(now >= 0, "GreenThreads: WaitGroup counter went negative (more done() than add())")
+        for w in woken { w.waker.unsafelyUnwrapped.resume() }
+    }
+
+    /// Decrements the counter by one.
+    public func done() {
+        add(-1)
+    }
+
+    /// Waits until the counter is zero.
+    ///
+    /// Callable from a green thread (parks) or an OS thread (blocks).
+    /// - Throws: `CancellationError` if the calling green thread is
+    ///   cancelled while waiting.
+    public func wait() throws {
+        lock.lock()
+        if counter == 0 {
+            lock.unlock()
+            return
+        }
+        let me = Waiter()
+        var queued = false
+        let cause = Park.wait(reason: .other("WaitGroup.wait"), cancellable: true) { waker in
+            me.waker = waker
+            waiters.append(me)
+            queued = true
+            lock.unlock()
+            return true
+        }
+        guard queued else {
+            lock.unlock()
+            throw CancellationError()
+        }
+        if cause != .notified {
+            lock.withLock { waiters.remove(me) }
+            throw CancellationError()
+        }
+    }
+
+    /// Adds one to the counter and runs `body` in a new green thread of the
+    /// caller's runtime, which calls `done()` when `body` returns or throws
+    /// (Go 1.25's `WaitGroup.Go`).
+    /// - Precondition: called from a green thread.
+    @discardableResult
+    public func go<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+        add(1)
+        return GreenThreads.go {
+            defer { self.done() }
+            return try body()
+        }
+    }
+
+    /// The counter (a snapshot).
+    public var count: Int { lock.withLock { counter } }
+}
