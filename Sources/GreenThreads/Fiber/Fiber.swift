@@ -74,7 +74,7 @@ class Fiber: WaitTarget, @unchecked Sendable {
         context = UnsafeMutablePointer(bitPattern: 0x8)!  // replaced by bindStack before any use
         super.init()
         #if DEBUG
-        Fiber.liveObjects.add(1, ordering: .relaxed)
+        core.fiberObjects.add(1, ordering: .relaxed)
         #endif
     }
 
@@ -92,12 +92,8 @@ class Fiber: WaitTarget, @unchecked Sendable {
     }
 
     #if DEBUG
-    /// Fiber objects alive in the process: a leak check for tests (debug
-    /// builds only: a shared counter would cost every spawn a contended RMW).
-    static let liveObjects = Atomic<Int>(0)
-
     deinit {
-        Fiber.liveObjects.subtract(1, ordering: .relaxed)
+        core.fiberObjects.subtract(1, ordering: .relaxed)
     }
     #endif
 

@@ -20,6 +20,12 @@ final class RuntimeCore: @unchecked Sendable {
     /// thread (including any spawned while draining) starts cancelled.
     let closed = Atomic<Bool>(false)
     let stacksMapped = Atomic<Int>(0)
+    #if DEBUG
+    /// Fiber objects of this runtime still allocated: a leak check for
+    /// tests (debug builds only: a shared counter would cost every spawn a
+    /// contended read-modify-write).
+    let fiberObjects = Atomic<Int>(0)
+    #endif
     private let externalIDs = Atomic<UInt64>(0)
     private let externalSpawns = Atomic<Int>(0)
     private let externalWakes = Atomic<Int>(0)
