@@ -1,5 +1,8 @@
 import CContext
 import GreenThreads
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// One named workload, the same as its twin in scripts/peers.
 struct Benchmark: Sendable {
@@ -51,6 +54,48 @@ func busyWork(_ seed: UInt64, iterations: Int) -> UInt64 {
         acc &+= x
     }
     return acc
+}
+
+/// One runtime per worker count, kept for the whole gt-bench process, as a
+/// service keeps its runtime: the warm-up run and the timed repeats then
+/// measure a warmed scheduler (pooled stacks, grown queues), exactly as the
+/// Go twin measures a warmed Go runtime, not the cost of mapping stacks
+/// into a brand-new one each time.
+final class BenchRuntimes: @unchecked Sendable {
+    private static let shared = BenchRuntimes()
+    private let lock = PthreadLock()
+    private var runtimes: [Int: Runtime] = [:]
+
+    static func runtime(workers: Int) -> Runtime {
+        shared.lock.withLock {
+            if let rt = shared.runtimes[workers] { return rt }
+            let rt = Runtime(workers: workers)
+            shared.runtimes[workers] = rt
+            return rt
+        }
+    }
+
+    static func shutdownAll() {
+        let all = shared.lock.withLock {
+            let all = Array(shared.runtimes.values)
+            shared.runtimes.removeAll()
+            return all
+        }
+        for rt in all { rt.shutdown() }
+    }
+}
+
+/// A plain pthread mutex: gt-bench's bookkeeping runs on the main thread,
+/// never across a green-thread switch.
+final class PthreadLock: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<R>(_ body: () throws -> R) rethrows -> R {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return try body()
+    }
 }
 
 struct BenchmarkFailure: Error, CustomStringConvertible {

@@ -29,8 +29,7 @@ enum ChannelBenchmarks {
 /// does `for v := range ping { pong <- v }`, the other 10^6 times
 /// `ping <- i; <-pong`.
 func pingpongBenchmark(workers: Int) throws -> Double {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
+    let rt = BenchRuntimes.runtime(workers: workers)
     let roundTrips = 1_000_000
     let ns = try rt.run { () throws -> Double in
         let ping = Channel<Int>(), pong = Channel<Int>()
@@ -55,8 +54,7 @@ func pingpongBenchmark(workers: Int) throws -> Double {
 /// Go twin: `ch := make(chan int, 1024)`; a goroutine sends 0..<10^7 and
 /// closes; the main goroutine sums `for v := range ch`.
 func chanBenchmark(workers: Int) throws -> Double {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
+    let rt = BenchRuntimes.runtime(workers: workers)
     let messages = 10_000_000
     let ns = try rt.run { () throws -> Double in
         let ch = Channel<Int>(capacity: 1024)
@@ -82,8 +80,7 @@ func chanBenchmark(workers: Int) throws -> Double {
 /// Go twin: the same four `make(chan int, 128)`, and a loop of 10^6
 /// `select { case v := <-a: ...; case v := <-b: ...; ... }`.
 func selectBenchmark(workers: Int) throws -> Double {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
+    let rt = BenchRuntimes.runtime(workers: workers)
     let perProducer = 250_000, producers = 4
     let total = perProducer * producers
     let ns = try rt.run { () throws -> Double in
@@ -117,8 +114,7 @@ func selectBenchmark(workers: Int) throws -> Double {
 ///
 /// Go twin: 8 goroutines each doing 250,000 `mu.Lock(); n++; mu.Unlock()`.
 func mutexBenchmark(workers: Int) throws -> Double {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
+    let rt = BenchRuntimes.runtime(workers: workers)
     let threads = 8, perThread = 250_000
     final class Counter: @unchecked Sendable {
         // SAFETY: only touched under `mutex`.

@@ -19,8 +19,7 @@ enum CoreBenchmarks {
     ]
 
     static func switchCost(workers: Int) throws -> Double {
-        let rt = Runtime(workers: workers)
-        defer { rt.shutdown() }
+        let rt = BenchRuntimes.runtime(workers: workers)
         let perThread = 5_000_000
         let ns = try rt.run { () throws -> Double in
             try elapsedNanos {
@@ -34,8 +33,7 @@ enum CoreBenchmarks {
     }
 
     static func spawnCost(workers: Int) throws -> Double {
-        let rt = Runtime(workers: workers)
-        defer { rt.shutdown() }
+        let rt = BenchRuntimes.runtime(workers: workers)
         let batches = 100, batch = 10_000
         let ns = try rt.run { () throws -> Double in
             var handles: [JoinHandle<Void>] = []
@@ -59,8 +57,7 @@ enum CoreBenchmarks {
     }
 
     static func fibTime(workers: Int) throws -> Double {
-        let rt = Runtime(workers: workers)
-        defer { rt.shutdown() }
+        let rt = BenchRuntimes.runtime(workers: workers)
         var result = 0
         let ns = try elapsedNanos { result = try rt.run { fib(27) } }
         guard result == 196_418 else { throw BenchmarkFailure(description: "fib(27) gave \(result)") }
@@ -68,8 +65,7 @@ enum CoreBenchmarks {
     }
 
     static func skewTime(workers: Int) throws -> Double {
-        let rt = Runtime(workers: workers)
-        defer { rt.shutdown() }
+        let rt = BenchRuntimes.runtime(workers: workers)
         let ns = try elapsedNanos {
             let sum = try rt.run { () throws -> UInt64 in
                 let hs = (0..<10_000).map { i in go { busyWork(UInt64(i), iterations: 50_000) } }

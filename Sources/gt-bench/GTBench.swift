@@ -88,6 +88,7 @@ struct GTBench: ParsableCommand {
                     if !json { printRow(m) }
                 }
             }
+            BenchRuntimes.shutdownAll()
             if json { print(Report(results: results).json()) }
         }
 
