@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
 # Compares GreenThreads (gt-bench) with its peers - Go, Boost.Fiber, Swift
-# concurrency and raw Boost.Context - on the same workloads, and prints a
-# markdown table of medians and ratios (ratio > 1: GreenThreads is faster).
+# concurrency, raw Boost.Context, and (generator only) Python generators and
+# greenlet - on the same workloads, and prints a markdown table of medians and
+# ratios (ratio > 1: GreenThreads is faster). A peer without a benchmark shows "—".
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew ...]     (default: all four)
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator ...]
+#                                                        (default: all of them)
 # Env:   ROUNDS=3       rounds; each round runs every implementation once per
 #                       benchmark, in turn, so machine drift hits all alike
 #        REPEATS=3      timed repeats inside each run (the run reports their
 #                       median); the table shows the median over rounds
-#        WORKERS=1,2    worker counts (switch always uses 1)
+#        WORKERS=1,2    worker counts (switch and generator always use 1)
 #        GT_BENCH_ARGS  extra arguments for `gt-bench run`
 #        GT_BENCH       use this gt-bench binary instead of building one
 # Results are most meaningful on an otherwise idle machine.
@@ -19,12 +21,16 @@ peers_dir="$root/scripts/peers"
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew) benches+=("$a") ;;
-        -h | --help) sed -n '2,15p' "$0"; exit 0 ;;
-        *) echo "compare.sh: unknown benchmark '$a' (switch, spawn, fib, skew)" >&2; exit 2 ;;
+        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator) benches+=("$a") ;;
+        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        *)
+            echo "compare.sh: unknown benchmark '$a'" \
+                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator)" >&2
+            exit 2
+            ;;
     esac
 done
-((${#benches[@]})) || benches=(switch spawn fib skew)
+((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select mutex generator)
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
 export REPEATS=${REPEATS:-3}
@@ -78,11 +84,23 @@ for r in rows:
 ' <<<"$out"
 }
 
+# peer_has PEER BENCH: true if that peer implements the benchmark.
+peer_has() {
+    case $1 in
+        go) [[ $2 != generator ]] ;;
+        boostfiber) [[ $2 != select && $2 != generator ]] ;;   # Boost.Fiber has no select
+        swiftconc) [[ " switch spawn fib skew " == *" $2 "* ]] ;;
+        python) [[ $2 == generator ]] ;;   # reports peer=python-gen and peer=greenlet
+        *) false ;;
+    esac
+}
+
 for bench in "${benches[@]}"; do
     w=$workers
-    [[ $bench == switch ]] && w=1
+    [[ $bench == switch || $bench == generator ]] && w=1
     for ((round = 1; round <= rounds; round++)); do
-        for impl in ours go boostfiber swiftconc; do
+        for impl in ours go boostfiber swiftconc python; do
+            [[ $impl == ours ]] || peer_has "$impl" "$bench" || continue
             log "$bench round $round/$rounds: $impl"
             if [[ $impl == ours ]]; then
                 [[ -n $ours ]] || continue
@@ -126,18 +144,24 @@ def fmt(x):
 def ratio(a, b):  # a / b
     return "—" if a is None or b is None or b == 0 else f"{a / b:.2f}"
 
-peers = [("go", "Go"), ("boostfiber", "Boost.Fiber"), ("swiftconc", "Swift conc")]
-print("| benchmark | workers | GreenThreads | " + " | ".join(n for _, n in peers)
-      + " | ratio Go/ours | ratio Fiber/ours | ratio Swift/ours |")
+# (peer, column name, ratio column name). The first three always get a
+# column; the Python ones only when they have results (i.e. for generator).
+peers = [("go", "Go", "Go"), ("boostfiber", "Boost.Fiber", "Fiber"),
+         ("swiftconc", "Swift conc", "Swift")]
+peers += [p for p in [("python-gen", "Python gen", "PyGen"), ("greenlet", "greenlet", "greenlet")]
+          if any(k[0] == p[0] and k[1] in benches for k in values)]
+single = {"switch", "generator"}  # single-worker benchmarks
+print("| benchmark | workers | GreenThreads | " + " | ".join(n for _, n, _ in peers)
+      + " | " + " | ".join(f"ratio {r}/ours" for _, _, r in peers) + " |")
 print("|---|---:|---:|" + "---:|" * (2 * len(peers)))
 for b in benches:
-    for w in ([1] if b == "switch" else workers):
+    for w in ([1] if b in single else workers):
         unit = next((units[k] for k in units if k[1:] == (b, w)), "?")
         ours = med("greenthreads", b, w)
         ours_unit = units.get(("greenthreads", b, w))
         if ours_unit and ours_unit != unit:
             print(f"warning: {b}: gt-bench reports {ours_unit}, peers {unit}", file=sys.stderr)
-        theirs = [med(p, b, w) for p, _ in peers]
+        theirs = [med(p, b, w) for p, _, _ in peers]
         print(f"| {b} ({unit}) | {w} | {fmt(ours)} | " + " | ".join(fmt(t) for t in theirs)
               + " | " + " | ".join(ratio(t, ours) for t in theirs) + " |")
 
@@ -151,6 +175,9 @@ if "switch" in benches:
 print()
 print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
 print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
-      "(switch: round_robin on one thread). Swift conc: default executor, its pool "
+      "(switch: round_robin on one thread; no select). Swift conc: default executor, its pool "
       "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
+if "generator" in benches:
+    print("generator: Python gen = a plain generator resumed with send(); greenlet = one "
+          "switch in and back out; both 10^6 resumes (gt-bench: 10^7).")
 PY

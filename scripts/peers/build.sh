@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds the peer implementations (Go, Boost.Fiber/Boost.Context, Swift
-# concurrency) into scripts/peers/.build-peers/, installing the Debian
-# packages they need first if they are missing.
+# concurrency, Python) into scripts/peers/.build-peers/, installing the Debian
+# packages (and, for Python, the greenlet and gevent wheels from PyPI) they
+# need first if they are missing.
 #
 # Usage: scripts/peers/build.sh          (quiet when everything is up to date)
 set -euo pipefail
@@ -64,4 +65,20 @@ if stale "$out/swiftconc-peer" "$here/swiftconc/Package.swift" "$here"/swiftconc
         --scratch-path "$out/swiftconc" >&2
     ln -sfr "$("$swift" build -c release --package-path "$here/swiftconc" \
         --scratch-path "$out/swiftconc" --show-bin-path)/swiftconc-peer" "$out/swiftconc-peer"
+fi
+
+# --- Python (generator / greenlet) --------------------------------------------------
+# Nothing to compile: python-peer is a link to the script. It needs greenlet
+# (gevent's switching core; gevent comes along for anyone comparing further).
+python=$(command -v python3 || true)
+if [[ -z $python ]]; then
+    log "python3 not found: the python peer will not run"
+else
+    if ! "$python" -c 'import greenlet, gevent' 2>/dev/null; then
+        log "installing greenlet and gevent with pip"
+        "$python" -m pip install -q greenlet gevent >&2 \
+            || "$python" -m pip install -q --break-system-packages greenlet gevent >&2 \
+            || log "pip install failed: the greenlet half of the python peer will not run"
+    fi
+    [[ -L $out/python-peer ]] || ln -sfr "$here/python/peer.py" "$out/python-peer"
 fi

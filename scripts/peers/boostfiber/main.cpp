@@ -6,7 +6,8 @@
 // all, just the register save/restore - the floor any green-thread switch
 // can approach.
 //
-// Usage: boostfiber-peer [switch|spawn|fib|skew ...] [--workers 1,2]
+// Usage: boostfiber-peer [switch|spawn|fib|skew|pingpong|chan|mutex ...] [--workers 1,2]
+// (no `select`: Boost.Fiber cannot wait on several channels at once)
 // Prints: RESULT peer=<boostfiber|boostcontext> benchmark=<name> workers=<n>
 //         value=<median> unit=<unit>
 #include <boost/context/fiber.hpp>
@@ -39,6 +40,11 @@ constexpr int kFibN = 27;
 constexpr int kFibExpected = 196418;
 constexpr int kSkewTasks = 10'000;
 constexpr int kSkewIters = 50'000;  // dependent xorshift steps per task: ~50-100 us
+constexpr long kPingRounds = 1'000'000;
+constexpr long kChanMessages = 10'000'000;
+constexpr std::size_t kChanCap = 1024;  // buffered_channel wants a power of 2
+constexpr int kMutexFibers = 8;
+constexpr long kMutexPerFiber = 250'000;
 
 static double since_ns(Clock::time_point start) {
     return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
@@ -188,6 +194,70 @@ static double bench_skew() {
     return ms;
 }
 
+// Unbuffered round trips between two fibers: the echo fiber pops from ping
+// and pushes to pong until ping is closed.
+static double bench_pingpong() {
+    fibers::unbuffered_channel<long> ping, pong;
+    auto start = Clock::now();
+    fibers::fiber echo([&] {
+        for (long v : ping) pong.push(v);
+    });
+    for (long i = 0; i < kPingRounds; ++i) {
+        ping.push(i);
+        long v = -1;
+        if (pong.pop(v) != fibers::channel_op_status::success || v != i) {
+            std::fprintf(stderr, "pingpong: wrong value\n");
+            std::exit(1);
+        }
+    }
+    ping.close();
+    echo.join();
+    return since_ns(start) / kPingRounds;
+}
+
+// One producer, one consumer through a buffered channel of capacity 1024
+// (Boost's ring buffer keeps one slot free, so it holds at most 1023).
+static double bench_chan() {
+    fibers::buffered_channel<long> ch(kChanCap);
+    long sum = 0;
+    auto start = Clock::now();
+    fibers::fiber producer([&] {
+        for (long i = 0; i < kChanMessages; ++i) ch.push(i);
+        ch.close();
+    });
+    for (long v : ch) sum += v;
+    producer.join();
+    double ns = since_ns(start);
+    if (sum != kChanMessages * (kChanMessages - 1) / 2) {
+        std::fprintf(stderr, "chan: wrong sum\n");
+        std::exit(1);
+    }
+    return ns / kChanMessages;
+}
+
+// 8 fibers contending for one fibers::mutex.
+static double bench_mutex() {
+    fibers::mutex mu;
+    long counter = 0;
+    std::vector<fibers::fiber> fs;
+    fs.reserve(kMutexFibers);
+    auto start = Clock::now();
+    for (int f = 0; f < kMutexFibers; ++f)
+        fs.emplace_back([&] {
+            for (long i = 0; i < kMutexPerFiber; ++i) {
+                std::lock_guard<fibers::mutex> lk(mu);
+                ++counter;
+            }
+        });
+    for (auto& f : fs) f.join();
+    double ns = since_ns(start);
+    if (counter != kMutexFibers * kMutexPerFiber) {
+        std::fprintf(stderr, "mutex: lost increments\n");
+        std::exit(1);
+    }
+    return ns / (kMutexFibers * kMutexPerFiber);
+}
+
 // --- driver -------------------------------------------------------------------
 
 static int repeats() {
@@ -223,6 +293,10 @@ static void measure(const std::string& name, unsigned w) {
     if (name == "spawn") report("boostfiber", name, w, median_of(bench_spawn), "ns/spawn");
     if (name == "fib") report("boostfiber", name, w, median_of(bench_fib), "ms");
     if (name == "skew") report("boostfiber", name, w, median_of(bench_skew), "ms");
+    if (name == "pingpong")
+        report("boostfiber", name, w, median_of(bench_pingpong), "ns/roundtrip");
+    if (name == "chan") report("boostfiber", name, w, median_of(bench_chan), "ns/message");
+    if (name == "mutex") report("boostfiber", name, w, median_of(bench_mutex), "ns/op");
 }
 
 int main(int argc, char** argv) {
@@ -233,7 +307,9 @@ int main(int argc, char** argv) {
     // keep them too.
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, -1);  // -1: never trim
-    const std::vector<std::string> all = {"switch", "spawn", "fib", "skew"};
+    // No `select`: Boost.Fiber has no way to wait on several channels.
+    const std::vector<std::string> all = {"switch", "spawn", "fib",  "skew",
+                                          "pingpong", "chan", "mutex"};
     std::vector<std::string> names;
     std::vector<unsigned> workers = {1, 2};
     for (int i = 1; i < argc; ++i) {
@@ -255,7 +331,9 @@ int main(int argc, char** argv) {
         } else if (std::find(all.begin(), all.end(), a) != all.end()) {
             names.push_back(a);
         } else {
-            std::fprintf(stderr, "usage: %s [switch|spawn|fib|skew ...] [--workers 1,2]\n",
+            std::fprintf(stderr,
+                         "usage: %s [switch|spawn|fib|skew|pingpong|chan|mutex ...] "
+                         "[--workers 1,2]\n",
                          argv[0]);
             return 2;
         }

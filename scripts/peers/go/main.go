@@ -3,7 +3,7 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|mutex ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
@@ -26,6 +26,14 @@ const (
 	fibExpected  = 196418
 	skewTasks    = 10_000
 	skewIters    = 50_000 // dependent xorshift steps per task: ~50-100 µs
+	pingRounds   = 1_000_000
+	chanMessages = 10_000_000
+	chanCap      = 1024
+	selPerProd   = 250_000
+	selProducers = 4
+	selCap       = 128
+	mutexThreads = 8
+	mutexPerG    = 250_000
 )
 
 // benchmark is one workload; run returns one measurement on the current
@@ -38,13 +46,17 @@ type benchmark struct {
 }
 
 var benchmarks = map[string]benchmark{
-	"switch": {"ns/switch", benchSwitch, true},
-	"spawn":  {"ns/spawn", benchSpawn, false},
-	"fib":    {"ms", benchFib, false},
-	"skew":   {"ms", benchSkew, false},
+	"switch":   {"ns/switch", benchSwitch, true},
+	"spawn":    {"ns/spawn", benchSpawn, false},
+	"fib":      {"ms", benchFib, false},
+	"skew":     {"ms", benchSkew, false},
+	"pingpong": {"ns/roundtrip", benchPingpong, false},
+	"chan":     {"ns/message", benchChan, false},
+	"select":   {"ns/message", benchSelect, false},
+	"mutex":    {"ns/op", benchMutex, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew"}
+var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "mutex"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -140,6 +152,115 @@ func benchSkew() float64 {
 		fmt.Fprintln(os.Stderr, "skew: zero checksum")
 	}
 	return float64(elapsed.Nanoseconds()) / 1e6
+}
+
+// benchPingpong: unbuffered round trips between two goroutines.
+func benchPingpong() float64 {
+	ping, pong := make(chan int), make(chan int)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		for v := range ping {
+			pong <- v
+		}
+		close(done)
+	}()
+	for i := 0; i < pingRounds; i++ {
+		ping <- i
+		if <-pong != i {
+			fmt.Fprintln(os.Stderr, "pingpong: wrong value")
+			os.Exit(1)
+		}
+	}
+	close(ping)
+	<-done
+	return float64(time.Since(start).Nanoseconds()) / pingRounds
+}
+
+// benchChan: one producer, one consumer through a buffered channel.
+func benchChan() float64 {
+	ch := make(chan int, chanCap)
+	start := time.Now()
+	go func() {
+		for i := 0; i < chanMessages; i++ {
+			ch <- i
+		}
+		close(ch)
+	}()
+	sum := 0
+	for v := range ch {
+		sum += v
+	}
+	elapsed := time.Since(start)
+	if sum != chanMessages*(chanMessages-1)/2 {
+		fmt.Fprintln(os.Stderr, "chan: wrong sum")
+		os.Exit(1)
+	}
+	return float64(elapsed.Nanoseconds()) / chanMessages
+}
+
+// benchSelect: fan-in of four producers through one select.
+func benchSelect() float64 {
+	total := selPerProd * selProducers
+	a, b, c, d := make(chan int, selCap), make(chan int, selCap), make(chan int, selCap), make(chan int, selCap)
+	var wg sync.WaitGroup
+	wg.Add(selProducers)
+	start := time.Now()
+	for _, ch := range []chan int{a, b, c, d} {
+		ch := ch
+		go func() {
+			for i := 0; i < selPerProd; i++ {
+				ch <- i
+			}
+			wg.Done()
+		}()
+	}
+	sum := 0
+	for i := 0; i < total; i++ {
+		select {
+		case v := <-a:
+			sum += v
+		case v := <-b:
+			sum += v
+		case v := <-c:
+			sum += v
+		case v := <-d:
+			sum += v
+		}
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if sum != selProducers*selPerProd*(selPerProd-1)/2 {
+		fmt.Fprintln(os.Stderr, "select: wrong sum")
+		os.Exit(1)
+	}
+	return float64(elapsed.Nanoseconds()) / float64(total)
+}
+
+// benchMutex: 8 goroutines contending for one sync.Mutex.
+func benchMutex() float64 {
+	var mu sync.Mutex
+	n := 0
+	var wg sync.WaitGroup
+	wg.Add(mutexThreads)
+	start := time.Now()
+	for g := 0; g < mutexThreads; g++ {
+		go func() {
+			for i := 0; i < mutexPerG; i++ {
+				mu.Lock()
+				n++
+				mu.Unlock()
+			}
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	if n != mutexThreads*mutexPerG {
+		fmt.Fprintln(os.Stderr, "mutex: lost increments")
+		os.Exit(1)
+	}
+	return float64(elapsed.Nanoseconds()) / (mutexThreads * mutexPerG)
 }
 
 func median(xs []float64) float64 {
