@@ -392,17 +392,27 @@ final class Worker: @unchecked Sendable {
     /// within this window, and while anyone spins, submitters wake nobody.
     static let spinNanos: Int64 = 50_000
 
+    /// A victim's run-next slot is left alone for this long into a spin.
+    /// It usually holds the partner of a hand-off (a consumer its producer
+    /// just woke) that the owner will run within microseconds; stealing it
+    /// at once splits the pair across cores and every message then crosses
+    /// between them (Go waits ~3 µs for the same reason).
+    static let runNextGraceNanos: Int64 = 5_000
+
     private func spinForWork() -> Unmanaged<Fiber>? {
         let start = gt_now_ns()
         var round = 0
+        var takeRunNext = false
         while true {
-            if let f = stealFromOthers() { return f }
+            if let f = stealFromOthers(takeRunNext: takeRunNext) { return f }
             if let f = popInjected() { return f }
             if let f = nextLocal() { return f }
             round += 1
             for _ in 0..<min(round, 32) { gt_cpu_relax() }
             if round % 8 == 0 {
-                if stopping.load(ordering: .relaxed) || gt_now_ns() - start > Self.spinNanos { return nil }
+                let spun = gt_now_ns() - start
+                if stopping.load(ordering: .relaxed) || spun > Self.spinNanos { return nil }
+                takeRunNext = spun > Self.runNextGraceNanos
             }
         }
     }
@@ -421,14 +431,14 @@ final class Worker: @unchecked Sendable {
     /// Steals from the other workers: this node's first, from a random
     /// start; then the other nodes. Takes one to run and up to half of the
     /// rest into the local deque.
-    private func stealFromOthers() -> Unmanaged<Fiber>? {
+    private func stealFromOthers(takeRunNext: Bool) -> Unmanaged<Fiber>? {
         for group in victims {
             let n = group.count
             if n == 0 { continue }
             let start = local.pointee.rng.next(below: n)
             for k in 0..<n {
                 let found = group[(start + k) % n]._withUnsafeGuaranteedRef { victim in
-                    victim === self ? nil : steal(from: victim)
+                    victim === self ? nil : steal(from: victim, takeRunNext: takeRunNext)
                 }
                 if let found { return found }
             }
@@ -436,11 +446,12 @@ final class Worker: @unchecked Sendable {
         return nil
     }
 
-    private func steal(from victim: Worker) -> Unmanaged<Fiber>? {
+    private func steal(from victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
         guard let first = victim.deque.stealOne() else {
-            // An empty deque but a run-next slot: take that instead, so a
-            // green thread is never stranded behind a busy owner.
-            if victim.runNext.load(ordering: .relaxed) != 0 {
+            // An empty deque but a run-next slot: take that instead (after
+            // the grace period), so a green thread is never stranded
+            // behind a busy owner.
+            if takeRunNext, victim.runNext.load(ordering: .relaxed) != 0 {
                 let bits = victim.runNext.exchange(0, ordering: .acquiring)
                 if bits != 0 {
                     Self.bump(stealCount)
