@@ -30,6 +30,7 @@ let package = Package(
         .executableTarget(name: "BunShop", dependencies: ["GreenThreads"], path: "Examples/BunShop"),
         .executableTarget(name: "PrimeSieve", dependencies: ["GreenThreads"], path: "Examples/PrimeSieve"),
         .executableTarget(name: "WorkerPool", dependencies: ["GreenThreads"], path: "Examples/WorkerPool"),
+        .executableTarget(name: "ChargingStation", dependencies: ["GreenThreads"], path: "Examples/ChargingStation"),
         .testTarget(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"]

@@ -48,7 +48,9 @@ enum Park {
         }
         if let deadline {
             worker.timers.add(deadline: deadline, waker: waker)
-            worker.idle.timerAdded(deadline: deadline)
+            // (A virtual clock is advanced by the last idle worker: no
+            // sleeper needs waking for a new timer.)
+            if !worker.clock.isVirtual { worker.idle.timerAdded(deadline: deadline) }
         }
         // Dekker with RuntimeCore.cancel: it stores the flag then reads our
         // ticket; we stored the ticket (arm) and now read the flag. The
@@ -76,13 +78,22 @@ enum Park {
         return cause
     }
 
-    /// Deadline `duration` from now, saturating.
+    /// Now, on the clock of the caller's runtime (virtual or monotonic);
+    /// the monotonic clock on a plain OS thread.
+    @inline(__always)
+    static func now() -> Int64 {
+        guard let raw = gt_current_worker() else { return gt_now_ns() }
+        return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.clock.now() }
+    }
+
+    /// Deadline `duration` from now (see `now()`), saturating.
     static func deadline(after duration: Duration) -> Int64 {
         let (s, atto) = duration.components
+        let start = now()
         let ns = s.multipliedReportingOverflow(by: 1_000_000_000)
-        if ns.overflow || s < 0 { return s < 0 ? gt_now_ns() : Int64.max }
+        if ns.overflow || s < 0 { return s < 0 ? start : Int64.max }
         let total = ns.partialValue.addingReportingOverflow(atto / 1_000_000_000)
-        let d = gt_now_ns().addingReportingOverflow(total.partialValue)
+        let d = start.addingReportingOverflow(total.partialValue)
         return total.overflow || d.overflow ? Int64.max : d.partialValue
     }
 }

@@ -11,6 +11,16 @@ extension Runtime {
         case simulated(nodes: Int)
     }
 
+    /// The clock that sleeps, timeouts and `Runtime.now` use.
+    public enum ClockMode: Sendable, Equatable {
+        /// The monotonic clock.
+        case real
+        /// Virtual time for discrete-event simulation: it stands still while
+        /// any green thread can run and jumps to the next timer once every
+        /// worker is idle. Ten simulated years take milliseconds.
+        case virtual
+    }
+
     /// How a runtime is built. Every field has a default.
     public struct Configuration: Sendable {
         /// Smallest accepted stack: a first, cold `print` needs ~14 KiB.
@@ -33,6 +43,13 @@ extension Runtime {
         /// Called with an error thrown by a green thread that nobody joined
         /// (when its last handle is dropped). Default: one line on stderr.
         public var unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)?
+        /// `.virtual` for simulations (see `ClockMode`).
+        public var clock: ClockMode
+        /// Seeds every scheduling choice that is random (which case a
+        /// `select` takes among ready ones, steal victims). With one worker
+        /// and a virtual clock, the same program and seed replay the same
+        /// interleaving. nil: seeded from the clock.
+        public var seed: UInt64?
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -41,7 +58,9 @@ extension Runtime {
             pinWorkers: Bool = false,
             deadlockDetection: Bool = true,
             shutdownGracePeriod: Duration = .seconds(2),
-            unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil
+            unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil,
+            clock: ClockMode = .real,
+            seed: UInt64? = nil
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -50,6 +69,8 @@ extension Runtime {
             self.deadlockDetection = deadlockDetection
             self.shutdownGracePeriod = shutdownGracePeriod
             self.unhandledErrorHandler = unhandledErrorHandler
+            self.clock = clock
+            self.seed = seed
         }
     }
 }

@@ -77,6 +77,12 @@ public final class Runtime: Sendable {
         core.shutdown()
     }
 
+    /// Time since the runtime started, on its clock (virtual time for a
+    /// `.virtual` runtime).
+    public var now: Duration {
+        .nanoseconds(core.clock.now() - core.clock.origin)
+    }
+
     /// Counters since the runtime started.
     public var stats: RuntimeStats { core.stats }
 

@@ -9,6 +9,7 @@ import Glibc
 final class RuntimeCore: @unchecked Sendable {
     let configuration: Runtime.Configuration
     let topology: Topology
+    let clock: RuntimeClock
     private(set) var workers: [Worker] = []
     private let injectors: [Injector]
     let idle: Idle
@@ -42,13 +43,14 @@ final class RuntimeCore: @unchecked Sendable {
         self.configuration = configuration
         let n = configuration.workers
         topology = Topology(workers: n, mode: configuration.numa)
+        clock = RuntimeClock(virtual: configuration.clock == .virtual)
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
         idle = Idle(workerCount: n)
         registry = Registry(shardCount: n + 1)
         for i in 0..<n {
             workers.append(Worker(
                 index: i, node: topology.nodeOfWorker[i], core: self,
-                seed: gt_random_seed() &+ UInt64(i) &* 0x9E37_79B9_7F4A_7C15))
+                seed: (configuration.seed ?? gt_random_seed()) &+ UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15))
         }
         for w in workers {
             w.victims = topology.stealOrder(fromWorker: w.index).map { group in

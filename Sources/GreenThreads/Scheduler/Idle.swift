@@ -38,6 +38,9 @@ final class Idle: @unchecked Sendable {
 
     /// May the caller start spinning? (Go: 2*nmspinning < nprocs - npidle.)
     func tryStartSpinning() -> Bool {
+        // A lone worker has nobody to steal from; what comes from outside
+        // arrives with a wake-up anyway.
+        if workerCount == 1 { return false }
         let s = spinning.load(ordering: .relaxed)
         if 2 * s >= workerCount - sleeping.load(ordering: .relaxed) { return false }
         spinning.add(1, ordering: .sequentiallyConsistent)

@@ -19,10 +19,15 @@ final class TimerHeap: @unchecked Sendable {
     }
 
     private let lock = SpinLock()
+    private let clock: RuntimeClock
     private var heap: [Entry] = []
     private var sequence: UInt64 = 0
     /// Earliest deadline, `Int64.max` when empty.
     let nextDeadline = Atomic<Int64>(Int64.max)
+
+    init(clock: RuntimeClock) {
+        self.clock = clock
+    }
 
     var count: Int { lock.withLock { heap.count } }
 
@@ -50,7 +55,7 @@ final class TimerHeap: @unchecked Sendable {
     func fireExpiredIfAny() -> Int {
         let next = nextDeadline.load(ordering: .acquiring)
         if next == Int64.max { return 0 }
-        let now = gt_now_ns()
+        let now = clock.now()
         return next <= now ? fire(now: now) : 0
     }
 

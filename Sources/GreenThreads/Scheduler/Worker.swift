@@ -20,7 +20,12 @@ struct WorkerLocal: ~Copyable {
     var pending: PendingAction = .none
     var pendingFiber: Unmanaged<Fiber>?
     var tick: UInt32 = 0
+    /// Choices a program can observe (which ready case a `select` takes).
     var rng: FastRandom
+    /// Steal victims. Separate, because how often an idle worker tries to
+    /// steal depends on wall-clock spinning; sharing one generator would
+    /// make a seeded run's select choices depend on timing.
+    var stealRng: FastRandom
     var isSpinning = false
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
@@ -54,7 +59,8 @@ final class Worker: @unchecked Sendable {
     /// a trip through the queue (Go's runnext, Tokio's LIFO slot). Thieves
     /// may take it when the deque is empty.
     let runNext = Atomic<UInt>(0)
-    let timers = TimerHeap()
+    let timers: TimerHeap
+    let clock: RuntimeClock
     let parker: UnsafeMutablePointer<gt_parker>
     /// A copy of the runtime's stop flag, read on every switch without
     /// touching (and retaining) the core.
@@ -86,8 +92,10 @@ final class Worker: @unchecked Sendable {
         injectors = (0..<core.topology.nodeCount).map { core.injector($0) }
         homeInjector = core.injector(node)
         coreAddress = Unmanaged.passUnretained(core).toOpaque()
+        clock = core.clock
+        timers = TimerHeap(clock: core.clock)
         local = .allocate(capacity: 1)
-        local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed)))
+        local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed), stealRng: FastRandom(seed: seed ^ 0x5851_F42D_4C95_7F2D)))
         gt_context_init_base(&local.pointee.schedulerContext)
         parker = .allocate(capacity: 1)
         gt_parker_init(parker)
@@ -374,13 +382,21 @@ final class Worker: @unchecked Sendable {
             if let f = nextLocal() { return found(f) }
             if let f = takeInjected() { return found(f) }
             if timers.fireExpiredIfAny() > 0 { continue }
+            // Due timers of other workers too: their owners may be busy or
+            // asleep, and parkIdle would not sleep past a due deadline.
+            if core.earliestDeadline() <= clock.now(), core.fireRemoteTimers(now: clock.now()) > 0 { continue }
 
-            if !local.pointee.isSpinning, idle.tryStartSpinning() {
+            // Under a virtual clock, once every other worker sleeps the only
+            // thing left to wait for is a timer: go straight to parkIdle,
+            // which advances the clock (spinning would cost real time per
+            // simulated event).
+            if !local.pointee.isSpinning, !(clock.isVirtual && idle.sleeping.load(ordering: .relaxed) >= core.workers.count - 1),
+               idle.tryStartSpinning() {
                 local.pointee.isSpinning = true
             }
             if local.pointee.isSpinning {
                 if let f = spinForWork() { return found(f) }
-                if core.fireRemoteTimers(now: gt_now_ns()) > 0 { continue }
+                if core.fireRemoteTimers(now: clock.now()) > 0 { continue }
             }
             parkIdle()
         }
@@ -435,7 +451,7 @@ final class Worker: @unchecked Sendable {
         for group in victims {
             let n = group.count
             if n == 0 { continue }
-            let start = local.pointee.rng.next(below: n)
+            let start = local.pointee.stealRng.next(below: n)
             for k in 0..<n {
                 let found = group[(start + k) % n]._withUnsafeGuaranteedRef { victim in
                     victim === self ? nil : steal(from: victim, takeRunNext: takeRunNext)
@@ -480,19 +496,33 @@ final class Worker: @unchecked Sendable {
         // before we look at the queues one last time; pairs with the fence
         // in Idle.notifyWork.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        let now = gt_now_ns()
+        let now = clock.now()
         if core.hasVisibleWork() || core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
             leaveSleepers()
+            // Serve due timers here, whoever owns them, so that returning to
+            // the loop makes progress instead of coming straight back.
+            _ = core.fireRemoteTimers(now: now)
             return
+        }
+        let deadline = core.earliestDeadline()
+        if clock.isVirtual && deadline != Int64.max {
+            // Virtual time: the last worker to fall idle jumps the clock to
+            // the next deadline instead of sleeping until it. The others
+            // sleep without a timeout; whatever the timers wake is
+            // scheduled here and spreads through the usual notifications.
+            if idle.sleeping.load(ordering: .acquiring) == core.workers.count {
+                clock.advance(to: deadline)
+                leaveSleepers()
+                return
+            }
         }
         local.pointee.stacks.trim()
         Self.bump(parkCount)
-        let deadline = core.earliestDeadline()
-        var timeout: Int64 = deadline == Int64.max ? -1 : max(0, deadline - now)
+        var timeout: Int64 = deadline == Int64.max || clock.isVirtual ? -1 : max(0, deadline - now)
         let watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
         if watchingForDeadlock { timeout = RuntimeCore.deadlockConfirmNanos }
         let epoch = core.activityEpoch()
-        idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline)
+        if !clock.isVirtual { idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline) }
         defer { idle.sleepUntil.store(Int64.max, ordering: .relaxed) }
         if gt_parker_park(parker, timeout) {
             // A notifier took us out of the list and gave us its spinning count.
