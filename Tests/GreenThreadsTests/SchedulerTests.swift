@@ -104,7 +104,7 @@ struct SchedulerTests {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         let order = try rt.run { () throws -> [Int] in
-            let log = Channelish()
+            let log = TestLog<Int>()
             let delays = [50, 10, 40, 20, 30]
             let hs = delays.map { ms in go {
                 GreenThread.sleep(for: .milliseconds(ms))
@@ -296,7 +296,7 @@ struct SchedulerTests {
     @Test func yieldInterleavesOnOneWorker() throws {
         let rt = Runtime(workers: 1)
         defer { rt.shutdown() }
-        let log = Channelish()
+        let log = TestLog<Int>()
         try rt.run {
             let hs = (0..<3).map { id in go {
                 for step in 0..<3 {
@@ -369,11 +369,11 @@ func spin(_ seed: UInt64, iterations: Int) -> UInt64 {
 }
 
 /// A lock-protected log for tests (channels have their own suite).
-final class Channelish: @unchecked Sendable {
+final class TestLog<Element: Sendable>: @unchecked Sendable {
     private let lock = SpinLock()
-    private var items: [Int] = []
-    func append(_ v: Int) { lock.withLock { items.append(v) } }
-    var values: [Int] { lock.withLock { items } }
+    private var items: [Element] = []
+    func append(_ v: Element) { lock.withLock { items.append(v) } }
+    var values: [Element] { lock.withLock { items } }
 }
 
 final class HandleBox: @unchecked Sendable {

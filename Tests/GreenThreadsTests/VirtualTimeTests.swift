@@ -69,7 +69,7 @@ func chargingStation(seed: UInt64) throws -> [String] {
     let rt = Runtime(configuration: .init(workers: 1, clock: .virtual, seed: seed))
     defer { rt.shutdown() }
     return try rt.run { () throws -> [String] in
-        let log = Channelish2()
+        let log = TestLog<String>()
         let fast = Channel<Int>(capacity: 1), slow = Channel<Int>(capacity: 1)
         try fast.send(0)
         try slow.send(1)
@@ -91,11 +91,4 @@ func chargingStation(seed: UInt64) throws -> [String] {
         try joinAll(cars)
         return log.values
     }
-}
-
-final class Channelish2: @unchecked Sendable {
-    private let lock = SpinLock()
-    private var items: [String] = []
-    func append(_ v: String) { lock.withLock { items.append(v) } }
-    var values: [String] { lock.withLock { items } }
 }
