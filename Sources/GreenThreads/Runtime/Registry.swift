@@ -8,7 +8,6 @@ final class Registry: @unchecked Sendable {
     private final class Shard: @unchecked Sendable {
         let lock = SpinLock()
         @exclusivity(unchecked) var head: Unmanaged<Fiber>?  // under `lock`
-        @exclusivity(unchecked) var count = 0
     }
 
     private let shards: [Shard]
@@ -33,7 +32,6 @@ final class Registry: @unchecked Sendable {
         fiber.registryNext = shard.head
         if let head = shard.head { head.takeUnretainedValue().registryPrev = u }
         shard.head = u
-        shard.count += 1
         shard.lock.unlock()
     }
 
@@ -51,14 +49,7 @@ final class Registry: @unchecked Sendable {
         if let next = fiber.registryNext { next.takeUnretainedValue().registryPrev = fiber.registryPrev }
         fiber.registryPrev = nil
         fiber.registryNext = nil
-        shard.count -= 1
         shard.lock.unlock()
-    }
-
-    var count: Int {
-        var n = 0
-        for shard in shards { n += shard.lock.withLock { shard.count } }
-        return n
     }
 
     /// Calls `body` for each live green thread, with a retain held, outside

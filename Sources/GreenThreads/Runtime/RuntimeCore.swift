@@ -150,17 +150,6 @@ final class RuntimeCore: @unchecked Sendable {
         idle.notifyWork()
     }
 
-    @inline(__always)
-    func popInjected(preferring node: Int) -> Unmanaged<Fiber>? {
-        if let f = injectors[node].pop() { return f }
-        if injectors.count > 1 {
-            for i in injectors.indices where i != node {
-                if let f = injectors[i].pop() { return f }
-            }
-        }
-        return nil
-    }
-
     func hasVisibleWork() -> Bool {
         for inj in injectors where !inj.isEmpty { return true }
         for w in workers where !w.deque.isEmpty || w.runNext.load(ordering: .acquiring) != 0 {
@@ -312,8 +301,6 @@ final class RuntimeCore: @unchecked Sendable {
         }
         shutdownDone.store(true, ordering: .releasing)
     }
-
-    var isShutDown: Bool { shutdownDone.load(ordering: .acquiring) }
 
     /// Green threads spawned and not yet retired, queued ones included.
     var liveCount: Int {

@@ -15,7 +15,6 @@ final class Injector: @unchecked Sendable {
     private let length = Atomic<Int>(0)
 
     var isEmpty: Bool { length.load(ordering: .acquiring) == 0 }
-    var count: Int { length.load(ordering: .relaxed) }
 
     func push(_ fiber: Unmanaged<Fiber>) {
         fiber.takeUnretainedValue().queueNext = nil

@@ -29,8 +29,6 @@ final class TimerHeap: @unchecked Sendable {
         self.clock = clock
     }
 
-    var count: Int { lock.withLock { heap.count } }
-
     func add(deadline: Int64, waker: Waker) {
         lock.lock()
         sequence &+= 1
