@@ -105,7 +105,9 @@ struct SchedulerTests {
         defer { rt.shutdown() }
         let order = try rt.run { () throws -> [Int] in
             let log = TestLog<Int>()
-            let delays = [50, 10, 40, 20, 30]
+            // 40 ms apart: an OS that delays a worker thread by a whole
+            // time slice on a loaded machine must not reorder the wake-ups.
+            let delays = [200, 40, 160, 80, 120]
             let hs = delays.map { ms in go {
                 GreenThread.sleep(for: .milliseconds(ms))
                 log.append(ms)
@@ -113,7 +115,7 @@ struct SchedulerTests {
             _ = try joinAll(hs)
             return log.values
         }
-        #expect(order == [10, 20, 30, 40, 50])
+        #expect(order == [40, 80, 120, 160, 200])
     }
 
     @Test func sleepTakesAboutAsLongAsAsked() throws {

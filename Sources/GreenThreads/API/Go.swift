@@ -5,13 +5,14 @@ import CContext
 ///
 /// Must be called from a green thread; from a plain OS thread use
 /// `Runtime.spawn` (there is no implicit global runtime).
+@inlinable
 @discardableResult
 public func go<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
-    guard let raw = gt_current_worker() else {
-        preconditionFailure("GreenThreads: go { } called outside a green thread; use Runtime.spawn or Runtime.run")
+    // Inlined so that `TypedFiber<T>` is allocated where `T` is concrete:
+    // see `RuntimeCore.submit`.
+    RuntimeCore.ofCallingGreenThread()._withUnsafeGuaranteedRef { core in
+        let fiber = TypedFiber(id: core.newFiberIDForCaller(), core: core, body: body)
+        core.submitFromCaller(fiber)
+        return JoinHandle(fiber: fiber)
     }
-    // Guaranteed references only: a retain of the shared core per spawn
-    // would bounce its reference count between every worker.
-    let core = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.coreAddress }
-    return JoinHandle(fiber: Unmanaged<RuntimeCore>.fromOpaque(core)._withUnsafeGuaranteedRef { $0.spawn(body) })
 }

@@ -1,8 +1,9 @@
 /// The handle to a green thread's result. Copies share the result: every
 /// `join` of any copy returns the same value or rethrows the same error.
 public struct JoinHandle<T: Sendable>: Sendable {
-    let fiber: TypedFiber<T>
+    @usableFromInline let fiber: TypedFiber<T>
 
+    @usableFromInline
     init(fiber: TypedFiber<T>) {
         self.fiber = fiber
     }

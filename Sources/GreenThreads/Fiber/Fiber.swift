@@ -33,6 +33,7 @@ enum WaitReason: Sendable, CustomStringConvertible {
 /// window must not queue it (another worker could resume a half-saved
 /// context); it leaves `wakePending` instead, and the worker that finishes
 /// the switch sees that and queues the thread itself.
+@usableFromInline
 class Fiber: WaitTarget, @unchecked Sendable {
     enum RunState: UInt8 {
         case queued = 0, running, parking, parked, wakePending, finished

@@ -10,6 +10,7 @@ import Synchronization
 /// lookup (a hashed, locked table) per spawn. So the value lives in raw
 /// storage typed only through `T`'s own value witnesses, and the error in
 /// an existential.
+@usableFromInline
 final class TypedFiber<T>: Fiber, @unchecked Sendable {
     @exclusivity(unchecked) private var body: (() throws -> T)?
     private let lock = SpinLock()
@@ -24,6 +25,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     /// Someone looked at the result: an error it held was handled.
     private let observed = Atomic<Bool>(false)
 
+    @usableFromInline
     init(id: UInt64, core: RuntimeCore, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)

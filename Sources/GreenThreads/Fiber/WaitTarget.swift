@@ -19,6 +19,7 @@ enum WakeCause: UInt8 {
 /// the ticket to ticket+1 before resuming the waiter. So exactly one of
 /// them resumes it, and a waker left behind from an earlier wait (a stale
 /// timer, a losing select case) fails its CAS and does nothing.
+@usableFromInline
 class WaitTarget: @unchecked Sendable {
     /// Odd: armed with that ticket. Even: not waiting (or already claimed).
     let claim = Atomic<UInt64>(0)

@@ -82,6 +82,7 @@ public final class WaitGroup: @unchecked Sendable {
     /// caller's runtime, which calls `done()` when `body` returns or throws
     /// (Go 1.25's `WaitGroup.Go`).
     /// - Precondition: called from a green thread.
+    @inlinable
     @discardableResult
     public func go<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
         add(1)
