@@ -50,14 +50,22 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         } catch let e {
             error = e
         }
-        body = nil  // drop captures now, not when the last handle goes
+        // Drop the captures now, not when the last handle goes. (Not
+        // `body.take()`: in this unspecialized code that looks up the
+        // metadata of `Optional<() throws -> T>` on every call.)
+        body = nil
         lock.lock()
         if let error { failure = error } else { succeeded = true }
         done.store(true, ordering: .releasing)
-        let toWake = joiners
-        let toCall = callbacks
-        joiners = []
-        callbacks = []
+        // Most threads finish before anyone joins them: skip the swaps.
+        if joiners.isEmpty && callbacks.isEmpty {
+            lock.unlock()
+            return
+        }
+        var toWake: [Waker] = []
+        var toCall: [() -> Void] = []
+        swap(&toWake, &joiners)
+        swap(&toCall, &callbacks)
         lock.unlock()
         for j in toWake { j.wake() }
         for c in toCall { c() }

@@ -29,6 +29,10 @@ final class RuntimeCore: @unchecked Sendable {
     let fiberObjects = Atomic<Int>(0)
     #endif
     private let externalIDs = Atomic<UInt64>(0)
+    /// Worker slots + 1: ID sequences are interleaved by this stride. A
+    /// `let`, because `workers` is a `var` and reading it on every spawn
+    /// would cost a dynamic exclusivity check.
+    private let idStride: UInt64
     private let externalSpawns = Atomic<Int>(0)
     private let externalWakes = Atomic<Int>(0)
     private let shutdownLock = SpinLock()
@@ -48,6 +52,7 @@ final class RuntimeCore: @unchecked Sendable {
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
         idle = Idle(workerCount: n)
         registry = Registry(shardCount: n + 1)
+        idStride = UInt64(n + 1)
         for i in 0..<n {
             workers.append(Worker(
                 index: i, node: topology.nodeOfWorker[i], core: self,
@@ -127,11 +132,11 @@ final class RuntimeCore: @unchecked Sendable {
     func newFiberID(on worker: Worker?) -> UInt64 {
         if let worker {
             worker.local.pointee.nextLocalID &+= 1
-            return worker.local.pointee.nextLocalID &* UInt64(workers.count + 1) &+ UInt64(worker.index + 1)
+            return worker.local.pointee.nextLocalID &* idStride &+ UInt64(worker.index + 1)
         }
         precondition(!closed.load(ordering: .acquiring),
                      "GreenThreads: spawn on a runtime that was shut down")
-        return (externalIDs.add(1, ordering: .relaxed).newValue) &* UInt64(workers.count + 1)
+        return (externalIDs.add(1, ordering: .relaxed).newValue) &* idStride
     }
 
     /// Queues a freshly made green thread: on `worker`'s deque when the
