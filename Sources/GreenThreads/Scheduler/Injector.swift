@@ -17,9 +17,9 @@ final class Injector: @unchecked Sendable {
     var isEmpty: Bool { length.load(ordering: .acquiring) == 0 }
 
     func push(_ fiber: Unmanaged<Fiber>) {
-        fiber.takeUnretainedValue().queueNext = nil
+        fiber._withUnsafeGuaranteedRef { $0.queueNext = nil }
         lock.lock()
-        if let tail { tail.takeUnretainedValue().queueNext = fiber } else { head = fiber }
+        if let tail { tail._withUnsafeGuaranteedRef { $0.queueNext = fiber } } else { head = fiber }
         tail = fiber
         length.add(1, ordering: .releasing)
         lock.unlock()
@@ -27,26 +27,42 @@ final class Injector: @unchecked Sendable {
 
     /// Pushes a chain already linked through `queueNext`, ending at `last`.
     func pushBatch(first: Unmanaged<Fiber>, last: Unmanaged<Fiber>, count: Int) {
-        last.takeUnretainedValue().queueNext = nil
+        last._withUnsafeGuaranteedRef { $0.queueNext = nil }
         lock.lock()
-        if let tail { tail.takeUnretainedValue().queueNext = first } else { head = first }
+        if let tail { tail._withUnsafeGuaranteedRef { $0.queueNext = first } } else { head = first }
         tail = last
         length.add(count, ordering: .releasing)
         lock.unlock()
     }
 
     func pop() -> Unmanaged<Fiber>? {
+        popBatch(max: 1)
+    }
+
+    /// Takes up to `max` items in one lock hold, as a chain linked through
+    /// `queueNext` and ending in nil. A worker refilling its deque from here
+    /// would otherwise take the lock once per item while a spilling worker
+    /// fights it for the same lock.
+    func popBatch(max: Int) -> Unmanaged<Fiber>? {
         if isEmpty { return nil }
         lock.lock()
         guard let first = head else {
             lock.unlock()
             return nil
         }
-        let fiber = first.takeUnretainedValue()
-        head = fiber.queueNext
+        var last = first
+        var n = 1
+        while n < max, let next = last._withUnsafeGuaranteedRef({ $0.queueNext }) {
+            last = next
+            n += 1
+        }
+        head = last._withUnsafeGuaranteedRef { f in
+            let rest = f.queueNext
+            f.queueNext = nil
+            return rest
+        }
         if head == nil { tail = nil }
-        fiber.queueNext = nil
-        length.subtract(1, ordering: .relaxed)
+        length.subtract(n, ordering: .relaxed)
         lock.unlock()
         return first
     }

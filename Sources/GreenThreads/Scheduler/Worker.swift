@@ -150,7 +150,7 @@ final class Worker: @unchecked Sendable {
         for _ in 0..<(WorkStealingDeque.capacity / 2) {
             guard let stolen = deque.stealOne() else { break }
             let f = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: stolen)!)
-            last.takeUnretainedValue().queueNext = f
+            last._withUnsafeGuaranteedRef { $0.queueNext = f }
             last = f
             n += 1
         }
@@ -197,15 +197,15 @@ final class Worker: @unchecked Sendable {
 
     /// This node's injection queue first, then the others.
     @inline(__always)
-    private func popInjected() -> Unmanaged<Fiber>? {
-        if let f = homeInjector.pop() { return f }
-        return injectors.count > 1 ? popRemoteInjected() : nil
+    private func popInjected(max: Int = 1) -> Unmanaged<Fiber>? {
+        if let f = homeInjector.popBatch(max: max) { return f }
+        return injectors.count > 1 ? popRemoteInjected(max: max) : nil
     }
 
     @inline(never)
-    private func popRemoteInjected() -> Unmanaged<Fiber>? {
+    private func popRemoteInjected(max: Int) -> Unmanaged<Fiber>? {
         for i in injectors.indices where i != node {
-            if let f = injectors[i].pop() { return f }
+            if let f = injectors[i].popBatch(max: max) { return f }
         }
         return nil
     }
@@ -214,12 +214,20 @@ final class Worker: @unchecked Sendable {
     /// the local deque, so a burst that spilled (or arrived from outside)
     /// comes back at deque speed rather than one lock round trip each.
     private func takeInjected() -> Unmanaged<Fiber>? {
-        guard let first = popInjected() else { return nil }
         let room = WorkStealingDeque.capacity / 2 - deque.count
-        var moved = 0
-        while moved < min(room, 64), let f = popInjected() {
+        guard let first = popInjected(max: 1 + max(0, min(room, 64))) else { return nil }
+        var next = first._withUnsafeGuaranteedRef { f in
+            let rest = f.queueNext
+            f.queueNext = nil
+            return rest
+        }
+        while let f = next {
+            next = f._withUnsafeGuaranteedRef { f in
+                let rest = f.queueNext
+                f.queueNext = nil
+                return rest
+            }
             pushLocal(f)
-            moved += 1
         }
         return first
     }
