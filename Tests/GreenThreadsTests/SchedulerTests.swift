@@ -276,6 +276,25 @@ struct SchedulerTests {
         #expect(s.spawned == s.completed)
     }
 
+    @Test func theCoreIsFreedOnceTheRuntimeAndEveryHandleAreGone() throws {
+        weak var core: RuntimeCore?
+        var handles: [JoinHandle<Int>] = []
+        do {
+            let rt = Runtime(workers: 2)
+            core = rt.core
+            handles = try rt.run { (0..<100).map { i in go { i } } }
+            handles.append(rt.spawn { 7 })
+            rt.shutdown()
+        }
+        // Handles keep the core alive (their threads' anchors hold it) ...
+        #expect(core != nil)
+        #expect(try handles.last?.join() == 7)
+        #expect(try handles[41].join() == 41)
+        // ... and nothing else does: no cycle through the workers' anchors.
+        handles.removeAll()
+        #expect(core == nil)
+    }
+
     @Test func shutdownDoesNotHangOnThreadsThatIgnoreCancellation() throws {
         let rt = Runtime(configuration: .init(workers: 2, shutdownGracePeriod: .milliseconds(100)))
         let spinning = Atomic<Int>(0)

@@ -40,7 +40,9 @@ class Fiber: WaitTarget, @unchecked Sendable {
     }
 
     let id: UInt64
-    let core: RuntimeCore
+    /// Kept alive by `anchor`, so reading it costs no retain.
+    unowned(unsafe) let core: RuntimeCore
+    private let anchor: CoreAnchor
     /// Lives in the top bytes of `stack`, which is stable raw memory: the
     /// switch writes the stack pointer through it. Valid once `hasStack`.
     ///
@@ -71,6 +73,7 @@ class Fiber: WaitTarget, @unchecked Sendable {
     init(id: UInt64, core: RuntimeCore) {
         self.id = id
         self.core = core
+        anchor = core.anchorForCaller()
         stack = gt_stack()
         context = UnsafeMutablePointer(bitPattern: 0x8)!  // replaced by bindStack before any use
         super.init()

@@ -59,6 +59,7 @@ final class RuntimeCore: @unchecked Sendable {
                 seed: (configuration.seed ?? gt_random_seed()) &+ UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15))
         }
         for w in workers {
+            w.anchor = CoreAnchor(core: self)
             w.victims = topology.stealOrder(fromWorker: w.index).map { group in
                 group.map { Unmanaged.passUnretained(workers[$0]) }
             }
@@ -119,6 +120,13 @@ final class RuntimeCore: @unchecked Sendable {
     @usableFromInline
     func newFiberIDForCaller() -> UInt64 {
         withLocalWorker { newFiberID(on: $0) }
+    }
+
+    /// The anchor a green thread made by the calling thread retains: its
+    /// worker's, or a fresh one for outside threads (they spawn rarely, and
+    /// a shared one would have to outlive a shutdown racing their spawn).
+    func anchorForCaller() -> CoreAnchor {
+        withLocalWorker { $0?.anchor } ?? CoreAnchor(core: self)
     }
 
     /// `submit(_:from:)` for the calling thread.
@@ -339,6 +347,10 @@ final class RuntimeCore: @unchecked Sendable {
             gt_stack_free(&s)
             stacksMapped.subtract(1, ordering: .relaxed)
         }
+        // Break the core → worker → anchor → core cycle. A stuck worker may
+        // still spawn, so it keeps its anchor (and with it the core it
+        // runs on).
+        for w in workers where !stuck.contains(w.index) { w.anchor = nil }
         shutdownDone.store(true, ordering: .releasing)
     }
 

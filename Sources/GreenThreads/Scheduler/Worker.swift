@@ -39,6 +39,9 @@ final class Worker: @unchecked Sendable {
     let index: Int
     let node: Int
     unowned(unsafe) let core: RuntimeCore
+    /// Retained by the green threads this worker spawns (see `CoreAnchor`);
+    /// dropped at shutdown to break the cycle through the core.
+    @exclusivity(unchecked) var anchor: CoreAnchor?
     /// The parts of the core the hot paths use, held directly: reaching
     /// them through `core` would retain and release the core, and the
     /// core's reference count is one cache line every worker would fight
