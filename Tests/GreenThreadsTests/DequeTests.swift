@@ -29,8 +29,9 @@ struct DequeTests {
         }
     }
 
-    /// The owner pushes and pops 10^6 items while thieves steal; every item
-    /// must be taken exactly once.
+    /// The owner pushes and takes 10^6 items (newest with `pop`, oldest with
+    /// `takeOldest`, at random) while thieves steal; every item must be taken
+    /// exactly once.
     @Test(arguments: [1, 3])
     func everyItemTakenExactlyOnce(thieves: Int) {
         let total = 1_000_000
@@ -62,7 +63,7 @@ struct DequeTests {
                 if d.push(UInt(next)) { next += 1 } else { break }
             }
             for _ in 0..<rng.next(below: 8) {
-                if let x = d.pop() {
+                if let x = rng.next(below: 3) == 0 ? d.takeOldest() : d.pop() {
                     seen.mark(Int(x))
                     popped += 1
                 }

@@ -115,6 +115,30 @@ final class WorkStealingDeque: @unchecked Sendable {
         }
     }
 
+    /// Owner only: the oldest item (a yield's round robin, the fairness
+    /// tick, a spill).
+    ///
+    /// Cheaper than `steal()`: its full fence orders a thief's read of `top`
+    /// before its read of `bottom`, against the owner's `pop`. The owner
+    /// reads its own `bottom`, which nobody else writes, and is never inside
+    /// its own `pop` meanwhile, so only the CAS on `top` is needed: it is
+    /// what settles a race with a thief for the same item.
+    @inline(__always)
+    func takeOldest() -> UInt? {
+        let b = bottom.load(ordering: .relaxed)
+        while true {
+            // Acquire: pairs with a thief's successful CAS, after which the
+            // slot it vacated may be overwritten only by us.
+            let t = top.load(ordering: .acquiring)
+            if t >= b { return nil }
+            let item = slots[t & Self.mask].load(ordering: .relaxed)
+            if top.compareExchange(
+                expected: t, desired: t &+ 1,
+                successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed
+            ).exchanged { return item }
+        }
+    }
+
     /// Approximate number of items (exact when called by the owner with no
     /// thief active). For heuristics and tests only.
     var count: Int {

@@ -151,7 +151,7 @@ final class Worker: @unchecked Sendable {
         var last = first
         var n = 1
         for _ in 0..<(WorkStealingDeque.capacity / 2) {
-            guard let stolen = deque.stealOne() else { break }
+            guard let stolen = deque.takeOldest() else { break }
             let f = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: stolen)!)
             last._withUnsafeGuaranteedRef { $0.queueNext = f }
             last = f
@@ -178,14 +178,14 @@ final class Worker: @unchecked Sendable {
         let tick = local.pointee.tick
         if tick % Self.injectorTick == 0 {
             if let f = serviceTick() { return f }
-        } else if tick % Self.fairnessTick == 0, let bits = deque.stealOne() {
+        } else if tick % Self.fairnessTick == 0, let bits = deque.takeOldest() {
             return Self.fiber(bits)
         }
         if runNext.load(ordering: .relaxed) != 0 {
             let bits = runNext.exchange(0, ordering: .acquiring)
             if bits != 0 { return Self.fiber(bits) }
         }
-        if oldestFirst, let bits = deque.stealOne() { return Self.fiber(bits) }
+        if oldestFirst, let bits = deque.takeOldest() { return Self.fiber(bits) }
         if let bits = deque.pop() { return Self.fiber(bits) }
         return nil
     }
