@@ -27,13 +27,15 @@ typedef struct gt_context {
     void (*entry)(void *);    // body of a fresh context; never returns
     void *entry_arg;
     uint32_t managed;         // 1: a green stack we entered ourselves; 0: an OS thread's own stack
-    uint32_t _pad;
+    uint32_t scheduled;       // 1: a green thread run by a worker's scheduler (not a coroutine)
     void *stack_base;         // lowest usable address (for sanitizer hooks and overflow reports)
     size_t stack_size;
 } gt_context;
 
 /// Prepares `ctx` to start `entry(arg)` on the stack [base, base+size).
 /// The first transfer into `ctx` runs `entry`; `entry` must never return.
+/// The context starts unscheduled (a coroutine); a worker's green thread
+/// sets `scheduled` before its first run.
 void gt_context_make(gt_context *ctx, void *base, size_t size,
                      void (*entry)(void *), void *arg);
 

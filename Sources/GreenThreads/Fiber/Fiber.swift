@@ -93,6 +93,9 @@ class Fiber: WaitTarget, @unchecked Sendable {
             context, newStack.base, newStack.size - contextSize,
             fiberEntry, Unmanaged.passUnretained(self).toOpaque()
         )
+        // Resumed only by workers, whose own access sets are empty: lets the
+        // switch skip re-entering an empty exclusivity set.
+        context.pointee.scheduled = 1
     }
 
     #if DEBUG
