@@ -107,8 +107,8 @@ final class PollDescriptor: @unchecked Sendable {
     /// registers there) and wake whoever waits here.
     func pollerClosed() {
         lock.lock()
-        poller = nil
         _ = wakeAll()
+        poller = nil
         lock.unlock()
     }
 
@@ -118,17 +118,11 @@ final class PollDescriptor: @unchecked Sendable {
         for w in readers where w.wake() { n += 1 }
         for w in writers where w.wake() { n += 1 }
         let count = readers.count + writers.count
-        if count > 0, let poller { poller.ioWaiters.subtract(count, ordering: .relaxed) }
-        else if count > 0 { Self.orphanWaiters(count) }
+        if count > 0 { poller?.ioWaiters.subtract(count, ordering: .relaxed) }
         readers.removeAll()
         writers.removeAll()
         return n
     }
-
-    /// Waiters counted on a poller that has already let go of this fd
-    /// (pollerClosed ran between registering and waking): nothing to fix
-    /// on a closed poller's count.
-    private static func orphanWaiters(_ count: Int) {}
 
     // MARK: Readiness (from the poller)
 
