@@ -207,19 +207,19 @@ final class PollDescriptor: @unchecked Sendable {
         }
     }
 
+    /// Registers the fd with `poller` on its first wait. Under `lock`, so a
+    /// reader and a writer arriving together register once (a second
+    /// EPOLL_CTL_ADD would fail with EEXIST). Lock order: fd lock, then the
+    /// poller's table lock (never the reverse; see `Poller.close`).
     private func ensureRegistered(with poller: Poller, operation: @autoclosure () -> String) throws(NetError) {
-        if lock.withLock({ self.poller != nil }) { return }
+        lock.lock()
+        defer { lock.unlock() }
+        if self.poller != nil { return }
+        if closing { throw NetError(.closed, operation: operation()) }
         let rc = poller.register(self)
         if rc == -ESHUTDOWN { throw NetError(.runtimeShutDown, operation: operation()) }
         if rc != 0 { throw NetError(errno: -rc, operation: operation()) }
-        lock.lock()
-        let lost = closing
-        if !lost { self.poller = poller }
-        lock.unlock()
-        if lost {
-            poller.deregister(self)
-            throw NetError(.closed, operation: operation())
-        }
+        self.poller = poller
     }
 
     /// Our wait ended by timer or cancel: take our waker out if an edge has
