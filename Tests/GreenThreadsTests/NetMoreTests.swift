@@ -24,7 +24,8 @@ func setFDLimit(_ soft: UInt) -> rlimit {
 }
 
 /// UDP, Unix-domain streams, user fds, fd hygiene, EMFILE, many connections.
-@Suite("NetMore", .serialized)
+extension NetSuites {
+@Suite("NetMore")
 struct NetMoreTests {
     @Test func udpSendReceive() throws {
         let rt = Runtime(workers: 2)
@@ -252,4 +253,5 @@ struct NetMoreTests {
         }
         #expect(ok == count)
     }
+}
 }
