@@ -171,6 +171,15 @@ struct NetMoreTests {
             let f = open("/proc/self/stat", O_RDONLY)
             defer { close(f) }
             try GreenThread.waitReadable(f, timeout: .seconds(1))
+            // A socket the poller already watches is not the caller's to wait on.
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            #expect(throws: NetError.self) { _ = try listener.accept(timeout: .milliseconds(5)) }  // registers it
+            do {
+                try GreenThread.waitReadable(listener.fileDescriptor, timeout: .seconds(1))
+                Issue.record("waited on a registered socket")
+            } catch let e as NetError {
+                #expect(e.kind == .busy)
+            }
         }
     }
 
