@@ -14,7 +14,7 @@ struct NetStressTests {
     func timeoutsCancelsAndClosesRaceReadiness(seed: UInt64) throws {
         let rt = Runtime(configuration: .init(workers: 2, seed: seed))
         defer { rt.shutdown() }
-        let baseline = openFDCount()
+        let baseline = openSocketCount()
         let (echoed, outcomes) = try rt.run { () throws -> (Int, [String: Int]) in
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let pairs = 64
@@ -85,7 +85,7 @@ struct NetStressTests {
         let allowed: Set<String> = ["timedOut", "cancelled", "closed"]
         #expect(Set(outcomes.keys).isSubset(of: allowed), "outcomes: \(outcomes)")
         for kind in allowed { #expect(outcomes[kind, default: 0] > 0, "no \(kind) in \(outcomes)") }
-        #expect(openFDCount() == baseline)
+        #expect(openSocketCount() == baseline)
     }
 }
 }
