@@ -16,6 +16,11 @@ final class RuntimeCore: @unchecked Sendable {
     let idle: Idle
     let registry: Registry
     let sharedStacks = SharedStackPool()
+    /// The netpoller: one epoll instance (created before the workers, which
+    /// keep a reference).
+    let poller = Poller()
+    /// OS threads for `GreenThread.blocking` (started on first use).
+    let blockingPool: BlockingPool
 
     let stopping = Atomic<Bool>(false)
     /// Set once shutdown begins: no new work from outside, and every green
@@ -51,6 +56,7 @@ final class RuntimeCore: @unchecked Sendable {
         clock = RuntimeClock(virtual: configuration.clock == .virtual)
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
         idle = Idle(workerCount: n)
+        blockingPool = BlockingPool(maxThreads: configuration.blockingThreads)
         registry = Registry(shardCount: n + 1)
         idStride = UInt64(n + 1)
         for i in 0..<n {
@@ -226,6 +232,10 @@ final class RuntimeCore: @unchecked Sendable {
 
     func beginExternalWait(_ waker: Waker) {
         waitersLock.withLock { externalWaiters[ObjectIdentifier(waker.target)] = waker }
+        // Every worker may have gone to sleep before this waiter counted
+        // (each saw no external waiter, so none watches for a deadlock):
+        // wake one to look again.
+        idle.notifyWork()
     }
 
     func endExternalWait(_ waker: Waker) {
@@ -240,6 +250,10 @@ final class RuntimeCore: @unchecked Sendable {
         guard configuration.deadlockDetection, !closed.load(ordering: .relaxed) else { return false }
         guard idle.sleeping.load(ordering: .acquiring) == workers.count else { return false }
         guard !hasVisibleWork(), earliestDeadline() == Int64.max else { return false }
+        // Threads parked on an fd or in a blocking call wait for the outside
+        // world, not for each other.
+        guard poller.ioWaiters.load(ordering: .acquiring) == 0,
+              blockingPool.inFlight.load(ordering: .acquiring) == 0 else { return false }
         return waitersLock.withLock { !externalWaiters.isEmpty }
     }
 
@@ -351,6 +365,12 @@ final class RuntimeCore: @unchecked Sendable {
         // still spawn, so it keeps its anchor (and with it the core it
         // runs on).
         for w in workers where !stuck.contains(w.index) { w.anchor = nil }
+        // No worker polls any more: close the epoll fd and eventfd (sockets
+        // still open are forgotten by it: their next green-thread wait
+        // registers them with that thread's runtime, and OS threads use
+        // poll(2)), and let the blocking threads go.
+        poller.close()
+        blockingPool.shutdown()
         shutdownDone.store(true, ordering: .releasing)
     }
 

@@ -1,0 +1,362 @@
+import CContext
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import GreenThreads
+
+/// Counts this process's open fds.
+func openFDCount() -> Int {
+    var n = 0
+    for fd in 0..<Int32(65536) where fcntl(fd, F_GETFD) != -1 { n += 1 }
+    return n
+}
+
+/// Counts this process's open sockets (a leak check that other suites,
+/// running concurrently, cannot disturb: they open epoll and eventfd fds
+/// with every runtime, but no sockets; the Net suites run one at a time).
+func openSocketCount() -> Int {
+    var n = 0
+    var buf = [CChar](repeating: 0, count: 64)
+    for fd in 0..<Int32(65536) where fcntl(fd, F_GETFD) != -1 {
+        let len = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
+        if len > 7, String(decoding: buf.prefix(7).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "socket:" { n += 1 }
+    }
+    return n
+}
+
+/// Sets the soft RLIMIT_NOFILE; returns the previous one.
+@discardableResult
+func setFDLimit(_ soft: UInt) -> rlimit {
+    var old = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &old)
+    var new = old
+    new.rlim_cur = rlim_t(min(soft, UInt(old.rlim_max)))
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &new)
+    return old
+}
+
+/// A peak-tracking counter.
+final class Counter: @unchecked Sendable {
+    private let lock = SpinLock()
+    private var value = 0
+    private var high = 0
+    func increment() { lock.withLock { value += 1; high = max(high, value) } }
+    var peak: Int { lock.withLock { high } }
+}
+
+enum Environment {
+    static func value(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
+
+/// Runs this test binary again, selecting one test by name, with extra
+/// environment variables; its output goes to /dev/null. Returns its exit
+/// status (0: the test passed).
+func runChildTest(_ name: String, environment extra: [String]) throws -> Int32 {
+    var path = [CChar](repeating: 0, count: 4096)
+    let len = readlink("/proc/self/exe", &path, path.count - 1)
+    guard len > 0 else { throw NetError(.other, errno: errno, operation: "readlink /proc/self/exe") }
+    let exe = String(decoding: path.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let args = [exe, "--testing-library", "swift-testing", "--filter", name]
+    var env: [String] = []
+    var e = environ
+    while let p = e.pointee { env.append(String(cString: p)); e += 1 }
+    env += extra
+    let cArgs = args.map { strdup($0) } + [nil]
+    let cEnv = env.map { strdup($0) } + [nil]
+    defer { for p in cArgs + cEnv { free(p) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, exe, &actions, nil, cArgs, cEnv)
+    guard rc == 0 else { throw NetError(.other, errno: rc, operation: "posix_spawn") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return status
+}
+
+/// UDP, Unix-domain streams, user fds, fd hygiene, EMFILE, many connections.
+extension NetSuites {
+@Suite("NetMore")
+struct NetMoreTests {
+    @Test func udpSendReceive() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        try rt.run {
+            let a = try UDPSocket(host: "127.0.0.1", port: 0)
+            let b = try UDPSocket(host: "127.0.0.1", port: 0)
+            let receiver = go { () throws -> ([UInt8], SocketAddress) in
+                let (bytes, from) = try b.receive(timeout: .seconds(5))
+                try b.send(bytes.reversed(), to: from)
+                return (bytes, from)
+            }
+            GreenThread.sleep(for: .milliseconds(10))  // let it park first
+            try a.send([1, 2, 3], to: b.localAddress)
+            let (got, from) = try receiver.join()
+            #expect(got == [1, 2, 3])
+            #expect(from == a.localAddress)
+            let (back, sender) = try a.receive(timeout: .seconds(5))
+            #expect(back == [3, 2, 1])
+            #expect(sender.port == b.port)
+            #expect(throws: NetError.self) { _ = try a.receive(timeout: .milliseconds(10)) }
+            a.close(); b.close()
+        }
+    }
+
+    @Test func unixStreamEcho() throws {
+        let path = "/tmp/gt-net-test-\(getpid()).sock"
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        try rt.run {
+            let listener = try UnixListener(path: path)
+            do {
+                _ = try UnixListener(path: path)
+                Issue.record("bound an existing path")
+            } catch let e as NetError { #expect(e.kind == .addressInUse) }
+            let server = go {
+                let c = try listener.accept()
+                let b = try c.readExactly(5)
+                try c.write(b)
+            }
+            let s = try UnixStream.connect(path: path, timeout: .seconds(5))
+            try s.write("hello")
+            #expect(String(decoding: try s.readExactly(5), as: UTF8.self) == "hello")
+            try server.join()
+            listener.close()
+            #expect(access(path, F_OK) != 0)  // removed on close
+            #expect(throws: NetError.self) { _ = try UnixStream.connect(path: path) }
+            #expect(throws: NetError.self) { _ = try UnixListener(path: String(repeating: "x", count: 200)) }
+        }
+    }
+
+    @Test func waitReadableOnAPipe() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let (r, w) = (fds[0], fds[1])
+        let order = try rt.run { () throws -> [String] in
+            let log = TestLog<String>()
+            let waiter = go {
+                try GreenThread.waitReadable(r, timeout: .seconds(5))
+                log.append("readable")
+            }
+            GreenThread.sleep(for: .milliseconds(20))
+            log.append("writing")
+            var byte: UInt8 = 1
+            _ = write(w, &byte, 1)
+            try waiter.join()
+            // Already readable: returns at once; writable end: at once.
+            try GreenThread.waitReadable(r)
+            try GreenThread.waitWritable(w)
+            // Drain, then a deadline.
+            _ = read(r, &byte, 1)
+            #expect(throws: NetError.self) { try GreenThread.waitReadable(r, timeout: .milliseconds(10)) }
+            return log.values
+        }
+        #expect(order == ["writing", "readable"])
+        // From a plain thread too.
+        var byte: UInt8 = 2
+        _ = write(w, &byte, 1)
+        try GreenThread.waitReadable(r, timeout: .seconds(1))
+    }
+
+    @Test func waitReadableOnABadFDIsAClearError() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        try rt.run {
+            for bad in [Int32(-1), Int32(9999)] {
+                do {
+                    try GreenThread.waitReadable(bad, timeout: .seconds(1))
+                    Issue.record("waited on fd \(bad)")
+                } catch let e as NetError {
+                    #expect(e.kind == .badDescriptor)
+                }
+            }
+            // A regular file cannot be polled by epoll... but poll(2) says it
+            // is always ready, so the call returns at once.
+            let f = open("/proc/self/stat", O_RDONLY)
+            defer { close(f) }
+            try GreenThread.waitReadable(f, timeout: .seconds(1))
+            // A socket the poller already watches is not the caller's to wait on.
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            #expect(throws: NetError.self) { _ = try listener.accept(timeout: .milliseconds(5)) }  // registers it
+            do {
+                try GreenThread.waitReadable(listener.fileDescriptor, timeout: .seconds(1))
+                Issue.record("waited on a registered socket")
+            } catch let e as NetError {
+                #expect(e.kind == .busy)
+            }
+        }
+    }
+
+    @Test func fdsReturnToBaselineAfterClose() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let baseline = openSocketCount()
+        try rt.run {
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            let server = go {
+                var handles: [JoinHandle<Void>] = []
+                for _ in 0..<50 {
+                    let c = try listener.accept()
+                    handles.append(go {
+                        let b = try c.read(upTo: 10)
+                        try c.write(b)
+                        c.close()
+                    })
+                }
+                try joinAll(handles)
+            }
+            let clients = (0..<50).map { i in go { () throws -> UInt8 in
+                let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+                try s.write([UInt8(i)])
+                let b = try s.readExactly(1)
+                s.close()
+                return b[0]
+            } }
+            #expect(try joinAll(clients) == (0..<50).map { UInt8($0) })
+            try server.join()
+            listener.close()
+            let u = try UDPSocket(host: "127.0.0.1", port: 0)
+            u.close()
+        }
+        #expect(openSocketCount() == baseline)
+    }
+
+    @Test func acceptUnderEMFILEReportsTheErrorAndRecovers() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        try rt.run {
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            let client1 = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+            // The connection is queued (connect returned). Lower the limit to
+            // the lowest free fd number, so the next fd cannot be had, and
+            // restore it at once: other suites run concurrently and must not
+            // see it (the accept attempt is one non-blocking syscall).
+            var lowestFree: Int32 = 0
+            while fcntl(lowestFree, F_GETFD) != -1 { lowestFree += 1 }
+            let old = setFDLimit(UInt(lowestFree))
+            var failure: NetError?
+            do {
+                _ = try listener.accept(timeout: .seconds(1))
+            } catch let e as NetError {
+                failure = e
+            }
+            var o = old
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o)
+            #expect(failure?.kind == .tooManyOpenFiles)
+            #expect(failure?.errno == EMFILE)
+            // fds free up: the queued connection is accepted after all.
+            let conn = try listener.accept(timeout: .seconds(5))
+            try client1.write([7])
+            #expect(try conn.read(upTo: 1, timeout: .seconds(5)) == [7])
+            // And it keeps serving new ones.
+            let client2 = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+            let conn2 = try listener.accept(timeout: .seconds(5))
+            try conn2.write([8])
+            #expect(try client2.read(upTo: 1, timeout: .seconds(5)) == [8])
+        }
+    }
+
+    /// 10,000 connections open at once, each echoing. Both ends in one
+    /// process would need 20,000+ fds, more than the usual hard limit
+    /// (20,000), so each end runs in its own child process (this test
+    /// binary, re-run with a filter): the server in one, which starts the
+    /// clients in another. That also keeps this process's memory and the
+    /// other suites' measurements out of it.
+    @Test func tenThousandConcurrentConnectionsEcho() throws {
+        let status = try runChildTest("serverForTheTenThousandTest", environment: ["GT_NET_CHILD_SERVER=10000"])
+        #expect(status == 0, "the server or client process failed (wait status \(status))")
+    }
+
+    /// The server half of `tenThousandConcurrentConnectionsEcho`; runs only
+    /// in the child process that test starts.
+    @Test(.enabled(if: Environment.value("GT_NET_CHILD_SERVER") != nil))
+    func serverForTheTenThousandTest() throws {
+        let count = Int(Environment.value("GT_NET_CHILD_SERVER")!)!
+        let old = setFDLimit(UInt.max)
+        defer { var o = old; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o) }
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        try #require(Int(limit.rlim_cur) >= count + openFDCount() + 64,
+                     "RLIMIT_NOFILE hard limit \(limit.rlim_max) too low for \(count) connections")
+        // Alone in this process: every fd counts, the runtime's own
+        // epoll fd and eventfd included.
+        let baseline = openFDCount()
+        let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
+        defer { rt.shutdown() }
+        let (echoed, peak, childStatus) = try rt.run { () throws -> (Int, Int, Int32) in
+            let listener = try TCPListener(host: "127.0.0.1", port: 0, backlog: 4096)
+            let open = Counter()
+            let server = go { () throws -> Int in
+                var handlers: [JoinHandle<Bool>] = []
+                for _ in 0..<count {
+                    let c = try listener.accept(timeout: .seconds(60))
+                    open.increment()
+                    handlers.append(go { () throws -> Bool in
+                        // The client writes only once all of them are
+                        // connected: every handler parks here meanwhile.
+                        let b = try c.readExactly(8, timeout: .seconds(60))
+                        try c.write(b)
+                        c.close()  // server closes first: TIME_WAIT stays here
+                        return true
+                    })
+                }
+                return try joinAll(handlers).filter { $0 }.count
+            }
+            let status = try GreenThread.blocking { () throws -> Int32 in
+                try runChildTest("clientsForTheTenThousandTest", environment: [
+                    "GT_NET_CHILD_PORT=\(listener.port)", "GT_NET_CHILD_COUNT=\(count)",
+                ])
+            }
+            let echoed = try server.join()
+            listener.close()
+            return (echoed, open.peak, status)
+        }
+        #expect(childStatus == 0, "the client process failed (wait status \(childStatus))")
+        #expect(echoed == count)
+        #expect(peak == count)
+        rt.shutdown()
+        #expect(openFDCount() == baseline)
+    }
+
+    /// The client half of `tenThousandConcurrentConnectionsEcho`; runs only
+    /// in the child process that test starts.
+    @Test(.enabled(if: Environment.value("GT_NET_CHILD_PORT") != nil))
+    func clientsForTheTenThousandTest() throws {
+        let port = Int(Environment.value("GT_NET_CHILD_PORT")!)!
+        let count = Int(Environment.value("GT_NET_CHILD_COUNT") ?? "10000")!
+        let old = setFDLimit(UInt.max)
+        defer { var o = old; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o) }
+        let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
+        defer { rt.shutdown() }
+        let ok = try rt.run { () throws -> Int in
+            let opened = WaitGroup()
+            opened.add(count)
+            let start = Channel<Int>(capacity: 0)
+            let clients = (0..<count).map { i in go { () throws -> Bool in
+                let s = try TCPStream.connect(host: "127.0.0.1", port: port, timeout: .seconds(60))
+                opened.done()
+                _ = start.receive()  // all connected first
+                let msg = withUnsafeBytes(of: UInt64(i).littleEndian) { Array($0) }
+                try s.write(msg)
+                let back = try s.readExactly(8, timeout: .seconds(60))
+                let eof = try s.read(upTo: 1, timeout: .seconds(60)).isEmpty
+                s.close()
+                return back == msg && eof
+            } }
+            try opened.wait()
+            start.close()
+            return try joinAll(clients).filter { $0 }.count
+        }
+        #expect(ok == count)
+    }
+}
+}
