@@ -12,6 +12,10 @@ let package = Package(
     ],
     targets: [
         .target(name: "CContext"),
+        // The neutral echo load generator: POSIX sockets and epoll on OS
+        // threads, no GreenThreads, so it measures every server alike.
+        .target(name: "CEpoll"),
+        .target(name: "LoadGenerator", dependencies: ["CEpoll"]),
         .target(
             name: "GreenThreads",
             dependencies: ["CContext"]
@@ -20,6 +24,7 @@ let package = Package(
             name: "gt-bench",
             dependencies: [
                 "GreenThreads",
+                "LoadGenerator",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -17,7 +17,7 @@ struct GTBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gt-bench",
         abstract: "GreenThreads benchmarks: the same workloads as the Go, Boost.Fiber and Swift concurrency peers.",
-        subcommands: [List.self, Run.self]
+        subcommands: [List.self, Run.self, LoadGenCommand.self]
     )
 
     struct List: ParsableCommand {
