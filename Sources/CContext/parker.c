@@ -67,3 +67,9 @@ void gt_parker_unpark(gt_parker *p) {
     if (atomic_exchange_explicit(&p->state, NOTIFIED, memory_order_release) == SLEEPING)
         futex_wake(&p->state, 1);
 }
+
+bool gt_parker_try(gt_parker *p) {
+    uint32_t expected = NOTIFIED;
+    return atomic_compare_exchange_strong_explicit(&p->state, &expected, EMPTY,
+                                                   memory_order_acquire, memory_order_relaxed);
+}

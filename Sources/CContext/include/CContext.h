@@ -79,6 +79,9 @@ void gt_parker_init(gt_parker *p);
 bool gt_parker_park(gt_parker *p, int64_t timeout_ns);
 /// Wakes the parked thread, or makes its next park return at once.
 void gt_parker_unpark(gt_parker *p);
+/// Consumes a pending notification without sleeping; true if there was one.
+/// (The netpoller's blocker sleeps in epoll_wait, not on the futex.)
+bool gt_parker_try(gt_parker *p);
 
 // MARK: - Threads and time
 
@@ -115,6 +118,92 @@ size_t gt_peak_resident_bytes(void);
 void gt_write_stderr(const char *line);
 /// Relaxes the CPU inside a spin loop.
 void gt_cpu_relax(void);
+
+// MARK: - Netpoller (poll.c)
+
+/// One readiness event: epoll's mask and the registration's 64-bit tag.
+/// (epoll_event is packed on x86_64 only; Swift sees this portable copy.)
+typedef struct gt_poll_event {
+    uint32_t events;
+    uint64_t data;
+} gt_poll_event;
+
+/// epoll and poll(2) bits, as Swift cannot import them from Glibc
+/// (checked against the system headers in poll.c).
+#define GT_EPOLLIN 0x001u
+#define GT_EPOLLOUT 0x004u
+#define GT_EPOLLERR 0x008u
+#define GT_EPOLLHUP 0x010u
+#define GT_EPOLLRDHUP 0x2000u
+#define GT_EPOLLET (1u << 31)
+#define GT_POLLIN 0x001
+#define GT_POLLOUT 0x004
+#define GT_POLLNVAL 0x020
+#define GT_POLLRDHUP 0x2000
+
+/// Most events one gt_epoll_wait returns.
+#define GT_POLL_BATCH 128
+
+// Every call below returns its result, or a negative errno read at once.
+int gt_epoll_create(void);
+int gt_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
+int gt_epoll_del(int epfd, int fd);
+/// Waits up to `timeout_ns` (< 0: forever, 0: just poll). Returns the count.
+int gt_epoll_wait(int epfd, gt_poll_event *out, int max, int64_t timeout_ns);
+int gt_eventfd_create(void);
+void gt_eventfd_signal(int fd);
+void gt_eventfd_drain(int fd);
+/// poll(2) on one fd, for plain OS threads (< 0 timeout: forever).
+int gt_poll_one(int fd, int16_t events, int64_t timeout_ns, int16_t *revents);
+int gt_close(int fd);
+/// 1 if fd is open, 0 if not, or a negative errno.
+int gt_fd_is_open(int fd);
+
+// MARK: - Sockets (net.c)
+
+/// Any socket address, with its length.
+typedef struct gt_sockaddr {
+    union {
+        uint8_t bytes[128];
+        uint64_t _align;
+    } storage;
+    uint32_t length;
+} gt_sockaddr;
+
+/// getaddrinfo failures come back as -(GT_EAI_BASE + |EAI code|).
+#define GT_EAI_BASE 10000
+
+int gt_socket(int family, int type);
+int gt_setsockopt_int(int fd, int level, int name, int value);
+/// SO_LINGER {on, 0}: close sends RST instead of FIN.
+int gt_set_linger_zero(int fd);
+/// The pending SO_ERROR as a negative errno (0 if none).
+int gt_socket_error(int fd);
+int gt_bind(int fd, const gt_sockaddr *addr);
+int gt_listen(int fd, int backlog);
+int gt_accept(int fd, gt_sockaddr *peer);
+int gt_connect(int fd, const gt_sockaddr *addr);
+int gt_local_address(int fd, gt_sockaddr *out);
+int gt_peer_address(int fd, gt_sockaddr *out);
+long gt_read(int fd, void *buf, size_t len);
+/// send(MSG_NOSIGNAL) on sockets, write(2) on other fds.
+long gt_write(int fd, const void *buf, size_t len);
+long gt_sendto(int fd, const void *buf, size_t len, const gt_sockaddr *to);
+long gt_recvfrom(int fd, void *buf, size_t len, gt_sockaddr *from);
+int gt_shutdown(int fd, int how);
+/// Parses a numeric IPv4 or IPv6 host ("::1" or "[::1]"); -EINVAL otherwise.
+int gt_sockaddr_from_numeric(const char *host, int port, gt_sockaddr *out);
+int gt_sockaddr_from_path(const char *path, gt_sockaddr *out);
+int gt_sockaddr_family(const gt_sockaddr *addr);
+/// The port of an IP address, -1 for other families.
+int gt_sockaddr_port(const gt_sockaddr *addr);
+/// The numeric host (or a Unix socket's path) into `out`.
+int gt_sockaddr_host(const gt_sockaddr *addr, char *out, size_t cap);
+/// getaddrinfo: up to `cap` addresses into `out`; returns how many.
+int gt_resolve(const char *host, int port, int socktype, gt_sockaddr *out, int cap);
+/// The message for a -(GT_EAI_BASE + n) code, given as its positive value.
+const char *gt_resolve_error(int code);
+const char *gt_strerror(int err, char *buf, size_t cap);
 
 #ifdef __cplusplus
 }

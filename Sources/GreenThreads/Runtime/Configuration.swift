@@ -50,6 +50,9 @@ extension Runtime {
         /// and a virtual clock, the same program and seed replay the same
         /// interleaving. nil: seeded from the clock.
         public var seed: UInt64?
+        /// Most OS threads `GreenThread.blocking` runs bodies on at once
+        /// (started on demand; further calls queue). Default 64.
+        public var blockingThreads: Int
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -60,7 +63,8 @@ extension Runtime {
             shutdownGracePeriod: Duration = .seconds(2),
             unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil,
             clock: ClockMode = .real,
-            seed: UInt64? = nil
+            seed: UInt64? = nil,
+            blockingThreads: Int = 64
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -71,6 +75,7 @@ extension Runtime {
             self.unhandledErrorHandler = unhandledErrorHandler
             self.clock = clock
             self.seed = seed
+            self.blockingThreads = blockingThreads
         }
     }
 }

@@ -29,6 +29,8 @@ public final class Runtime: Sendable {
                      "GreenThreads: Runtime needs at least one worker (got workers: \(configuration.workers))")
         precondition(configuration.stackSize >= Configuration.minimumStackSize,
                      "GreenThreads: stackSize must be at least \(Configuration.minimumStackSize) bytes (got \(configuration.stackSize))")
+        precondition(configuration.blockingThreads > 0,
+                     "GreenThreads: blockingThreads must be at least 1 (got \(configuration.blockingThreads))")
         if case .simulated(let nodes) = configuration.numa {
             precondition(nodes > 0, "GreenThreads: .simulated(nodes:) needs at least one node (got \(nodes))")
         }

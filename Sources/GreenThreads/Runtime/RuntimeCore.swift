@@ -15,6 +15,11 @@ final class RuntimeCore: @unchecked Sendable {
     let idle: Idle
     let registry: Registry
     let sharedStacks = SharedStackPool()
+    /// The netpoller: one epoll instance (created before the workers, which
+    /// keep a reference).
+    let poller = Poller()
+    /// OS threads for `GreenThread.blocking` (started on first use).
+    let blockingPool: BlockingPool
 
     let stopping = Atomic<Bool>(false)
     /// Set once shutdown begins: no new work from outside, and every green
@@ -46,6 +51,7 @@ final class RuntimeCore: @unchecked Sendable {
         clock = RuntimeClock(virtual: configuration.clock == .virtual)
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
         idle = Idle(workerCount: n)
+        blockingPool = BlockingPool(maxThreads: configuration.blockingThreads)
         registry = Registry(shardCount: n + 1)
         for i in 0..<n {
             workers.append(Worker(
@@ -192,6 +198,10 @@ final class RuntimeCore: @unchecked Sendable {
         guard configuration.deadlockDetection, !closed.load(ordering: .relaxed) else { return false }
         guard idle.sleeping.load(ordering: .acquiring) == workers.count else { return false }
         guard !hasVisibleWork(), earliestDeadline() == Int64.max else { return false }
+        // Threads parked on an fd or in a blocking call wait for the outside
+        // world, not for each other.
+        guard poller.ioWaiters.load(ordering: .acquiring) == 0,
+              blockingPool.inFlight.load(ordering: .acquiring) == 0 else { return false }
         return waitersLock.withLock { !externalWaiters.isEmpty }
     }
 
@@ -299,6 +309,11 @@ final class RuntimeCore: @unchecked Sendable {
             gt_stack_free(&s)
             stacksMapped.subtract(1, ordering: .relaxed)
         }
+        // No worker polls any more: close the epoll fd and eventfd (sockets
+        // still open are forgotten by it; their waits fail with
+        // .runtimeShutDown), and let the blocking threads go.
+        poller.close()
+        blockingPool.shutdown()
         shutdownDone.store(true, ordering: .releasing)
     }
 

@@ -67,15 +67,23 @@ final class Idle: @unchecked Sendable {
             expected: 0, desired: 1, ordering: .sequentiallyConsistent
         ).exchanged else { return }
         lock.lock()
-        let worker = sleepers.popLast()
+        let worker = popSleeper()
         if worker != nil { sleeping.subtract(1, ordering: .relaxed) }
         lock.unlock()
         if let worker {
             // The spinning count we took is now the woken worker's.
-            gt_parker_unpark(worker.parker)
+            worker.unpark()
         } else {
             _ = spinning.subtract(1, ordering: .sequentiallyConsistent)
         }
+    }
+
+    /// The warmest sleeper, passing over the one blocked in epoll_wait
+    /// while another exists: that one keeps watching the fds. Under lock.
+    private func popSleeper() -> Worker? {
+        guard let last = sleepers.last else { return nil }
+        if !last.inPoll.load(ordering: .relaxed) || sleepers.count == 1 { return sleepers.removeLast() }
+        return sleepers.remove(at: sleepers.count - 2)
     }
 
     /// A green thread armed a timer. If every sleeper would oversleep it
@@ -122,6 +130,6 @@ final class Idle: @unchecked Sendable {
         sleepers.removeAll()
         sleeping.store(0, ordering: .relaxed)
         lock.unlock()
-        for w in all { gt_parker_unpark(w.parker) }
+        for w in all { w.unpark() }
     }
 }

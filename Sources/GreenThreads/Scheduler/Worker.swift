@@ -62,6 +62,11 @@ final class Worker: @unchecked Sendable {
     let timers: TimerHeap
     let clock: RuntimeClock
     let parker: UnsafeMutablePointer<gt_parker>
+    /// The runtime's netpoller (see Net/Poller.swift).
+    let poller: Poller
+    /// Set while this worker sleeps in epoll_wait rather than on `parker`:
+    /// `unpark` must then also signal the poller's eventfd.
+    let inPoll = Atomic<Bool>(false)
     /// A copy of the runtime's stop flag, read on every switch without
     /// touching (and retaining) the core.
     let stopping = Atomic<Bool>(false)
@@ -93,6 +98,7 @@ final class Worker: @unchecked Sendable {
         homeInjector = core.injector(node)
         coreAddress = Unmanaged.passUnretained(core).toOpaque()
         clock = core.clock
+        poller = core.poller
         timers = TimerHeap(clock: core.clock)
         local = .allocate(capacity: 1)
         local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed), stealRng: FastRandom(seed: seed ^ 0x5851_F42D_4C95_7F2D)))
@@ -192,6 +198,9 @@ final class Worker: @unchecked Sendable {
     @inline(never)
     private func serviceTick() -> Unmanaged<Fiber>? {
         timers.fireExpiredIfAny()
+        // A busy worker still notices I/O readiness when no idle worker is
+        // blocked in epoll_wait to collect it (woken threads land here).
+        if poller.worthPolling { poller.poll() }
         return takeInjected()
     }
 
@@ -385,6 +394,9 @@ final class Worker: @unchecked Sendable {
             // Due timers of other workers too: their owners may be busy or
             // asleep, and parkIdle would not sleep past a due deadline.
             if core.earliestDeadline() <= clock.now(), core.fireRemoteTimers(now: clock.now()) > 0 { continue }
+            // Ready fds, without blocking (the woken threads land in our
+            // run-next slot).
+            if poller.worthPolling, poller.poll() > 0 { continue }
 
             // Under a virtual clock, once every other worker sleeps the only
             // thing left to wait for is a timer: go straight to parkIdle,
@@ -426,6 +438,7 @@ final class Worker: @unchecked Sendable {
             round += 1
             for _ in 0..<min(round, 32) { gt_cpu_relax() }
             if round % 8 == 0 {
+                if poller.worthPolling, poller.poll() > 0, let f = nextLocal() { return f }
                 let spun = gt_now_ns() - start
                 if stopping.load(ordering: .relaxed) || spun > Self.spinNanos { return nil }
                 takeRunNext = spun > Self.runNextGraceNanos
@@ -524,7 +537,16 @@ final class Worker: @unchecked Sendable {
         let epoch = core.activityEpoch()
         if !clock.isVirtual { idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline) }
         defer { idle.sleepUntil.store(Int64.max, ordering: .relaxed) }
-        if gt_parker_park(parker, timeout) {
+        // At most one idle worker sleeps in epoll_wait (once any fd was
+        // registered); the others sleep on their futex. See Net/Poller.swift.
+        let woken: Bool
+        if poller.inUse.load(ordering: .relaxed), !poller.blockerRole.load(ordering: .relaxed),
+           poller.blockerRole.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            woken = poller.blockIdle(worker: self, timeout: timeout)
+        } else {
+            woken = gt_parker_park(parker, timeout)
+        }
+        if woken {
             // A notifier took us out of the list and gave us its spinning count.
             local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
             return
@@ -533,6 +555,17 @@ final class Worker: @unchecked Sendable {
             core.reportDeadlock()
         }
         leaveSleepers()
+    }
+
+    /// Ends this worker's sleep (Idle.wakeOne/wakeAll, after taking it
+    /// off the sleeper list). A worker asleep in epoll_wait does not watch
+    /// its futex word, so it also gets the eventfd; the fences make this a
+    /// Dekker pair with `Poller.blockIdle` (store NOTIFIED, fence, load
+    /// inPoll there; store inPoll, fence, load the word here).
+    func unpark() {
+        gt_parker_unpark(parker)
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if inPoll.load(ordering: .relaxed) { poller.signal() }
     }
 
     private func leaveSleepers() {

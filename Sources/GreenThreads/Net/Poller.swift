@@ -1,0 +1,231 @@
+import CContext
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Poller.swift: one runtime's epoll instance, and how idle workers use it.
+//
+// ## Contract with the scheduling loop (see Worker.findRunnable/parkIdle)
+//
+// * `poll(timeout: 0)`: any worker, any time, concurrently with the others
+//   (epoll allows it; each event goes to one caller). Readiness wakes the
+//   waiting green threads through their ordinary `Waker`s; a wake made on a
+//   worker lands in that worker's run-next slot.
+// * `blockIdle(worker:timeout:)`: at most one idle worker at a time (the
+//   `blockerRole` CAS) sleeps in `epoll_wait` instead of on its futex. It is
+//   still an ordinary sleeper in `Idle`: `Idle.wakeOne` unparks its futex
+//   word and, if `Worker.inPoll` is set, also writes the eventfd.
+//
+// ## Why edge-triggered, with per-fd ready flags (not EPOLLONESHOT)
+//
+// Each socket is added once, for EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, and
+// never modified again. With EPOLLONESHOT every park would need an
+// `epoll_ctl(MOD)` to re-arm (one more syscall per read that would block,
+// and a MOD racing a concurrent reader and writer on the same fd needs the
+// two directions merged under a lock anyway). Edge triggering reports each
+// *change* once; `PollDescriptor` remembers an edge that arrived while
+// nobody waited (its per-direction `ready` flag), and every operation tries
+// the syscall before it parks, so an edge is never needed twice. This is
+// Go's netpoller design.
+//
+// ## Lifetime of registrations
+//
+// The kernel hands back a 64-bit tag per event, possibly after the fd was
+// closed and its descriptor freed (an `epoll_wait` on another worker may
+// hold events it has not dispatched yet). So the tag is not a pointer: it is
+// a slot in `table` plus a generation, and a lookup whose generation no
+// longer matches is dropped. `table` is guarded by `tableLock`, which also
+// orders `epoll_ctl` against closing the epoll fd at shutdown.
+final class Poller: @unchecked Sendable {
+    private let epfd: Int32
+    private let wakeFD: Int32
+    /// Tag of the eventfd's registration (no table slot has it).
+    private static let wakeTag: UInt64 = .max
+
+    /// Set once the first fd is registered: from then on an idle worker
+    /// sleeps in epoll_wait. A program that never does I/O keeps the futex
+    /// sleep (and its cheaper wake-up). Never cleared.
+    let inUse = Atomic<Bool>(false)
+    /// Green threads parked on fd readiness: events that can still wake
+    /// something from outside (deadlock detection; whether polling can find
+    /// anything). Changed under the fd's lock, by whoever adds or removes
+    /// the waker.
+    let ioWaiters = Atomic<Int>(0)
+    /// Held by the one worker allowed to block in epoll_wait.
+    let blockerRole = Atomic<Bool>(false)
+
+    private let tableLock = SpinLock()
+    // Guarded by tableLock:
+    private var table: [(generation: UInt32, descriptor: PollDescriptor?)] = []
+    private var freeSlots: [Int] = []
+    private var closed = false
+
+    init() {
+        let ep = gt_epoll_create()
+        precondition(ep >= 0, "GreenThreads: epoll_create1 failed (errno \(-ep))")
+        let ev = gt_eventfd_create()
+        precondition(ev >= 0, "GreenThreads: eventfd failed (errno \(-ev))")
+        epfd = ep
+        wakeFD = ev
+        // Level-triggered: the eventfd stays readable until drained, so a
+        // signal written before the blocker reaches epoll_wait still ends it.
+        let rc = gt_epoll_add(epfd, wakeFD, GT_EPOLLIN, Self.wakeTag)
+        precondition(rc == 0, "GreenThreads: could not register the poller's eventfd (errno \(-rc))")
+    }
+
+    // MARK: Registration
+
+    /// Adds `descriptor`'s fd to the epoll set for both directions, edge
+    /// triggered. Returns 0 or a negative errno (EPERM: a regular file,
+    /// which epoll cannot watch; EBADF: not an open fd).
+    func register(_ descriptor: PollDescriptor) -> Int32 {
+        tableLock.lock()
+        defer { tableLock.unlock() }
+        if closed { return -ESHUTDOWN }
+        let slot: Int
+        if let s = freeSlots.popLast() {
+            slot = s
+        } else {
+            slot = table.count
+            table.append((0, nil))
+        }
+        table[slot].generation &+= 1
+        let tag = UInt64(slot) | UInt64(table[slot].generation) << 32
+        let events = GT_EPOLLIN | GT_EPOLLOUT | GT_EPOLLRDHUP | GT_EPOLLET
+        let rc = gt_epoll_add(epfd, descriptor.fd, events, tag)
+        if rc != 0 {
+            freeSlots.append(slot)
+            return rc
+        }
+        table[slot].descriptor = descriptor
+        descriptor.registrationTag = tag
+        inUse.store(true, ordering: .releasing)
+        return 0
+    }
+
+    /// Removes the fd from the epoll set before it is closed (so a reused
+    /// fd number is never confused with it) and retires its tag.
+    func deregister(_ descriptor: PollDescriptor) {
+        tableLock.lock()
+        defer { tableLock.unlock() }
+        let tag = descriptor.registrationTag
+        let slot = Int(tag & 0xFFFF_FFFF)
+        guard slot < table.count, table[slot].generation == UInt32(tag >> 32),
+              table[slot].descriptor === descriptor else { return }
+        if !closed { _ = gt_epoll_del(epfd, descriptor.fd) }
+        table[slot].descriptor = nil
+        freeSlots.append(slot)
+    }
+
+    private func lookup(_ tag: UInt64) -> PollDescriptor? {
+        tableLock.lock()
+        defer { tableLock.unlock() }
+        let slot = Int(tag & 0xFFFF_FFFF)
+        guard slot < table.count, table[slot].generation == UInt32(tag >> 32) else { return nil }
+        return table[slot].descriptor
+    }
+
+    // MARK: Polling
+
+    /// Whether a non-blocking poll could find anything: somebody waits on
+    /// an fd and no worker is already blocked in epoll_wait collecting the
+    /// events (Go skips its non-blocking poll for the same reason).
+    @inline(__always)
+    var worthPolling: Bool {
+        ioWaiters.load(ordering: .relaxed) > 0 && !blockerRole.load(ordering: .relaxed)
+    }
+
+    /// Collects ready events without blocking and wakes their waiters.
+    /// Returns how many green threads it woke.
+    @discardableResult
+    func poll() -> Int {
+        var buffer = PollBuffer()
+        return buffer.wait(epfd: epfd, timeout: 0) { self.dispatch($0) }
+    }
+
+    /// The idle worker's sleep, for the one that holds `blockerRole`:
+    /// returns when an fd becomes ready, `timeout` (ns, < 0 forever)
+    /// passes, or `Idle.wakeOne` signals the eventfd. Returns whether a
+    /// notifier claimed the worker (its futex word was unparked), exactly
+    /// like `gt_parker_park`.
+    func blockIdle(worker: Worker, timeout: Int64) -> Bool {
+        worker.inPoll.store(true, ordering: .sequentiallyConsistent)
+        // Dekker with Worker.unpark: it stores NOTIFIED and then reads
+        // inPoll; we store inPoll and then read the parker. Each side has
+        // a full fence between, so at least one sees the other: either we
+        // skip epoll_wait, or it writes the eventfd, which ends the wait
+        // even if written before we enter it (level-triggered).
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        var woken = gt_parker_try(worker.parker)
+        if !woken {
+            var buffer = PollBuffer()
+            _ = buffer.wait(epfd: epfd, timeout: timeout) { self.dispatch($0) }
+        }
+        worker.inPoll.store(false, ordering: .sequentiallyConsistent)
+        blockerRole.store(false, ordering: .releasing)
+        if !woken { woken = gt_parker_try(worker.parker) }
+        return woken
+    }
+
+    /// Ends a worker's `blockIdle` (called after unparking its futex word).
+    func signal() {
+        gt_eventfd_signal(wakeFD)
+    }
+
+    /// Hands readiness to the descriptor. Returns how many threads woke.
+    private func dispatch(_ event: gt_poll_event) -> Int {
+        if event.data == Self.wakeTag {
+            gt_eventfd_drain(wakeFD)
+            return 0
+        }
+        guard let descriptor = lookup(event.data) else { return 0 }
+        return descriptor.deliver(events: event.events, poller: self)
+    }
+
+    // MARK: Shutdown
+
+    /// Closes the epoll fd and the eventfd (workers are joined by now).
+    /// Later deregistrations skip epoll_ctl; later waits on a descriptor
+    /// registered here fail with `NetError.Kind.runtimeShutDown`.
+    func close() {
+        tableLock.lock()
+        defer { tableLock.unlock() }
+        if closed { return }
+        closed = true
+        _ = gt_close(epfd)
+        _ = gt_close(wakeFD)
+        for i in table.indices { table[i].descriptor?.pollerClosed(); table[i].descriptor = nil }
+    }
+
+    var isClosed: Bool { tableLock.withLock { closed } }
+}
+
+/// Room for one batch of events, on the caller's stack.
+private struct PollBuffer {
+    var events = (
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
+        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event()
+    )
+
+    /// One epoll_wait; calls `handle` for each event. Returns the sum of
+    /// what `handle` returned.
+    mutating func wait(epfd: Int32, timeout: Int64, handle: (gt_poll_event) -> Int) -> Int {
+        let capacity = 32
+        return withUnsafeMutableBytes(of: &events) { raw in
+            let base = raw.baseAddress!.assumingMemoryBound(to: gt_poll_event.self)
+            let n = gt_epoll_wait(epfd, base, Int32(capacity), timeout)
+            // EINTR (a signal) or EBADF after shutdown: nothing to deliver.
+            guard n > 0 else { return 0 }
+            var woke = 0
+            for i in 0..<Int(n) { woke += handle(base[i]) }
+            return woke
+        }
+    }
+}
