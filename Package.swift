@@ -25,6 +25,7 @@ let package = Package(
             dependencies: [
                 "GreenThreads",
                 "LoadGenerator",
+                "NetExamples",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -36,6 +37,13 @@ let package = Package(
         .executableTarget(name: "PrimeSieve", dependencies: ["GreenThreads"], path: "Examples/PrimeSieve"),
         .executableTarget(name: "WorkerPool", dependencies: ["GreenThreads"], path: "Examples/WorkerPool"),
         .executableTarget(name: "ChargingStation", dependencies: ["GreenThreads"], path: "Examples/ChargingStation"),
+        // The network examples share their serving and HTTP code through
+        // NetExamples, which the tests (and gt-bench's echo benchmark) use
+        // too. The library itself never depends on it.
+        .target(name: "NetExamples", dependencies: ["GreenThreads"], path: "Examples/NetExamples"),
+        .executableTarget(name: "echo-server", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/echo-server"),
+        .executableTarget(name: "http-hello", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/http-hello"),
+        .executableTarget(name: "crawler", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/crawler"),
         .testTarget(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"]
