@@ -48,6 +48,10 @@ let package = Package(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"]
         ),
+        .testTarget(
+            name: "NetExamplesTests",
+            dependencies: ["NetExamples", "GreenThreads", "LoadGenerator"]
+        ),
     ],
     swiftLanguageModes: [.v6]
 )
