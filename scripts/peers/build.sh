@@ -77,9 +77,9 @@ fi
 if stale "$out/nio-echo" "$here/nio-echo/Package.swift" "$here"/nio-echo/Sources/*/*.swift; then
     log "building nio-echo (the first build compiles SwiftNIO: a few minutes)"
     "$swift" build -c release --package-path "$here/nio-echo" \
-        --scratch-path "$out/nio-echo" >&2
+        --scratch-path "$out/nio-echo-build" >&2
     ln -sfr "$("$swift" build -c release --package-path "$here/nio-echo" \
-        --scratch-path "$out/nio-echo" --show-bin-path)/nio-echo" "$out/nio-echo"
+        --scratch-path "$out/nio-echo-build" --show-bin-path)/nio-echo" "$out/nio-echo"
 fi
 
 # --- Python (generator / greenlet) --------------------------------------------------

@@ -30,8 +30,15 @@ final class EchoHandler: ChannelInboundHandler, Sendable {
     }
 }
 
+/// A line on stderr, written to fd 2 (Swift 6 treats the C `stderr` global
+/// as shared mutable state).
+func logError(_ message: String) {
+    var line = message + "\n"
+    line.withUTF8 { bytes in _ = write(STDERR_FILENO, bytes.baseAddress, bytes.count) }
+}
+
 func usage(_ message: String) -> Never {
-    fputs("nio-echo: \(message)\nusage: nio-echo PORT [--workers N]\n", stderr)
+    logError("nio-echo: \(message)\nusage: nio-echo PORT [--workers N]")
     exit(2)
 }
 
@@ -48,9 +55,9 @@ guard args.count == 1, let port = Int(args[0]), (0...65535).contains(port) else 
 
 // 1,000 client connections need more descriptors than the usual soft limit.
 var limit = rlimit()
-if getrlimit(RLIMIT_NOFILE, &limit) == 0, limit.rlim_cur < limit.rlim_max {
+if getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0, limit.rlim_cur < limit.rlim_max {
     limit.rlim_cur = limit.rlim_max
-    _ = setrlimit(RLIMIT_NOFILE, &limit)
+    _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 let group = MultiThreadedEventLoopGroup(numberOfThreads: workers)
@@ -67,9 +74,9 @@ let bootstrap = ServerBootstrap(group: group)
 do {
     let server = try bootstrap.bind(host: "127.0.0.1", port: port).wait()
     print("listening on 127.0.0.1:\(server.localAddress?.port ?? port)")
-    fflush(stdout)
+    fflush(nil)  // all streams: a script waits for this line on a pipe
     try server.closeFuture.wait()
 } catch {
-    fputs("nio-echo: \(error)\n", stderr)
+    logError("nio-echo: \(error)")
     exit(1)
 }
