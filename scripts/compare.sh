@@ -275,7 +275,10 @@ if "echo" in benches:
     print("echo: each server is its own process, driven by `gt-bench loadgen` (POSIX sockets + epoll "
           "on OS threads) with 64-byte messages, one in flight per connection; medians over rounds "
           "of requests/s and of p99 round trip. The load generator shares the machine's cores with "
-          "the server. Ratios > 1: GreenThreads is better (more requests/s, lower p99).")
+          "the server. Ratios > 1: GreenThreads is better (more requests/s, lower p99). "
+          "GreenThreads = the echo-server example; Go = go-echo (GOMAXPROCS = workers); "
+          "SwiftNIO = nio-echo (MultiThreadedEventLoopGroup of `workers` threads).")
+    print()
 
 if "switch" in benches:
     raw, ours = med("boostcontext", "switch", 1), med("greenthreads", "switch", 1)
@@ -285,10 +288,11 @@ if "switch" in benches:
     print(f"| switch (ns/switch) | {fmt(ours)} | {fmt(raw)} | {ratio(ours, raw)} |")
 
 print()
-print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
-print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
-      "(switch: round_robin on one thread; no select). Swift conc: default executor, its pool "
-      "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
+if table:
+    print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
+    print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
+          "(switch: round_robin on one thread; no select). Swift conc: default executor, its pool "
+          "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
 if "generator" in benches:
     print("generator: Python gen = a plain generator resumed with send(); greenlet = one "
           "switch in and back out; both 10^6 resumes (gt-bench: 10^7).")

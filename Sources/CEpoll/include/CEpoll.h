@@ -1,5 +1,6 @@
 // Glibc's Swift module map leaves out <sys/epoll.h>; this target only makes
-// it (and TCP_NODELAY's header) importable for the load generator, which
+// it (with <netinet/tcp.h>, which also brings the socket type constants)
+// importable for the load generator, which
 // must not depend on GreenThreads or its CContext shims.
 #ifndef CEPOLL_H
 #define CEPOLL_H
