@@ -41,7 +41,10 @@ extension GreenThread {
                 inline = true
                 return false
             }
-            if inline { job.run() }
+            if inline {
+                job.run.unsafelyUnwrapped()
+                job.run = nil
+            }
         }
         if let failure { return try rescue(failure) }
         return result!

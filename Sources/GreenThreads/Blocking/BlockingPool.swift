@@ -10,7 +10,10 @@ import Synchronization
 /// not cancellable: nothing can resume it while the body still runs.
 final class BlockingPool: @unchecked Sendable {
     final class Job {
-        let run: () -> Void
+        /// Dropped before the waiter is woken: the caller's
+        /// `withoutActuallyEscaping` traps if the closure is still
+        /// referenced when it returns.
+        var run: (() -> Void)?
         var waker: Waker?
         var next: Job?
         init(run: @escaping () -> Void) { self.run = run }
@@ -94,7 +97,11 @@ final class BlockingPool: @unchecked Sendable {
                 if head == nil { tail = nil }
                 lock.unlock()
                 job.next = nil
-                job.run()
+                do {
+                    let body = job.run.unsafelyUnwrapped
+                    job.run = nil
+                    body()
+                }
                 inFlight.subtract(1, ordering: .releasing)
                 job.waker.unsafelyUnwrapped.wake()
                 continue

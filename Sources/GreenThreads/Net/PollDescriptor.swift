@@ -107,8 +107,8 @@ final class PollDescriptor: @unchecked Sendable {
     /// registers there) and wake whoever waits here.
     func pollerClosed() {
         lock.lock()
-        poller = nil
         _ = wakeAll()
+        poller = nil
         lock.unlock()
     }
 
@@ -118,17 +118,11 @@ final class PollDescriptor: @unchecked Sendable {
         for w in readers where w.wake() { n += 1 }
         for w in writers where w.wake() { n += 1 }
         let count = readers.count + writers.count
-        if count > 0, let poller { poller.ioWaiters.subtract(count, ordering: .relaxed) }
-        else if count > 0 { Self.orphanWaiters(count) }
+        if count > 0 { poller?.ioWaiters.subtract(count, ordering: .relaxed) }
         readers.removeAll()
         writers.removeAll()
         return n
     }
-
-    /// Waiters counted on a poller that has already let go of this fd
-    /// (pollerClosed ran between registering and waking): nothing to fix
-    /// on a closed poller's count.
-    private static func orphanWaiters(_ count: Int) {}
 
     // MARK: Readiness (from the poller)
 
@@ -213,19 +207,19 @@ final class PollDescriptor: @unchecked Sendable {
         }
     }
 
+    /// Registers the fd with `poller` on its first wait. Under `lock`, so a
+    /// reader and a writer arriving together register once (a second
+    /// EPOLL_CTL_ADD would fail with EEXIST). Lock order: fd lock, then the
+    /// poller's table lock (never the reverse; see `Poller.close`).
     private func ensureRegistered(with poller: Poller, operation: @autoclosure () -> String) throws(NetError) {
-        if lock.withLock({ self.poller != nil }) { return }
+        lock.lock()
+        defer { lock.unlock() }
+        if self.poller != nil { return }
+        if closing { throw NetError(.closed, operation: operation()) }
         let rc = poller.register(self)
         if rc == -ESHUTDOWN { throw NetError(.runtimeShutDown, operation: operation()) }
         if rc != 0 { throw NetError(errno: -rc, operation: operation()) }
-        lock.lock()
-        let lost = closing
-        if !lost { self.poller = poller }
-        lock.unlock()
-        if lost {
-            poller.deregister(self)
-            throw NetError(.closed, operation: operation())
-        }
+        self.poller = poller
     }
 
     /// Our wait ended by timer or cancel: take our waker out if an edge has

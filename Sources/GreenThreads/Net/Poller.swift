@@ -190,12 +190,16 @@ final class Poller: @unchecked Sendable {
     /// registered here fail with `NetError.Kind.runtimeShutDown`.
     func close() {
         tableLock.lock()
-        defer { tableLock.unlock() }
-        if closed { return }
+        if closed { tableLock.unlock(); return }
         closed = true
         _ = gt_close(epfd)
         _ = gt_close(wakeFD)
-        for i in table.indices { table[i].descriptor?.pollerClosed(); table[i].descriptor = nil }
+        let registered = table.compactMap(\.descriptor)
+        table.removeAll()
+        freeSlots.removeAll()
+        tableLock.unlock()
+        // Outside the table lock: descriptors take their own lock first.
+        for d in registered { d.pollerClosed() }
     }
 
     var isClosed: Bool { tableLock.withLock { closed } }

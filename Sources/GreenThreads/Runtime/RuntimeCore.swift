@@ -184,6 +184,10 @@ final class RuntimeCore: @unchecked Sendable {
 
     func beginExternalWait(_ waker: Waker) {
         waitersLock.withLock { externalWaiters[ObjectIdentifier(waker.target)] = waker }
+        // Every worker may have gone to sleep before this waiter counted
+        // (each saw no external waiter, so none watches for a deadlock):
+        // wake one to look again.
+        idle.notifyWork()
     }
 
     func endExternalWait(_ waker: Waker) {

@@ -1,0 +1,255 @@
+import CContext
+import Testing
+#if canImport(Glibc)
+import Glibc
+#endif
+@testable import GreenThreads
+
+/// Counts this process's open fds.
+func openFDCount() -> Int {
+    var n = 0
+    for fd in 0..<Int32(65536) where fcntl(fd, F_GETFD) != -1 { n += 1 }
+    return n
+}
+
+/// Sets the soft RLIMIT_NOFILE; returns the previous one.
+@discardableResult
+func setFDLimit(_ soft: UInt) -> rlimit {
+    var old = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &old)
+    var new = old
+    new.rlim_cur = rlim_t(min(soft, UInt(old.rlim_max)))
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &new)
+    return old
+}
+
+/// UDP, Unix-domain streams, user fds, fd hygiene, EMFILE, many connections.
+@Suite("NetMore", .serialized)
+struct NetMoreTests {
+    @Test func udpSendReceive() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        try rt.run {
+            let a = try UDPSocket(host: "127.0.0.1", port: 0)
+            let b = try UDPSocket(host: "127.0.0.1", port: 0)
+            let receiver = go { () throws -> ([UInt8], SocketAddress) in
+                let (bytes, from) = try b.receive(timeout: .seconds(5))
+                try b.send(bytes.reversed(), to: from)
+                return (bytes, from)
+            }
+            GreenThread.sleep(for: .milliseconds(10))  // let it park first
+            try a.send([1, 2, 3], to: b.localAddress)
+            let (got, from) = try receiver.join()
+            #expect(got == [1, 2, 3])
+            #expect(from == a.localAddress)
+            let (back, sender) = try a.receive(timeout: .seconds(5))
+            #expect(back == [3, 2, 1])
+            #expect(sender.port == b.port)
+            #expect(throws: NetError.self) { _ = try a.receive(timeout: .milliseconds(10)) }
+            a.close(); b.close()
+        }
+    }
+
+    @Test func unixStreamEcho() throws {
+        let path = "/tmp/gt-net-test-\(getpid()).sock"
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        try rt.run {
+            let listener = try UnixListener(path: path)
+            do {
+                _ = try UnixListener(path: path)
+                Issue.record("bound an existing path")
+            } catch let e as NetError { #expect(e.kind == .addressInUse) }
+            let server = go {
+                let c = try listener.accept()
+                let b = try c.readExactly(5)
+                try c.write(b)
+            }
+            let s = try UnixStream.connect(path: path, timeout: .seconds(5))
+            try s.write("hello")
+            #expect(String(decoding: try s.readExactly(5), as: UTF8.self) == "hello")
+            try server.join()
+            listener.close()
+            #expect(access(path, F_OK) != 0)  // removed on close
+            #expect(throws: NetError.self) { _ = try UnixStream.connect(path: path) }
+            #expect(throws: NetError.self) { _ = try UnixListener(path: String(repeating: "x", count: 200)) }
+        }
+    }
+
+    @Test func waitReadableOnAPipe() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        var fds: [Int32] = [0, 0]
+        #expect(pipe(&fds) == 0)
+        defer { close(fds[0]); close(fds[1]) }
+        let (r, w) = (fds[0], fds[1])
+        let order = try rt.run { () throws -> [String] in
+            let log = TestLog<String>()
+            let waiter = go {
+                try GreenThread.waitReadable(r, timeout: .seconds(5))
+                log.append("readable")
+            }
+            GreenThread.sleep(for: .milliseconds(20))
+            log.append("writing")
+            var byte: UInt8 = 1
+            _ = write(w, &byte, 1)
+            try waiter.join()
+            // Already readable: returns at once; writable end: at once.
+            try GreenThread.waitReadable(r)
+            try GreenThread.waitWritable(w)
+            // Drain, then a deadline.
+            _ = read(r, &byte, 1)
+            #expect(throws: NetError.self) { try GreenThread.waitReadable(r, timeout: .milliseconds(10)) }
+            return log.values
+        }
+        #expect(order == ["writing", "readable"])
+        // From a plain thread too.
+        var byte: UInt8 = 2
+        _ = write(w, &byte, 1)
+        try GreenThread.waitReadable(r, timeout: .seconds(1))
+    }
+
+    @Test func waitReadableOnABadFDIsAClearError() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        try rt.run {
+            for bad in [Int32(-1), Int32(9999)] {
+                do {
+                    try GreenThread.waitReadable(bad, timeout: .seconds(1))
+                    Issue.record("waited on fd \(bad)")
+                } catch let e as NetError {
+                    #expect(e.kind == .badDescriptor)
+                }
+            }
+            // A regular file cannot be polled by epoll... but poll(2) says it
+            // is always ready, so the call returns at once.
+            let f = open("/proc/self/stat", O_RDONLY)
+            defer { close(f) }
+            try GreenThread.waitReadable(f, timeout: .seconds(1))
+        }
+    }
+
+    @Test func fdsReturnToBaselineAfterClose() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let baseline = openFDCount()
+        try rt.run {
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            let server = go {
+                var handles: [JoinHandle<Void>] = []
+                for _ in 0..<50 {
+                    let c = try listener.accept()
+                    handles.append(go {
+                        let b = try c.read(upTo: 10)
+                        try c.write(b)
+                        c.close()
+                    })
+                }
+                try joinAll(handles)
+            }
+            let clients = (0..<50).map { i in go { () throws -> UInt8 in
+                let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+                try s.write([UInt8(i)])
+                let b = try s.readExactly(1)
+                s.close()
+                return b[0]
+            } }
+            #expect(try joinAll(clients) == (0..<50).map { UInt8($0) })
+            try server.join()
+            listener.close()
+            let u = try UDPSocket(host: "127.0.0.1", port: 0)
+            u.close()
+        }
+        #expect(openFDCount() == baseline)
+    }
+
+    @Test func acceptUnderEMFILEReportsTheErrorAndRecovers() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        try rt.run {
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            let client1 = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+            // The connection is queued (connect returned). Lower the limit to
+            // the lowest free fd number, so the next fd cannot be had, and
+            // restore it at once: other suites run concurrently and must not
+            // see it (the accept attempt is one non-blocking syscall).
+            var lowestFree: Int32 = 0
+            while fcntl(lowestFree, F_GETFD) != -1 { lowestFree += 1 }
+            let old = setFDLimit(UInt(lowestFree))
+            var failure: NetError?
+            do {
+                _ = try listener.accept(timeout: .seconds(1))
+            } catch let e as NetError {
+                failure = e
+            }
+            var o = old
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o)
+            #expect(failure?.kind == .tooManyOpenFiles)
+            #expect(failure?.errno == EMFILE)
+            // fds free up: the queued connection is accepted after all.
+            let conn = try listener.accept(timeout: .seconds(5))
+            try client1.write([7])
+            #expect(try conn.read(upTo: 1, timeout: .seconds(5)) == [7])
+            // And it keeps serving new ones.
+            let client2 = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+            let conn2 = try listener.accept(timeout: .seconds(5))
+            try conn2.write([8])
+            #expect(try client2.read(upTo: 1, timeout: .seconds(5)) == [8])
+        }
+    }
+
+    @Test func tenThousandConcurrentConnectionsEcho() throws {
+        // Both ends live in this process: 2 fds per connection. Raise the
+        // soft limit to the hard one; with the usual hard limit of 20,000
+        // that leaves room for a little under 10,000 (the process's own fds
+        // and some headroom for concurrent suites come first).
+        let old = setFDLimit(UInt.max)
+        defer { var o = old; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o) }
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let count = min(10_000, (Int(limit.rlim_cur) - openFDCount() - 96) / 2)
+        try #require(count >= 9_900, "RLIMIT_NOFILE hard limit \(limit.rlim_max) too low for ~10k loopback connections")
+        let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
+        defer { rt.shutdown() }
+        let ok = try rt.run { () throws -> Int in
+            let listener = try TCPListener(host: "127.0.0.1", port: 0, backlog: 4096)
+            let server = go {
+                for _ in 0..<count {
+                    let c = try listener.accept(timeout: .seconds(30))
+                    go {
+                        let b = try c.readExactly(8, timeout: .seconds(30))
+                        try c.write(b)
+                        // The server closes first, so TIME_WAIT lands on its
+                        // side and repeated runs do not use up the client's
+                        // ephemeral ports.
+                        c.close()
+                    }
+                }
+            }
+            // Every client connects first and holds its connection, so all
+            // 10,000 are open at once; then each echoes.
+            let opened = WaitGroup()
+            opened.add(count)
+            let go_ = Channel<Int>(capacity: 0)
+            let clients = (0..<count).map { i in go { () throws -> Bool in
+                let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(30))
+                opened.done()
+                _ = go_.receive()
+                var msg = [UInt8](repeating: 0, count: 8)
+                withUnsafeBytes(of: UInt64(i).littleEndian) { msg = Array($0) }
+                try s.write(msg)
+                let back = try s.readExactly(8, timeout: .seconds(30))
+                let eof = try s.read(upTo: 1, timeout: .seconds(30)).isEmpty
+                s.close()
+                return back == msg && eof
+            } }
+            try opened.wait()
+            go_.close()
+            let results = try joinAll(clients)
+            try server.join()
+            listener.close()
+            return results.filter { $0 }.count
+        }
+        #expect(ok == count)
+    }
+}
