@@ -11,10 +11,10 @@ struct EchoServerTests {
         try rt.run {
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let server = go { try EchoServer.serve(listener) }
-            // 200 clients at once, sizes from one byte to past a socket buffer.
-            let clients = (0..<200).map { i in
+            // 100 clients at once, sizes from one byte to past a socket buffer.
+            let clients = (0..<100).map { i in
                 go { () throws -> Bool in
-                    let size = i % 10 == 0 ? 300_000 : 1 + i * 37 % 2000
+                    let size = i % 20 == 0 ? 300_000 : 1 + i * 37 % 2000
                     let message = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ i) }
                     let conn = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(10))
                     defer { conn.close() }
