@@ -8,7 +8,8 @@ import Glibc
 
 /// GreenThread.blocking, and how parked I/O meets deadlock detection, the
 /// virtual clock and shutdown.
-@Suite("NetBlocking", .serialized)
+extension NetSuites {
+@Suite("NetBlocking")
 struct NetBlockingTests {
     struct Boom: Error, Equatable {}
 
@@ -21,18 +22,20 @@ struct NetBlockingTests {
     @Test func blockingDoesNotDelayATickerOnTheSameWorker() throws {
         let rt = Runtime(workers: 1)
         defer { rt.shutdown() }
-        let (maxGap, value) = try rt.run { () throws -> (Int64, Int) in
+        let (ticks, maxGap, value) = try rt.run { () throws -> (Int, Int64, Int) in
             let done = Channel<Int>(capacity: 1)
-            let ticker = go { () -> Int64 in
+            let ticker = go { () -> (Int, Int64) in
                 var last = gt_now_ns()
                 var maxGap: Int64 = 0
+                var ticks = 0
                 while done.tryReceive() == nil {
                     GreenThread.sleep(for: .milliseconds(1))
                     let now = gt_now_ns()
                     maxGap = max(maxGap, now - last)
                     last = now
+                    ticks += 1
                 }
-                return maxGap
+                return (ticks, maxGap)
             }
             GreenThread.sleep(for: .milliseconds(5))
             let v = GreenThread.blocking { () -> Int in
@@ -40,10 +43,15 @@ struct NetBlockingTests {
                 return 42
             }
             try done.send(1)
-            return (try ticker.join(), v)
+            let (ticks, gap) = try ticker.join()
+            return (ticks, gap, v)
         }
         #expect(value == 42)
+        // Had the body blocked the worker, one gap would be >= 200 ms and
+        // there would be a handful of ticks. Generous bounds: the machine
+        // may be loaded (ticks are ~1.1 ms apart when it is not).
         #expect(maxGap < 50_000_000, "ticker stalled for \(maxGap / 1_000_000) ms")
+        #expect(ticks >= 50)
     }
 
     @Test func blockingRethrowsAndRunsInlineOnOSThreads() throws {
@@ -211,4 +219,5 @@ struct NetBlockingTests {
         }
         #expect(received == total)
     }
+}
 }

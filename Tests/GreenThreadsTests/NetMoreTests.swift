@@ -23,8 +23,53 @@ func setFDLimit(_ soft: UInt) -> rlimit {
     return old
 }
 
+/// A peak-tracking counter.
+final class Counter: @unchecked Sendable {
+    private let lock = SpinLock()
+    private var value = 0
+    private var high = 0
+    func increment() { lock.withLock { value += 1; high = max(high, value) } }
+    var peak: Int { lock.withLock { high } }
+}
+
+enum Environment {
+    static func value(_ name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
+
+/// Runs this test binary again, selecting one test by name, with extra
+/// environment variables; its output goes to /dev/null. Returns its exit
+/// status (0: the test passed).
+func runChildTest(_ name: String, environment extra: [String]) throws -> Int32 {
+    var path = [CChar](repeating: 0, count: 4096)
+    let len = readlink("/proc/self/exe", &path, path.count - 1)
+    guard len > 0 else { throw NetError(.other, errno: errno, operation: "readlink /proc/self/exe") }
+    let exe = String(decoding: path.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    let args = [exe, "--testing-library", "swift-testing", "--filter", name]
+    var env: [String] = []
+    var e = environ
+    while let p = e.pointee { env.append(String(cString: p)); e += 1 }
+    env += extra
+    let cArgs = args.map { strdup($0) } + [nil]
+    let cEnv = env.map { strdup($0) } + [nil]
+    defer { for p in cArgs + cEnv { free(p) } }
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    var pid: pid_t = 0
+    let rc = posix_spawn(&pid, exe, &actions, nil, cArgs, cEnv)
+    guard rc == 0 else { throw NetError(.other, errno: rc, operation: "posix_spawn") }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return status
+}
+
 /// UDP, Unix-domain streams, user fds, fd hygiene, EMFILE, many connections.
-@Suite("NetMore", .serialized)
+extension NetSuites {
+@Suite("NetMore")
 struct NetMoreTests {
     @Test func udpSendReceive() throws {
         let rt = Runtime(workers: 2)
@@ -198,58 +243,83 @@ struct NetMoreTests {
         }
     }
 
+    /// 10,000 connections open at once, each echoing. Both ends in one
+    /// process would need 20,000+ fds, more than the usual hard limit
+    /// (20,000), so the clients run in a child process: this test binary,
+    /// re-run with a filter that selects `clientsForTheTenThousandTest`.
     @Test func tenThousandConcurrentConnectionsEcho() throws {
-        // Both ends live in this process: 2 fds per connection. Raise the
-        // soft limit to the hard one; with the usual hard limit of 20,000
-        // that leaves room for a little under 10,000 (the process's own fds
-        // and some headroom for concurrent suites come first).
+        let count = 10_000
         let old = setFDLimit(UInt.max)
         defer { var o = old; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o) }
         var limit = rlimit()
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let count = min(10_000, (Int(limit.rlim_cur) - openFDCount() - 96) / 2)
-        try #require(count >= 9_900, "RLIMIT_NOFILE hard limit \(limit.rlim_max) too low for ~10k loopback connections")
-        let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
+        try #require(Int(limit.rlim_cur) >= count + openFDCount() + 64,
+                     "RLIMIT_NOFILE hard limit \(limit.rlim_max) too low for 10,000 connections")
+        let rt = Runtime(configuration: .init(workers: 2, stackSize: 64 * 1024))
+        defer { rt.shutdown() }
+        let (echoed, peak, childStatus) = try rt.run { () throws -> (Int, Int, Int32) in
+            let listener = try TCPListener(host: "127.0.0.1", port: 0, backlog: 4096)
+            let open = Counter()
+            let server = go { () throws -> Int in
+                var handlers: [JoinHandle<Bool>] = []
+                for _ in 0..<count {
+                    let c = try listener.accept(timeout: .seconds(60))
+                    open.increment()
+                    handlers.append(go { () throws -> Bool in
+                        // The client writes only once all 10,000 are
+                        // connected: every handler parks here meanwhile.
+                        let b = try c.readExactly(8, timeout: .seconds(60))
+                        try c.write(b)
+                        c.close()  // server closes first: TIME_WAIT stays here
+                        return true
+                    })
+                }
+                return try joinAll(handlers).filter { $0 }.count
+            }
+            let status = try GreenThread.blocking { () throws -> Int32 in
+                try runChildTest("clientsForTheTenThousandTest", environment: [
+                    "GT_NET_CHILD_PORT=\(listener.port)", "GT_NET_CHILD_COUNT=\(count)",
+                ])
+            }
+            let echoed = try server.join()
+            listener.close()
+            return (echoed, open.peak, status)
+        }
+        #expect(childStatus == 0, "the client process failed")
+        #expect(echoed == count)
+        #expect(peak == count)
+    }
+
+    /// The client half of `tenThousandConcurrentConnectionsEcho`; runs only
+    /// in the child process that test starts.
+    @Test(.enabled(if: Environment.value("GT_NET_CHILD_PORT") != nil))
+    func clientsForTheTenThousandTest() throws {
+        let port = Int(Environment.value("GT_NET_CHILD_PORT")!)!
+        let count = Int(Environment.value("GT_NET_CHILD_COUNT") ?? "10000")!
+        let old = setFDLimit(UInt.max)
+        defer { var o = old; setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o) }
+        let rt = Runtime(configuration: .init(workers: 2, stackSize: 64 * 1024))
         defer { rt.shutdown() }
         let ok = try rt.run { () throws -> Int in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0, backlog: 4096)
-            let server = go {
-                for _ in 0..<count {
-                    let c = try listener.accept(timeout: .seconds(30))
-                    go {
-                        let b = try c.readExactly(8, timeout: .seconds(30))
-                        try c.write(b)
-                        // The server closes first, so TIME_WAIT lands on its
-                        // side and repeated runs do not use up the client's
-                        // ephemeral ports.
-                        c.close()
-                    }
-                }
-            }
-            // Every client connects first and holds its connection, so all
-            // 10,000 are open at once; then each echoes.
             let opened = WaitGroup()
             opened.add(count)
-            let go_ = Channel<Int>(capacity: 0)
+            let start = Channel<Int>(capacity: 0)
             let clients = (0..<count).map { i in go { () throws -> Bool in
-                let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(30))
+                let s = try TCPStream.connect(host: "127.0.0.1", port: port, timeout: .seconds(60))
                 opened.done()
-                _ = go_.receive()
-                var msg = [UInt8](repeating: 0, count: 8)
-                withUnsafeBytes(of: UInt64(i).littleEndian) { msg = Array($0) }
+                _ = start.receive()  // all connected first
+                let msg = withUnsafeBytes(of: UInt64(i).littleEndian) { Array($0) }
                 try s.write(msg)
-                let back = try s.readExactly(8, timeout: .seconds(30))
-                let eof = try s.read(upTo: 1, timeout: .seconds(30)).isEmpty
+                let back = try s.readExactly(8, timeout: .seconds(60))
+                let eof = try s.read(upTo: 1, timeout: .seconds(60)).isEmpty
                 s.close()
                 return back == msg && eof
             } }
             try opened.wait()
-            go_.close()
-            let results = try joinAll(clients)
-            try server.join()
-            listener.close()
-            return results.filter { $0 }.count
+            start.close()
+            return try joinAll(clients).filter { $0 }.count
         }
         #expect(ok == count)
     }
+}
 }

@@ -5,9 +5,15 @@ import Glibc
 #endif
 @testable import GreenThreads
 
+/// Every Net suite, one test at a time: the 10,000-connection test would
+/// otherwise load the machine under the timing-sensitive ones.
+@Suite("Net", .serialized)
+enum NetSuites {}
+
 /// TCP over loopback: echo, end of stream, half-close, reset, deadlines,
 /// close waking parked callers, and the errors of bad input.
-@Suite("NetTCP", .serialized)
+extension NetSuites {
+@Suite("NetTCP")
 struct NetTCPTests {
     @Test func echoRoundTrip() throws {
         let rt = Runtime(workers: 2)
@@ -289,4 +295,5 @@ struct NetTCPTests {
             #expect(try c.read(upTo: 1) == [1])
         }
     }
+}
 }
