@@ -56,7 +56,18 @@ public enum LoadGenerator {
             let mine = (config.connections - t + threads - 1) / threads  // i = t, t + threads, ...
             runners.append(LoadThread(shared: shared, connections: mine))
         }
-        let handles = runners.map { (r: LoadThread) -> OSThread in OSThread.start { r.main() } }
+        var handles: [OSThread] = []
+        do {
+            for r in runners { handles.append(try OSThread.start { r.main() }) }
+        } catch {
+            // The threads already started wait at the barrier for the ones
+            // that never will: stop waiting for those, and skip the timed phase.
+            shared.aborted.store(true, ordering: .relaxed)
+            startLine.withdraw(threads - handles.count)
+            startLine.arrive()
+            for h in handles { h.join() }
+            throw error
+        }
         // Every thread has connected (or failed) once it reaches the barrier.
         startLine.arrive()
         for h in handles { h.join() }
@@ -133,12 +144,14 @@ public enum LoadError: Error, CustomStringConvertible {
     case badConfiguration(String)
     case resolve(host: String, message: String)
     case connect(String)
+    /// The system refused a thread or a descriptor the generator needed.
+    case system(String)
 
     public var description: String {
         switch self {
         case .badConfiguration(let m): return m
         case .resolve(let host, let m): return "cannot resolve '\(host)': \(m)"
-        case .connect(let m): return m
+        case .connect(let m), .system(let m): return m
         }
     }
 }

@@ -12,15 +12,19 @@ struct OSThread {
         init(_ body: @escaping () -> Void) { self.body = body }
     }
 
-    static func start(_ body: @escaping @Sendable () -> Void) -> OSThread {
-        let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    /// - Throws: `LoadError.system` if the thread cannot be created.
+    static func start(_ body: @escaping @Sendable () -> Void) throws(LoadError) -> OSThread {
+        let box = Unmanaged.passRetained(Box(body))
         var thread = pthread_t()
         let rc = pthread_create(&thread, nil, { raw in
             let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
             box.body()
             return nil
-        }, box)
-        precondition(rc == 0, "pthread_create failed: \(errnoText(rc))")
+        }, box.toOpaque())
+        guard rc == 0 else {
+            box.release()
+            throw .system("pthread_create: \(errnoText(rc))")
+        }
         return OSThread(thread: thread)
     }
 
@@ -30,17 +34,42 @@ struct OSThread {
 }
 
 /// All the load threads and the coordinator meet here once every connection
-/// is up, so the timed phase starts everywhere at once.
+/// is up, so the timed phase starts everywhere at once. Single use.
 final class Barrier: @unchecked Sendable {
-    private var barrier = pthread_barrier_t()
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    /// Parties yet to arrive; guarded by `mutex`.
+    private var remaining: Int
 
     init(parties: Int) {
-        pthread_barrier_init(&barrier, nil, UInt32(parties))
+        remaining = parties
+        pthread_mutex_init(&mutex, nil)
+        pthread_cond_init(&condition, nil)
     }
 
-    deinit { pthread_barrier_destroy(&barrier) }
+    deinit {
+        pthread_cond_destroy(&condition)
+        pthread_mutex_destroy(&mutex)
+    }
 
+    /// Waits until every party has arrived (or withdrawn).
     func arrive() {
-        pthread_barrier_wait(&barrier)
+        pthread_mutex_lock(&mutex)
+        remaining -= 1
+        if remaining <= 0 {
+            pthread_cond_broadcast(&condition)
+        } else {
+            while remaining > 0 { pthread_cond_wait(&condition, &mutex) }
+        }
+        pthread_mutex_unlock(&mutex)
+    }
+
+    /// Stops waiting for `count` parties that will never come (threads
+    /// that could not be created).
+    func withdraw(_ count: Int) {
+        pthread_mutex_lock(&mutex)
+        remaining -= count
+        if remaining <= 0 { pthread_cond_broadcast(&condition) }
+        pthread_mutex_unlock(&mutex)
     }
 }
