@@ -85,8 +85,6 @@ public struct NetError: Error, Sendable, Equatable, CustomStringConvertible {
         case EMFILE, ENFILE: return .tooManyOpenFiles
         case ENETUNREACH, EHOSTUNREACH: return .unreachable
         case EBADF: return .badDescriptor
-        case EPERM: return .notPollable
-        case EEXIST: return .busy
         case EINVAL, EAFNOSUPPORT, ENAMETOOLONG: return .badAddress
         default: return .other
         }

@@ -218,7 +218,12 @@ final class PollDescriptor: @unchecked Sendable {
         if closing { throw NetError(.closed, operation: operation()) }
         let rc = poller.register(self)
         if rc == -ESHUTDOWN { throw NetError(.runtimeShutDown, operation: operation()) }
-        if rc != 0 { throw NetError(errno: -rc, operation: operation()) }
+        switch -rc {
+        case 0: break
+        case EPERM: throw NetError(.notPollable, errno: EPERM, operation: operation())
+        case EEXIST: throw NetError(.busy, errno: EEXIST, operation: operation())
+        default: throw NetError(errno: -rc, operation: operation())
+        }
         self.poller = poller
     }
 

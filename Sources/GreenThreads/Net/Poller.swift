@@ -186,8 +186,10 @@ final class Poller: @unchecked Sendable {
     // MARK: Shutdown
 
     /// Closes the epoll fd and the eventfd (workers are joined by now).
-    /// Later deregistrations skip epoll_ctl; later waits on a descriptor
-    /// registered here fail with `NetError.Kind.runtimeShutDown`.
+    /// Every registered descriptor forgets this poller (its waiters wake
+    /// and retry; a later green-thread wait registers it with that thread's
+    /// runtime). Registering here afterwards fails with ESHUTDOWN, which
+    /// waits report as `NetError.Kind.runtimeShutDown`.
     func close() {
         tableLock.lock()
         if closed { tableLock.unlock(); return }

@@ -314,8 +314,9 @@ final class RuntimeCore: @unchecked Sendable {
             stacksMapped.subtract(1, ordering: .relaxed)
         }
         // No worker polls any more: close the epoll fd and eventfd (sockets
-        // still open are forgotten by it; their waits fail with
-        // .runtimeShutDown), and let the blocking threads go.
+        // still open are forgotten by it: their next green-thread wait
+        // registers them with that thread's runtime, and OS threads use
+        // poll(2)), and let the blocking threads go.
         poller.close()
         blockingPool.shutdown()
         shutdownDone.store(true, ordering: .releasing)

@@ -559,9 +559,10 @@ final class Worker: @unchecked Sendable {
 
     /// Ends this worker's sleep (Idle.wakeOne/wakeAll, after taking it
     /// off the sleeper list). A worker asleep in epoll_wait does not watch
-    /// its futex word, so it also gets the eventfd; the fences make this a
-    /// Dekker pair with `Poller.blockIdle` (store NOTIFIED, fence, load
-    /// inPoll there; store inPoll, fence, load the word here).
+    /// its futex word, so it also gets the eventfd. A Dekker pair with
+    /// `Poller.blockIdle`: here store NOTIFIED, fence, load `inPoll`; there
+    /// store `inPoll`, fence, load the word. At least one side sees the
+    /// other's store (docs/ARCHITECTURE.md §9c).
     func unpark() {
         gt_parker_unpark(parker)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
