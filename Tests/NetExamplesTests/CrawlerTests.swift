@@ -2,8 +2,9 @@ import GreenThreads
 import Testing
 @testable import NetExamples
 
+extension NetExampleSuites {
 /// The crawler example: the concurrent crawl overlaps the pages' latency.
-@Suite("Crawler", .serialized)
+@Suite("Crawler")
 struct CrawlerTests {
     @Test func concurrentCrawlOverlapsLatency() throws {
         let rt = Runtime(workers: 2)
@@ -37,4 +38,5 @@ struct CrawlerTests {
             #expect(try HTTPClient.get(host: "127.0.0.1", port: listener.port, path: "/page/0").bodyText == CrawlSite.body(0))
         }
     }
+}
 }

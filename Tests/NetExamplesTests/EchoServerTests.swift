@@ -2,8 +2,9 @@ import GreenThreads
 import Testing
 @testable import NetExamples
 
+extension NetExampleSuites {
 /// The echo-server example's serving code over loopback.
-@Suite("EchoServer", .serialized)
+@Suite("EchoServer")
 struct EchoServerTests {
     @Test func manyClientsEchoAndTheServerStopsCleanly() throws {
         let rt = Runtime(workers: 2)
@@ -54,4 +55,5 @@ struct EchoServerTests {
             try server.join()
         }
     }
+}
 }

@@ -2,9 +2,10 @@ import GreenThreads
 import Testing
 @testable import NetExamples
 
+extension NetExampleSuites {
 /// The http-hello example's server over loopback: keep-alive, close, bodies,
 /// and malformed requests.
-@Suite("HTTPServer", .serialized)
+@Suite("HTTPServer")
 struct HTTPServerTests {
     /// Runs `body` against an http-hello server on a free port.
     func withHello(_ body: @escaping @Sendable (Int) throws -> Void) throws {
@@ -97,4 +98,5 @@ struct HTTPServerTests {
             #expect(answered == 1000)
         }
     }
+}
 }

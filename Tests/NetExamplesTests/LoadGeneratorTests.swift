@@ -3,9 +3,10 @@ import GreenThreads
 import Testing
 @testable import NetExamples
 
+extension NetExampleSuites {
 /// The neutral load generator against our echo server, a lying server and
 /// nobody; and its histogram.
-@Suite("LoadGenerator", .serialized)
+@Suite("LoadGenerator")
 struct LoadGeneratorTests {
     /// Runs `serve` on a listener inside a runtime and the generator against
     /// it from this OS thread, briefly: the generator runs flat out, and
@@ -25,7 +26,7 @@ struct LoadGeneratorTests {
             _ = try? server.join()
         }
         return try LoadGenerator.run(.init(port: listener.port, connections: connections, messageSize: 64,
-                                           duration: .milliseconds(100), threads: 1))
+                                           duration: .milliseconds(50), threads: 1))
     }
 
     @Test func measuresOurEchoServer() throws {
@@ -87,4 +88,5 @@ struct LoadGeneratorTests {
         #expect(merged.count == 20_000 && merged.value(atPercentile: 50) == h.value(atPercentile: 50))
         #expect(LatencyHistogram().value(atPercentile: 99) == 0)
     }
+}
 }
