@@ -12,6 +12,19 @@ func openFDCount() -> Int {
     return n
 }
 
+/// Counts this process's open sockets (a leak check that other suites,
+/// running concurrently, cannot disturb: they open epoll and eventfd fds
+/// with every runtime, but no sockets; the Net suites run one at a time).
+func openSocketCount() -> Int {
+    var n = 0
+    var buf = [CChar](repeating: 0, count: 64)
+    for fd in 0..<Int32(65536) where fcntl(fd, F_GETFD) != -1 {
+        let len = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
+        if len > 7, String(decoding: buf.prefix(7).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "socket:" { n += 1 }
+    }
+    return n
+}
+
 /// Sets the soft RLIMIT_NOFILE; returns the previous one.
 @discardableResult
 func setFDLimit(_ soft: UInt) -> rlimit {
@@ -186,7 +199,7 @@ struct NetMoreTests {
     @Test func fdsReturnToBaselineAfterClose() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
-        let baseline = openFDCount()
+        let baseline = openSocketCount()
         try rt.run {
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let server = go {
@@ -214,7 +227,7 @@ struct NetMoreTests {
             let u = try UDPSocket(host: "127.0.0.1", port: 0)
             u.close()
         }
-        #expect(openFDCount() == baseline)
+        #expect(openSocketCount() == baseline)
     }
 
     @Test func acceptUnderEMFILEReportsTheErrorAndRecovers() throws {
@@ -274,6 +287,9 @@ struct NetMoreTests {
         getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
         try #require(Int(limit.rlim_cur) >= count + openFDCount() + 64,
                      "RLIMIT_NOFILE hard limit \(limit.rlim_max) too low for \(count) connections")
+        // Alone in this process: every fd counts, the runtime's own
+        // epoll fd and eventfd included.
+        let baseline = openFDCount()
         let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
         defer { rt.shutdown() }
         let (echoed, peak, childStatus) = try rt.run { () throws -> (Int, Int, Int32) in
@@ -307,6 +323,8 @@ struct NetMoreTests {
         #expect(childStatus == 0, "the client process failed (wait status \(childStatus))")
         #expect(echoed == count)
         #expect(peak == count)
+        rt.shutdown()
+        #expect(openFDCount() == baseline)
     }
 
     /// The client half of `tenThousandConcurrentConnectionsEcho`; runs only
