@@ -12,6 +12,10 @@ let package = Package(
     ],
     targets: [
         .target(name: "CContext"),
+        // The neutral echo load generator: POSIX sockets and epoll on OS
+        // threads, no GreenThreads, so it measures every server alike.
+        .target(name: "CEpoll"),
+        .target(name: "LoadGenerator", dependencies: ["CEpoll"]),
         .target(
             name: "GreenThreads",
             dependencies: ["CContext"]
@@ -20,6 +24,8 @@ let package = Package(
             name: "gt-bench",
             dependencies: [
                 "GreenThreads",
+                "LoadGenerator",
+                "NetExamples",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -31,9 +37,20 @@ let package = Package(
         .executableTarget(name: "PrimeSieve", dependencies: ["GreenThreads"], path: "Examples/PrimeSieve"),
         .executableTarget(name: "WorkerPool", dependencies: ["GreenThreads"], path: "Examples/WorkerPool"),
         .executableTarget(name: "ChargingStation", dependencies: ["GreenThreads"], path: "Examples/ChargingStation"),
+        // The network examples share their serving and HTTP code through
+        // NetExamples, which the tests (and gt-bench's echo benchmark) use
+        // too. The library itself never depends on it.
+        .target(name: "NetExamples", dependencies: ["GreenThreads"], path: "Examples/NetExamples"),
+        .executableTarget(name: "echo-server", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/echo-server"),
+        .executableTarget(name: "http-hello", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/http-hello"),
+        .executableTarget(name: "crawler", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/crawler"),
         .testTarget(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"]
+        ),
+        .testTarget(
+            name: "NetExamplesTests",
+            dependencies: ["NetExamples", "GreenThreads", "LoadGenerator"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -3,8 +3,12 @@
 # concurrency, raw Boost.Context, and (generator only) Python generators and
 # greenlet - on the same workloads, and prints a markdown table of medians and
 # ratios (ratio > 1: GreenThreads is faster). A peer without a benchmark shows "—".
+# `echo` runs the echo-server example, a Go `net` echo server and a SwiftNIO
+# echo server as separate processes, each driven by the same neutral load
+# generator (`gt-bench loadgen`: 64-byte messages, 100 and 1,000 connections),
+# and prints requests/s and p99 latency.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator|echo ...]
 #                                                        (default: all of them)
 # Env:   ROUNDS=3       rounds; each round runs every implementation once per
 #                       benchmark, in turn, so machine drift hits all alike
@@ -13,6 +17,9 @@
 #        WORKERS=1,2    worker counts (switch and generator always use 1)
 #        GT_BENCH_ARGS  extra arguments for `gt-bench run`
 #        GT_BENCH       use this gt-bench binary instead of building one
+#                       (echo also needs echo-server beside it, or builds it)
+#        ECHO_SECONDS=5 seconds of load per echo run
+#        ECHO_CONNECTIONS="100 1000"  connection counts for echo
 # Results are most meaningful on an otherwise idle machine.
 set -euo pipefail
 
@@ -21,18 +28,20 @@ peers_dir="$root/scripts/peers"
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator) benches+=("$a") ;;
-        -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
+        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator | echo) benches+=("$a") ;;
+        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator)" >&2
+                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator, echo)" >&2
             exit 2
             ;;
     esac
 done
-((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select mutex generator)
+((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select mutex generator echo)
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
+echo_seconds=${ECHO_SECONDS:-5}
+echo_connections=${ECHO_CONNECTIONS:-100 1000}
 export REPEATS=${REPEATS:-3}
 
 log() { echo "compare: $*" >&2; }
@@ -60,6 +69,19 @@ else
         ours="$(cd "$root" && "$swift" build -c release --show-bin-path)/gt-bench"
     else
         log "gt-bench is not available yet - comparing the peers only. Build output ends with:"
+        tail -n 5 "$build_log" >&2
+    fi
+fi
+
+# The echo-server example, for `echo`: beside gt-bench, or built here.
+echo_server=""
+if [[ " ${benches[*]} " == *" echo "* && -n $ours ]]; then
+    if [[ -x $(dirname "$ours")/echo-server ]]; then
+        echo_server="$(dirname "$ours")/echo-server"
+    elif (cd "$root" && "$swift" build -c release --product echo-server) >"$build_log" 2>&1; then
+        echo_server="$(cd "$root" && "$swift" build -c release --show-bin-path)/echo-server"
+    else
+        log "the echo-server example does not build - echo runs without GreenThreads. Build output ends with:"
         tail -n 5 "$build_log" >&2
     fi
 fi
@@ -95,7 +117,64 @@ peer_has() {
     esac
 }
 
+# run_echo IMPL SERVER-COMMAND... : starts the server on a free port, drives it
+# with `gt-bench loadgen` for each connection count in turn, and prints RESULT
+# lines (value = ns per request, plus rps and p99_us). One server process per
+# (impl, workers) per round, like one run of a benchmark binary.
+run_echo() {
+    local impl=$1 w=$2 out port="" pid i c json
+    shift 2
+    out=$(mktemp)
+    "$@" >"$out" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 300; i++)); do
+        port=$(sed -n 's/^listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$out")
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z $port ]]; then
+        log "$impl echo server did not start: $(head -c 300 "$out")"
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        rm -f "$out"
+        return 1
+    fi
+    for c in $echo_connections; do
+        if json=$("$ours" loadgen --port "$port" --connections "$c" --size 64 \
+            --duration "$echo_seconds" --json); then
+            python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+print("RESULT peer=%s benchmark=echo%s workers=%s value=%.1f unit=ns/request rps=%.1f p99_us=%.1f"
+      % (sys.argv[2], sys.argv[3], sys.argv[4], 1e9 / r["rps"], r["rps"], r["p99_us"]))
+' "$json" "$impl" "$c" "$w"
+        else
+            log "$impl echo at $c connections failed"
+        fi
+    done
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$out"
+}
+
 for bench in "${benches[@]}"; do
+    if [[ $bench == echo ]]; then
+        [[ -n $ours ]] || { log "echo needs gt-bench's load generator - skipped"; continue; }
+        for ((round = 1; round <= rounds; round++)); do
+            for w in ${workers//,/ }; do
+                for impl in ours go nio; do
+                    log "echo round $round/$rounds, workers $w: $impl"
+                    case $impl in
+                        ours) [[ -n $echo_server ]] && run_echo greenthreads "$w" "$echo_server" 0 --workers "$w" ;;
+                        go) run_echo go "$w" "$peers_dir/.build-peers/go-echo" 0 --workers "$w" ;;
+                        nio) run_echo nio "$w" "$peers_dir/.build-peers/nio-echo" 0 --workers "$w" ;;
+                    esac >>"$results" || true
+                done
+            done
+        done
+        continue
+    fi
     w=$workers
     [[ $bench == switch || $bench == generator ]] && w=1
     for ((round = 1; round <= rounds; round++)); do
@@ -126,10 +205,14 @@ from collections import defaultdict
 
 path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], sys.argv[3:]
 values, units = defaultdict(list), {}
+echo = defaultdict(list)  # (peer, connections, workers) -> [(rps, p99_us)]
 for line in open(path):
     if not line.startswith("RESULT "):
         continue
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    if f["benchmark"].startswith("echo") and "rps" in f:
+        echo[(f["peer"], int(f["benchmark"][4:]), int(f["workers"]))].append((float(f["rps"]), float(f["p99_us"])))
+        continue
     key = (f["peer"], f["benchmark"], int(f["workers"]))
     values[key].append(float(f["value"]))
     units[key] = f["unit"]
@@ -151,19 +234,51 @@ peers = [("go", "Go", "Go"), ("boostfiber", "Boost.Fiber", "Fiber"),
 peers += [p for p in [("python-gen", "Python gen", "PyGen"), ("greenlet", "greenlet", "greenlet")]
           if any(k[0] == p[0] and k[1] in benches for k in values)]
 single = {"switch", "generator"}  # single-worker benchmarks
-print("| benchmark | workers | GreenThreads | " + " | ".join(n for _, n, _ in peers)
-      + " | " + " | ".join(f"ratio {r}/ours" for _, _, r in peers) + " |")
-print("|---|---:|---:|" + "---:|" * (2 * len(peers)))
-for b in benches:
-    for w in ([1] if b in single else workers):
-        unit = next((units[k] for k in units if k[1:] == (b, w)), "?")
-        ours = med("greenthreads", b, w)
-        ours_unit = units.get(("greenthreads", b, w))
-        if ours_unit and ours_unit != unit:
-            print(f"warning: {b}: gt-bench reports {ours_unit}, peers {unit}", file=sys.stderr)
-        theirs = [med(p, b, w) for p, _, _ in peers]
-        print(f"| {b} ({unit}) | {w} | {fmt(ours)} | " + " | ".join(fmt(t) for t in theirs)
-              + " | " + " | ".join(ratio(t, ours) for t in theirs) + " |")
+table = [b for b in benches if b != "echo"]
+if table:
+    print("| benchmark | workers | GreenThreads | " + " | ".join(n for _, n, _ in peers)
+          + " | " + " | ".join(f"ratio {r}/ours" for _, _, r in peers) + " |")
+    print("|---|---:|---:|" + "---:|" * (2 * len(peers)))
+    for b in table:
+        for w in ([1] if b in single else workers):
+            unit = next((units[k] for k in units if k[1:] == (b, w)), "?")
+            ours = med("greenthreads", b, w)
+            ours_unit = units.get(("greenthreads", b, w))
+            if ours_unit and ours_unit != unit:
+                print(f"warning: {b}: gt-bench reports {ours_unit}, peers {unit}", file=sys.stderr)
+            theirs = [med(p, b, w) for p, _, _ in peers]
+            print(f"| {b} ({unit}) | {w} | {fmt(ours)} | " + " | ".join(fmt(t) for t in theirs)
+                  + " | " + " | ".join(ratio(t, ours) for t in theirs) + " |")
+
+if "echo" in benches:
+    def emed(peer, c, w, i):
+        v = echo.get((peer, c, w))
+        return statistics.median(x[i] for x in v) if v else None
+    def k(x):
+        return "—" if x is None else f"{x / 1000:.1f}k"
+    conns = sorted({key[1] for key in echo})
+    names = [("greenthreads", "GreenThreads"), ("go", "Go"), ("nio", "SwiftNIO")]
+    print()
+    print("| echo | workers | " + " | ".join(f"{n} req/s" for _, n in names)
+          + " | ratio ours/Go | ratio ours/NIO | " + " | ".join(f"{n} p99 µs" for _, n in names)
+          + " | p99 ratio Go/ours | p99 ratio NIO/ours |")
+    print("|---|---:|" + "---:|" * 10)
+    for c in conns:
+        for w in workers:
+            rps = [emed(p, c, w, 0) for p, _ in names]
+            p99 = [emed(p, c, w, 1) for p, _ in names]
+            print(f"| {c} connections | {w} | " + " | ".join(k(x) for x in rps)
+                  + f" | {ratio(rps[0], rps[1])} | {ratio(rps[0], rps[2])} | "
+                  + " | ".join(fmt(x) for x in p99)
+                  + f" | {ratio(p99[1], p99[0])} | {ratio(p99[2], p99[0])} |")
+    print()
+    print("echo: each server is its own process, driven by `gt-bench loadgen` (POSIX sockets + epoll "
+          "on OS threads) with 64-byte messages, one in flight per connection; medians over rounds "
+          "of requests/s and of p99 round trip. The load generator shares the machine's cores with "
+          "the server. Ratios > 1: GreenThreads is better (more requests/s, lower p99). "
+          "GreenThreads = the echo-server example; Go = go-echo (GOMAXPROCS = workers); "
+          "SwiftNIO = nio-echo (MultiThreadedEventLoopGroup of `workers` threads).")
+    print()
 
 if "switch" in benches:
     raw, ours = med("boostcontext", "switch", 1), med("greenthreads", "switch", 1)
@@ -173,10 +288,11 @@ if "switch" in benches:
     print(f"| switch (ns/switch) | {fmt(ours)} | {fmt(raw)} | {ratio(ours, raw)} |")
 
 print()
-print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
-print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
-      "(switch: round_robin on one thread; no select). Swift conc: default executor, its pool "
-      "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
+if table:
+    print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
+    print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
+          "(switch: round_robin on one thread; no select). Swift conc: default executor, its pool "
+          "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
 if "generator" in benches:
     print("generator: Python gen = a plain generator resumed with send(); greenlet = one "
           "switch in and back out; both 10^6 resumes (gt-bench: 10^7).")

@@ -13,8 +13,31 @@ struct Benchmark: Sendable {
     /// reported as workers = 1.
     var singleThreaded = false
     /// Runs the workload once on `workers` workers and returns the figure
-    /// (lower is better).
-    let measure: @Sendable (_ workers: Int) throws -> Double
+    /// (lower is better) and any side figures.
+    let measure: @Sendable (_ workers: Int) throws -> Sample
+
+    init(name: String, unit: String, summary: String, singleThreaded: Bool = false,
+         measure: @escaping @Sendable (_ workers: Int) throws -> Double) {
+        self.init(name: name, unit: unit, summary: summary, singleThreaded: singleThreaded,
+                  measureSample: { Sample(value: try measure($0)) })
+    }
+
+    init(name: String, unit: String, summary: String, singleThreaded: Bool = false,
+         measureSample: @escaping @Sendable (_ workers: Int) throws -> Sample) {
+        self.name = name
+        self.unit = unit
+        self.summary = summary
+        self.singleThreaded = singleThreaded
+        self.measure = measureSample
+    }
+}
+
+/// One run's figure, plus named side figures a benchmark reports beside
+/// it (echo: requests/s and latency percentiles), each lower- or
+/// higher-is-better as its name says.
+struct Sample: Sendable {
+    let value: Double
+    var extras: [(name: String, value: Double)] = []
 }
 
 /// A median over repeats, with its spread.
@@ -23,12 +46,29 @@ struct Measurement: Sendable {
     let workers: Int
     let unit: String
     let samples: [Double]
+    /// The median of each side figure over the repeats, in the benchmark's order.
+    var extras: [(name: String, value: Double)] = []
     let peakRSSBytes: Int
 
-    var median: Double {
-        let s = samples.sorted()
+    init(benchmark: String, workers: Int, unit: String, samples: [Sample], peakRSSBytes: Int) {
+        self.benchmark = benchmark
+        self.workers = workers
+        self.unit = unit
+        self.samples = samples.map(\.value)
+        self.peakRSSBytes = peakRSSBytes
+        for (i, extra) in (samples.first?.extras ?? []).enumerated() {
+            let values = samples.compactMap { $0.extras.count > i ? $0.extras[i].value : nil }
+            extras.append((extra.name, Self.median(values)))
+        }
+    }
+
+    static func median(_ values: [Double]) -> Double {
+        let s = values.sorted()
+        guard !s.isEmpty else { return .nan }
         return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
     }
+
+    var median: Double { Self.median(samples) }
     var min: Double { samples.min() ?? 0 }
     var max: Double { samples.max() ?? 0 }
 }

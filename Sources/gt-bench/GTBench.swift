@@ -10,14 +10,14 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
     Benchmark(name: "generator", unit: "ns/resume",
               summary: "resume a suspended generator that yields an Int, 10^7 times",
               singleThreaded: true, measure: { _ in generatorBenchmark() }),
-]
+] + EchoBenchmark.all
 
 @main
 struct GTBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gt-bench",
         abstract: "GreenThreads benchmarks: the same workloads as the Go, Boost.Fiber and Swift concurrency peers.",
-        subcommands: [List.self, Run.self]
+        subcommands: [List.self, Run.self, LoadGenCommand.self]
     )
 
     struct List: ParsableCommand {
@@ -80,7 +80,7 @@ struct GTBench: ParsableCommand {
             for b in try selected() {
                 for w in b.singleThreaded ? [1] : try workerCounts() {
                     _ = try b.measure(w)  // warm-up: page in stacks, code and caches
-                    var samples: [Double] = []
+                    var samples: [Sample] = []
                     for _ in 0..<repeats { samples.append(try b.measure(w)) }
                     let m = Measurement(benchmark: b.name, workers: w, unit: b.unit, samples: samples,
                                         peakRSSBytes: Int(gt_peak_resident_bytes()))
@@ -96,7 +96,8 @@ struct GTBench: ParsableCommand {
             func f(_ v: Double) -> String { formatNumber(v) }
             print("\(pad(m.benchmark, 10)) workers=\(m.workers)  "
                   + "median \(f(m.median)) \(m.unit)  (min \(f(m.min)), max \(f(m.max)), n=\(m.samples.count))  "
-                  + "peak RSS \(m.peakRSSBytes / 1_048_576) MiB")
+                  + "peak RSS \(m.peakRSSBytes / 1_048_576) MiB"
+                  + m.extras.map { "  \($0.name) \(f($0.value))" }.joined())
         }
     }
 }

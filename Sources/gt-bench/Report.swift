@@ -22,7 +22,8 @@ struct Report {
         let rows = results.map { r in
             "{\"benchmark\": \(quote(r.benchmark)), \"workers\": \(r.workers), \"value\": \(number(r.median)), "
                 + "\"unit\": \(quote(r.unit)), \"min\": \(number(r.min)), \"max\": \(number(r.max)), "
-                + "\"repeats\": \(r.samples.count), \"peakRSSBytes\": \(r.peakRSSBytes)}"
+                + "\"repeats\": \(r.samples.count), \"peakRSSBytes\": \(r.peakRSSBytes)"
+                + r.extras.map { ", \(quote($0.name)): \(number($0.value))" }.joined() + "}"
         }
         return "{\"machine\": {\(m)}, \"results\": [\n  " + rows.joined(separator: ",\n  ") + "\n]}"
     }

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the peer implementations (Go, Boost.Fiber/Boost.Context, Swift
-# concurrency, Python) into scripts/peers/.build-peers/, installing the Debian
-# packages (and, for Python, the greenlet and gevent wheels from PyPI) they
-# need first if they are missing.
+# concurrency, Python, and the Go and SwiftNIO echo servers) into
+# scripts/peers/.build-peers/, installing the Debian packages (and, for
+# Python, the greenlet and gevent wheels from PyPI) they need first if they
+# are missing.
 #
 # Usage: scripts/peers/build.sh          (quiet when everything is up to date)
 set -euo pipefail
@@ -49,6 +50,10 @@ if stale "$out/go-peer" "$here"/go/*.go "$here/go/go.mod"; then
     # No dependencies, so no module downloads: keep the proxy out of it.
     (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-peer" .)
 fi
+if stale "$out/go-echo" "$here"/go/echo/*.go "$here/go/go.mod"; then
+    log "building go-echo"
+    (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-echo" ./echo)
+fi
 
 # --- Boost.Fiber / Boost.Context ------------------------------------------------
 if stale "$out/boostfiber-peer" "$here/boostfiber/main.cpp"; then
@@ -65,6 +70,16 @@ if stale "$out/swiftconc-peer" "$here/swiftconc/Package.swift" "$here"/swiftconc
         --scratch-path "$out/swiftconc" >&2
     ln -sfr "$("$swift" build -c release --package-path "$here/swiftconc" \
         --scratch-path "$out/swiftconc" --show-bin-path)/swiftconc-peer" "$out/swiftconc-peer"
+fi
+
+# --- SwiftNIO echo server ---------------------------------------------------------
+# Resolves swift-nio by version (the local package mirror serves it offline).
+if stale "$out/nio-echo" "$here/nio-echo/Package.swift" "$here"/nio-echo/Sources/*/*.swift; then
+    log "building nio-echo (the first build compiles SwiftNIO: a few minutes)"
+    "$swift" build -c release --package-path "$here/nio-echo" \
+        --scratch-path "$out/nio-echo-build" >&2
+    ln -sfr "$("$swift" build -c release --package-path "$here/nio-echo" \
+        --scratch-path "$out/nio-echo-build" --show-bin-path)/nio-echo" "$out/nio-echo"
 fi
 
 # --- Python (generator / greenlet) --------------------------------------------------

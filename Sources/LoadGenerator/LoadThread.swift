@@ -1,0 +1,253 @@
+import CEpoll
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What every load thread reads.
+final class RunShared: Sendable {
+    let config: LoadGenerator.Configuration
+    let address: SocketAddress
+    let startLine: Barrier
+    /// Set by a thread whose connections could not be established, so the
+    /// others skip the timed phase instead of measuring a partial load.
+    let aborted = Atomic<Bool>(false)
+
+    init(config: LoadGenerator.Configuration, address: SocketAddress, startLine: Barrier) {
+        self.config = config
+        self.address = address
+        self.startLine = startLine
+    }
+}
+
+/// One OS thread driving its share of the connections through one epoll
+/// instance (level-triggered: a connection has at most one message in
+/// flight, so there is never a backlog of readiness to drain).
+final class LoadThread: @unchecked Sendable {
+    // Written only by the thread itself; read by the coordinator after join.
+    private(set) var histogram = LatencyHistogram()
+    private(set) var failedConnections = 0
+    private(set) var firstFailure: String?
+    private(set) var setupError: LoadError?
+    private(set) var elapsedNanos: UInt64 = 0
+
+    private let shared: RunShared
+    private let size: Int
+    private var conns: [Conn]
+    /// Connection i's outgoing message is at send + i * size, its echo at recv + i * size.
+    private let send: UnsafeMutablePointer<UInt8>
+    private let recv: UnsafeMutablePointer<UInt8>
+    private var epfd: Int32 = -1
+    private var live = 0
+
+    private struct Conn {
+        var fd: Int32 = -1
+        var sent = 0
+        var received = 0
+        var sequence: UInt64 = 0
+        var startedAt: UInt64 = 0
+        var wantsWrite = false
+    }
+
+    init(shared: RunShared, connections: Int) {
+        self.shared = shared
+        size = shared.config.messageSize
+        conns = [Conn](repeating: Conn(), count: connections)
+        send = .allocate(capacity: connections * size)
+        recv = .allocate(capacity: connections * size)
+    }
+
+    deinit {
+        send.deallocate()
+        recv.deallocate()
+    }
+
+    func main() {
+        epfd = epoll_create1(Int32(EPOLL_CLOEXEC))
+        defer {
+            for c in conns where c.fd >= 0 { close(c.fd) }
+            if epfd >= 0 { close(epfd) }
+        }
+        do {
+            guard epfd >= 0 else { throw LoadError.connect("epoll_create1: \(errnoText(errno))") }
+            try connectAll()
+        } catch let e as LoadError {
+            setupError = e
+            shared.aborted.store(true, ordering: .relaxed)  // read after the barrier, which orders it
+        } catch {
+            setupError = .connect("\(error)")
+            shared.aborted.store(true, ordering: .relaxed)
+        }
+        shared.startLine.arrive()
+        guard !shared.aborted.load(ordering: .relaxed) else { return }
+        drive()
+    }
+
+    // MARK: connecting
+
+    private func connectAll() throws {
+        let address = shared.address
+        for i in conns.indices {
+            let fd = socket(address.family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+            guard fd >= 0 else { throw LoadError.connect("socket: \(errnoText(errno))") }
+            conns[i].fd = fd
+            var one: Int32 = 1
+            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let rc = address.withSockaddr { connect(fd, $0, $1) }
+            if rc != 0 && errno != EINPROGRESS {
+                throw LoadError.connect("connect to \(shared.config.host):\(shared.config.port): \(errnoText(errno))")
+            }
+            try control(EPOLL_CTL_ADD, i, events: EPOLLOUT.rawValue)
+        }
+        var pending = conns.count
+        let deadline = monotonicNanos() + nanos(shared.config.connectTimeout)
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        while pending > 0 {
+            let now = monotonicNanos()
+            guard now < deadline else {
+                throw LoadError.connect("\(pending) of \(conns.count) connections to \(shared.config.host):\(shared.config.port) not established within \(shared.config.connectTimeout)")
+            }
+            let n = epoll_wait(epfd, &events, Int32(events.count), Int32((deadline - now) / 1_000_000 + 1))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw LoadError.connect("epoll_wait: \(errnoText(errno))")
+            }
+            for e in events.prefix(Int(n)) {
+                let i = Int(e.data.u64)
+                var err: Int32 = 0
+                var len = socklen_t(MemoryLayout<Int32>.size)
+                getsockopt(conns[i].fd, SOL_SOCKET, SO_ERROR, &err, &len)
+                if err != 0 {
+                    throw LoadError.connect("connect to \(shared.config.host):\(shared.config.port): \(errnoText(err))")
+                }
+                try control(EPOLL_CTL_MOD, i, events: EPOLLIN.rawValue)
+                pending -= 1
+            }
+        }
+        live = conns.count
+    }
+
+    private func control(_ op: Int32, _ i: Int, events: UInt32) throws {
+        var ev = epoll_event()
+        ev.events = events
+        ev.data.u64 = UInt64(i)
+        guard epoll_ctl(epfd, op, conns[i].fd, &ev) == 0 else {
+            throw LoadError.connect("epoll_ctl: \(errnoText(errno))")
+        }
+    }
+
+    // MARK: the timed phase
+
+    private func drive() {
+        let start = monotonicNanos()
+        let deadline = start + nanos(shared.config.duration)
+        for i in conns.indices { startRequest(i, now: start) }
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        var now = start
+        while live > 0 && now < deadline {
+            let n = epoll_wait(epfd, &events, Int32(events.count), Int32((deadline - now + 999_999) / 1_000_000))
+            if n < 0 && errno != EINTR {
+                // The whole thread is lost, not one connection.
+                let message = "epoll_wait: \(errnoText(errno))"
+                for i in conns.indices where conns[i].fd >= 0 { fail(i, message) }
+                break
+            }
+            for e in events.prefix(Int(Swift.max(n, 0))) {
+                let i = Int(e.data.u64)
+                guard conns[i].fd >= 0 else { continue }
+                if e.events & EPOLLOUT.rawValue != 0 && conns[i].wantsWrite { flush(i) }
+                if e.events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+                    receive(i, deadline: deadline)
+                }
+            }
+            now = monotonicNanos()
+        }
+        elapsedNanos = Swift.min(now, deadline) - start
+    }
+
+    private func startRequest(_ i: Int, now: UInt64) {
+        conns[i].sequence &+= 1
+        let base = send + i * size
+        let seed = UInt64(i) &* 0x9E37_79B9 &+ conns[i].sequence
+        for b in 0..<size { base[b] = UInt8(truncatingIfNeeded: seed &+ UInt64(b)) }
+        conns[i].sent = 0
+        conns[i].received = 0
+        conns[i].startedAt = now
+        flush(i)
+    }
+
+    /// Sends what is left of connection i's message; waits for EPOLLOUT if
+    /// the socket buffer is full (never, for small messages, in practice).
+    private func flush(_ i: Int) {
+        while conns[i].sent < size {
+            let n = Glibc.send(conns[i].fd, send + i * size + conns[i].sent, size - conns[i].sent, Int32(MSG_NOSIGNAL))
+            if n > 0 {
+                conns[i].sent += n
+                continue
+            }
+            let e = errno
+            if n < 0 && e == EINTR { continue }
+            if n < 0 && (e == EAGAIN || e == EWOULDBLOCK) {
+                if !conns[i].wantsWrite {
+                    conns[i].wantsWrite = true
+                    setInterest(i, EPOLLIN.rawValue | EPOLLOUT.rawValue)
+                }
+                return
+            }
+            fail(i, "send: \(errnoText(e))")
+            return
+        }
+        if conns[i].wantsWrite {
+            conns[i].wantsWrite = false
+            setInterest(i, EPOLLIN.rawValue)
+        }
+    }
+
+    private func receive(_ i: Int, deadline: UInt64) {
+        let want = size - conns[i].received
+        let n = read(conns[i].fd, recv + i * size + conns[i].received, want)
+        if n == 0 {
+            fail(i, "the server closed a connection")
+            return
+        }
+        if n < 0 {
+            let e = errno
+            if e != EAGAIN && e != EWOULDBLOCK && e != EINTR { fail(i, "read: \(errnoText(e))") }
+            return
+        }
+        conns[i].received += n
+        guard conns[i].received == size else { return }
+        guard conns[i].sent == size else {
+            fail(i, "the server sent bytes that were never sent to it")
+            return
+        }
+        let now = monotonicNanos()
+        if memcmp(send + i * size, recv + i * size, size) != 0 {
+            fail(i, "the echo differs from the message sent")
+            return
+        }
+        if now <= deadline {
+            histogram.record(now - conns[i].startedAt)
+            startRequest(i, now: now)
+        }
+    }
+
+    private func setInterest(_ i: Int, _ events: UInt32) {
+        do { try control(EPOLL_CTL_MOD, i, events: events) } catch { fail(i, "\(error)") }
+    }
+
+    private func fail(_ i: Int, _ message: String) {
+        if firstFailure == nil { firstFailure = message }
+        failedConnections += 1
+        if conns[i].fd >= 0 {
+            close(conns[i].fd)
+            conns[i].fd = -1
+            live -= 1
+        }
+    }
+}
+
+func nanos(_ d: Duration) -> UInt64 {
+    let (s, atto) = d.components
+    return UInt64(Swift.max(s, 0)) &* 1_000_000_000 &+ UInt64(Swift.max(atto, 0) / 1_000_000_000)
+}

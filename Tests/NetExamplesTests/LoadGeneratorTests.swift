@@ -1,0 +1,92 @@
+import GreenThreads
+@testable import LoadGenerator
+import Testing
+@testable import NetExamples
+
+extension NetExampleSuites {
+/// The neutral load generator against our echo server, a lying server and
+/// nobody; and its histogram.
+@Suite("LoadGenerator")
+struct LoadGeneratorTests {
+    /// Runs `serve` on a listener inside a runtime and the generator against
+    /// it from this OS thread, briefly: the generator runs flat out, and
+    /// other suites' timing checks run beside it.
+    func drive(connections: Int, serve: @escaping @Sendable (TCPListener) throws -> Void) throws -> LoadResult {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let bound = Channel<TCPListener>(capacity: 1)
+        let server = rt.spawn { () throws in
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            try bound.send(listener)
+            try serve(listener)
+        }
+        let listener = try #require(bound.receive())
+        defer {
+            listener.close()
+            _ = try? server.join()
+        }
+        return try LoadGenerator.run(.init(port: listener.port, connections: connections, messageSize: 64,
+                                           duration: .milliseconds(50), threads: 1))
+    }
+
+    @Test func measuresOurEchoServer() throws {
+        let result = try drive(connections: 20) { try EchoServer.serve($0) }
+        #expect(result.failedConnections == 0 && result.firstFailure == nil)
+        #expect(result.requests > 20)
+        #expect(result.requestsPerSecond > 0)
+        #expect(result.latency.min <= result.latency.value(atPercentile: 50))
+        #expect(result.latency.value(atPercentile: 50) <= result.latency.value(atPercentile: 99))
+        #expect(result.latency.value(atPercentile: 99) <= result.latency.max)
+    }
+
+    @Test func detectsAWrongEcho() throws {
+        // Echoes every message reversed: the right length, the wrong bytes.
+        let result = try drive(connections: 8) { listener in
+            try serveConnections(listener, log: { _ in }) { conn in
+                defer { conn.close() }
+                while let bytes = try? conn.readExactly(64), (try? conn.write(Array(bytes.reversed()))) != nil {}
+            }
+        }
+        #expect(result.failedConnections == 8)
+        #expect(result.firstFailure == "the echo differs from the message sent")
+        #expect(result.requests == 0)
+    }
+
+    @Test func refusedAndBadConfiguration() throws {
+        // A port nobody listens on: bind one, learn its number, close it.
+        let port = try { () throws -> Int in
+            let l = try TCPListener(host: "127.0.0.1", port: 0)
+            defer { l.close() }
+            return l.port
+        }()
+        #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: port, connections: 3, duration: .milliseconds(50))) }
+        #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: 0)) }
+        #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: 1, connections: 0)) }
+        #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: 1, messageSize: 0)) }
+        #expect(throws: LoadError.self) { try LoadGenerator.run(.init(host: "no.such.host.invalid", port: 1)) }
+    }
+
+    @Test func histogramPrecision() {
+        // Every value lands in a bucket that contains it and is at most 1/64 of it wide.
+        var rng = SeededRandom(state: 7)
+        for _ in 0..<100_000 {
+            let v = UInt64.random(in: 0...(1 << UInt64.random(in: 1...50, using: &rng)), using: &rng)
+            let (low, width) = LatencyHistogram.bucket(LatencyHistogram.index(of: v))
+            #expect(low <= v && v < low + width)
+            #expect(width == 1 || width * 64 <= v)
+        }
+        var h = LatencyHistogram()
+        for v in 1...10_000 { h.record(UInt64(v) * 1000) }
+        for (p, exact) in [(50.0, 5_000_000.0), (99.0, 9_900_000.0), (99.9, 9_990_000.0)] {
+            let got = Double(h.value(atPercentile: p))
+            #expect(abs(got - exact) / exact < 0.02, "p\(p) = \(got), expected about \(exact)")
+        }
+        #expect(h.count == 10_000 && h.min == 1000 && h.max == 10_000_000)
+        var merged = LatencyHistogram()
+        merged.merge(h)
+        merged.merge(h)
+        #expect(merged.count == 20_000 && merged.value(atPercentile: 50) == h.value(atPercentile: 50))
+        #expect(LatencyHistogram().value(atPercentile: 99) == 0)
+    }
+}
+}
