@@ -12,15 +12,32 @@ func openFDCount() -> Int {
     return n
 }
 
-/// Counts this process's open sockets (a leak check that other suites,
-/// running concurrently, cannot disturb: they open epoll and eventfd fds
-/// with every runtime, but no sockets; the Net suites run one at a time).
-func openSocketCount() -> Int {
+/// Counts this process's open sockets whose local or peer port is `port`.
+/// A leak check that the other suites, running concurrently in this
+/// process (the example servers' tests among them), cannot disturb: they
+/// use ports of their own.
+func openSockets(onPort port: Int) -> Int {
+    func portOf(_ fd: Int32, peer: Bool) -> Int? {
+        var storage = sockaddr_storage()
+        var len = socklen_t(MemoryLayout<sockaddr_storage>.size)
+        let rc = withUnsafeMutablePointer(to: &storage) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                peer ? getpeername(fd, $0, &len) : getsockname(fd, $0, &len)
+            }
+        }
+        guard rc == 0 else { return nil }
+        switch Int32(storage.ss_family) {
+        case AF_INET:
+            return withUnsafeBytes(of: &storage) { Int(UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self))) }
+        case AF_INET6:
+            return withUnsafeBytes(of: &storage) { Int(UInt16(bigEndian: $0.load(fromByteOffset: 2, as: UInt16.self))) }
+        default:
+            return nil
+        }
+    }
     var n = 0
-    var buf = [CChar](repeating: 0, count: 64)
     for fd in 0..<Int32(65536) where fcntl(fd, F_GETFD) != -1 {
-        let len = readlink("/proc/self/fd/\(fd)", &buf, buf.count - 1)
-        if len > 7, String(decoding: buf.prefix(7).map { UInt8(bitPattern: $0) }, as: UTF8.self) == "socket:" { n += 1 }
+        if portOf(fd, peer: false) == port || portOf(fd, peer: true) == port { n += 1 }
     }
     return n
 }
@@ -199,8 +216,7 @@ struct NetMoreTests {
     @Test func fdsReturnToBaselineAfterClose() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
-        let baseline = openSocketCount()
-        try rt.run {
+        let ports = try rt.run { () throws -> [Int] in
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let server = go {
                 var handles: [JoinHandle<Void>] = []
@@ -225,9 +241,11 @@ struct NetMoreTests {
             try server.join()
             listener.close()
             let u = try UDPSocket(host: "127.0.0.1", port: 0)
+            #expect(openSockets(onPort: u.port) == 1)
             u.close()
+            return [listener.port, u.port]
         }
-        #expect(openSocketCount() == baseline)
+        for port in ports { #expect(openSockets(onPort: port) == 0, "sockets left on port \(port)") }
     }
 
     @Test func acceptUnderEMFILEReportsTheErrorAndRecovers() throws {

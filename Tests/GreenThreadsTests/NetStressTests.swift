@@ -14,8 +14,7 @@ struct NetStressTests {
     func timeoutsCancelsAndClosesRaceReadiness(seed: UInt64) throws {
         let rt = Runtime(configuration: .init(workers: 2, seed: seed))
         defer { rt.shutdown() }
-        let baseline = openSocketCount()
-        let (echoed, outcomes) = try rt.run { () throws -> (Int, [String: Int]) in
+        let (echoed, outcomes, port) = try rt.run { () throws -> (Int, [String: Int], Int) in
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let pairs = 64
             let server = go { () throws -> [JoinHandle<Int>] in
@@ -77,7 +76,7 @@ struct NetStressTests {
             #expect(served == echoed)
             var counts: [String: Int] = [:]
             for o in log.values { counts[o, default: 0] += 1 }
-            return (echoed, counts)
+            return (echoed, counts, listener.port)
         }
         #expect(echoed > 0)
         // Only expected outcomes: a cancelled read never returns data (the
@@ -85,7 +84,7 @@ struct NetStressTests {
         let allowed: Set<String> = ["timedOut", "cancelled", "closed"]
         #expect(Set(outcomes.keys).isSubset(of: allowed), "outcomes: \(outcomes)")
         for kind in allowed { #expect(outcomes[kind, default: 0] > 0, "no \(kind) in \(outcomes)") }
-        #expect(openSocketCount() == baseline)
+        #expect(openSockets(onPort: port) == 0)
     }
 }
 }
