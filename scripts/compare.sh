@@ -4,7 +4,7 @@
 # greenlet - on the same workloads, and prints a markdown table of medians and
 # ratios (ratio > 1: GreenThreads is faster). A peer without a benchmark shows "—".
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator|timers ...]
 #                                                        (default: all of them)
 # Env:   ROUNDS=3       rounds; each round runs every implementation once per
 #                       benchmark, in turn, so machine drift hits all alike
@@ -21,11 +21,11 @@ peers_dir="$root/scripts/peers"
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator) benches+=("$a") ;;
+        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator | timers) benches+=("$a") ;;
         -h | --help) sed -n '2,17p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator)" >&2
+                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator, timers)" >&2
             exit 2
             ;;
     esac
@@ -81,6 +81,9 @@ except (ValueError, KeyError, TypeError):
 for r in rows:
     print("RESULT peer=greenthreads benchmark=%s workers=%d value=%s unit=%s"
           % (r["benchmark"], r["workers"], r["value"], r["unit"]))
+    if r["benchmark"] == "timers" and "peakRSSBytesPerItem" in r:  # as the peers print it
+        print("RESULT peer=greenthreads benchmark=timers-rss workers=%d value=%s unit=B/sleeper at_once=%d"
+              % (r["workers"], r["peakRSSBytesPerItem"], r["peakItems"]))
 ' <<<"$out"
 }
 
@@ -89,7 +92,7 @@ peer_has() {
     case $1 in
         go) [[ $2 != generator ]] ;;
         boostfiber) [[ $2 != select && $2 != generator ]] ;;   # Boost.Fiber has no select
-        swiftconc) [[ " switch spawn fib skew " == *" $2 "* ]] ;;
+        swiftconc) [[ " switch spawn fib skew timers " == *" $2 "* ]] ;;
         python) [[ $2 == generator ]] ;;   # reports peer=python-gen and peer=greenlet
         *) false ;;
     esac
@@ -125,6 +128,8 @@ import statistics, sys
 from collections import defaultdict
 
 path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], sys.argv[3:]
+# timers also reports memory: peak RSS per sleeper asleep at once, its own row.
+benches = [x for b in benches for x in ([b, "timers-rss"] if b == "timers" else [b])]
 values, units = defaultdict(list), {}
 for line in open(path):
     if not line.startswith("RESULT "):

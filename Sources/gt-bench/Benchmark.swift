@@ -12,6 +12,9 @@ struct Benchmark: Sendable {
     /// Runs on the calling thread whatever the worker count: measured once,
     /// reported as workers = 1.
     var singleThreaded = false
+    /// Set when the workload's point is memory: how many items (sleepers)
+    /// it held at once at most, so the report adds peak RSS per item.
+    var rssItems: (@Sendable () -> Int)? = nil
     /// Runs the workload once on `workers` workers and returns the figure
     /// (lower is better).
     let measure: @Sendable (_ workers: Int) throws -> Double
@@ -24,6 +27,13 @@ struct Measurement: Sendable {
     let unit: String
     let samples: [Double]
     let peakRSSBytes: Int
+    /// `Benchmark.rssItems`, if the benchmark measures memory.
+    var rssItems: Int? = nil
+
+    /// Peak RSS over the items the workload held at once, if it says.
+    var bytesPerItem: Double? {
+        rssItems.map { Double(peakRSSBytes) / Double($0) }
+    }
 
     var median: Double {
         let s = samples.sorted()
@@ -73,6 +83,14 @@ final class BenchRuntimes: @unchecked Sendable {
             shared.runtimes[workers] = rt
             return rt
         }
+    }
+
+    /// Shuts down the runtime of one worker count: after a workload that
+    /// leaves a million stacks pooled, so that the next worker count's
+    /// runtime does not need a million more mappings beside them.
+    static func shutdown(workers: Int) {
+        let rt = shared.lock.withLock { shared.runtimes.removeValue(forKey: workers) }
+        rt?.shutdown()
     }
 
     static func shutdownAll() {

@@ -22,7 +22,8 @@ struct Report {
         let rows = results.map { r in
             "{\"benchmark\": \(quote(r.benchmark)), \"workers\": \(r.workers), \"value\": \(number(r.median)), "
                 + "\"unit\": \(quote(r.unit)), \"min\": \(number(r.min)), \"max\": \(number(r.max)), "
-                + "\"repeats\": \(r.samples.count), \"peakRSSBytes\": \(r.peakRSSBytes)}"
+                + "\"repeats\": \(r.samples.count), \"peakRSSBytes\": \(r.peakRSSBytes)"
+                + (r.bytesPerItem.map { ", \"peakRSSBytesPerItem\": \(number($0)), \"peakItems\": \(r.rssItems!)" } ?? "") + "}"
         }
         return "{\"machine\": {\(m)}, \"results\": [\n  " + rows.joined(separator: ",\n  ") + "\n]}"
     }

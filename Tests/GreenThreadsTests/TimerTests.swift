@@ -1,0 +1,160 @@
+import CContext
+#if canImport(Glibc)
+import Glibc
+#endif
+import Synchronization
+import Testing
+@testable import GreenThreads
+
+/// Whether this process may hold `n` live green stacks (two mappings each),
+/// raising `vm.max_map_count` first if it is too low and we are root (as
+/// scripts/setup.sh does in CI).
+func mapCountAllows(stacks n: Int) -> Bool {
+    let needed = 2 * n + 100_000  // the process's other mappings, other runtimes' pools
+    if let have = StackMapFailure.currentMaxMapCount(), have >= needed { return true }
+    guard getuid() == 0, let f = fopen("/proc/sys/vm/max_map_count", "w") else { return false }
+    fputs("\(needed)\n", f)
+    fclose(f)
+    return (StackMapFailure.currentMaxMapCount() ?? 0) >= needed
+}
+
+#if DEBUG
+/// Debug code is several times slower: a fifth of the sleepers keeps the
+/// test near its release time; release runs the full million.
+let scaleSleepers = 200_000
+#else
+let scaleSleepers = 1_000_000
+#endif
+
+@Suite("Timers", .serialized)
+struct TimerTests {
+    @Test(
+        "every one of 10^6 sleeping green threads wakes, none early",
+        .enabled(if: mapCountAllows(stacks: scaleSleepers),
+                 "vm.max_map_count is below 2 per green stack and cannot be raised (not root): run scripts/setup.sh as root")
+    )
+    func millionSleepersAllWake() throws {
+        let n = scaleSleepers
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let woken = Atomic<Int>(0)
+        let early = Atomic<Int>(0)
+        try rt.run {
+            let wg = WaitGroup()
+            wg.add(n)
+            for i in 0..<n {
+                // 1 s give or take 250 ms, so deadlines interleave across
+                // the spawning and firing of the others.
+                let ns = Int64(750_000_000 + (i &* 7919) % 500_000_000)
+                go {
+                    let deadline = gt_now_ns() + ns
+                    GreenThread.sleep(for: .nanoseconds(ns))
+                    if gt_now_ns() < deadline { early.add(1, ordering: .relaxed) }
+                    woken.add(1, ordering: .relaxed)
+                    wg.done()
+                }
+            }
+            try wg.wait()
+        }
+        #expect(woken.load(ordering: .relaxed) == n)
+        #expect(early.load(ordering: .relaxed) == 0)
+        let total = rt.core.workers.reduce(0) { $0 + $1.timers.count }
+        #expect(total == 0)
+    }
+
+    @Test("timers fire within a millisecond under light load")
+    func timersFireOnTime() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let n = 1_000
+        let lateness = try rt.run { () throws -> [Int64] in
+            let hs = (0..<n).map { i in
+                go { () -> Int64 in
+                    let ns = Int64(1_000_000 + (i &* 104_729) % 49_000_000)  // 1–50 ms
+                    let deadline = gt_now_ns() + ns
+                    GreenThread.sleep(for: .nanoseconds(ns))
+                    return gt_now_ns() - deadline
+                }
+            }
+            return try joinAll(hs).sorted()
+        }
+        #expect(lateness.first! >= 0, "a sleep ended before its deadline")
+        let median = lateness[n / 2]
+        #expect(median < 1_000_000, "median lateness \(median) ns")
+        // Generous: behaviour, not a performance target (CI shares cores).
+        #expect(lateness.last! < 100_000_000, "max lateness \(lateness.last!) ns")
+    }
+
+    @Test("a cancelled long sleep keeps nothing alive")
+    func cancelledSleepReleasesItsFiber() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let n = 1_000
+        let weakFibers = try rt.run { () throws -> [WeakFiber] in
+            let hs = (0..<n).map { _ in go { GreenThread.sleep(for: .seconds(3600)) } }
+            GreenThread.sleep(for: .milliseconds(10))  // all of them asleep
+            for h in hs { h.cancel() }
+            for h in hs { try h.join() }
+            let weak = hs.map { WeakFiber($0.fiber) }
+            return weak
+        }
+        let stillPending = rt.core.workers.reduce(0) { $0 + $1.timers.count }
+        // Each heap purges its dead entries while they are at least half of
+        // it and it holds `purgeFloor` or more.
+        #expect(stillPending < TimerHeap.purgeFloor * rt.core.workers.count)
+        #expect(weakFibers.filter { $0.fiber != nil }.count < TimerHeap.purgeFloor * rt.core.workers.count)
+    }
+
+    @Test("the heap purges stale entries once they are half of it")
+    func heapPurgesStaleEntries() {
+        let heap = TimerHeap(clock: RuntimeClock(virtual: false))
+        let targets = (0..<1_000).map { _ in TestTarget() }
+        let far = gt_now_ns() + 3_600_000_000_000
+        for (i, t) in targets.enumerated() {
+            heap.add(deadline: far + Int64(i), waker: Waker(target: t, ticket: t.arm()))
+        }
+        // End 600 of the waits some other way, as a cancel would, each
+        // reported by its waiter.
+        for t in targets.prefix(600) {
+            #expect(Waker(target: t, ticket: t.armedTicket!).wake(.cancelled))
+            heap.noteStale()
+        }
+        // Purged when the stale ones reached half (500 of 1000), then again
+        // at half of what was left; at most as many dead as live remain.
+        #expect(heap.count <= 800)
+        #expect(heap.count >= 400)
+        // The live ones still fire, each once, and the dead ones not at all.
+        #expect(heap.fireExpired(now: Int64.max) == 400)
+        #expect(targets.prefix(600).allSatisfy { $0.resumed == 1 })  // the cancel's resume only
+        #expect(targets.suffix(400).allSatisfy { $0.resumed == 1 && $0.cause == .timedOut })
+        #expect(heap.count == 0)
+    }
+
+    @Test("a stack that cannot be mapped is a fatal error naming vm.max_map_count")
+    func stackMapFailureIsExplained() async {
+        let text = StackMapFailure(errno: ENOMEM, stackSize: 262_144, stacksMapped: 999_000,
+                                   maxMapCount: 2_000_000).description
+        #expect(text.contains("vm.max_map_count is 2000000"))
+        #expect(text.contains("999000 stacks"))
+        #expect(text.contains("sysctl -w vm.max_map_count="))
+        let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
+            let rt = Runtime(workers: 1)
+            rt.core.injectedStackMapErrno.store(ENOMEM, ordering: .relaxed)
+            _ = try? rt.run { 1 }
+        }
+        let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
+        #expect(stderr.contains("could not map a 262144-byte green stack (errno 12, ENOMEM)"))
+        #expect(stderr.contains("vm.max_map_count is "))
+    }
+}
+
+final class WeakFiber: @unchecked Sendable {
+    weak var fiber: Fiber?
+    init(_ fiber: Fiber) { self.fiber = fiber }
+}
+
+/// A wait target that only counts its resumes.
+final class TestTarget: WaitTarget, @unchecked Sendable {
+    var resumed = 0
+    override func resumeFromWait() { resumed += 1 }
+}
