@@ -62,15 +62,39 @@ struct TimerTests {
         #expect(total == 0)
     }
 
-    @Test("timers fire within a millisecond under light load")
+    /// "On time" means: no later than the kernel wakes a plain thread
+    /// sleeping at the same moment, plus a millisecond, under light load
+    /// (the words). Each sleeper first sleeps 100 ms so that the
+    /// burst of first runs (mapping and faulting in 1,000 stacks) is over
+    /// before the measured sleeps fall due. On an overloaded machine (load
+    /// average above the CPU count: other jobs on shared cores) a busy
+    /// worker waits for a CPU like any busy thread, so only the generous
+    /// bound is checked there.
+    @Test("timers fire within a millisecond of an OS thread's sleep")
     func timersFireOnTime() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         let n = 1_000
+        let osLateness = Mutex<[Int64]>([])
+        let osThreads = (0..<8).map { t in
+            startThread {
+                var ts = timespec(tv_sec: 0, tv_nsec: 100_000_000), rest = timespec()
+                while nanosleep(&ts, &rest) != 0 { ts = rest }
+                for k in 0..<10 {
+                    let ns = sleepNanos(t * 10 + k)
+                    let deadline = gt_now_ns() + ns
+                    ts = timespec(tv_sec: 0, tv_nsec: Int(ns))
+                    while nanosleep(&ts, &rest) != 0 { ts = rest }
+                    let late = gt_now_ns() - deadline
+                    osLateness.withLock { $0.append(late) }
+                }
+            }
+        }
         let lateness = try rt.run { () throws -> [Int64] in
             let hs = (0..<n).map { i in
                 go { () -> Int64 in
-                    let ns = Int64(1_000_000 + (i &* 104_729) % 49_000_000)  // 1–50 ms
+                    GreenThread.sleep(for: .milliseconds(100))
+                    let ns = sleepNanos(i)
                     let deadline = gt_now_ns() + ns
                     GreenThread.sleep(for: .nanoseconds(ns))
                     return gt_now_ns() - deadline
@@ -78,11 +102,17 @@ struct TimerTests {
             }
             return try joinAll(hs).sorted()
         }
+        for t in osThreads { joinThread(t) }
+        let os = osLateness.withLock { $0.sorted() }
         #expect(lateness.first! >= 0, "a sleep ended before its deadline")
-        let median = lateness[n / 2]
-        #expect(median < 1_000_000, "median lateness \(median) ns")
-        // Generous: behaviour, not a performance target (CI shares cores).
-        #expect(lateness.last! < 100_000_000, "max lateness \(lateness.last!) ns")
+        let median = lateness[n / 2], osMedian = os[os.count / 2]
+        let load = loadAverage()
+        if load < Double(Runtime.defaultWorkerCount) {
+            #expect(median < osMedian + 1_000_000, "median lateness \(median) ns; OS threads' \(osMedian) ns")
+        }
+        // Generous: behaviour, not a performance target.
+        #expect(median < osMedian + 20_000_000, "median lateness \(median) ns; OS threads' \(osMedian) ns; load \(load)")
+        #expect(lateness.last! < os.last! + 100_000_000, "max lateness \(lateness.last!) ns; OS threads' \(os.last!) ns")
     }
 
     @Test("a cancelled long sleep keeps nothing alive")
@@ -92,7 +122,7 @@ struct TimerTests {
         let n = 1_000
         let weakFibers = try rt.run { () throws -> [WeakFiber] in
             let hs = (0..<n).map { _ in go { GreenThread.sleep(for: .seconds(3600)) } }
-            GreenThread.sleep(for: .milliseconds(10))  // all of them asleep
+            try waitUntilParked(hs)
             for h in hs { h.cancel() }
             for h in hs { try h.join() }
             let weak = hs.map { WeakFiber($0.fiber) }
@@ -103,6 +133,37 @@ struct TimerTests {
         // it and it holds `purgeFloor` or more.
         #expect(stillPending < TimerHeap.purgeFloor * rt.core.workers.count)
         #expect(weakFibers.filter { $0.fiber != nil }.count < TimerHeap.purgeFloor * rt.core.workers.count)
+    }
+
+    @Test("a sleeping green thread keeps one stack page resident")
+    func sleeperTouchesOnePage() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let n = 2_000
+        let pages = try rt.run { () throws -> [Int] in
+            let hs = (0..<n).map { _ in go { GreenThread.sleep(for: .seconds(3600)) } }
+            try waitUntilParked(hs)
+            let page = Int(gt_page_size())
+            var pages: [Int] = []
+            for h in hs {
+                let s = h.fiber.stack
+                guard let base = s.base else { continue }
+                var vec = [UInt8](repeating: 0, count: s.size / page)
+                guard mincore(base, s.size, &vec) == 0 else { continue }
+                pages.append(vec.filter { $0 & 1 == 1 }.count)
+            }
+            for h in hs { h.cancel() }
+            try joinAll(hs)
+            return pages
+        }
+        #expect(pages.count == n)
+        #if DEBUG
+        let limit = 2  // unoptimized frames are bigger
+        #else
+        let limit = 1  // context and frames of a sleep fit in the top page
+        #endif
+        // A few stacks were reused from the pool after deeper work.
+        #expect(pages.filter { $0 > limit }.count <= n / 100, "resident pages: \(pages.sorted().suffix(5))")
     }
 
     @Test("the heap purges stale entries once they are half of it")
@@ -148,6 +209,37 @@ struct TimerTests {
     }
 }
 
+/// Returns once every thread of `hs` is parked (from a green thread).
+func waitUntilParked(_ hs: [JoinHandle<Void>]) throws {
+    let start = gt_now_ns()
+    while hs.contains(where: { $0.fiber.state != .parked }) {
+        guard gt_now_ns() - start < 30_000_000_000 else { throw TimedOut() }
+        GreenThread.sleep(for: .milliseconds(1))
+    }
+}
+
+struct TimedOut: Error {}
+
+/// The one-minute load average (`/proc/loadavg`), or 0 if unreadable.
+func loadAverage() -> Double {
+    guard let f = fopen("/proc/loadavg", "r") else { return 0 }
+    defer { fclose(f) }
+    var value = 0.0
+    return fscanf_double(f, &value) ? value : 0
+}
+
+private func fscanf_double(_ f: UnsafeMutablePointer<FILE>, _ out: inout Double) -> Bool {
+    var buf = [CChar](repeating: 0, count: 64)
+    guard fgets(&buf, Int32(buf.count), f) != nil else { return false }
+    let text = buf.prefix { $0 != 0 && $0 != 0x20 }.map { UInt8(bitPattern: $0) }
+    guard let v = Double(String(decoding: text, as: UTF8.self)) else { return false }
+    out = v
+    return true
+}
+
+/// The `i`th of a spread of sleeps between 1 and 50 ms.
+func sleepNanos(_ i: Int) -> Int64 { Int64(1_000_000 + (i &* 104_729) % 49_000_000) }
+
 final class WeakFiber: @unchecked Sendable {
     weak var fiber: Fiber?
     init(_ fiber: Fiber) { self.fiber = fiber }
@@ -158,3 +250,4 @@ final class TestTarget: WaitTarget, @unchecked Sendable {
     var resumed = 0
     override func resumeFromWait() { resumed += 1 }
 }
+
