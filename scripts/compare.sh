@@ -131,6 +131,7 @@ path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], 
 # timers also reports memory: peak RSS per sleeper asleep at once, its own row.
 benches = [x for b in benches for x in ([b, "timers-rss"] if b == "timers" else [b])]
 values, units = defaultdict(list), {}
+at_once = defaultdict(list)  # timers-rss: the most sleepers asleep at once, per run
 for line in open(path):
     if not line.startswith("RESULT "):
         continue
@@ -138,6 +139,8 @@ for line in open(path):
     key = (f["peer"], f["benchmark"], int(f["workers"]))
     values[key].append(float(f["value"]))
     units[key] = f["unit"]
+    if "at_once" in f:
+        at_once[key].append(int(f["at_once"]))
 
 def med(peer, bench, w):
     v = values.get((peer, bench, w))
@@ -176,6 +179,11 @@ if "switch" in benches:
     print("| raw switch floor | GreenThreads | Boost.Context | ratio ours/boostcontext |")
     print("|---|---:|---:|---:|")
     print(f"| switch (ns/switch) | {fmt(ours)} | {fmt(raw)} | {ratio(ours, raw)} |")
+
+if at_once:
+    print()
+    print("timers-rss = peak RSS / most sleepers asleep at once: "
+          + "; ".join(f"{k[0]} workers={k[2]}: {'/'.join(str(n) for n in v)}" for k, v in sorted(at_once.items())))
 
 print()
 print("Values are medians (lower is better); ratio > 1 means GreenThreads is faster.")
