@@ -81,14 +81,6 @@ final class Worker: @unchecked Sendable {
     /// oldest local item, so neither can starve behind a LIFO hot loop.
     static let injectorTick: UInt32 = 61
     static let fairnessTick: UInt32 = 31
-    /// Every 8th pick fires this worker's due timers. Go checks on every
-    /// schedule; a check costs a clock read whenever a timer is pending
-    /// (~25 ns here, as much as a switch), so every 8th keeps that to a few
-    /// ns per switch while a burst of slow switches (first runs that map
-    /// and fault in a stack: tens of µs each on a VM) delays a due timer
-    /// by 8 of them, not 61 (measured: sleeps of 1–3 ms woke up to 9 ms
-    /// late behind a burst of 1,000 new sleepers).
-    static let timerTick: UInt32 = 8
 
     init(index: Int, node: Int, core: RuntimeCore, seed: UInt64) {
         self.index = index
@@ -181,7 +173,6 @@ final class Worker: @unchecked Sendable {
     func nextLocal(oldestFirst: Bool = false) -> Unmanaged<Fiber>? {
         local.pointee.tick &+= 1
         let tick = local.pointee.tick
-        if tick % Self.timerTick == 0 { timers.fireExpiredIfAny() }
         if tick % Self.injectorTick == 0 {
             if let f = serviceTick() { return f }
         } else if tick % Self.fairnessTick == 0, let bits = deque.stealOne() {
