@@ -110,7 +110,7 @@ final class CoroutineStackPool: @unchecked Sendable {
         if err != 0 {
             fatalError(StackMapFailure(
                 errno: err, stackSize: size, stacksMapped: mapped.load(ordering: .relaxed),
-                maxMapCount: StackMapFailure.currentMaxMapCount()
+                maxMapCount: StackMapFailure.currentMaxMapCount(), owner: "the coroutine stack pool"
             ).description)
         }
         mapped.add(1, ordering: .relaxed)

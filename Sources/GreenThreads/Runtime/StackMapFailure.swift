@@ -12,18 +12,21 @@ import Glibc
 struct StackMapFailure: CustomStringConvertible {
     let errno: Int32
     let stackSize: Int
-    /// Stacks this runtime holds mapped (live threads plus its pools).
+    /// Stacks `owner` holds mapped (live threads plus pooled ones).
     let stacksMapped: Int
     /// `vm.max_map_count`, if readable.
     let maxMapCount: Int?
+    /// Who maps them: "this runtime" or "the coroutine stack pool".
+    var owner = "this runtime"
 
     var description: String {
         var s = "GreenThreads: could not map a \(stackSize)-byte green stack (errno \(errno)"
         s += errno == ENOMEM ? ", ENOMEM)" : ")"
-        s += " with \(stacksMapped) stacks already mapped by this runtime (or coroutine pool)."
+        s += " with \(stacksMapped) stacks already mapped by \(owner)."
         if errno == ENOMEM {
             let limit = maxMapCount.map(String.init) ?? "unknown"
-            s += " Each stack costs 2 memory mappings (stack + guard page) and"
+            s += " Each stack costs 2 memory mappings (stack + guard page; other runtimes and"
+            s += " mappings of the process count too) and"
             s += " vm.max_map_count is \(limit)"
             if let maxMapCount, 2 * stacksMapped + 1_000 >= maxMapCount {
                 s += ", which these stacks have used up"
