@@ -30,6 +30,21 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
+# Every green stack is two memory mappings (stack + guard page), so a million
+# live green threads need vm.max_map_count above 2,000,000 (the kernel's
+# default is 65530: about 32k threads). The 10^6-sleeper test and the timers
+# benchmark need it.
+want_maps=2200000
+have_maps=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)
+if [ "$have_maps" -lt "$want_maps" ]; then
+    if [ "$(id -u)" -eq 0 ] && sysctl -q -w vm.max_map_count=$want_maps 2>/dev/null; then
+        echo "setup: raised vm.max_map_count from $have_maps to $want_maps (10^6 green stacks)"
+    else
+        echo "setup: vm.max_map_count is $have_maps: about $((have_maps / 2)) live green threads fit." \
+            "For a million, as root: sysctl -w vm.max_map_count=$want_maps" >&2
+    fi
+fi
+
 if [ "${1:-}" = "--peers" ]; then
     python3 -c 'import greenlet, gevent' 2>/dev/null || {
         echo "setup: installing greenlet and gevent from PyPI"

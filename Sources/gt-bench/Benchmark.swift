@@ -12,22 +12,28 @@ struct Benchmark: Sendable {
     /// Runs on the calling thread whatever the worker count: measured once,
     /// reported as workers = 1.
     var singleThreaded = false
+    /// Set when the workload's point is memory: how many items (sleepers)
+    /// it held at once at most, so the report adds peak RSS per item.
+    var rssItems: (@Sendable () -> Int)? = nil
     /// Runs the workload once on `workers` workers and returns the figure
     /// (lower is better) and any side figures.
     let measure: @Sendable (_ workers: Int) throws -> Sample
 
     init(name: String, unit: String, summary: String, singleThreaded: Bool = false,
+         rssItems: (@Sendable () -> Int)? = nil,
          measure: @escaping @Sendable (_ workers: Int) throws -> Double) {
         self.init(name: name, unit: unit, summary: summary, singleThreaded: singleThreaded,
-                  measureSample: { Sample(value: try measure($0)) })
+                  rssItems: rssItems, measureSample: { Sample(value: try measure($0)) })
     }
 
     init(name: String, unit: String, summary: String, singleThreaded: Bool = false,
+         rssItems: (@Sendable () -> Int)? = nil,
          measureSample: @escaping @Sendable (_ workers: Int) throws -> Sample) {
         self.name = name
         self.unit = unit
         self.summary = summary
         self.singleThreaded = singleThreaded
+        self.rssItems = rssItems
         self.measure = measureSample
     }
 }
@@ -49,13 +55,22 @@ struct Measurement: Sendable {
     /// The median of each side figure over the repeats, in the benchmark's order.
     var extras: [(name: String, value: Double)] = []
     let peakRSSBytes: Int
+    /// `Benchmark.rssItems`, if the benchmark measures memory.
+    var rssItems: Int? = nil
 
-    init(benchmark: String, workers: Int, unit: String, samples: [Sample], peakRSSBytes: Int) {
+    /// Peak RSS over the items the workload held at once, if it says.
+    var bytesPerItem: Double? {
+        rssItems.map { Double(peakRSSBytes) / Double($0) }
+    }
+
+    init(benchmark: String, workers: Int, unit: String, samples: [Sample], peakRSSBytes: Int,
+         rssItems: Int? = nil) {
         self.benchmark = benchmark
         self.workers = workers
         self.unit = unit
         self.samples = samples.map(\.value)
         self.peakRSSBytes = peakRSSBytes
+        self.rssItems = rssItems
         for (i, extra) in (samples.first?.extras ?? []).enumerated() {
             let values = samples.compactMap { $0.extras.count > i ? $0.extras[i].value : nil }
             extras.append((extra.name, Self.median(values)))
@@ -113,6 +128,14 @@ final class BenchRuntimes: @unchecked Sendable {
             shared.runtimes[workers] = rt
             return rt
         }
+    }
+
+    /// Shuts down the runtime of one worker count: after a workload that
+    /// leaves a million stacks pooled, so that the next worker count's
+    /// runtime does not need a million more mappings beside them.
+    static func shutdown(workers: Int) {
+        let rt = shared.lock.withLock { shared.runtimes.removeValue(forKey: workers) }
+        rt?.shutdown()
     }
 
     static func shutdownAll() {

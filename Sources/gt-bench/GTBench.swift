@@ -10,6 +10,9 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
     Benchmark(name: "generator", unit: "ns/resume",
               summary: "resume a suspended generator that yields an Int, 10^7 times",
               singleThreaded: true, measure: { _ in generatorBenchmark() }),
+    Benchmark(name: "timers", unit: "ns/sleeper",
+              summary: "10^6 green threads each sleeping 1 s, joined by a WaitGroup (overhead beyond the 1 s; + peak RSS per sleeper asleep at once)",
+              rssItems: { TimerWorkload.peakAsleep.load(ordering: .relaxed) }, measure: timersBenchmark),
 ] + EchoBenchmark.all
 
 @main
@@ -83,8 +86,9 @@ struct GTBench: ParsableCommand {
                     var samples: [Sample] = []
                     for _ in 0..<repeats { samples.append(try b.measure(w)) }
                     let m = Measurement(benchmark: b.name, workers: w, unit: b.unit, samples: samples,
-                                        peakRSSBytes: Int(gt_peak_resident_bytes()))
+                                        peakRSSBytes: Int(gt_peak_resident_bytes()), rssItems: b.rssItems?())
                     results.append(m)
+                    if b.rssItems != nil { BenchRuntimes.shutdown(workers: w) }
                     if !json { printRow(m) }
                 }
             }
@@ -97,7 +101,8 @@ struct GTBench: ParsableCommand {
             print("\(pad(m.benchmark, 10)) workers=\(m.workers)  "
                   + "median \(f(m.median)) \(m.unit)  (min \(f(m.min)), max \(f(m.max)), n=\(m.samples.count))  "
                   + "peak RSS \(m.peakRSSBytes / 1_048_576) MiB"
-                  + m.extras.map { "  \($0.name) \(f($0.value))" }.joined())
+                  + m.extras.map { "  \($0.name) \(f($0.value))" }.joined()
+                  + (m.bytesPerItem.map { " (\(Int($0)) B per item, \(m.rssItems!) items at once)" } ?? ""))
         }
     }
 }

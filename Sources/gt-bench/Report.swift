@@ -23,7 +23,8 @@ struct Report {
             "{\"benchmark\": \(quote(r.benchmark)), \"workers\": \(r.workers), \"value\": \(number(r.median)), "
                 + "\"unit\": \(quote(r.unit)), \"min\": \(number(r.min)), \"max\": \(number(r.max)), "
                 + "\"repeats\": \(r.samples.count), \"peakRSSBytes\": \(r.peakRSSBytes)"
-                + r.extras.map { ", \(quote($0.name)): \(number($0.value))" }.joined() + "}"
+                + r.extras.map { ", \(quote($0.name)): \(number($0.value))" }.joined()
+                + (r.bytesPerItem.map { ", \"peakRSSBytesPerItem\": \(number($0)), \"peakItems\": \(r.rssItems!)" } ?? "") + "}"
         }
         return "{\"machine\": {\(m)}, \"results\": [\n  " + rows.joined(separator: ",\n  ") + "\n]}"
     }

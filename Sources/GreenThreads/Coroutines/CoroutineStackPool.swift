@@ -107,7 +107,12 @@ final class CoroutineStackPool: @unchecked Sendable {
     private func map(_ size: Int) -> gt_stack {
         var s = gt_stack()
         let err = gt_stack_alloc(size, &s)
-        precondition(err == 0, "GreenThreads: cannot map a \(size)-byte coroutine stack (errno \(err))")
+        if err != 0 {
+            fatalError(StackMapFailure(
+                errno: err, stackSize: size, stacksMapped: mapped.load(ordering: .relaxed),
+                maxMapCount: StackMapFailure.currentMaxMapCount(), owner: "the coroutine stack pool"
+            ).description)
+        }
         mapped.add(1, ordering: .relaxed)
         return s
     }

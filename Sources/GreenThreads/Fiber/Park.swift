@@ -46,7 +46,11 @@ enum Park {
             }
             // Claimed meanwhile: its ready() is coming; park to consume it.
         }
+        // The heap the timer went to (the worker lives as long as the core,
+        // which the fiber holds), told if the wait ends some other way.
+        unowned(unsafe) var timers: TimerHeap?
         if let deadline {
+            timers = worker.timers
             worker.timers.add(deadline: deadline, waker: waker)
             // (A virtual clock is advanced by the last idle worker: no
             // sleeper needs waking for a new timer.)
@@ -64,7 +68,9 @@ enum Park {
         // Resumed, perhaps on another worker: `worker` is stale from here on.
         fiber.cancellableWait.store(false, ordering: .relaxed)
         fiber.waitReason = .none
-        return fiber.cause
+        let cause = fiber.cause
+        if let timers, cause != .timedOut { timers.noteStale() }
+        return cause
     }
 
     private static func waitOnThread(deadline: Int64?, core: RuntimeCore?, register: (Waker) -> Bool) -> WakeCause {

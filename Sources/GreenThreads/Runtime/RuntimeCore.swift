@@ -27,6 +27,9 @@ final class RuntimeCore: @unchecked Sendable {
     /// thread (including any spawned while draining) starts cancelled.
     let closed = Atomic<Bool>(false)
     let stacksMapped = Atomic<Int>(0)
+    /// Tests only: a nonzero errno makes `mapStack` fail as if the kernel
+    /// had refused, to exercise the message without exhausting the machine.
+    let injectedStackMapErrno = Atomic<Int32>(0)
     #if DEBUG
     /// Fiber objects of this runtime still allocated: a leak check for
     /// tests (debug builds only: a shared counter would cost every spawn a
@@ -179,11 +182,15 @@ final class RuntimeCore: @unchecked Sendable {
 
     func mapStack() -> gt_stack {
         var s = gt_stack()
-        let rc = gt_stack_alloc(configuration.stackSize, &s)
-        precondition(rc == 0, """
-            GreenThreads: could not map a \(configuration.stackSize)-byte green stack (errno \(rc)); \
-            too many live green threads for vm.max_map_count or memory?
-            """)
+        let injected = injectedStackMapErrno.load(ordering: .relaxed)
+        let rc = injected != 0 ? injected : gt_stack_alloc(configuration.stackSize, &s)
+        if rc != 0 {
+            fatalError(StackMapFailure(
+                errno: rc, stackSize: configuration.stackSize,
+                stacksMapped: stacksMapped.load(ordering: .relaxed),
+                maxMapCount: StackMapFailure.currentMaxMapCount()
+            ).description)
+        }
         stacksMapped.add(1, ordering: .relaxed)
         return s
     }

@@ -60,12 +60,24 @@ struct StackPool: ~Copyable {
         cleanBelow = max(0, cleanBelow - half)
     }
 
-    /// Returns the pages of the stacks beyond the warm set to the kernel.
-    mutating func trim() {
+    /// Stacks `trim` discards per call. Each is a syscall (3–10 µs here,
+    /// with its TLB shoot-down), and a pool left by a million sleepers
+    /// holds hundreds of thousands, so trimming goes in slices between
+    /// which the worker checks for work, due timers and shutdown. Small
+    /// slices, because a worker trims whenever it falls idle, also between
+    /// the timers of a busy second: trimming 1,000 stacks in one go made
+    /// 1–50 ms sleeps wake milliseconds late.
+    static let trimSlice = 32
+
+    /// Returns the pages of up to `trimSlice` stacks beyond the warm set to
+    /// the kernel. Returns true once nothing is left to trim.
+    mutating func trim() -> Bool {
         let keep = count - Self.warmCount
-        if keep <= cleanBelow { return }
-        for i in cleanBelow..<keep { gt_stack_discard(items + i) }
-        cleanBelow = keep
+        if keep <= cleanBelow { return true }
+        let end = min(keep, cleanBelow + Self.trimSlice)
+        for i in cleanBelow..<end { gt_stack_discard(items + i) }
+        cleanBelow = end
+        return end == keep
     }
 
     mutating func removeAll(_ body: (inout gt_stack) -> Void) {

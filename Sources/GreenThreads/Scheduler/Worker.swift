@@ -520,7 +520,7 @@ final class Worker: @unchecked Sendable {
         // before we look at the queues one last time; pairs with the fence
         // in Idle.notifyWork.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
-        let now = clock.now()
+        var now = clock.now()
         if core.hasVisibleWork() || core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
             leaveSleepers()
             // Serve due timers here, whoever owns them, so that returning to
@@ -528,7 +528,7 @@ final class Worker: @unchecked Sendable {
             _ = core.fireRemoteTimers(now: now)
             return
         }
-        let deadline = core.earliestDeadline()
+        var deadline = core.earliestDeadline()
         if clock.isVirtual && deadline != Int64.max {
             // Virtual time: the last worker to fall idle jumps the clock to
             // the next deadline instead of sleeping until it. The others
@@ -540,8 +540,19 @@ final class Worker: @unchecked Sendable {
                 return
             }
         }
-        local.pointee.stacks.trim()
+        // Slice by slice, giving way to new work, due timers and shutdown:
+        // after a million sleepers this is seconds of syscalls.
+        while !local.pointee.stacks.trim() {
+            if core.hasVisibleWork() || core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
+                leaveSleepers()
+                return
+            }
+        }
         Self.bump(parkCount)
+        // Read the clock again: trimming took time, and a timeout computed
+        // from before it would oversleep the deadline by as much.
+        deadline = core.earliestDeadline()
+        now = clock.now()
         var timeout: Int64 = deadline == Int64.max || clock.isVirtual ? -1 : max(0, deadline - now)
         let watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
         if watchingForDeadlock { timeout = RuntimeCore.deadlockConfirmNanos }

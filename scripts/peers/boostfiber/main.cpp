@@ -6,7 +6,7 @@
 // all, just the register save/restore - the floor any green-thread switch
 // can approach.
 //
-// Usage: boostfiber-peer [switch|spawn|fib|skew|pingpong|chan|mutex ...] [--workers 1,2]
+// Usage: boostfiber-peer [switch|spawn|fib|skew|pingpong|chan|mutex|timers ...] [--workers 1,2]
 // (no `select`: Boost.Fiber cannot wait on several channels at once)
 // Prints: RESULT peer=<boostfiber|boostcontext> benchmark=<name> workers=<n>
 //         value=<median> unit=<unit>
@@ -14,10 +14,12 @@
 #include <boost/fiber/all.hpp>
 
 #include <malloc.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -45,6 +47,11 @@ constexpr long kChanMessages = 10'000'000;
 constexpr std::size_t kChanCap = 1024;  // buffered_channel wants a power of 2
 constexpr int kMutexFibers = 8;
 constexpr long kMutexPerFiber = 250'000;
+constexpr long kTimerSleeps = 1'000'000;
+constexpr auto kTimerSleep = std::chrono::seconds(1);
+// A million fibers do not fit in Boost's default 128 KiB stacks; 16 KiB is
+// the knob a Boost user would turn (sleep_for needs far less).
+constexpr std::size_t kTimerStack = 16 * 1024;
 
 static double since_ns(Clock::time_point start) {
     return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
@@ -260,6 +267,43 @@ static double bench_mutex() {
 
 // --- driver -------------------------------------------------------------------
 
+// Fibers asleep in bench_timers now, and the most ever asleep at once
+// (over this process's runs): the divisor of timers-rss.
+static std::atomic<long> g_asleep{0}, g_peak_asleep{0};
+
+static void fall_asleep() {
+    long now = g_asleep.fetch_add(1, std::memory_order_relaxed) + 1;
+    long peak = g_peak_asleep.load(std::memory_order_relaxed);
+    while (now > peak && !g_peak_asleep.compare_exchange_weak(peak, now, std::memory_order_relaxed)) {
+    }
+}
+
+// 10^6 detached fibers each sleeping one second; the last to wake signals
+// the main fiber (a WaitGroup, as in the Go twin: joining handles instead
+// would keep every finished fiber's stack until the end). The overhead
+// beyond the second, per sleeper.
+static double bench_timers() {
+    fibers::mutex mu;
+    fibers::condition_variable all_awake;
+    long remaining = kTimerSleeps;
+    auto start = Clock::now();
+    for (long i = 0; i < kTimerSleeps; ++i) {
+        fibers::fiber(std::allocator_arg, fibers::fixedsize_stack(kTimerStack), [&] {
+            fall_asleep();
+            boost::this_fiber::sleep_for(kTimerSleep);
+            g_asleep.fetch_sub(1, std::memory_order_relaxed);
+            std::lock_guard<fibers::mutex> lk(mu);
+            if (--remaining == 0) all_awake.notify_one();
+        }).detach();
+    }
+    {
+        std::unique_lock<fibers::mutex> lk(mu);
+        all_awake.wait(lk, [&] { return remaining == 0; });
+    }
+    return (since_ns(start) - std::chrono::duration<double, std::nano>(kTimerSleep).count()) /
+           kTimerSleeps;
+}
+
 static int repeats() {
     const char* s = std::getenv("REPEATS");
     int n = s ? std::atoi(s) : 0;
@@ -297,6 +341,15 @@ static void measure(const std::string& name, unsigned w) {
         report("boostfiber", name, w, median_of(bench_pingpong), "ns/roundtrip");
     if (name == "chan") report("boostfiber", name, w, median_of(bench_chan), "ns/message");
     if (name == "mutex") report("boostfiber", name, w, median_of(bench_mutex), "ns/op");
+    if (name == "timers") {
+        report("boostfiber", name, w, median_of(bench_timers), "ns/sleeper");
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);  // ru_maxrss: KiB on Linux
+        long peak = g_peak_asleep.load();
+        std::printf("RESULT peer=boostfiber benchmark=timers-rss workers=%u value=%.1f unit=B/sleeper "
+                    "at_once=%ld\n",
+                    w, ru.ru_maxrss * 1024.0 / (peak > 0 ? peak : 1), peak);
+    }
 }
 
 int main(int argc, char** argv) {
@@ -309,7 +362,7 @@ int main(int argc, char** argv) {
     mallopt(M_TRIM_THRESHOLD, -1);  // -1: never trim
     // No `select`: Boost.Fiber has no way to wait on several channels.
     const std::vector<std::string> all = {"switch", "spawn", "fib",  "skew",
-                                          "pingpong", "chan", "mutex"};
+                                          "pingpong", "chan", "mutex", "timers"};
     std::vector<std::string> names;
     std::vector<unsigned> workers = {1, 2};
     for (int i = 1; i < argc; ++i) {
@@ -332,7 +385,7 @@ int main(int argc, char** argv) {
             names.push_back(a);
         } else {
             std::fprintf(stderr,
-                         "usage: %s [switch|spawn|fib|skew|pingpong|chan|mutex ...] "
+                         "usage: %s [switch|spawn|fib|skew|pingpong|chan|mutex|timers ...] "
                          "[--workers 1,2]\n",
                          argv[0]);
             return 2;

@@ -3,7 +3,7 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|mutex ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|mutex|timers ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
@@ -15,6 +15,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -34,6 +36,8 @@ const (
 	selCap       = 128
 	mutexThreads = 8
 	mutexPerG    = 250_000
+	timerSleeps  = 1_000_000
+	timerSleep   = time.Second
 )
 
 // benchmark is one workload; run returns one measurement on the current
@@ -54,9 +58,10 @@ var benchmarks = map[string]benchmark{
 	"chan":     {"ns/message", benchChan, false},
 	"select":   {"ns/message", benchSelect, false},
 	"mutex":    {"ns/op", benchMutex, false},
+	"timers":   {"ns/sleeper", benchTimers, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "mutex"}
+var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "mutex", "timers"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -263,6 +268,50 @@ func benchMutex() float64 {
 	return float64(elapsed.Nanoseconds()) / (mutexThreads * mutexPerG)
 }
 
+// Goroutines asleep in benchTimers now, and the most ever asleep at once
+// (over all runs): the divisor of timers-rss.
+var asleep, peakAsleep int64
+
+// fallAsleep counts one more sleeper and raises the peak if it is one.
+func fallAsleep() {
+	now := atomic.AddInt64(&asleep, 1)
+	for {
+		peak := atomic.LoadInt64(&peakAsleep)
+		if now <= peak || atomic.CompareAndSwapInt64(&peakAsleep, peak, now) {
+			return
+		}
+	}
+}
+
+// benchTimers: 10^6 goroutines each sleeping one second, joined by a
+// WaitGroup; the overhead beyond the second, per sleeper. main also
+// reports timers-rss: peak RSS over the most goroutines asleep at once.
+func benchTimers() float64 {
+	var wg sync.WaitGroup
+	wg.Add(timerSleeps)
+	start := time.Now()
+	for i := 0; i < timerSleeps; i++ {
+		go func() {
+			fallAsleep()
+			time.Sleep(timerSleep)
+			atomic.AddInt64(&asleep, -1)
+			wg.Done()
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	return float64((elapsed - timerSleep).Nanoseconds()) / timerSleeps
+}
+
+// peakRSSBytes is the process's peak resident set (getrusage; KiB on Linux).
+func peakRSSBytes() int64 {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return ru.Maxrss * 1024
+}
+
 func median(xs []float64) float64 {
 	sort.Float64s(xs)
 	n := len(xs)
@@ -321,6 +370,10 @@ func main() {
 			}
 			fmt.Printf("RESULT peer=go benchmark=%s workers=%d value=%.3f unit=%s\n",
 				name, w, median(vals), b.unit)
+			if name == "timers" {
+				fmt.Printf("RESULT peer=go benchmark=timers-rss workers=%d value=%.1f unit=B/sleeper at_once=%d\n",
+					w, float64(peakRSSBytes())/float64(atomic.LoadInt64(&peakAsleep)), atomic.LoadInt64(&peakAsleep))
+			}
 		}
 	}
 }

@@ -8,9 +8,10 @@
 // So for each worker count this program re-executes itself under
 // `taskset -c 0-(n-1)`, which gives a pool of exactly n threads (and n cores).
 //
-// Usage: swiftconc-peer [switch|spawn|fib|skew ...] [--workers 1,2]
+// Usage: swiftconc-peer [switch|spawn|fib|skew|timers ...] [--workers 1,2]
 // Prints: RESULT peer=swiftconc benchmark=<name> workers=<n> value=<median> unit=<unit>
 import Foundation
+import Synchronization
 
 let switchYields = 10_000_000  // total over both tasks
 let spawnTotal = 1_000_000
@@ -19,6 +20,7 @@ let fibN = 27
 let fibExpected = 196_418
 let skewTasks = 10_000
 let skewIters = 50_000  // dependent xorshift steps per task: ~50-100 µs
+let timerSleeps = 1_000_000
 
 /// Set in the re-executed child, whose pool is already pinned to its size.
 let pinnedEnv = "SWIFTCONC_PEER_PINNED"
@@ -105,6 +107,39 @@ func benchSkew() async -> Double {
     return ms
 }
 
+/// Tasks asleep in benchTimers now, and the most ever asleep at once (over
+/// this process's runs): the divisor of timers-rss.
+enum Sleepers {
+    static let asleep = Atomic<Int>(0)
+    static let peak = Atomic<Int>(0)
+
+    static func fallAsleep() {
+        let now = asleep.add(1, ordering: .relaxed).newValue
+        var seen = peak.load(ordering: .relaxed)
+        while now > seen {
+            let (done, current) = peak.compareExchange(expected: seen, desired: now, ordering: .relaxed)
+            if done { break }
+            seen = current
+        }
+    }
+}
+
+/// 10^6 child tasks each sleeping one second (Task.sleep), awaited by their
+/// group; the overhead beyond the second, per sleeper.
+func benchTimers() async -> Double {
+    let start = ContinuousClock.now
+    await withTaskGroup(of: Void.self) { group in
+        for _ in 0..<timerSleeps {
+            group.addTask {
+                Sleepers.fallAsleep()
+                try? await Task.sleep(for: .seconds(1))
+                Sleepers.asleep.subtract(1, ordering: .relaxed)
+            }
+        }
+    }
+    return (nanoseconds(since: start) - 1e9) / Double(timerSleeps)
+}
+
 struct Benchmark {
     let name: String
     let unit: String
@@ -117,12 +152,13 @@ let benchmarks = [
     Benchmark(name: "spawn", unit: "ns/spawn", singleWorker: false, run: benchSpawn),
     Benchmark(name: "fib", unit: "ms", singleWorker: false, run: benchFib),
     Benchmark(name: "skew", unit: "ms", singleWorker: false, run: benchSkew),
+    Benchmark(name: "timers", unit: "ns/sleeper", singleWorker: false, run: benchTimers),
 ]
 
 // MARK: - Driver
 
 func usage() -> Never {
-    FileHandle.standardError.write("usage: swiftconc-peer [switch|spawn|fib|skew ...] [--workers 1,2]\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: swiftconc-peer [switch|spawn|fib|skew|timers ...] [--workers 1,2]\n".data(using: .utf8)!)
     exit(2)
 }
 
@@ -175,5 +211,12 @@ for b in selected {
     let n = values.count
     let median = n % 2 == 1 ? values[n / 2] : (values[n / 2 - 1] + values[n / 2]) / 2
     print("RESULT peer=swiftconc benchmark=\(b.name) workers=\(w) value=\(String(format: "%.3f", median)) unit=\(b.unit)")
+    if b.name == "timers" {
+        var ru = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &ru)  // ru_maxrss: KiB on Linux
+        let peak = max(1, Sleepers.peak.load(ordering: .relaxed))
+        print("RESULT peer=swiftconc benchmark=timers-rss workers=\(w) "
+              + "value=\(String(format: "%.1f", Double(ru.ru_maxrss) * 1024 / Double(peak))) unit=B/sleeper at_once=\(peak)")
+    }
     fflush(nil)  // the parent reads our output through a pipe
 }

@@ -1,0 +1,50 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Why a green stack could not be mapped, in words a user can act on.
+///
+/// Stacks are bound when a green thread first runs, on a worker, long after
+/// `go`/`spawn` returned (they do not throw), so there is no caller to hand
+/// an error to: running out is fatal, as it is in Go, and this message is
+/// what makes it actionable. The usual cause is the kernel's per-process
+/// mapping limit: every stack is two VMAs (the stack and its guard page).
+struct StackMapFailure: CustomStringConvertible {
+    let errno: Int32
+    let stackSize: Int
+    /// Stacks `owner` holds mapped (live threads plus pooled ones).
+    let stacksMapped: Int
+    /// `vm.max_map_count`, if readable.
+    let maxMapCount: Int?
+    /// Who maps them: "this runtime" or "the coroutine stack pool".
+    var owner = "this runtime"
+
+    var description: String {
+        var s = "GreenThreads: could not map a \(stackSize)-byte green stack (errno \(errno)"
+        s += errno == ENOMEM ? ", ENOMEM)" : ")"
+        s += " with \(stacksMapped) stacks already mapped by \(owner)."
+        if errno == ENOMEM {
+            let limit = maxMapCount.map(String.init) ?? "unknown"
+            s += " Each stack costs 2 memory mappings (stack + guard page; other runtimes and"
+            s += " mappings of the process count too) and"
+            s += " vm.max_map_count is \(limit)"
+            if let maxMapCount, 2 * stacksMapped + 1_000 >= maxMapCount {
+                s += ", which these stacks have used up"
+            }
+            s += ". To hold N live green threads set vm.max_map_count above 2N + a margin"
+            s += " (as root: sysctl -w vm.max_map_count=2200000 for a million, or run scripts/setup.sh);"
+            s += " otherwise the machine (or RLIMIT_AS) is out of memory for stacks."
+        }
+        return s
+    }
+
+    /// Reads `/proc/sys/vm/max_map_count`.
+    static func currentMaxMapCount() -> Int? {
+        guard let f = fopen("/proc/sys/vm/max_map_count", "r") else { return nil }
+        defer { fclose(f) }
+        var buf = [CChar](repeating: 0, count: 32)
+        guard fgets(&buf, Int32(buf.count), f) != nil else { return nil }
+        let digits = buf.prefix { $0 >= 0x30 && $0 <= 0x39 }.map { Character(UnicodeScalar(UInt8($0))) }
+        return Int(String(digits))
+    }
+}
