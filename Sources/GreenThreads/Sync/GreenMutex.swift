@@ -133,7 +133,12 @@ public final class GreenMutex: @unchecked Sendable {
 
     /// Returns true once the mutex is held, false if cancelled first.
     private func lockSlow(cancellable: Bool) -> Bool {
-        let me = Waiter()
+        Waiter.withTemporary { me in lockSlow(me, cancellable: cancellable) }
+    }
+
+    /// `lockSlow` with its waiter, one for all its rounds (it keeps the
+    /// time of the first queueing).
+    private func lockSlow(_ me: WaiterRef, cancellable: Bool) -> Bool {
         var requeueAtFront = false
         while true {
             if spin() { return true }
@@ -159,9 +164,8 @@ public final class GreenMutex: @unchecked Sendable {
                     }
                     s = current
                 }
-                if me.queuedAt == 0 { me.queuedAt = gt_now_ns() }
-                me.waker = waker
-                me.outcome = .waiting
+                if me.pointee.queuedAt == 0 { me.pointee.queuedAt = gt_now_ns() }
+                me.attach(waker)
                 if requeueAtFront { waiters.prepend(me) } else { waiters.append(me) }
                 queued = true
                 queueLock.unlock()
@@ -172,7 +176,7 @@ public final class GreenMutex: @unchecked Sendable {
             if acquired { return true }
             if !queued { return false }  // already cancelled: never queued
             if cause == .notified {
-                if me.outcome == .completed { return true }  // starvation mode: handed to us
+                if me.pointee.outcome == .completed { return true }  // starvation mode: handed to us
                 // Woken to compete; if a newcomer wins, keep our place.
                 requeueAtFront = true
                 continue
@@ -205,11 +209,11 @@ public final class GreenMutex: @unchecked Sendable {
         let next = waiters.popClaimed()
         if waiters.isEmpty { state.bitwiseAnd(~Self.waiting, ordering: .relaxed) }
         if let next {
-            let waited = gt_now_ns() - next.queuedAt
+            let waited = gt_now_ns() - next.pointee.queuedAt
             if starving || waited > Self.starvationThreshold {
                 // Hand off: `locked` stays set and ownership moves to
                 // `next`; its resume (below) publishes our critical section.
-                next.outcome = .completed
+                next.pointee.outcome = .completed
                 starving = waited > Self.starvationThreshold && !waiters.isEmpty
             } else {
                 state.bitwiseAnd(~Self.locked, ordering: .releasing)
@@ -219,7 +223,7 @@ public final class GreenMutex: @unchecked Sendable {
             state.bitwiseAnd(~Self.locked, ordering: .releasing)
         }
         queueLock.unlock()
-        next?.waker.unsafelyUnwrapped.resume()
+        next?.resume()
     }
 
     /// Queued waiters, live or dead (for tests).
