@@ -33,9 +33,10 @@
 //
 // The public send and receive calls are `@inlinable` shells that give the
 // value a typed stack slot (or point at the caller's) and call into the
-// unspecialized core with a pointer to it. So the core never builds an `Element?` or any other generic type
-// around `Element`, each of which would cost a metadata lookup per call
-// (see Waiter.swift); it only moves values through typed pointers.
+// unspecialized core with a pointer to it. So the core never builds an
+// `Element?` or any other generic type around `Element`, each of which
+// would cost a metadata lookup per call (see Waiter.swift); it only moves
+// values through typed pointers.
 //
 // ## Locking
 //
