@@ -38,6 +38,7 @@ enum Park {
         }
     }
 
+    /// `wait` on a green thread: steps 1-7 of ARCHITECTURE.md §7.
     @inline(__always)
     private static func parkGreen(
         _ worker: Worker, _ fiber: Fiber, reason: () -> WaitReason, deadline: Int64?, cancellable: Bool,
