@@ -39,12 +39,11 @@
 // What a select puts on the stack: the operation list, the poll order, one
 // waiter per case (see Waiter.swift) and one value slot shared by all
 // receive cases (only the case that fires ever writes it). What it still
-// allocates: the builder's case array, a group object when there are
-// several cases, and one object per case; a send case that parks also
-// copies its value to the heap. Those objects are most of what a ready
-// select costs now (Go's selectgo allocates nothing); a builder that keeps
-// the cases in a parameter pack, specialized in the caller, would remove
-// them.
+// allocates: the builder's case array and one object per case; a send
+// case that parks also copies its value to the heap. Those objects are
+// most of what a ready select costs now (Go's selectgo allocates nothing);
+// a builder that keeps the cases in a parameter pack, specialized in the
+// caller, would remove them.
 //
 // ## Rejected alternative
 //
@@ -105,7 +104,7 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectCase<Result>]) throws -> Result {
     let all = try cases()
     var count = 0
-    for c in all { count += c.node.operationCount }
+    for c in all { count += c.operationCount }
     // The operations, unretained, in a stack buffer: the loop needs them
     // type-erased, and a heap array per select would cost more than
     // everything else a ready select does. `all` keeps them alive, for
@@ -116,7 +115,11 @@ public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectC
             var timeout: TimeoutCase<Result>?
             var fallback: TypedSelectOperation<Result>?
             var slotSize = 0, slotAlignment = 1
-            func add(_ node: TypedSelectOperation<Result>) {
+            func add(_ c: SelectCase<Result>) {
+                guard let node = c.node else {
+                    for member in c.group { add(member) }
+                    return
+                }
                 switch node.role {
                 case .channel:
                     ops[n] = Unmanaged.passUnretained(node)
@@ -130,11 +133,9 @@ public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectC
                 case .default:
                     precondition(fallback == nil, "GreenThreads: a select may have at most one default case")
                     fallback = node
-                case .group:
-                    for c in unsafeDowncast(node, to: GroupCase<Result>.self).cases { add(c.node) }
                 }
             }
-            for c in all { add(c.node) }
+            for c in all { add(c) }
             if n == 0 && timeout == nil && fallback == nil { throw SelectError.noCases }
             // One value slot for every receive case: only the case that
             // fires ever writes it (a poll that succeeds, or the one
@@ -244,13 +245,34 @@ private struct UnsafeSelectOperations {
 /// `Case.default`, written inside the select's braces. `Result` is what
 /// the case bodies, and so the select, return.
 public struct SelectCase<Result> {
-    /// Every kind of case is one object, so copying a case (the builder's
-    /// arrays copy them through value witnesses) is a single retain.
-    @usableFromInline let node: TypedSelectOperation<Result>
+    /// A single case: every kind is one object, so copying a case (the
+    /// builder's arrays copy them through value witnesses) is a retain or
+    /// two. Nil for a group.
+    @usableFromInline let node: TypedSelectOperation<Result>?
+    /// The members of a group (a block of several cases, an `if` or a
+    /// `for`); empty for a single case. An array, not a group object: the
+    /// variadic array `buildBlock` gets is all a plain list of cases costs.
+    @usableFromInline let group: [SelectCase<Result>]
 
     @inlinable
     init(_ node: TypedSelectOperation<Result>) {
         self.node = node
+        group = []
+    }
+
+    @inlinable
+    init(group: [SelectCase<Result>]) {
+        node = nil
+        self.group = group
+    }
+
+    /// Channel operations in this case, groups included.
+    @inlinable
+    var operationCount: Int {
+        if let node { return node.role == .channel ? 1 : 0 }
+        var n = 0
+        for member in group { n += member.operationCount }
+        return n
     }
 
     /// Receives from `channel`. The body gets the value, or nil if the
@@ -296,18 +318,18 @@ public typealias Case<Result> = SelectCase<Result>
 ///
 /// Every component is a single `SelectCase` (a block of several, an `if`
 /// or a `for` becomes a group), so a plain list of cases costs the variadic
-/// array of `buildBlock` and a group, instead of an array per case.
+/// array of `buildBlock` only, instead of an array per case.
 @resultBuilder
 public enum SelectBuilder<Result> {
     @inlinable
     public static func buildExpression(_ c: SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
     public static func buildBlock(_ cases: SelectCase<Result>...) -> SelectCase<Result> {
-        cases.count == 1 ? cases[0] : SelectCase(GroupCase(cases))
+        cases.count == 1 ? cases[0] : SelectCase(group: cases)
     }
     @inlinable
     public static func buildOptional(_ c: SelectCase<Result>?) -> SelectCase<Result> {
-        c ?? SelectCase(GroupCase([]))
+        c ?? SelectCase(group: [])
     }
     @inlinable
     public static func buildEither(first c: SelectCase<Result>) -> SelectCase<Result> { c }
@@ -315,12 +337,11 @@ public enum SelectBuilder<Result> {
     public static func buildEither(second c: SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
     public static func buildArray(_ cases: [SelectCase<Result>]) -> SelectCase<Result> {
-        SelectCase(GroupCase(cases))
+        SelectCase(group: cases)
     }
     @inlinable
     public static func buildFinalResult(_ c: SelectCase<Result>) -> [SelectCase<Result>] {
-        if c.node.role == .group { return unsafeDowncast(c.node, to: GroupCase<Result>.self).cases }
-        return [c]
+        c.node == nil ? c.group : [c]
     }
 }
 
@@ -333,7 +354,7 @@ public enum SelectBuilder<Result> {
 class SelectOperation {
     /// What a case is; only `.channel` ones reach the select loop.
     @usableFromInline
-    enum Role: UInt8 { case channel, timeout, `default`, group }
+    enum Role: UInt8 { case channel, timeout, `default` }
 
     @usableFromInline let role: Role
     /// A receive case's element size and alignment: the select gives all
@@ -347,10 +368,6 @@ class SelectOperation {
         self.valueSize = valueSize
         self.valueAlignment = valueAlignment
     }
-
-    /// Channel operations in this case, groups included.
-    @usableFromInline
-    var operationCount: Int { role == .channel ? 1 : 0 }
 
     /// Completes the operation now if that needs no waiting (a receive
     /// moves its value into `slot`).
@@ -530,23 +547,4 @@ final class DefaultCase<Result>: TypedSelectOperation<Result> {
     }
 
     override func run(_ slot: UnsafeMutableRawPointer) throws -> Result { try body() }
-}
-
-/// Several cases from a block, an `if` or a `for` (see SelectBuilder).
-@usableFromInline
-final class GroupCase<Result>: TypedSelectOperation<Result> {
-    @usableFromInline let cases: [SelectCase<Result>]
-
-    @usableFromInline
-    init(_ cases: [SelectCase<Result>]) {
-        self.cases = cases
-        super.init(role: .group)
-    }
-
-    @usableFromInline
-    override var operationCount: Int {
-        var n = 0
-        for c in cases { n += c.node.operationCount }
-        return n
-    }
 }
