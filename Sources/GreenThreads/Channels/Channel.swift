@@ -31,11 +31,12 @@
 //
 // ## Specialization
 //
-// The public receive calls are `@inlinable` shells that give the value a
-// typed stack slot and call into the unspecialized core with a pointer to
-// it. So the core never builds an `Element?` or any other generic type
-// around `Element`, each of which would cost a metadata lookup per call
-// (see Waiter.swift); it only moves values through typed pointers.
+// The public send and receive calls are `@inlinable` shells that give the
+// value a typed stack slot (or point at the caller's) and call into the
+// unspecialized core with a pointer to it. So the core never builds an
+// `Element?` or any other generic type around `Element`, each of which
+// would cost a metadata lookup per call (see Waiter.swift); it only moves
+// values through typed pointers.
 //
 // ## Locking
 //
@@ -122,11 +123,15 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// - Throws: `ChannelError.closed` if the channel is closed before the
     ///   value is delivered; `CancellationError` if the calling green thread
     ///   is cancelled while waiting. In both cases the value was not sent.
+    @inlinable
     public func send(_ value: Element) throws {
-        try withUnsafePointer(to: value) { try send(from: $0) }
+        try withUnsafePointer(to: value) { try _send(from: $0) }
     }
 
-    private func send(from value: UnsafePointer<Element>) throws {
+    /// Sends the value at `value` (which stays the caller's), waiting if
+    /// needed.
+    @usableFromInline
+    func _send(from value: UnsafePointer<Element>) throws {
         lock.lock()
         switch sendLocked(value) {
         case .done: return
@@ -135,13 +140,14 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         }
         // Park offering `value` where it is: it stays on this thread's stack
         // until a receiver has copied it.
-        let waiter = Waiter()
-        waiter.elem = UnsafeMutableRawPointer(mutating: value)
-        switch parkLocked(waiter, in: .senders, reason: "send on a channel") {
-        case .notified:
-            if waiter.outcome == .closed { throw ChannelError.closed }
-        case .cancelled, .timedOut, .deadlock:
-            throw CancellationError()
+        let outcome = Waiter.withTemporary { waiter in
+            waiter.pointee.elem = UnsafeMutableRawPointer(mutating: value)
+            return parkLocked(waiter, in: .senders, reason: .send)
+        }
+        switch outcome {
+        case .completed: return
+        case .closed: throw ChannelError.closed
+        case .waiting: throw CancellationError()
         }
     }
 
@@ -150,8 +156,15 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     ///
     /// - Returns: whether the value was sent; false when the channel is full
     ///   or closed (`isClosed` tells which).
+    @inlinable
     public func trySend(_ value: Element) -> Bool {
-        withUnsafePointer(to: value) { pollSend(from: $0) == .done }
+        withUnsafePointer(to: value) { _trySend(from: $0) }
+    }
+
+    /// `trySend` of the value at `value`: true if it was sent.
+    @usableFromInline
+    func _trySend(from value: UnsafePointer<Element>) -> Bool {
+        pollSend(from: value) == .done
     }
 
     /// How an attempt that may not wait went.
@@ -181,9 +194,9 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             // A parked receiver means an empty buffer (invariant): hand the
             // value straight over. The claim made the waiter ours alone.
             lock.unlock()
-            receiver.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
-            receiver.outcome = .completed
-            receiver.waker.unsafelyUnwrapped.resume()
+            receiver.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
+            receiver.pointee.outcome = .completed
+            receiver.resume()
             return .done
         }
         if ring.count < capacity {
@@ -244,13 +257,14 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         case .closed: return false
         case .wouldBlock: break  // still holding the lock
         }
-        let waiter = Waiter()
-        waiter.elem = UnsafeMutableRawPointer(slot)
-        switch parkLocked(waiter, in: .receivers, reason: "receive from a channel") {
-        case .notified:
-            return waiter.outcome == .completed
-        case .cancelled, .timedOut, .deadlock:
-            throw CancellationError()
+        let outcome = Waiter.withTemporary { waiter in
+            waiter.pointee.elem = UnsafeMutableRawPointer(slot)
+            return parkLocked(waiter, in: .receivers, reason: .receive)
+        }
+        switch outcome {
+        case .completed: return true
+        case .closed: return false
+        case .waiting: throw CancellationError()
         }
     }
 
@@ -276,7 +290,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             // A parked sender means a full buffer (invariant). Take the
             // oldest buffered value and put the sender's at the tail, so
             // FIFO order holds; unbuffered, take the sender's directly.
-            let offered = UnsafePointer(sender.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self))
+            let offered = UnsafePointer(sender.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self))
             if ring.count > 0 {
                 ring.removeFirst(into: slot)
                 ring.append(offered.pointee)
@@ -284,8 +298,8 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
                 slot.initialize(to: offered.pointee)
             }
             lock.unlock()
-            sender.outcome = .completed
-            sender.waker.unsafelyUnwrapped.resume()
+            sender.pointee.outcome = .completed
+            sender.resume()
             return .done
         }
         if ring.count > 0 {
@@ -316,17 +330,18 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         closed = true
         // Claim every live waiter under the lock, resume them after it:
         // chain them through `next`, which popClaimed just cleared.
-        var woken: Waiter?
+        var woken: WaiterRef?
         while let w = receivers.popClaimed() ?? senders.popClaimed() {
-            w.outcome = .closed
-            w.next = woken
+            w.pointee.outcome = .closed
+            w.pointee.next = woken
             woken = w
         }
         lock.unlock()
         while let w = woken {
-            woken = w.next
-            w.next = nil
-            w.waker.unsafelyUnwrapped.resume()
+            // Read and cleared before the resume hands the waiter back.
+            woken = w.pointee.next
+            w.pointee.next = nil
+            w.resume()
         }
     }
 
@@ -353,15 +368,17 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
 
     /// Queues `waiter` and parks until a counterpart, `close`, cancellation
     /// or the deadline ends the wait. Called with `lock` held; returns with
-    /// it released and `waiter` unlinked.
+    /// it released and `waiter` unlinked. Returns the outcome a counterpart
+    /// or `close` wrote, or `.waiting` if the wait was cancelled instead.
     ///
     /// The lock is held from the failed attempt until the waiter is queued,
     /// so no sender or `close` can slip in between and leave us waiting for
     /// something that already happened.
-    private func parkLocked(_ waiter: Waiter, in queue: Queue, reason: String) -> WakeCause {
+    @inline(__always)
+    private func parkLocked(_ waiter: WaiterRef, in queue: Queue, reason: WaitReason) -> Waiter.Outcome {
         var queued = false
-        let cause = Park.wait(reason: .other(reason), cancellable: true) { waker in
-            waiter.waker = waker
+        let cause = Park.wait(reason: reason, cancellable: true) { waker in
+            waiter.attach(waker)
             switch queue {
             case .senders: senders.append(waiter)
             case .receivers: receivers.append(waiter)
@@ -378,7 +395,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             // no dead waiter lingers.
             unregister(waiter, from: queue)
         }
-        return cause
+        return cause == .notified ? waiter.pointee.outcome : .waiting
     }
 
     // MARK: Select support
@@ -390,25 +407,25 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// "Could complete now" ignores this select's own waiters on the other
     /// queue: one select sending and receiving on the same channel cannot
     /// rendezvous with itself (Go's rule), so those must not count.
-    func register(_ waiter: Waiter, in queue: Queue, waker: Waker) -> Bool {
+    func register(_ waiter: WaiterRef, in queue: Queue, waker: Waker) -> Bool {
         lock.lock()
         defer { lock.unlock() }
         if closed { return false }
         switch queue {
         case .receivers:
             if ring.count > 0 || senders.hasLiveWaiter(otherThan: waker) { return false }
-            waiter.waker = waker
+            waiter.attach(waker)
             receivers.append(waiter)
         case .senders:
             if ring.count < capacity || receivers.hasLiveWaiter(otherThan: waker) { return false }
-            waiter.waker = waker
+            waiter.attach(waker)
             senders.append(waiter)
         }
         return true
     }
 
     /// Unlinks a waiter if it is still queued.
-    func unregister(_ waiter: Waiter, from queue: Queue) {
+    func unregister(_ waiter: WaiterRef, from queue: Queue) {
         lock.lock()
         switch queue {
         case .senders: senders.remove(waiter)

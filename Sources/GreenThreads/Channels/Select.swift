@@ -36,14 +36,14 @@
 // building the cases is specialized in the caller. The loop above is the
 // non-generic `_select`, over type-erased `SelectOperation`s that move
 // values only through typed pointers (see Channel.swift, "Specialization").
-// A select that finds a ready case allocates the builder's case array (and
-// a group object when there are several cases), one object per case and one
-// value slot (receiving); the operation list lives on the stack, and
-// waiters and slots for the other cases are allocated only when it parks.
-// Those few allocations are most of what a ready select costs (Go's
-// selectgo allocates nothing); a fixed-arity fast path that keeps the
-// cases on the stack is the obvious next step if select shows up in
-// profiles.
+// What a select puts on the stack: the operation list, the poll order, one
+// waiter per case (see Waiter.swift) and one value slot shared by all
+// receive cases (only the case that fires ever writes it). What it still
+// allocates: the builder's case array and one object per case; a send
+// case that parks also copies its value to the heap. Those objects are
+// most of what a ready select costs now (Go's selectgo allocates nothing);
+// a builder that keeps the cases in a parameter pack, specialized in the
+// caller, would remove them.
 //
 // ## Rejected alternative
 //
@@ -104,7 +104,7 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectCase<Result>]) throws -> Result {
     let all = try cases()
     var count = 0
-    for c in all { count += c.node.operationCount }
+    for c in all { count += c.operationCount }
     // The operations, unretained, in a stack buffer: the loop needs them
     // type-erased, and a heap array per select would cost more than
     // everything else a ready select does. `all` keeps them alive, for
@@ -114,11 +114,18 @@ public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectC
             var n = 0
             var timeout: TimeoutCase<Result>?
             var fallback: TypedSelectOperation<Result>?
-            func add(_ node: TypedSelectOperation<Result>) {
+            var slotSize = 0, slotAlignment = 1
+            func add(_ c: SelectCase<Result>) {
+                guard let node = c.node else {
+                    for member in c.group { add(member) }
+                    return
+                }
                 switch node.role {
                 case .channel:
                     ops[n] = Unmanaged.passUnretained(node)
                     n += 1
+                    slotSize = max(slotSize, node.valueSize)
+                    slotAlignment = max(slotAlignment, node.valueAlignment)
                 case .timeout:
                     // SAFETY (both casts): `role` names the subclass.
                     let t = unsafeDowncast(node, to: TimeoutCase<Result>.self)
@@ -126,22 +133,27 @@ public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectC
                 case .default:
                     precondition(fallback == nil, "GreenThreads: a select may have at most one default case")
                     fallback = node
-                case .group:
-                    for c in unsafeDowncast(node, to: GroupCase<Result>.self).cases { add(c.node) }
                 }
             }
-            for c in all { add(c.node) }
+            for c in all { add(c) }
             if n == 0 && timeout == nil && fallback == nil { throw SelectError.noCases }
-            let chosen = try _select(
-                UnsafeBufferPointer(rebasing: ops[..<n]), timeout: timeout?.duration, hasDefault: fallback != nil)
-            switch chosen {
-            case _selectDefault: return try fallback.unsafelyUnwrapped.run()
-            case _selectTimedOut: return try (timeout.unsafelyUnwrapped as TypedSelectOperation<Result>).run()
-            default:
-                // SAFETY: every operation came from a SelectCase<Result>, and
-                // `all` still holds it.
-                let op = ops[chosen].takeUnretainedValue()
-                return try unsafeDowncast(op, to: TypedSelectOperation<Result>.self).run()
+            // One value slot for every receive case: only the case that
+            // fires ever writes it (a poll that succeeds, or the one
+            // counterpart that wins the wait's claim).
+            return try withUnsafeTemporaryAllocation(byteCount: max(slotSize, 1), alignment: slotAlignment) { slot in
+                let value = slot.baseAddress.unsafelyUnwrapped
+                let chosen = try _select(
+                    UnsafeBufferPointer(rebasing: ops[..<n]), slot: value,
+                    timeout: timeout?.duration, hasDefault: fallback != nil)
+                switch chosen {
+                case _selectDefault: return try fallback.unsafelyUnwrapped.run(value)
+                case _selectTimedOut: return try (timeout.unsafelyUnwrapped as TypedSelectOperation<Result>).run(value)
+                default:
+                    // SAFETY: every operation came from a SelectCase<Result>,
+                    // and `all` still holds it.
+                    let op = ops[chosen].takeUnretainedValue()
+                    return try unsafeDowncast(op, to: TypedSelectOperation<Result>.self).run(value)
+                }
             }
         }
     }
@@ -153,50 +165,69 @@ public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectC
 @usableFromInline let _selectTimedOut = -2
 
 /// The select loop (see the file header). Returns the index of the
-/// operation that happened, `_selectDefault` or `_selectTimedOut`.
+/// operation that happened, `_selectDefault` or `_selectTimedOut`. A
+/// receive that happened left its value in `slot`.
 @usableFromInline
 func _select(
-    _ unmanagedOps: UnsafeBufferPointer<Unmanaged<SelectOperation>>, timeout: Duration?, hasDefault: Bool
+    _ unmanagedOps: UnsafeBufferPointer<Unmanaged<SelectOperation>>, slot: UnsafeMutableRawPointer,
+    timeout: Duration?, hasDefault: Bool
 ) throws -> Int {
     // SAFETY: the caller's case array keeps every operation alive.
     let ops = UnsafeSelectOperations(unmanagedOps)
     let n = ops.count
     let deadline = timeout.map { Park.deadline(after: $0) }
     var threadRandom: FastRandom?  // an OS thread's own generator, seeded once
-    return try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(n, 1)) { order in
-        while true {
-            // 1. Poll in a fresh uniform order (inside-out Fisher-Yates),
-            // drawn from the worker's generator (looked up once per round:
-            // after a park we may be on another worker), or our own.
-            let worker = Worker.current
-            if worker == nil && threadRandom == nil { threadRandom = FastRandom(seed: gt_random_seed()) }
-            for i in 0..<n {
-                let j = worker?.local.pointee.rng.next(below: i + 1) ?? threadRandom!.next(below: i + 1)
-                if j != i { order[i] = order[j] }
-                order[j] = i
-            }
-            for k in 0..<n where ops[order[k]].poll() {
-                return order[k]
-            }
-            // 2. Nothing ready.
-            if hasDefault { return _selectDefault }
-            // 3. Register everywhere and park.
-            let cause = Park.wait(reason: .other("select"), deadline: deadline, cancellable: true) { waker in
-                for k in 0..<n where !ops[order[k]].register(waker) {
-                    return false  // became ready meanwhile: retry the round
+    // One waiter per case, on this stack (see Waiter.swift): step 4 unlinks
+    // every one of them before the loop goes round or returns.
+    return try Waiter.withTemporary(count: max(n, 1)) { waiters in
+        try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(n, 1)) { order in
+            while true {
+                // 1. Poll in a fresh uniform order (inside-out Fisher-Yates),
+                // drawn from the worker's generator (looked up once per round:
+                // after a park we may be on another worker), or our own.
+                // (Unretained: a strong reference to the worker would cost
+                // an atomic retain/release pair per select.)
+                let worker = gt_current_worker().map { Unmanaged<Worker>.fromOpaque($0) }
+                if worker == nil && threadRandom == nil { threadRandom = FastRandom(seed: gt_random_seed()) }
+                for i in 0..<n {
+                    let j = worker?._withUnsafeGuaranteedRef { $0.local.pointee.rng.next(below: i + 1) }
+                        ?? threadRandom!.next(below: i + 1)
+                    if j != i { order[i] = order[j] }
+                    order[j] = i
                 }
-                return true
-            }
-            // 4. Withdraw the losing registrations, then report the winner.
-            var fired = -1
-            for i in 0..<n {
-                if ops[i].collect() { fired = i } else { ops[i].unregister() }
-            }
-            if fired >= 0 { return fired }
-            switch cause {
-            case .notified: continue  // a channel became ready during registration
-            case .timedOut: return _selectTimedOut
-            case .cancelled, .deadlock: throw CancellationError()
+                for k in 0..<n where ops[order[k]].poll(slot) {
+                    return order[k]
+                }
+                // 2. Nothing ready.
+                if hasDefault { return _selectDefault }
+                // 3. Register everywhere and park.
+                for i in 0..<n { waiters[i] = Waiter() }
+                let cause = Park.wait(reason: .select, deadline: deadline, cancellable: true) { waker in
+                    for k in 0..<n {
+                        let i = order[k]
+                        if !ops[i].register(waiters + i, slot, waker) {
+                            return false  // became ready meanwhile: retry the round
+                        }
+                    }
+                    return true
+                }
+                // 4. Withdraw the losing registrations, then report the winner.
+                // A waiter that was never queued this round has no target.
+                var fired = -1
+                for i in 0..<n where waiters[i].target != nil {
+                    if waiters[i].outcome != .waiting {
+                        ops[i].collect(waiters + i)
+                        fired = i
+                    } else {
+                        ops[i].unregister(waiters + i)
+                    }
+                }
+                if fired >= 0 { return fired }
+                switch cause {
+                case .notified: continue  // a channel became ready during registration
+                case .timedOut: return _selectTimedOut
+                case .cancelled, .deadlock: throw CancellationError()
+                }
             }
         }
     }
@@ -214,13 +245,34 @@ private struct UnsafeSelectOperations {
 /// `Case.default`, written inside the select's braces. `Result` is what
 /// the case bodies, and so the select, return.
 public struct SelectCase<Result> {
-    /// Every kind of case is one object, so copying a case (the builder's
-    /// arrays copy them through value witnesses) is a single retain.
-    @usableFromInline let node: TypedSelectOperation<Result>
+    /// A single case: every kind is one object, so copying a case (the
+    /// builder's arrays copy them through value witnesses) is a retain or
+    /// two. Nil for a group.
+    @usableFromInline let node: TypedSelectOperation<Result>?
+    /// The members of a group (a block of several cases, an `if` or a
+    /// `for`); empty for a single case. An array, not a group object: the
+    /// variadic array `buildBlock` gets is all a plain list of cases costs.
+    @usableFromInline let group: [SelectCase<Result>]
 
     @inlinable
     init(_ node: TypedSelectOperation<Result>) {
         self.node = node
+        group = []
+    }
+
+    @inlinable
+    init(group: [SelectCase<Result>]) {
+        node = nil
+        self.group = group
+    }
+
+    /// Channel operations in this case, groups included.
+    @inlinable
+    var operationCount: Int {
+        if let node { return node.role == .channel ? 1 : 0 }
+        var n = 0
+        for member in group { n += member.operationCount }
+        return n
     }
 
     /// Receives from `channel`. The body gets the value, or nil if the
@@ -229,7 +281,9 @@ public struct SelectCase<Result> {
     public static func receive<Element>(
         _ channel: Channel<Element>, _ body: @escaping (Element?) throws -> Result
     ) -> SelectCase {
-        SelectCase(ReceiveOperation(channel: channel, body: body))
+        SelectCase(ReceiveOperation(channel: channel, body: body) { op, value in
+            try op.body(value.map { $0.assumingMemoryBound(to: Element.self).move() })
+        })
     }
 
     /// Sends `value` on `channel`, then runs the body. If the channel is
@@ -264,18 +318,18 @@ public typealias Case<Result> = SelectCase<Result>
 ///
 /// Every component is a single `SelectCase` (a block of several, an `if`
 /// or a `for` becomes a group), so a plain list of cases costs the variadic
-/// array of `buildBlock` and a group, instead of an array per case.
+/// array of `buildBlock` only, instead of an array per case.
 @resultBuilder
 public enum SelectBuilder<Result> {
     @inlinable
     public static func buildExpression(_ c: SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
     public static func buildBlock(_ cases: SelectCase<Result>...) -> SelectCase<Result> {
-        cases.count == 1 ? cases[0] : SelectCase(GroupCase(cases))
+        cases.count == 1 ? cases[0] : SelectCase(group: cases)
     }
     @inlinable
     public static func buildOptional(_ c: SelectCase<Result>?) -> SelectCase<Result> {
-        c ?? SelectCase(GroupCase([]))
+        c ?? SelectCase(group: [])
     }
     @inlinable
     public static func buildEither(first c: SelectCase<Result>) -> SelectCase<Result> { c }
@@ -283,12 +337,11 @@ public enum SelectBuilder<Result> {
     public static func buildEither(second c: SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
     public static func buildArray(_ cases: [SelectCase<Result>]) -> SelectCase<Result> {
-        SelectCase(GroupCase(cases))
+        SelectCase(group: cases)
     }
     @inlinable
     public static func buildFinalResult(_ c: SelectCase<Result>) -> [SelectCase<Result>] {
-        if c.node.role == .group { return unsafeDowncast(c.node, to: GroupCase<Result>.self).cases }
-        return [c]
+        c.node == nil ? c.group : [c]
     }
 }
 
@@ -301,120 +354,106 @@ public enum SelectBuilder<Result> {
 class SelectOperation {
     /// What a case is; only `.channel` ones reach the select loop.
     @usableFromInline
-    enum Role: UInt8 { case channel, timeout, `default`, group }
+    enum Role: UInt8 { case channel, timeout, `default` }
 
     @usableFromInline let role: Role
+    /// A receive case's element size and alignment: the select gives all
+    /// its receive cases one slot that fits each of them.
+    @usableFromInline let valueSize: Int
+    @usableFromInline let valueAlignment: Int
 
     @usableFromInline
-    init(role: Role) {
+    init(role: Role, valueSize: Int = 0, valueAlignment: Int = 1) {
         self.role = role
+        self.valueSize = valueSize
+        self.valueAlignment = valueAlignment
     }
 
-    /// Channel operations in this case, groups included.
-    @usableFromInline
-    var operationCount: Int { role == .channel ? 1 : 0 }
-
-    /// Completes the operation now if that needs no waiting.
-    func poll() -> Bool { fatalError("subclass responsibility") }
-    /// Queues a waiter for `waker`; false (nothing queued) if the operation
-    /// could complete now.
-    func register(_ waker: Waker) -> Bool { fatalError("subclass responsibility") }
-    /// Unlinks the waiter if it is still queued.
-    func unregister() { fatalError("subclass responsibility") }
-    /// After a wait: whether a counterpart completed this case (or closed
-    /// its channel) meanwhile; if so, records the outcome for the body.
-    func collect() -> Bool { fatalError("subclass responsibility") }
+    /// Completes the operation now if that needs no waiting (a receive
+    /// moves its value into `slot`).
+    func poll(_ slot: UnsafeMutableRawPointer) -> Bool { fatalError("subclass responsibility") }
+    /// Queues `waiter` (fresh, on the select's stack) for `waker`; false
+    /// (nothing queued) if the operation could complete now. A receive's
+    /// counterpart will write the value into `slot`.
+    func register(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
+        fatalError("subclass responsibility")
+    }
+    /// Unlinks `waiter` if it is still queued.
+    func unregister(_ waiter: WaiterRef) { fatalError("subclass responsibility") }
+    /// After a wait in which a counterpart completed this case (or closed
+    /// its channel): records the outcome in `waiter` for the body.
+    func collect(_ waiter: WaiterRef) { fatalError("subclass responsibility") }
 }
 
 /// A select case that knows its body's result type: a channel operation,
 /// or one of the other kinds below.
 @usableFromInline
 class TypedSelectOperation<Result>: SelectOperation {
-    /// Runs the case's body with the operation's outcome. Called once,
-    /// after `poll` or `collect` reported the case as the one that happened.
+    /// Runs the case's body with the operation's outcome (a receive's value
+    /// is in `slot`). Called once, after `poll` or `collect` reported the
+    /// case as the one that happened.
     @usableFromInline
-    func run() throws -> Result { fatalError("subclass responsibility") }
+    func run(_ slot: UnsafeMutableRawPointer) throws -> Result { fatalError("subclass responsibility") }
 }
 
-/// A receive case. The value ends up in `slot`: moved there from a stack
-/// slot when a poll takes it, or written there by a sender while the
-/// select is parked. `slot` is allocated only then, so a ready select pays
-/// for one slot, not one per case.
+/// A receive case. The value ends up in the select's shared slot: moved
+/// there by a poll, or written there by a sender while the select is
+/// parked.
 ///
-/// Deliberately no `Element?` property: this code runs unspecialized, and
-/// every use of `Optional<Element>` would cost a metadata lookup (see
-/// Waiter.swift); a raw slot plus a flag costs one allocation instead.
+/// This code runs unspecialized, so it never forms an `Element?` (every
+/// use of `Optional<Element>` would cost a metadata lookup, see
+/// Waiter.swift): the body is called through `deliver`, a closure without
+/// captures that `Case.receive` writes in the caller's module, where
+/// `Element` is a concrete type.
 @usableFromInline
 final class ReceiveOperation<Element: Sendable, Result>: TypedSelectOperation<Result> {
     private let channel: Channel<Element>
-    private let body: (Element?) throws -> Result
-    /// Initialized exactly when `hasValue`.
-    private var slot: UnsafeMutablePointer<Element>?
-    private var hasValue = false
-    private var waiter: Waiter?
-    private var registered = false
+    @usableFromInline let body: (Element?) throws -> Result
+    /// Calls `body` with the value at the pointer (moved out), or nil.
+    private let deliver: (ReceiveOperation, UnsafeMutableRawPointer?) throws -> Result
+    /// The slot holds a value (else the channel was closed and drained).
+    /// Unchecked: only the selecting thread touches an operation, and the
+    /// dynamic exclusivity check cost more than the poll it guards.
+    @exclusivity(unchecked) private var hasValue = false
 
     @usableFromInline
-    init(channel: Channel<Element>, body: @escaping (Element?) throws -> Result) {
+    init(
+        channel: Channel<Element>, body: @escaping (Element?) throws -> Result,
+        deliver: @escaping (ReceiveOperation, UnsafeMutableRawPointer?) throws -> Result
+    ) {
         self.channel = channel
         self.body = body
-        super.init(role: .channel)
+        self.deliver = deliver
+        super.init(role: .channel, valueSize: MemoryLayout<Element>.size, valueAlignment: MemoryLayout<Element>.alignment)
     }
 
-    deinit {
-        if let slot {
-            if hasValue { slot.deinitialize(count: 1) }
-            slot.deallocate()
+    override func poll(_ slot: UnsafeMutableRawPointer) -> Bool {
+        switch channel.pollReceive(into: slot.assumingMemoryBound(to: Element.self)) {
+        case .done:
+            hasValue = true
+            return true
+        case .closed:
+            return true
+        case .wouldBlock:
+            return false
         }
     }
 
-    private func allocatedSlot() -> UnsafeMutablePointer<Element> {
-        if let slot { return slot }
-        let s = UnsafeMutablePointer<Element>.allocate(capacity: 1)
-        slot = s
-        return s
+    override func register(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
+        waiter.pointee.elem = slot
+        return channel.register(waiter, in: .receivers, waker: waker)
     }
 
-    override func poll() -> Bool {
-        withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
-            let p = buffer.baseAddress.unsafelyUnwrapped
-            switch channel.pollReceive(into: p) {
-            case .done:
-                allocatedSlot().moveInitialize(from: p, count: 1)
-                hasValue = true
-                return true
-            case .closed:
-                return true
-            case .wouldBlock:
-                return false
-            }
-        }
+    override func unregister(_ waiter: WaiterRef) {
+        channel.unregister(waiter, from: .receivers)
     }
 
-    override func register(_ waker: Waker) -> Bool {
-        let w = waiter ?? Waiter()
-        waiter = w
-        w.elem = UnsafeMutableRawPointer(allocatedSlot())
-        registered = channel.register(w, in: .receivers, waker: waker)
-        return registered
+    override func collect(_ waiter: WaiterRef) {
+        hasValue = waiter.pointee.outcome == .completed
     }
 
-    override func unregister() {
-        guard registered, let w = waiter else { return }
-        registered = false
-        channel.unregister(w, from: .receivers)
-    }
-
-    override func collect() -> Bool {
-        guard let w = waiter, w.outcome != .waiting else { return false }
-        hasValue = w.outcome == .completed
-        return true
-    }
-
-    override func run() throws -> Result {
-        guard hasValue, let slot else { return try body(nil) }
-        hasValue = false
-        return try body(slot.move())
+    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result {
+        try deliver(self, hasValue ? slot : nil)
     }
 }
 
@@ -426,11 +465,9 @@ final class SendOperation<Element: Sendable, Result>: TypedSelectOperation<Resul
     private let value: Element
     private let body: () throws -> Result
     /// The parked select's offer: a copy of `value` a receiver copies from.
-    private var slot: UnsafeMutablePointer<Element>?
+    @exclusivity(unchecked) private var slot: UnsafeMutablePointer<Element>?
     /// The channel turned out to be closed: `run` throws.
-    private var foundClosed = false
-    private var waiter: Waiter?
-    private var registered = false
+    @exclusivity(unchecked) private var foundClosed = false
 
     @usableFromInline
     init(channel: Channel<Element>, value: Element, body: @escaping () throws -> Result) {
@@ -447,7 +484,7 @@ final class SendOperation<Element: Sendable, Result>: TypedSelectOperation<Resul
         }
     }
 
-    override func poll() -> Bool {
+    override func poll(_ slot: UnsafeMutableRawPointer) -> Bool {
         switch withUnsafePointer(to: value, { channel.pollSend(from: $0) }) {
         case .done:
             return true
@@ -459,31 +496,24 @@ final class SendOperation<Element: Sendable, Result>: TypedSelectOperation<Resul
         }
     }
 
-    override func register(_ waker: Waker) -> Bool {
-        let w = waiter ?? Waiter()
-        waiter = w
+    override func register(_ waiter: WaiterRef, _ receiveSlot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
         if slot == nil {
             slot = .allocate(capacity: 1)
             slot.unsafelyUnwrapped.initialize(to: value)
         }
-        w.elem = UnsafeMutableRawPointer(slot.unsafelyUnwrapped)
-        registered = channel.register(w, in: .senders, waker: waker)
-        return registered
+        waiter.pointee.elem = UnsafeMutableRawPointer(slot.unsafelyUnwrapped)
+        return channel.register(waiter, in: .senders, waker: waker)
     }
 
-    override func unregister() {
-        guard registered, let w = waiter else { return }
-        registered = false
-        channel.unregister(w, from: .senders)
+    override func unregister(_ waiter: WaiterRef) {
+        channel.unregister(waiter, from: .senders)
     }
 
-    override func collect() -> Bool {
-        guard let w = waiter, w.outcome != .waiting else { return false }
-        foundClosed = w.outcome == .closed
-        return true
+    override func collect(_ waiter: WaiterRef) {
+        foundClosed = waiter.pointee.outcome == .closed
     }
 
-    override func run() throws -> Result {
+    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result {
         if foundClosed { throw ChannelError.closed }
         return try body()
     }
@@ -502,7 +532,7 @@ final class TimeoutCase<Result>: TypedSelectOperation<Result> {
         super.init(role: .timeout)
     }
 
-    override func run() throws -> Result { try body() }
+    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result { try body() }
 }
 
 /// `Case.default`: its body runs when nothing was ready.
@@ -516,24 +546,5 @@ final class DefaultCase<Result>: TypedSelectOperation<Result> {
         super.init(role: .default)
     }
 
-    override func run() throws -> Result { try body() }
-}
-
-/// Several cases from a block, an `if` or a `for` (see SelectBuilder).
-@usableFromInline
-final class GroupCase<Result>: TypedSelectOperation<Result> {
-    @usableFromInline let cases: [SelectCase<Result>]
-
-    @usableFromInline
-    init(_ cases: [SelectCase<Result>]) {
-        self.cases = cases
-        super.init(role: .group)
-    }
-
-    @usableFromInline
-    override var operationCount: Int {
-        var n = 0
-        for c in cases { n += c.node.operationCount }
-        return n
-    }
+    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result { try body() }
 }

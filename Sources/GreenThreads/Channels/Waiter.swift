@@ -9,73 +9,48 @@
 // into its own thread's stack, as Go's `sudog.elem` does: only the code at
 // the two ends of a hand-off knows the type.
 //
+// ## Where a waiter lives
+//
+// On the waiting thread's own stack (`Waiter.withTemporary`), not on the
+// heap. A green thread's stack never moves, and the operation that queued
+// a waiter cannot return before the waiter is out of every queue (a
+// claimer dequeues it; a wait that ended otherwise unlinks it itself). So
+// the stack frame outlives every use of the waiter, and a wait costs no
+// allocation and no reference counting: the list links, the queue heads and
+// the waiter's reference to its thread are plain pointers. (Go must keep
+// sudogs on the heap, with a per-P cache, because goroutine stacks move.)
+// Measured on pingpong: the heap `Waiter` class and its strong links were
+// a third of the instructions of a round trip, mostly atomic
+// retain/release.
+//
 // ## Ownership of a waiter
 //
-// A waiter object moves through three owners, and its mutable fields belong
-// to exactly one of them at a time:
+// A waiter moves through three owners, and its fields belong to exactly
+// one of them at a time:
 //
 // 1. Its *waiting thread*, which fills it in (the value it offers, if it
 //    sends) before queueing it.
 // 2. The *queue's lock* (a channel's or a primitive's SpinLock) while it is
 //    queued. Anyone holding that lock may unlink it.
-// 3. Whoever wins its `Waker`'s claim (see `Waker.claim`). A channel claims
-//    a waiter only while dequeuing it under the queue lock, so from then on
-//    the waiter is in no queue and the claimer alone may write its result
-//    fields. The claimer then calls `Waker.resume`, whose release (the
-//    fiber's run-state CAS or the futex word) hands the fields back to the
-//    waiting thread.
+// 3. Whoever wins its claim (see `claim`). A channel claims a waiter only
+//    while dequeuing it under the queue lock, so from then on the waiter is
+//    in no queue and the claimer alone may write its result fields. The
+//    claimer then calls `resume`, whose release (the fiber's run-state CAS
+//    or the futex word) hands the fields back to the waiting thread. The
+//    claimer must not touch the waiter after `resume`: the waiting thread
+//    may already have returned and its stack frame be gone.
 //
 // A waiter whose wait ended some other way (cancellation, a timeout, another
 // select case) stays queued until its own thread, or a channel operation
 // that finds its claim dead, unlinks it under the queue lock.
 
-/// The two halves of `Waker.wake`, for hand-offs that must write into the
-/// waiter between winning the claim and resuming it.
-///
-/// A channel delivering a value must not write the receiver's slot before it
-/// knows the receiver is still waiting (it may have been cancelled, timed
-/// out, or have been taken by another case of its select), and must not
-/// resume it before the slot holds the value. So: claim, write, resume.
-extension Waker {
-    /// Wins this wait's claim without resuming the waiter. On success the
-    /// caller must call `resume` exactly once, after writing the results.
-    @inline(__always)
-    func claim() -> Bool {
-        // acquiring: we see everything the waiter wrote before arming and
-        // queueing; releasing: pairs with the waiter's own disarm.
-        target.claim.compareExchange(
-            expected: ticket, desired: ticket &+ 1,
-            successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
-        ).exchanged
-    }
-
-    /// Resumes a waiter whose claim the caller won. Never under a SpinLock:
-    /// readying a green thread may wake a sleeping worker (a futex call).
-    @inline(__always)
-    func resume(_ cause: WakeCause = .notified) {
-        target.cause = cause
-        target.resumeFromWait()
-    }
-
-    /// Whether `other` is a waker for the very same wait (a select's own
-    /// registration on another case).
-    @inline(__always)
-    func isSameWait(as other: Waker) -> Bool {
-        target === other.target && ticket == other.ticket
-    }
-}
-
 /// One green thread or OS thread parked in a channel operation (a plain
 /// `send`/`receive`, or one case of a `select`), or in a Sync primitive.
+/// Always used through a `WaiterRef` to the waiting thread's stack.
 ///
-/// A select queues one waiter per channel case, all with the same `Waker`,
-/// so at most one of them can ever be claimed.
-final class Waiter: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable and @exclusivity(unchecked): the fields
-    // follow the hand-over protocol at the top of this file; every access
-    // is made by the one current owner, so the dynamic exclusivity check
-    // would only cost time on the hot path.
-
+/// A select queues one waiter per channel case, all for the same wait, so
+/// at most one of them can ever be claimed.
+struct Waiter {
     /// How the wait ended, written by the claimer before `resume`.
     enum Outcome: UInt8 {
         case waiting    // not claimed (yet)
@@ -84,25 +59,114 @@ final class Waiter: @unchecked Sendable {
         case closed     // the channel was closed: nothing moved
     }
 
-    @exclusivity(unchecked) var waker: Waker?
+    /// The waiting thread and its wait's ticket (see `Waker`). Unretained:
+    /// the thread is parked in the operation that queued this waiter, so it
+    /// outlives every access a claimer makes before `resume`.
+    var target: Unmanaged<WaitTarget>?
+    var ticket: UInt64 = 0
     /// Channels: the waiting thread's value slot, typed by the channel. A
     /// parked sender's holds its value (the receiver copies it out); a
     /// parked receiver's is uninitialized until a sender fills it in.
     /// Either way it lives on the waiting thread's stack (or in its select
     /// case), which stays put while it waits.
-    @exclusivity(unchecked) var elem: UnsafeMutableRawPointer?
-    @exclusivity(unchecked) var outcome = Outcome.waiting
+    var elem: UnsafeMutableRawPointer?
+    var outcome = Outcome.waiting
+    var isQueued = false
     /// GreenMutex: when the thread first queued (monotonic ns), kept across
     /// re-queues so it notices that it is starving.
-    @exclusivity(unchecked) var queuedAt: Int64 = 0
-    @exclusivity(unchecked) var next: Waiter?
-    // SAFETY: unowned(unsafe): `prev` is a node of the same list, kept
-    // alive by its predecessor's strong `next` (or the list's head) for as
-    // long as this node is linked; unlinking clears it.
-    @exclusivity(unchecked) unowned(unsafe) var prev: Waiter?
-    @exclusivity(unchecked) var isQueued = false
+    var queuedAt: Int64 = 0
+    var next: WaiterRef?
+    var prev: WaiterRef?
 
-    init() {}
+    /// Runs `body` with a fresh waiter on the caller's stack. The waiter
+    /// must be out of every queue when `body` returns (every operation
+    /// unlinks its waiter before returning; `WaiterList` checks on reuse).
+    @inline(__always)
+    static func withTemporary<R, E: Error>(_ body: (WaiterRef) throws(E) -> R) throws(E) -> R {
+        try withTemporary(count: 1, body)
+    }
+
+    /// `count` fresh waiters in a row on the caller's stack (a select's
+    /// cases), under the same rule.
+    @inline(__always)
+    static func withTemporary<R, E: Error>(count: Int, _ body: (WaiterRef) throws(E) -> R) throws(E) -> R {
+        try withUnsafeTemporaryAllocation(of: Waiter.self, capacity: count) { (buffer) throws(E) -> R in
+            let base = buffer.baseAddress.unsafelyUnwrapped
+            base.initialize(repeating: Waiter(), count: count)
+            // The frame is about to go: a waiter still linked would leave a
+            // dangling pointer in some queue.
+            defer {
+                for i in 0..<count {
+                    precondition(!base[i].isQueued, "GreenThreads: a waiter left its operation still queued")
+                }
+            }
+            return try body(base)
+        }
+    }
+}
+
+/// A waiter on some thread's stack (see the file header).
+typealias WaiterRef = UnsafeMutablePointer<Waiter>
+
+extension UnsafeMutablePointer where Pointee == Waiter {
+    /// Binds this waiter to `waker`'s wait, before queueing it.
+    @inline(__always)
+    func attach(_ waker: Waker) {
+        pointee.target = Unmanaged.passUnretained(waker.target)
+        pointee.ticket = waker.ticket
+        pointee.outcome = .waiting
+    }
+
+    /// Wins this wait's claim without resuming the waiter. On success the
+    /// caller must call `resume` exactly once, after writing the results.
+    ///
+    /// A channel delivering a value must not write the receiver's slot
+    /// before it knows the receiver is still waiting (it may have been
+    /// cancelled, timed out, or have been taken by another case of its
+    /// select), and must not resume it before the slot holds the value.
+    /// So: claim, write, resume.
+    @inline(__always)
+    func claim() -> Bool {
+        let ticket = pointee.ticket
+        return pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef {
+            // acquiring: we see everything the waiter wrote before arming
+            // and queueing; releasing: pairs with the waiter's own disarm.
+            $0.claim.compareExchange(
+                expected: ticket, desired: ticket &+ 1,
+                successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
+            ).exchanged
+        }
+    }
+
+    /// Resumes a waiter whose claim the caller won. Never under a SpinLock:
+    /// readying a green thread may wake a sleeping worker (a futex call).
+    /// The waiter is the waiting thread's again from the first instruction
+    /// of this call: nothing may touch it afterwards.
+    @inline(__always)
+    func resume(_ cause: WakeCause = .notified) {
+        let target = pointee.target.unsafelyUnwrapped
+        target._withUnsafeGuaranteedRef {
+            $0.cause = cause
+            $0.resumeFromWait()
+        }
+    }
+
+    /// Whether this wait is still open (nobody claimed it yet).
+    @inline(__always)
+    var isPending: Bool {
+        let ticket = pointee.ticket
+        return pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef {
+            $0.claim.load(ordering: .acquiring) == ticket
+        }
+    }
+
+    /// Whether this waiter belongs to the very same wait as `waker` (a
+    /// select's own registration on another case).
+    @inline(__always)
+    func isSameWait(as waker: Waker) -> Bool {
+        pointee.target.unsafelyUnwrapped.toOpaque() == Unmanaged.passUnretained(waker.target).toOpaque()
+            && pointee.ticket == waker.ticket
+    }
 }
 
 /// An intrusive doubly linked FIFO of waiters: O(1) append, pop and
@@ -110,37 +174,37 @@ final class Waiter: @unchecked Sendable {
 ///
 /// Not thread-safe: every use is under the owning primitive's lock.
 struct WaiterList {
-    private(set) var head: Waiter?
-    private var tail: Waiter?
+    private(set) var head: WaiterRef?
+    private var tail: WaiterRef?
     /// Queued nodes, including ones whose wait already ended (not yet
     /// unlinked).
     private(set) var count = 0
 
     var isEmpty: Bool { head == nil }
 
-    mutating func append(_ node: Waiter) {
-        precondition(!node.isQueued, "GreenThreads: waiter queued twice")
-        node.isQueued = true
-        node.next = nil
-        node.prev = tail
-        if let t = tail { t.next = node } else { head = node }
+    mutating func append(_ node: WaiterRef) {
+        precondition(!node.pointee.isQueued, "GreenThreads: waiter queued twice")
+        node.pointee.isQueued = true
+        node.pointee.next = nil
+        node.pointee.prev = tail
+        if let t = tail { t.pointee.next = node } else { head = node }
         tail = node
         count += 1
     }
 
     /// Puts `node` first: a mutex waiter that was woken and lost the race to
     /// a newcomer keeps its place at the head (Go's LIFO re-queue).
-    mutating func prepend(_ node: Waiter) {
-        precondition(!node.isQueued, "GreenThreads: waiter queued twice")
-        node.isQueued = true
-        node.prev = nil
-        node.next = head
-        if let h = head { h.prev = node } else { tail = node }
+    mutating func prepend(_ node: WaiterRef) {
+        precondition(!node.pointee.isQueued, "GreenThreads: waiter queued twice")
+        node.pointee.isQueued = true
+        node.pointee.prev = nil
+        node.pointee.next = head
+        if let h = head { h.pointee.prev = node } else { tail = node }
         head = node
         count += 1
     }
 
-    mutating func popFirst() -> Waiter? {
+    mutating func popFirst() -> WaiterRef? {
         guard let node = head else { return nil }
         remove(node)
         return node
@@ -148,13 +212,14 @@ struct WaiterList {
 
     /// Unlinks `node` if it is still queued; a no-op otherwise (a waker
     /// dequeued it first).
-    mutating func remove(_ node: Waiter) {
-        guard node.isQueued else { return }
-        if let p = node.prev { p.next = node.next } else { head = node.next }
-        if let n = node.next { n.prev = node.prev } else { tail = node.prev }
-        node.next = nil
-        node.prev = nil
-        node.isQueued = false
+    mutating func remove(_ node: WaiterRef) {
+        guard node.pointee.isQueued else { return }
+        let next = node.pointee.next, prev = node.pointee.prev
+        if let p = prev { p.pointee.next = next } else { head = next }
+        if let n = next { n.pointee.prev = prev } else { tail = prev }
+        node.pointee.next = nil
+        node.pointee.prev = nil
+        node.pointee.isQueued = false
         count -= 1
     }
 
@@ -163,13 +228,13 @@ struct WaiterList {
     /// unlink them anyway, and finding them here costs one failed CAS).
     /// The caller must `resume` the returned waiter.
     @inline(__always)
-    mutating func popClaimed() -> Waiter? {
+    mutating func popClaimed() -> WaiterRef? {
         head == nil ? nil : popClaimedSlow()
     }
 
-    private mutating func popClaimedSlow() -> Waiter? {
+    private mutating func popClaimedSlow() -> WaiterRef? {
         while let node = popFirst() {
-            if node.waker.unsafelyUnwrapped.claim() { return node }
+            if node.claim() { return node }
         }
         return nil
     }
@@ -180,11 +245,10 @@ struct WaiterList {
     mutating func hasLiveWaiter(otherThan own: Waker) -> Bool {
         var node = head
         while let n = node {
-            node = n.next
-            let w = n.waker.unsafelyUnwrapped
-            if !w.isPending {
+            node = n.pointee.next
+            if !n.isPending {
                 remove(n)
-            } else if !w.isSameWait(as: own) {
+            } else if !n.isSameWait(as: own) {
                 return true
             }
         }

@@ -2,10 +2,17 @@ import CContext
 import Synchronization
 
 /// What a parked green thread is waiting for; reported by deadlock detection.
+///
+/// The frequent waits have cases without a payload: storing a `String`
+/// reason on every park costs a retain and a release of it (measured on
+/// the channel round trip).
 enum WaitReason: Sendable, CustomStringConvertible {
     case none
     case sleep
     case join(UInt64)
+    case send
+    case receive
+    case select
     case other(String)
 
     var description: String {
@@ -13,6 +20,9 @@ enum WaitReason: Sendable, CustomStringConvertible {
         case .none: return "running"
         case .sleep: return "sleep"
         case .join(let id): return "join of green thread #\(id)"
+        case .send: return "send on a channel"
+        case .receive: return "receive from a channel"
+        case .select: return "select"
         case .other(let what): return what
         }
     }

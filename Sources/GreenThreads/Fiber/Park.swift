@@ -22,13 +22,28 @@ enum Park {
         core: RuntimeCore? = nil,
         register: (Waker) -> Bool
     ) -> WakeCause {
-        guard let w = Worker.current, let f = w.local.pointee.current?.takeUnretainedValue() else {
+        guard let raw = gt_current_worker(),
+              let f = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ $0.local.pointee.current })
+        else {
             return waitOnThread(deadline: deadline, core: core, register: register)
         }
-        // Both outlive the wait (the scheduler holds the fiber's +1 until it
-        // retires): no retain/release pair on the park path.
-        unowned(unsafe) let worker = w
-        unowned(unsafe) let fiber = f
+        // Guaranteed references: the worker outlives the wait, and the
+        // scheduler holds the fiber's +1 until it retires. A strong local
+        // for either costs an atomic retain/release pair per park (and the
+        // worker's count is shared with every thread that wakes one).
+        return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { worker in
+            f._withUnsafeGuaranteedRef { fiber in
+                parkGreen(worker, fiber, reason: reason, deadline: deadline, cancellable: cancellable, register: register)
+            }
+        }
+    }
+
+    /// `wait` on a green thread: steps 1-7 of ARCHITECTURE.md §7.
+    @inline(__always)
+    private static func parkGreen(
+        _ worker: Worker, _ fiber: Fiber, reason: () -> WaitReason, deadline: Int64?, cancellable: Bool,
+        register: (Waker) -> Bool
+    ) -> WakeCause {
         if cancellable && fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
         fiber.cancellableWait.store(cancellable, ordering: .relaxed)
         let ticket = fiber.arm()

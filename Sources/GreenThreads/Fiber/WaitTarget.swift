@@ -93,7 +93,12 @@ final class ThreadWaiter: WaitTarget, @unchecked Sendable {
     deinit { parker.deallocate() }
 
     override func resumeFromWait() {
+        // The blocked thread may return (and free us) as soon as the parker
+        // word changes, while the unpark is still in progress; channel
+        // waiters reach us unretained. Hold a reference across it.
+        let keep = Unmanaged.passRetained(self)
         gt_parker_unpark(parker)
+        keep.release()
     }
 
     /// Blocks until the armed ticket is claimed or the deadline (monotonic

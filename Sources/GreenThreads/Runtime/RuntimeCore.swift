@@ -199,10 +199,15 @@ final class RuntimeCore: @unchecked Sendable {
     /// (run next, for a warm hand-off), else on the injection queue.
     func schedule(_ fiber: Fiber, woken: Bool) {
         let u = Unmanaged.passUnretained(fiber)
-        let local = withLocalWorker { w -> Bool in
-            guard let w else { return false }
-            w.pushRunNext(u)
-            return true
+        // Not through `withLocalWorker`: forming its `Worker?` argument
+        // retains and releases the worker, an atomic pair on every wake.
+        var local = false
+        if let raw = gt_current_worker() {
+            local = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { w in
+                guard w.coreAddress == Unmanaged.passUnretained(self).toOpaque() else { return false }
+                w.pushRunNext(u)
+                return true
+            }
         }
         if !local {
             externalWakes.add(1, ordering: .relaxed)

@@ -53,21 +53,23 @@ public final class GreenCondition: @unchecked Sendable {
     }
 
     private func wait(_ mutex: GreenMutex, deadline: Int64?) throws -> Bool {
-        let me = Waiter()
         var queued = false
-        let cause = Park.wait(reason: .other("GreenCondition.wait"), deadline: deadline, cancellable: true) { waker in
-            lock.lock()
-            me.waker = waker
-            waiters.append(me)
-            queued = true
-            lock.unlock()
-            // Queued first, unlocked second: see the file header.
-            mutex.unlock()
-            return true
+        let cause = Waiter.withTemporary { me -> WakeCause in
+            let cause = Park.wait(reason: .other("GreenCondition.wait"), deadline: deadline, cancellable: true) { waker in
+                lock.lock()
+                me.attach(waker)
+                waiters.append(me)
+                queued = true
+                lock.unlock()
+                // Queued first, unlocked second: see the file header.
+                mutex.unlock()
+                return true
+            }
+            if queued && cause != .notified { lock.withLock { waiters.remove(me) } }
+            return cause
         }
         // Cancelled before queueing: the mutex was never released.
         guard queued else { throw CancellationError() }
-        if cause != .notified { lock.withLock { waiters.remove(me) } }
         mutex.lockUncancellable()
         switch cause {
         case .notified: return true
@@ -82,16 +84,25 @@ public final class GreenCondition: @unchecked Sendable {
         lock.lock()
         let w = waiters.popClaimed()
         lock.unlock()
-        w?.waker.unsafelyUnwrapped.resume()
+        w?.resume()
     }
 
     /// Wakes every waiting thread.
     public func broadcast() {
-        var woken: [Waiter] = []
+        // Claimed under the lock, chained through `next` (which popClaimed
+        // just cleared), resumed after it.
+        var woken: WaiterRef?
         lock.lock()
-        while let w = waiters.popClaimed() { woken.append(w) }
+        while let w = waiters.popClaimed() {
+            w.pointee.next = woken
+            woken = w
+        }
         lock.unlock()
-        for w in woken { w.waker.unsafelyUnwrapped.resume() }
+        while let w = woken {
+            woken = w.pointee.next  // before the resume hands the waiter back
+            w.pointee.next = nil
+            w.resume()
+        }
     }
 
     /// Queued waiters, live or dead (for tests).

@@ -66,30 +66,29 @@ public final class GreenSemaphore: @unchecked Sendable {
             lock.unlock()
             return true
         }
-        let me = Waiter()
         var queued = false
-        let cause = Park.wait(reason: .other("GreenSemaphore.acquire"), deadline: deadline, cancellable: true) { waker in
-            // Still under `lock` from the check above: a release cannot
-            // slip in between and bank a permit we would not see.
-            me.waker = waker
-            waiters.append(me)
-            queued = true
-            lock.unlock()
-            return true
+        let cause = Waiter.withTemporary { me -> WakeCause in
+            let cause = Park.wait(reason: .other("GreenSemaphore.acquire"), deadline: deadline, cancellable: true) { waker in
+                // Still under `lock` from the check above: a release cannot
+                // slip in between and bank a permit we would not see.
+                me.attach(waker)
+                waiters.append(me)
+                queued = true
+                lock.unlock()
+                return true
+            }
+            // Not notified: nobody claimed (so nobody dequeued) us.
+            if queued && cause != .notified { lock.withLock { waiters.remove(me) } }
+            return cause
         }
         guard queued else {
             lock.unlock()
             throw CancellationError()
         }
         switch cause {
-        case .notified:
-            return true  // the releaser handed us its permit
-        case .timedOut:
-            lock.withLock { waiters.remove(me) }
-            return false
-        case .cancelled, .deadlock:
-            lock.withLock { waiters.remove(me) }
-            throw CancellationError()
+        case .notified: return true  // the releaser handed us its permit
+        case .timedOut: return false
+        case .cancelled, .deadlock: throw CancellationError()
         }
     }
 
@@ -100,7 +99,7 @@ public final class GreenSemaphore: @unchecked Sendable {
         let w = waiters.popClaimed()
         if w == nil { permits += 1 }
         lock.unlock()
-        w?.waker.unsafelyUnwrapped.resume()
+        w?.resume()
     }
 
     /// Permits free right now (a snapshot).

@@ -34,13 +34,22 @@ public final class WaitGroup: @unchecked Sendable {
         lock.lock()
         counter += delta
         let now = counter
-        var woken: [Waiter] = []
+        // Claimed under the lock, chained through `next` (which popClaimed
+        // just cleared), resumed after it.
+        var woken: WaiterRef?
         if now == 0 {
-            while let w = waiters.popClaimed() { woken.append(w) }
+            while let w = waiters.popClaimed() {
+                w.pointee.next = woken
+                woken = w
+            }
         }
         lock.unlock()
         precondition(now >= 0, "GreenThreads: WaitGroup counter went negative (more done() than add())")
-        for w in woken { w.waker.unsafelyUnwrapped.resume() }
+        while let w = woken {
+            woken = w.pointee.next  // before the resume hands the waiter back
+            w.pointee.next = nil
+            w.resume()
+        }
     }
 
     /// Decrements the counter by one.
@@ -59,23 +68,26 @@ public final class WaitGroup: @unchecked Sendable {
             lock.unlock()
             return
         }
-        let me = Waiter()
-        var queued = false
-        let cause = Park.wait(reason: .other("WaitGroup.wait"), cancellable: true) { waker in
-            me.waker = waker
-            waiters.append(me)
-            queued = true
-            lock.unlock()
+        let ended = Waiter.withTemporary { me -> Bool in
+            var queued = false
+            let cause = Park.wait(reason: .other("WaitGroup.wait"), cancellable: true) { waker in
+                me.attach(waker)
+                waiters.append(me)
+                queued = true
+                lock.unlock()
+                return true
+            }
+            guard queued else {
+                lock.unlock()
+                return false
+            }
+            if cause != .notified {
+                lock.withLock { waiters.remove(me) }
+                return false
+            }
             return true
         }
-        guard queued else {
-            lock.unlock()
-            throw CancellationError()
-        }
-        if cause != .notified {
-            lock.withLock { waiters.remove(me) }
-            throw CancellationError()
-        }
+        if !ended { throw CancellationError() }
     }
 
     /// Adds one to the counter and runs `body` in a new green thread of the
