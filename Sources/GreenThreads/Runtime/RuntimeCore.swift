@@ -342,8 +342,12 @@ final class RuntimeCore: @unchecked Sendable {
         idle.wakeAll()
         // Workers leave their loop at the next switch. One still running a
         // green thread that never switches (a tight loop) cannot be joined:
-        // it is left running, and so is its stack.
-        let joinDeadline = gt_now_ns() + 200_000_000
+        // it is left running, and so is its stack. A whole second, because
+        // a worker that is merely descheduled on a loaded machine must not
+        // be mistaken for a stuck one: the stacks of everything it might
+        // still switch into are unmapped below. (A stuck worker keeps its
+        // anchor, so the core it reads stays alive.)
+        let joinDeadline = gt_now_ns() + 1_000_000_000
         var stuck = Set<Int>()
         for w in workers {
             if gt_thread_join_timeout(w.thread, max(0, joinDeadline - gt_now_ns())) != 0 { stuck.insert(w.index) }
