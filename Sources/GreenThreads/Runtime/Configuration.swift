@@ -50,6 +50,17 @@ extension Runtime {
         /// and a virtual clock, the same program and seed replay the same
         /// interleaving. nil: seeded from the clock.
         public var seed: UInt64?
+        /// How long a green thread may run without switching, while others
+        /// wait, before the runtime's monitor (sysmon) asks it to yield at its
+        /// next `GreenThread.checkpoint()`. nil: never ask. Go uses 10 ms.
+        public var preemptionThreshold: Duration?
+        /// How long a worker may stay inside one green thread, while others
+        /// wait and no worker is idle, before sysmon starts a replacement
+        /// worker so the waiting green threads keep running (a green thread
+        /// in an unannounced blocking call, or a loop that never calls
+        /// `checkpoint()`). The replacement retires once the stuck worker
+        /// switches again. nil: never. Neither applies under `.virtual` time.
+        public var handoffThreshold: Duration?
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -60,7 +71,9 @@ extension Runtime {
             shutdownGracePeriod: Duration = .seconds(2),
             unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil,
             clock: ClockMode = .real,
-            seed: UInt64? = nil
+            seed: UInt64? = nil,
+            preemptionThreshold: Duration? = .milliseconds(10),
+            handoffThreshold: Duration? = .milliseconds(20)
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -71,6 +84,8 @@ extension Runtime {
             self.unhandledErrorHandler = unhandledErrorHandler
             self.clock = clock
             self.seed = seed
+            self.preemptionThreshold = preemptionThreshold
+            self.handoffThreshold = handoffThreshold
         }
     }
 }
