@@ -186,6 +186,17 @@ struct SysmonTests {
         }
     }
 
+    @Test(arguments: [1, 2])
+    func deadlockIsDetectedWhenTheWaiterArrivesLate(workers: Int) throws {
+        let rt = Runtime(workers: workers)
+        defer { rt.shutdown() }
+        // Every worker is asleep, without watching, before anyone waits on
+        // the runtime: the join itself must start the deadlock check.
+        let h = rt.spawn { () -> Int in Channel<Int>(capacity: 0).receive() ?? 0 }
+        usleep(50_000)
+        #expect(throws: RuntimeError.self) { _ = try h.join() }
+    }
+
     @Test func shutdownCompletesWithAStuckWorker() throws {
         let rt = Runtime(configuration: .init(workers: 1, shutdownGracePeriod: .milliseconds(100)))
         let release = Atomic<Bool>(false)
@@ -206,6 +217,66 @@ struct SysmonTests {
         release.store(true, ordering: .releasing)
         usleep(20_000)
         withExtendedLifetime(rt) {}
+    }
+
+    @Test func aThreadWokenIntoTheStuckWorkersRunNextSlotStillRuns() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        let blockerDone = Atomic<Bool>(false)
+        let ranWhileBlocked = try rt.run { () throws -> Bool in
+            let ch = Channel<Int>(capacity: 0)
+            let receiver = go { () -> Bool in
+                _ = ch.receive()
+                return !blockerDone.load(ordering: .acquiring)
+            }
+            GreenThread.sleep(for: .milliseconds(2))  // the receiver is parked
+            let blocker = go {
+                // The send wakes the receiver into this worker's run-next
+                // slot, and then this worker blocks: only a replacement that
+                // steals the slot can run it.
+                try ch.send(1)
+                for _ in 0..<10 { usleep(10_000) }
+                blockerDone.store(true, ordering: .releasing)
+            }
+            try blocker.join()
+            return try receiver.join()
+        }
+        #expect(ranWhileBlocked)
+        #expect(rt.stats.handoffs >= 1)
+    }
+
+    @Test func aStuckReplacementIsReplacedToo() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        let ticks = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let during = try rt.run { () throws -> Int in
+            let ticker = go {
+                while !stop.load(ordering: .acquiring) {
+                    ticks.add(1, ordering: .relaxed)
+                    GreenThread.sleep(for: .milliseconds(1))
+                }
+            }
+            GreenThread.sleep(for: .milliseconds(3))
+            // Two blockers in a row: the second lands on the first one's
+            // replacement and blocks it too.
+            let blockers = (0..<2).map { i in
+                go {
+                    if i == 1 { GreenThread.sleep(for: .milliseconds(40)) }
+                    for _ in 0..<15 { usleep(10_000) }
+                }
+            }
+            GreenThread.sleep(for: .milliseconds(80))
+            let before = ticks.load(ordering: .relaxed)
+            _ = try joinAll(blockers)
+            let during = ticks.load(ordering: .relaxed) - before
+            stop.store(true, ordering: .releasing)
+            try ticker.join()
+            return during
+        }
+        #expect(during >= 20, "\(during) ticks")
+        #expect(rt.stats.handoffs >= 2, "\(rt.stats)")
+        #expect(eventually { rt.stats.replacementWorkers == 0 }, "\(rt.stats)")
     }
 
     @Test(arguments: [1, 2])

@@ -216,6 +216,10 @@ final class RuntimeCore: @unchecked Sendable {
 
     func beginExternalWait(_ waker: Waker) {
         waitersLock.withLock { externalWaiters[ObjectIdentifier(waker.target)] = waker }
+        // The last worker to fall asleep watches for a deadlock only if it
+        // saw a waiter; one that fell asleep before we registered sleeps
+        // without watching. Wake one to look again.
+        if mayBeDeadlocked() { idle.notifyWork() }
     }
 
     func endExternalWait(_ waker: Waker) {

@@ -3,9 +3,8 @@ import Synchronization
 
 /// Requests another thread leaves for a worker, in `Worker.interrupts`.
 ///
-/// One byte, so that `switchAway` pays a single relaxed load for all of
-/// them (the same load the stop flag alone cost before) and only the rare
-/// non-zero case goes out of line.
+/// One byte, so that `switchAway` pays a single relaxed load and a test for
+/// the ones that concern it (the same load the stop flag alone cost before).
 enum Interrupt {
     /// Shutdown: every switch returns to the scheduling loop, which exits.
     static let stop: UInt8 = 1
@@ -14,7 +13,13 @@ enum Interrupt {
     static let retire: UInt8 = 2
     /// Sysmon saw the current green thread run past the preemption
     /// threshold while others wait: `GreenThread.checkpoint()` yields.
+    /// Any switch satisfies it, but clearing it there would put a
+    /// read-modify-write (and a call) on the switch path: sysmon clears it
+    /// once it sees the worker's switch count move, and `checkpoint()` when
+    /// it honours it. Meanwhile a stale bit costs at most one extra yield.
     static let preempt: UInt8 = 4
+    /// The bits that send every switch back to the scheduling loop.
+    static let toLoop: UInt8 = stop | retire
 }
 
 extension Worker {
@@ -25,16 +30,11 @@ extension Worker {
         interrupts.bitwiseOr(Interrupt.preempt, ordering: .relaxed)
     }
 
-    /// The slow half of `switchAway`'s interrupt check. A preemption request
-    /// is satisfied by the switch itself (the thread is leaving the CPU), so
-    /// it is cleared; stop and retire send the switch to the scheduling
-    /// loop. Returns true when the switch must go to the loop.
-    @inline(never)
-    func takeInterrupts(_ bits: UInt8) -> Bool {
-        if bits & Interrupt.preempt != 0 {
+    /// The request is satisfied (the thread switched, or is about to).
+    func clearPreemption() {
+        if interrupts.load(ordering: .relaxed) & Interrupt.preempt != 0 {
             interrupts.bitwiseAnd(~Interrupt.preempt, ordering: .relaxed)
         }
-        return bits & (Interrupt.stop | Interrupt.retire) != 0
     }
 }
 
@@ -74,6 +74,7 @@ extension GreenThread {
     private static func honourInterrupt(_ worker: Worker) {
         // Only a green thread can yield; the scheduling loop never calls this.
         guard worker.local.pointee.current != nil else { return }
+        worker.clearPreemption()
         let now = worker.clock.now()
         if worker.core.earliestDeadline() <= now { _ = worker.core.fireRemoteTimers(now: now) }
         let tick = worker.local.pointee.tick

@@ -48,7 +48,9 @@ extension Worker {
         // Release: sysmon's acquire load of `dormant` sees the queues empty
         // and the count already down before it may activate us again.
         spareState.store(SpareState.dormant.rawValue, ordering: .releasing)
-        if handedBack > 0 || lastSpinner { idle.notifyWork() }
+        // Also when we were the last active worker awake: the sleepers
+        // counted us and did not watch for a deadlock; one must look again.
+        if handedBack > 0 || lastSpinner || core.mayBeDeadlocked() { idle.notifyWork() }
         while spareState.load(ordering: .acquiring) != SpareState.active.rawValue {
             if stopping.load(ordering: .acquiring) { return false }
             _ = gt_parker_park(spareParker, -1)

@@ -164,6 +164,8 @@ final class Sysmon: @unchecked Sendable {
             let running = w.runningGreen.load(ordering: .relaxed)
             let count = w.switchCount.load(ordering: .relaxed)
             if !running || count != watch[i].count {
+                // It switched: a preemption request for the old stall is spent.
+                if watch[i].preemptedAt != nil { w.clearPreemption() }
                 watch[i] = Watch(count: running ? count : -1, since: now)
                 continue
             }

@@ -264,8 +264,8 @@ final class Worker: @unchecked Sendable {
         // Once the runtime stops (or this spare must retire), every switch
         // goes back to the scheduling loop, so that green threads handing the
         // CPU to each other directly cannot keep a worker from exiting.
-        let interrupt = interrupts.load(ordering: .relaxed)
-        if interrupt == 0 || !takeInterrupts(interrupt), let next = nextLocal(oldestFirst: action == .requeue) {
+        if interrupts.load(ordering: .relaxed) & Interrupt.toLoop == 0,
+           let next = nextLocal(oldestFirst: action == .requeue) {
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
