@@ -16,6 +16,9 @@ enum CoreBenchmarks {
         Benchmark(name: "skew", unit: "ms",
                   summary: "10^4 tasks of ~50 us all spawned from one green thread (stealing)",
                   measure: skewTime),
+        Benchmark(name: "checkpoint", unit: "ns/call",
+                  summary: "GreenThread.checkpoint() in a green thread's loop, 10^8 calls, no request pending",
+                  singleThreaded: true, measure: { _ in try checkpointCost() }),
     ]
 
     static func switchCost(workers: Int) throws -> Double {
@@ -47,6 +50,24 @@ enum CoreBenchmarks {
             }
         }
         return ns / Double(batches * batch)
+    }
+
+    /// The price of a preemption point in a hot loop when sysmon has
+    /// nothing to ask (the common case): what a long loop pays per call.
+    static func checkpointCost() throws -> Double {
+        let rt = BenchRuntimes.runtime(workers: 1)
+        let calls = 100_000_000
+        return try rt.run { () -> Double in
+            var sink = 0
+            let ns = elapsedNanos {
+                for i in 0..<calls {
+                    sink &+= i
+                    GreenThread.checkpoint()
+                }
+            }
+            precondition(sink == calls &* (calls &- 1) / 2, "checkpoint benchmark: wrong sum")
+            return ns / Double(calls)
+        }
     }
 
     static func fib(_ n: Int) -> Int {

@@ -53,6 +53,17 @@ extension Runtime {
         /// Most OS threads `GreenThread.blocking` runs bodies on at once
         /// (started on demand; further calls queue). Default 64.
         public var blockingThreads: Int
+        /// How long a green thread may run without switching, while others
+        /// wait, before the runtime's monitor (sysmon) asks it to yield at its
+        /// next `GreenThread.checkpoint()`. nil: never ask. Go uses 10 ms.
+        public var preemptionThreshold: Duration?
+        /// How long a worker may stay inside one green thread, while others
+        /// wait and no worker is idle, before sysmon starts a replacement
+        /// worker so the waiting green threads keep running (a green thread
+        /// in an unannounced blocking call, or a loop that never calls
+        /// `checkpoint()`). The replacement retires once the stuck worker
+        /// switches again. nil: never. Neither applies under `.virtual` time.
+        public var handoffThreshold: Duration?
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -64,7 +75,9 @@ extension Runtime {
             unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil,
             clock: ClockMode = .real,
             seed: UInt64? = nil,
-            blockingThreads: Int = 64
+            blockingThreads: Int = 64,
+            preemptionThreshold: Duration? = .milliseconds(10),
+            handoffThreshold: Duration? = .milliseconds(20)
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -76,6 +89,8 @@ extension Runtime {
             self.clock = clock
             self.seed = seed
             self.blockingThreads = blockingThreads
+            self.preemptionThreshold = preemptionThreshold
+            self.handoffThreshold = handoffThreshold
         }
     }
 }

@@ -34,6 +34,12 @@ public final class Runtime: Sendable {
         if case .simulated(let nodes) = configuration.numa {
             precondition(nodes > 0, "GreenThreads: .simulated(nodes:) needs at least one node (got \(nodes))")
         }
+        for (name, value) in [("preemptionThreshold", configuration.preemptionThreshold),
+                              ("handoffThreshold", configuration.handoffThreshold)] {
+            if let value {
+                precondition(value > .zero, "GreenThreads: \(name) must be positive or nil (got \(value))")
+            }
+        }
         core = RuntimeCore(configuration: configuration)
     }
 
@@ -93,10 +99,10 @@ public final class Runtime: Sendable {
     public var stats: RuntimeStats { core.stats }
 
     /// Number of worker threads.
-    public var workerCount: Int { core.workers.count }
+    public var workerCount: Int { core.baseWorkerCount }
 
     /// How each worker was placed: (worker, NUMA node, CPU).
     public var placement: [(worker: Int, node: Int, cpu: Int?)] {
-        (0..<core.workers.count).map { ($0, core.topology.nodeOfWorker[$0], core.topology.cpuOfWorker[$0]) }
+        (0..<core.baseWorkerCount).map { ($0, core.topology.nodeOfWorker[$0], core.topology.cpuOfWorker[$0]) }
     }
 }

@@ -11,7 +11,14 @@ final class RuntimeCore: @unchecked Sendable {
     let configuration: Runtime.Configuration
     let topology: Topology
     let clock: RuntimeClock
+    /// The configured workers, then the spares sysmon may activate
+    /// (`baseWorkerCount..<workers.count`, see SpareWorker.swift).
     private(set) var workers: [Worker] = []
+    /// The configured number of workers.
+    let baseWorkerCount: Int
+    /// The monitor thread; nil under a virtual clock or with both of its
+    /// thresholds turned off.
+    private(set) var sysmon: Sysmon?
     private let injectors: [Injector]
     let idle: Idle
     let registry: Registry
@@ -58,28 +65,59 @@ final class RuntimeCore: @unchecked Sendable {
         topology = Topology(workers: n, mode: configuration.numa)
         clock = RuntimeClock(virtual: configuration.clock == .virtual)
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
-        idle = Idle(workerCount: n)
+        baseWorkerCount = n
+        let monitored = configuration.clock == .real
+            && (configuration.preemptionThreshold != nil || configuration.handoffThreshold != nil)
+        // Spares exist only where sysmon may hand off; each mirrors the
+        // placement of configured worker `index % n` and is never pinned.
+        let spares = monitored && configuration.handoffThreshold != nil ? max(2, n) : 0
+        let total = n + spares
+        idle = Idle(workerCount: n, capacity: total)
         blockingPool = BlockingPool(maxThreads: configuration.blockingThreads)
-        registry = Registry(shardCount: n + 1)
-        idStride = UInt64(n + 1)
-        for i in 0..<n {
+        registry = Registry(shardCount: total + 1)
+        idStride = UInt64(total + 1)
+        for i in 0..<total {
             workers.append(Worker(
-                index: i, node: topology.nodeOfWorker[i], core: self,
-                seed: (configuration.seed ?? gt_random_seed()) &+ UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15))
+                index: i, node: topology.nodeOfWorker[i % n], core: self,
+                seed: (configuration.seed ?? gt_random_seed()) &+ UInt64(i + 1) &* 0x9E37_79B9_7F4A_7C15,
+                spare: i >= n))
         }
+        // Each worker's victims: its mirror's steal order, with every
+        // configured worker followed by its spares (a dormant spare's queues
+        // are empty, so it costs a thief two loads).
         for w in workers {
             w.anchor = CoreAnchor(core: self)
-            w.victims = topology.stealOrder(fromWorker: w.index).map { group in
-                group.map { Unmanaged.passUnretained(workers[$0]) }
+            w.victims = topology.stealOrder(fromWorker: w.index % n).map { group in
+                group.flatMap { b in
+                    stride(from: b, to: total, by: n).map { Unmanaged.passUnretained(workers[$0]) }
+                }
             }
         }
-        for w in workers {
-            let arg = Unmanaged.passRetained(w).toOpaque()
-            var handle: UInt64 = 0
-            let rc = gt_thread_start(workerMain, arg, &handle)
-            precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(rc))")
-            w.thread = handle
+        for w in workers.prefix(n) { startThread(of: w) }
+        if monitored {
+            let sysmon = Sysmon(core: self,
+                                preemptNanos: configuration.preemptionThreshold.map(Self.nanos),
+                                handoffNanos: configuration.handoffThreshold.map(Self.nanos))
+            self.sysmon = sysmon
+            sysmon.start()
         }
+    }
+
+    /// Starts a worker's OS thread (spares: at their first activation).
+    func startThread(of w: Worker) {
+        let arg = Unmanaged.passRetained(w).toOpaque()
+        var handle: UInt64 = 0
+        let rc = gt_thread_start(workerMain, arg, &handle)
+        precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(rc))")
+        w.thread = handle
+    }
+
+    /// Whole nanoseconds of a positive duration, saturating.
+    static func nanos(_ d: Duration) -> Int64 {
+        let (s, atto) = d.components
+        let ns = s.multipliedReportingOverflow(by: 1_000_000_000)
+        let total = ns.partialValue.addingReportingOverflow(atto / 1_000_000_000)
+        return ns.overflow || total.overflow ? Int64.max : total.partialValue
     }
 
     @inline(__always)
@@ -211,7 +249,7 @@ final class RuntimeCore: @unchecked Sendable {
         }
         if !local {
             externalWakes.add(1, ordering: .relaxed)
-            injectors[topology.nodeOfWorker[fiber.registryShard % workers.count]].push(u)
+            injectors[workers[fiber.registryShard % workers.count].node].push(u)
         }
         idle.notifyWork()
     }
@@ -244,10 +282,10 @@ final class RuntimeCore: @unchecked Sendable {
 
     func beginExternalWait(_ waker: Waker) {
         waitersLock.withLock { externalWaiters[ObjectIdentifier(waker.target)] = waker }
-        // Every worker may have gone to sleep before this waiter counted
-        // (each saw no external waiter, so none watches for a deadlock):
-        // wake one to look again.
-        idle.notifyWork()
+        // The last worker to fall asleep watches for a deadlock only if it
+        // saw a waiter; one that fell asleep before we registered sleeps
+        // without watching. Wake one to look again.
+        if mayBeDeadlocked() { idle.notifyWork() }
     }
 
     func endExternalWait(_ waker: Waker) {
@@ -260,7 +298,12 @@ final class RuntimeCore: @unchecked Sendable {
     /// waiting on us: nothing inside the runtime can ever wake anything.
     func mayBeDeadlocked() -> Bool {
         guard configuration.deadlockDetection, !closed.load(ordering: .relaxed) else { return false }
-        guard idle.sleeping.load(ordering: .acquiring) == workers.count else { return false }
+        // Active workers: the configured ones plus replacement workers in
+        // use (a stuck worker is not asleep, so its spare's sleep is not
+        // taken for everyone's).
+        guard idle.sleeping.load(ordering: .acquiring) == idle.activeWorkers.load(ordering: .acquiring) else {
+            return false
+        }
         guard !hasVisibleWork(), earliestDeadline() == Int64.max else { return false }
         // Threads parked on an fd or in a blocking call wait for the outside
         // world, not for each other.
@@ -337,8 +380,14 @@ final class RuntimeCore: @unchecked Sendable {
         // Stale timers (lazily deleted) still hold their green threads, and
         // those hold this core: drop them so nothing outlives the runtime.
         for w in workers { for waker in w.timers.drainAll() { waker.wake(.cancelled) } }
+        // Sysmon first: from here on nothing activates a spare.
+        sysmon?.stop()
         stopping.store(true, ordering: .sequentiallyConsistent)
-        for w in workers { w.stopping.store(true, ordering: .sequentiallyConsistent) }
+        for w in workers {
+            w.stopping.store(true, ordering: .sequentiallyConsistent)
+            w.interrupts.bitwiseOr(Interrupt.stop, ordering: .sequentiallyConsistent)
+            if w.isSpare { gt_parker_unpark(w.spareParker) }
+        }
         idle.wakeAll()
         // Workers leave their loop at the next switch. One still running a
         // green thread that never switches (a tight loop) cannot be joined:
@@ -349,7 +398,7 @@ final class RuntimeCore: @unchecked Sendable {
         // anchor, so the core it reads stays alive.)
         let joinDeadline = gt_now_ns() + 1_000_000_000
         var stuck = Set<Int>()
-        for w in workers {
+        for w in workers where w.thread != 0 {
             if gt_thread_join_timeout(w.thread, max(0, joinDeadline - gt_now_ns())) != 0 { stuck.insert(w.index) }
         }
         // Green threads that ignored cancellation: nothing will resume them
@@ -413,7 +462,7 @@ final class RuntimeCore: @unchecked Sendable {
 
     var stats: RuntimeStats {
         var s = RuntimeStats()
-        s.workers = workers.count
+        s.workers = baseWorkerCount
         for w in workers {
             s.spawned += w.spawnedCount.load(ordering: .relaxed)
             s.completed += w.completedCount.load(ordering: .relaxed)
@@ -425,6 +474,11 @@ final class RuntimeCore: @unchecked Sendable {
         s.live = s.spawned - s.completed
         s.stacksMapped = stacksMapped.load(ordering: .relaxed)
         s.numaNodes = topology.nodeCount
+        if let sysmon {
+            s.handoffs = sysmon.handoffs.load(ordering: .relaxed)
+            s.replacementWorkers = sysmon.activeSpares
+            s.preemptionRequests = sysmon.preemptionRequests.load(ordering: .relaxed)
+        }
         return s
     }
 }

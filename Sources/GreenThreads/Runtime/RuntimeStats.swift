@@ -20,11 +20,20 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
     public var workers = 0
     /// NUMA nodes the workers are grouped into.
     public var numaNodes = 0
+    /// Times sysmon started a replacement worker because a worker was stuck
+    /// in one green thread while others waited (Go's syscall hand-off).
+    public var handoffs = 0
+    /// Replacement workers running now (back to 0 once stuck workers return).
+    public var replacementWorkers = 0
+    /// Times sysmon asked a long-running green thread to yield at its next
+    /// `GreenThread.checkpoint()`.
+    public var preemptionRequests = 0
 
     public init() {}
 
     public var description: String {
         "spawned \(spawned), completed \(completed), live \(live), steals \(steals), parks \(parks), "
-            + "switches \(switches), stacks \(stacksMapped), workers \(workers), nodes \(numaNodes)"
+            + "switches \(switches), stacks \(stacksMapped), workers \(workers), nodes \(numaNodes), "
+            + "handoffs \(handoffs), replacements \(replacementWorkers), preemption requests \(preemptionRequests)"
     }
 }

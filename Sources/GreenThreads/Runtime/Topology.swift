@@ -49,7 +49,9 @@ struct Topology: Sendable {
         }
     }
 
-    func cpu(ofWorker w: Int) -> Int? { cpuOfWorker[w] }
+    /// The CPU to pin worker `w` to; nil for a spare (SpareWorker.swift),
+    /// which runs wherever the kernel finds room.
+    func cpu(ofWorker w: Int) -> Int? { w < cpuOfWorker.count ? cpuOfWorker[w] : nil }
 
     func stealOrder(fromWorker w: Int) -> [[Int]] { stealGroups[w] }
 

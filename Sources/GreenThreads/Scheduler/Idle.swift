@@ -29,17 +29,22 @@ final class Idle: @unchecked Sendable {
     let sleepUntil = Atomic<Int64>(Int64.max)
     private let lock = SpinLock()
     private var sleepers: [Worker] = []
-    private let workerCount: Int
+    /// Workers taking part in scheduling: the configured ones plus the
+    /// replacement workers sysmon has activated (SpareWorker.swift).
+    let activeWorkers: Atomic<Int>
+    /// Rung when a worker stops sleeping, in case sysmon sleeps too.
+    let sysmonBell = SysmonBell()
 
-    init(workerCount: Int) {
-        self.workerCount = workerCount
-        sleepers.reserveCapacity(workerCount)
+    init(workerCount: Int, capacity: Int) {
+        activeWorkers = Atomic(workerCount)
+        sleepers.reserveCapacity(capacity)
     }
 
     /// May the caller start spinning? (Go: 2*nmspinning < nprocs - npidle.)
     func tryStartSpinning() -> Bool {
         // A lone worker has nobody to steal from; what comes from outside
         // arrives with a wake-up anyway.
+        let workerCount = activeWorkers.load(ordering: .relaxed)
         if workerCount == 1 { return false }
         let s = spinning.load(ordering: .relaxed)
         if 2 * s >= workerCount - sleeping.load(ordering: .relaxed) { return false }
@@ -73,6 +78,7 @@ final class Idle: @unchecked Sendable {
         if let worker {
             // The spinning count we took is now the woken worker's.
             worker.unpark()
+            sysmonBell.ring()
         } else {
             _ = spinning.subtract(1, ordering: .sequentiallyConsistent)
         }
@@ -116,10 +122,31 @@ final class Idle: @unchecked Sendable {
     /// spinning count) is on its way to the caller.
     func removeSleeper(_ worker: Worker) -> Bool {
         lock.lock()
-        defer { lock.unlock() }
-        guard let i = sleepers.firstIndex(where: { $0 === worker }) else { return false }
+        guard let i = sleepers.firstIndex(where: { $0 === worker }) else {
+            lock.unlock()
+            return false
+        }
         sleepers.remove(at: i)
         sleeping.subtract(1, ordering: .relaxed)
+        lock.unlock()
+        sysmonBell.ring()
+        return true
+    }
+
+    /// Wakes one particular sleeper as `wakeOne` would (it inherits a
+    /// spinning count). Sysmon uses it to tell a sleeping replacement
+    /// worker to retire. False if `worker` is not asleep.
+    func wake(_ worker: Worker) -> Bool {
+        lock.lock()
+        guard let i = sleepers.firstIndex(where: { $0 === worker }) else {
+            lock.unlock()
+            return false
+        }
+        sleepers.remove(at: i)
+        sleeping.subtract(1, ordering: .relaxed)
+        spinning.add(1, ordering: .sequentiallyConsistent)
+        lock.unlock()
+        worker.unpark()  // through the eventfd if it sleeps in epoll_wait
         return true
     }
 

@@ -78,6 +78,21 @@ final class Worker: @unchecked Sendable {
     let closing = Atomic<Bool>(false)
     var thread: UInt64 = 0
 
+    // Sysmon and hand-off (Sysmon.swift, SpareWorker.swift, Preemption.swift).
+    /// Requests that `switchAway` checks with one relaxed load
+    /// (`Interrupt` bits: stop, retire, preempt).
+    let interrupts = Atomic<UInt8>(0)
+    /// True while this worker is inside a green thread (set around the
+    /// scheduling loop's transfer): what sysmon's stall check watches.
+    let runningGreen = Atomic<Bool>(false)
+    /// A replacement worker, started by sysmon while a worker is stuck.
+    let isSpare: Bool
+    /// `SpareState` of a spare; written by sysmon (active) and the spare (dormant).
+    let spareState = Atomic<UInt8>(0)
+    /// Where a dormant spare waits for sysmon: separate from `parker`, so a
+    /// stale activation can never pass for an `Idle` wake-up.
+    let spareParker: UnsafeMutablePointer<gt_parker>
+
     // Counters, written only by this worker (plain load+store), read by anyone.
     let spawnedCount = Atomic<Int>(0)
     let completedCount = Atomic<Int>(0)
@@ -90,9 +105,10 @@ final class Worker: @unchecked Sendable {
     static let injectorTick: UInt32 = 61
     static let fairnessTick: UInt32 = 31
 
-    init(index: Int, node: Int, core: RuntimeCore, seed: UInt64) {
+    init(index: Int, node: Int, core: RuntimeCore, seed: UInt64, spare: Bool = false) {
         self.index = index
         self.node = node
+        isSpare = spare
         self.core = core
         idle = core.idle
         registry = core.registry
@@ -108,12 +124,16 @@ final class Worker: @unchecked Sendable {
         gt_context_init_base(&local.pointee.schedulerContext)
         parker = .allocate(capacity: 1)
         gt_parker_init(parker)
+        spareParker = .allocate(capacity: 1)
+        gt_parker_init(spareParker)
+        if spare { spareState.store(SpareState.dormant.rawValue, ordering: .relaxed) }
     }
 
     deinit {
         local.deinitialize(count: 1)
         local.deallocate()
         parker.deallocate()
+        spareParker.deallocate()
     }
 
     @inline(__always)
@@ -261,10 +281,11 @@ final class Worker: @unchecked Sendable {
         // retiring, this frame is abandoned, and any retain held in it (even
         // a temporary one for a property read) would leak that object.
         let fromContext = from._withUnsafeGuaranteedRef { $0.context }
-        // Once the runtime stops, every switch goes back to the scheduling
-        // loop, so that green threads handing the CPU to each other directly
-        // cannot keep a worker from exiting.
-        if !stopping.load(ordering: .relaxed), let next = nextLocal(oldestFirst: action == .requeue) {
+        // Once the runtime stops (or this spare must retire), every switch
+        // goes back to the scheduling loop, so that green threads handing the
+        // CPU to each other directly cannot keep a worker from exiting.
+        if interrupts.load(ordering: .relaxed) & Interrupt.toLoop == 0,
+           let next = nextLocal(oldestFirst: action == .requeue) {
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
@@ -388,7 +409,9 @@ final class Worker: @unchecked Sendable {
             l.pointee.current = f
             unowned(unsafe) let fiber = f.takeUnretainedValue()
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
+            runningGreen.store(true, ordering: .relaxed)
             gt_context_transfer(&l.pointee.schedulerContext, contextToRun(fiber))
+            runningGreen.store(false, ordering: .relaxed)
             Worker.finishSwitch()
         }
         gt_set_current_worker(nil)
@@ -399,6 +422,7 @@ final class Worker: @unchecked Sendable {
     private func findRunnable() -> Unmanaged<Fiber>? {
         while true {
             if stopping.load(ordering: .acquiring) { return nil }
+            if isSpare, !continueAsSpare() { return nil }
             if let f = nextLocal() { return found(f) }
             if let f = takeInjected() { return found(f) }
             if timers.fireExpiredIfAny() > 0 { continue }

@@ -1,0 +1,96 @@
+import CContext
+import Synchronization
+
+/// A spare's life cycle. Sysmon moves a spare from `dormant` to `active`
+/// (Go's syscall hand-off: a new M takes the stuck M's place); the spare
+/// moves itself back once told to retire.
+enum SpareState: UInt8 {
+    /// A configured worker; never changes.
+    case notSpare = 0
+    /// Not taking part in scheduling: no green thread, empty queues, not in
+    /// `Idle`'s counts; its thread (if ever started) waits on `spareParker`.
+    case dormant = 1
+    /// A full worker: counted in `Idle.activeWorkers`, runs, steals, sleeps.
+    case active = 2
+}
+
+/// How a replacement worker joins and leaves the scheduler.
+///
+/// Invariants (see docs/ARCHITECTURE.md, "Sysmon and hand-off"):
+/// * Only sysmon activates a spare, and only the spare deactivates itself,
+///   from its scheduling loop (no green thread on its stack), after moving
+///   everything in its deque and run-next slot to the injector.
+/// * `Idle.activeWorkers` counts exactly the configured workers plus the
+///   active spares; a dormant spare is neither sleeping nor spinning.
+/// * A dormant spare's timers stay in its heap, which every worker's timer
+///   scan covers; its deque is empty, so stealing from it finds nothing.
+extension Worker {
+    /// Called by a spare at the top of its search for work: returns
+    /// at once unless sysmon asked it to retire; then retires, waits
+    /// dormant until sysmon activates it again, and returns true (or false
+    /// once the runtime stops).
+    @inline(__always)
+    func continueAsSpare() -> Bool {
+        if interrupts.load(ordering: .relaxed) & Interrupt.retire == 0 { return true }
+        return retireAndWait()
+    }
+
+    @inline(never)
+    private func retireAndWait() -> Bool {
+        var lastSpinner = false
+        if local.pointee.isSpinning {
+            local.pointee.isSpinning = false
+            lastSpinner = idle.stopSpinning()
+        }
+        let handedBack = handBackQueued()
+        interrupts.bitwiseAnd(~Interrupt.retire, ordering: .relaxed)
+        idle.activeWorkers.subtract(1, ordering: .sequentiallyConsistent)
+        // Release: sysmon's acquire load of `dormant` sees the queues empty
+        // and the count already down before it may activate us again.
+        spareState.store(SpareState.dormant.rawValue, ordering: .releasing)
+        // Also when we were the last active worker awake: the sleepers
+        // counted us and did not watch for a deadlock; one must look again.
+        if handedBack > 0 || lastSpinner || core.mayBeDeadlocked() { idle.notifyWork() }
+        while spareState.load(ordering: .acquiring) != SpareState.active.rawValue {
+            if stopping.load(ordering: .acquiring) { return false }
+            _ = gt_parker_park(spareParker, -1)
+        }
+        return !stopping.load(ordering: .acquiring)
+    }
+
+    /// Moves the run-next slot and the whole deque to this node's injector,
+    /// where any worker finds them. Returns how many moved.
+    private func handBackQueued() -> Int {
+        var first: Unmanaged<Fiber>?
+        var last: Unmanaged<Fiber>?
+        var n = 0
+        func append(_ bits: UInt) {
+            let f = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+            if let l = last { l.takeUnretainedValue().queueNext = f } else { first = f }
+            last = f
+            n += 1
+        }
+        let next = runNext.exchange(0, ordering: .acquiring)
+        if next != 0 { append(next) }
+        // Oldest first, so the injector keeps their order.
+        while let bits = deque.stealOne() { append(bits) }
+        if let first, let last { homeInjector.pushBatch(first: first, last: last, count: n) }
+        return n
+    }
+
+    /// Sysmon: makes a dormant spare a full worker again, starting its
+    /// thread the first time.
+    func activateSpare() {
+        idle.activeWorkers.add(1, ordering: .sequentiallyConsistent)
+        spareState.store(SpareState.active.rawValue, ordering: .releasing)
+        if thread == 0 {
+            core.startThread(of: self)
+        } else {
+            gt_parker_unpark(spareParker)
+        }
+    }
+
+    var isActiveSpare: Bool {
+        isSpare && spareState.load(ordering: .acquiring) == SpareState.active.rawValue
+    }
+}

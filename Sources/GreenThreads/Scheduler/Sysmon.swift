@@ -1,0 +1,268 @@
+import CContext
+import Synchronization
+
+/// The runtime's monitor: one OS thread, outside the scheduler, that
+/// watches for workers stuck inside one green thread (Go's sysmon).
+///
+/// A worker is *stalled* when it has been inside a green thread (its
+/// `runningGreen` flag) and its switch counter has not moved since sysmon
+/// first saw that count: the same green thread has held it all along, in a
+/// long loop or an unannounced blocking call. Only a stall with other work
+/// waiting (queued green threads anywhere, or a due timer) matters:
+///
+/// 1. After `preemptionThreshold` sysmon sets the worker's preemption
+///    request, which `GreenThread.checkpoint()` honours by yielding.
+/// 2. After `handoffThreshold`, if the request was not honoured (within a
+///    grace period) and no worker is idle to pick the work up, sysmon
+///    activates a spare worker (SpareWorker.swift) that takes over the
+///    stuck worker's queue, steals, serves the injector and every timer.
+///    The stuck worker keeps its OS thread and green thread; a replacement
+///    only keeps the *others* running.
+/// 3. Once the stuck worker switches again, the spare is told to retire:
+///    it hands its queue to the injector and goes dormant, so the number of
+///    workers running green code is back to the configured count.
+///
+/// Sysmon sleeps between rounds: 20 µs at first, doubling up to 10 ms
+/// after 50 quiet rounds. When every worker has slept for a while it parks
+/// without a timeout, and a worker that stops sleeping rings `SysmonBell`
+/// to wake it: an idle runtime costs no CPU.
+final class Sysmon: @unchecked Sendable {
+    unowned(unsafe) let core: RuntimeCore
+    let bell: SysmonBell
+    let preemptNanos: Int64?
+    let handoffNanos: Int64?
+    private let stopRequested = Atomic<Bool>(false)
+    private var thread: UInt64 = 0
+
+    let handoffs = Atomic<Int>(0)
+    let preemptionRequests = Atomic<Int>(0)
+
+    static let minDelay: Int64 = 20_000
+    static let maxDelay: Int64 = 10_000_000
+    static let quietRoundsBeforeBackoff = 50
+    /// Rounds at the longest delay with every worker asleep before sysmon
+    /// parks for good (≈100 ms): a busy runtime that dips into idleness
+    /// between bursts does not pay a bell ring for every burst.
+    static let idleRoundsBeforeParking = 10
+    /// Time a preemption request gets before a hand-off: a loop that calls
+    /// `checkpoint()` honours it within nanoseconds unless its OS thread
+    /// is itself descheduled.
+    static let preemptionGrace: Int64 = 1_000_000
+
+    /// What sysmon last saw of one worker (sysmon thread only).
+    private struct Watch {
+        var count = -1
+        var since: Int64 = 0
+        var preemptedAt: Int64?
+    }
+
+    private var watch: [Watch]
+    /// Per worker: the spare replacing it.
+    private var replacement: [Int?]
+    /// Per spare: the worker it replaces and that worker's switch count at
+    /// the hand-off.
+    private var replacing: [(worker: Int, count: Int)?]
+    /// Spares told to retire that have not gone dormant yet.
+    private var retiring: Set<Int> = []
+
+    init(core: RuntimeCore, preemptNanos: Int64?, handoffNanos: Int64?) {
+        self.core = core
+        bell = core.idle.sysmonBell
+        self.preemptNanos = preemptNanos
+        self.handoffNanos = handoffNanos
+        let n = core.workers.count
+        watch = Array(repeating: Watch(), count: n)
+        replacement = Array(repeating: nil, count: n)
+        replacing = Array(repeating: nil, count: n)
+    }
+
+    func start() {
+        let rc = gt_thread_start(sysmonMain, Unmanaged.passRetained(self).toOpaque(), &thread)
+        precondition(rc == 0, "GreenThreads: could not start the sysmon thread (errno \(rc))")
+    }
+
+    /// Stops and joins the thread (shutdown).
+    func stop() {
+        stopRequested.store(true, ordering: .sequentiallyConsistent)
+        bell.asleep.store(false, ordering: .sequentiallyConsistent)
+        gt_parker_unpark(bell.parker)
+        gt_thread_join(thread)
+    }
+
+    // MARK: The loop
+
+    fileprivate func run() {
+        var delay = Self.minDelay
+        var quietRounds = 0
+        var idleRounds = 0
+        while !stopRequested.load(ordering: .acquiring) {
+            _ = gt_parker_park(bell.parker, delay)
+            if stopRequested.load(ordering: .acquiring) { break }
+            let now = gt_now_ns()
+            if observe(now: now) {
+                delay = Self.minDelay
+                quietRounds = 0
+            } else {
+                quietRounds += 1
+                if quietRounds > Self.quietRoundsBeforeBackoff { delay = min(delay * 2, Self.maxDelay) }
+            }
+            idleRounds = delay == Self.maxDelay && everyoneAsleep ? idleRounds + 1 : 0
+            if idleRounds >= Self.idleRoundsBeforeParking {
+                idleRounds = 0
+                if parkUntilRung() {
+                    delay = Self.minDelay
+                    quietRounds = 0
+                }
+            }
+        }
+    }
+
+    /// Every active worker asleep, no spare in use: nobody can be stalled.
+    private var everyoneAsleep: Bool {
+        if !retiring.isEmpty || replacing.contains(where: { $0 != nil }) { return false }
+        return core.idle.sleeping.load(ordering: .sequentiallyConsistent)
+            >= core.idle.activeWorkers.load(ordering: .sequentiallyConsistent)
+    }
+
+    /// Parks until a worker stops sleeping (`Idle` rings the bell) or
+    /// shutdown. Returns false if a worker woke in the meantime.
+    private func parkUntilRung() -> Bool {
+        bell.asleep.store(true, ordering: .sequentiallyConsistent)
+        // StoreLoad: pairs with the fence in `SysmonBell.ring`. Either the
+        // waking worker sees `asleep` and rings, or we see its decrement.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if !everyoneAsleep {
+            bell.asleep.store(false, ordering: .relaxed)
+            return false
+        }
+        while bell.asleep.load(ordering: .acquiring) && !stopRequested.load(ordering: .acquiring) {
+            _ = gt_parker_park(bell.parker, -1)
+        }
+        // Counts seen before the sleep are stale as start times: a worker
+        // that ran, slept and runs again under the same count is not stalled.
+        let now = gt_now_ns()
+        for i in watch.indices { watch[i].since = now }
+        return true
+    }
+
+    /// One round: look at every active worker; request preemptions, hand
+    /// off stuck workers, retire spares whose worker came back. Returns
+    /// whether anything happened (or is under way).
+    private func observe(now: Int64) -> Bool {
+        var acted = false
+        var waiting: Bool?
+        func workWaiting() -> Bool {
+            if let waiting { return waiting }
+            let w = core.hasVisibleWork() || core.earliestDeadline() <= now
+            waiting = w
+            return w
+        }
+        let workers = core.workers
+        for i in workers.indices {
+            let w = workers[i]
+            if w.isSpare && !w.isActiveSpare { continue }
+            let running = w.runningGreen.load(ordering: .relaxed)
+            let count = w.switchCount.load(ordering: .relaxed)
+            if !running || count != watch[i].count {
+                // It switched: a preemption request for the old stall is spent.
+                if watch[i].preemptedAt != nil { w.clearPreemption() }
+                watch[i] = Watch(count: running ? count : -1, since: now)
+                continue
+            }
+            let stalled = now - watch[i].since
+            if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil, workWaiting() {
+                w.requestPreemption()
+                watch[i].preemptedAt = now
+                preemptionRequests.add(1, ordering: .relaxed)
+                acted = true
+                continue
+            }
+            if let h = handoffNanos, stalled >= h, replacement[i] == nil,
+               preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true,
+               workWaiting(), noWorkerIdle, let s = dormantSpare(near: w) {
+                replacement[i] = s
+                replacing[s] = (i, count)
+                workers[s].activateSpare()
+                handoffs.add(1, ordering: .relaxed)
+                acted = true
+            }
+        }
+        for s in replacing.indices {
+            guard let (r, count) = replacing[s] else { continue }
+            let w = workers[r]
+            if w.switchCount.load(ordering: .relaxed) != count || !w.runningGreen.load(ordering: .relaxed) {
+                replacing[s] = nil
+                replacement[r] = nil
+                workers[s].interrupts.bitwiseOr(Interrupt.retire, ordering: .sequentiallyConsistent)
+                retiring.insert(s)
+            }
+        }
+        for s in retiring {
+            acted = true
+            if !workers[s].isActiveSpare {
+                retiring.remove(s)
+            } else {
+                // Asleep in `Idle`: wake it so it sees the request. Running
+                // green code: it sees it at its next switch. Repeated each
+                // round, so a spare that fell asleep just after the request
+                // is woken by the next one.
+                _ = core.idle.wake(workers[s])
+            }
+        }
+        return acted
+    }
+
+    /// No worker sleeps or spins: nobody else would pick up waiting work.
+    private var noWorkerIdle: Bool {
+        core.idle.sleeping.load(ordering: .relaxed) == 0 && core.idle.spinning.load(ordering: .relaxed) == 0
+    }
+
+    /// A dormant spare, one on the stuck worker's node if there is one.
+    private func dormantSpare(near stuck: Worker) -> Int? {
+        var any: Int?
+        for w in core.workers where w.isSpare && !w.isActiveSpare && replacing[w.index] == nil
+            && !retiring.contains(w.index) {
+            if w.node == stuck.node { return w.index }
+            if any == nil { any = w.index }
+        }
+        return any
+    }
+
+    /// Spares active now (`RuntimeStats.replacementWorkers`).
+    var activeSpares: Int {
+        core.workers.reduce(0) { $0 + ($1.isActiveSpare ? 1 : 0) }
+    }
+}
+
+/// How a worker that stops sleeping wakes a parked sysmon.
+final class SysmonBell: @unchecked Sendable {
+    /// True while sysmon is parked without a timeout.
+    let asleep = Atomic<Bool>(false)
+    let parker: UnsafeMutablePointer<gt_parker>
+
+    init() {
+        parker = .allocate(capacity: 1)
+        gt_parker_init(parker)
+    }
+
+    deinit { parker.deallocate() }
+
+    /// Called after a worker left the sleeper list.
+    @inline(__always)
+    func ring() {
+        // StoreLoad: our `sleeping` decrement is ordered before this load;
+        // pairs with the fence in `Sysmon.parkUntilRung`.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        if asleep.load(ordering: .relaxed) { wake() }
+    }
+
+    @inline(never)
+    private func wake() {
+        if asleep.exchange(false, ordering: .acquiringAndReleasing) { gt_parker_unpark(parker) }
+    }
+}
+
+private let sysmonMain: @convention(c) (UnsafeMutableRawPointer?) -> Void = { arg in
+    let sysmon = Unmanaged<Sysmon>.fromOpaque(arg!).takeRetainedValue()
+    sysmon.run()
+}
