@@ -199,11 +199,14 @@ final class RuntimeCore: @unchecked Sendable {
     /// (run next, for a warm hand-off), else on the injection queue.
     func schedule(_ fiber: Fiber, woken: Bool) {
         let u = Unmanaged.passUnretained(fiber)
-        let local = withLocalWorker { w -> Bool in
+        let local = withLocalWorker { w -> Bool? in
             guard let w else { return false }
+            // A netpoll batch: queued, and the wake-ups issued per batch.
+            if w.collectPolled(u) { return nil }
             w.pushRunNext(u)
             return true
         }
+        guard let local else { return }
         if !local {
             externalWakes.add(1, ordering: .relaxed)
             injectors[topology.nodeOfWorker[fiber.registryShard % workers.count]].push(u)
