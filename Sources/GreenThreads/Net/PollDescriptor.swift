@@ -187,9 +187,13 @@ final class PollDescriptor: @unchecked Sendable {
             }
             registered.ioWaiters.add(1, ordering: .sequentiallyConsistent)
             lock.unlock()
-            // Nobody blocked in epoll_wait while a worker sleeps on its
-            // futex: wake one, so it comes round to poll (see Poller).
-            if !registered.blockerRole.load(ordering: .relaxed) { worker.idle.notifyWork() }
+            // Nobody blocked in epoll_wait: somebody must come round to
+            // poll. If this worker has nothing else queued, that is this
+            // worker, on its way to findRunnable; otherwise it may stay busy
+            // for long, so wake a sleeper to take the poller role (see
+            // Poller). Waking one on every park would cost a futex wake per
+            // request on a server whose other worker is idle.
+            if !registered.blockerRole.load(ordering: .relaxed), worker.hasLocalWork { worker.idle.notifyWork() }
             return true
         }
         switch cause {

@@ -137,7 +137,7 @@ final class Poller: @unchecked Sendable {
     }
 
     /// Collects ready events without blocking and wakes their waiters.
-    /// Returns how many green threads it woke.
+    /// Returns how many events it collected (a full buffer: call again).
     @discardableResult
     func poll() -> Int {
         var buffer = PollBuffer()
@@ -160,7 +160,15 @@ final class Poller: @unchecked Sendable {
         var woken = gt_parker_try(worker.parker)
         if !woken {
             var buffer = PollBuffer()
-            _ = buffer.wait(epfd: epfd, timeout: timeout) { self.dispatch($0) }
+            var events = buffer.wait(epfd: epfd, timeout: timeout) { self.dispatch($0) }
+            // A full buffer: more may be ready. Take them now, so the batch
+            // the caller hands out covers every connection that is ready
+            // (bounded: a flood must not keep this worker here).
+            var rounds = 1
+            while events == PollBuffer.capacity, rounds < 4 {
+                events = buffer.wait(epfd: epfd, timeout: 0) { self.dispatch($0) }
+                rounds += 1
+            }
         }
         worker.inPoll.store(false, ordering: .sequentiallyConsistent)
         blockerRole.store(false, ordering: .releasing)
@@ -220,18 +228,18 @@ private struct PollBuffer {
         gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event()
     )
 
-    /// One epoll_wait; calls `handle` for each event. Returns the sum of
-    /// what `handle` returned.
+    static let capacity = 32
+
+    /// One epoll_wait; calls `handle` for each event. Returns how many
+    /// events there were.
     mutating func wait(epfd: Int32, timeout: Int64, handle: (gt_poll_event) -> Int) -> Int {
-        let capacity = 32
-        return withUnsafeMutableBytes(of: &events) { raw in
+        withUnsafeMutableBytes(of: &events) { raw in
             let base = raw.baseAddress!.assumingMemoryBound(to: gt_poll_event.self)
-            let n = gt_epoll_wait(epfd, base, Int32(capacity), timeout)
+            let n = gt_epoll_wait(epfd, base, Int32(Self.capacity), timeout)
             // EINTR (a signal) or EBADF after shutdown: nothing to deliver.
             guard n > 0 else { return 0 }
-            var woke = 0
-            for i in 0..<Int(n) { woke += handle(base[i]) }
-            return woke
+            for i in 0..<Int(n) { _ = handle(base[i]) }
+            return Int(n)
         }
     }
 }

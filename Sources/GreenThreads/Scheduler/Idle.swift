@@ -67,6 +67,47 @@ final class Idle: @unchecked Sendable {
         wakeOne()
     }
 
+    /// Called after publishing `count` runnable green threads at once (a
+    /// netpoll batch): wakes up to `count` sleepers, less the workers
+    /// already spinning (each will take some of the batch). Go's
+    /// injectglist starts one idle P per readied goroutine the same way.
+    ///
+    /// With `count` ≥ 1 it wakes at least one sleeper whenever `notifyWork`
+    /// would, so the no-lost-wake-up argument is unchanged; the extra
+    /// sleepers it wakes each start out spinning, like any woken worker, and
+    /// hand their spinning count back on finding work or sleeping again.
+    func notifyWork(surplus count: Int) {
+        // StoreLoad, as in notifyWork: pairs with the fence in parkIdle.
+        atomicMemoryFence(ordering: .sequentiallyConsistent)
+        let spinners = spinning.load(ordering: .relaxed)
+        let sleepers = sleeping.load(ordering: .relaxed)
+        if sleepers == 0 { return }
+        if spinners == 0 {
+            // The first wake-up goes through the usual CAS, so that a
+            // concurrent notifier and we wake one worker between us, not two.
+            wakeOne()
+            wakeMore(min(count, sleepers) - 1)
+        } else {
+            wakeMore(min(count, sleepers) - spinners)
+        }
+    }
+
+    /// Wakes up to `count` more sleepers, giving each a spinning count.
+    private func wakeMore(_ count: Int) {
+        if count <= 0 { return }
+        var woken: [Worker] = []
+        lock.lock()
+        while woken.count < count, let worker = popSleeper() {
+            sleeping.subtract(1, ordering: .relaxed)
+            woken.append(worker)
+        }
+        lock.unlock()
+        if woken.isEmpty { return }
+        spinning.add(woken.count, ordering: .sequentiallyConsistent)
+        for worker in woken { worker.unpark() }
+        sysmonBell.ring()  // a worker left the sleeper list: sysmon watches again
+    }
+
     private func wakeOne() {
         guard spinning.compareExchange(
             expected: 0, desired: 1, ordering: .sequentiallyConsistent

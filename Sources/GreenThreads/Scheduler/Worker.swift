@@ -27,6 +27,11 @@ struct WorkerLocal: ~Copyable {
     /// make a seeded run's select choices depend on timing.
     var stealRng: FastRandom
     var isSpinning = false
+    /// Set while this worker dispatches a netpoll batch: the green threads
+    /// it readies go to the deque and are counted here, and the wake-ups
+    /// for them are issued once, for the whole batch (`distributePolled`).
+    var collectingPolled = false
+    var polledCount = 0
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
     /// The worker thread's own stack: where the scheduling loop runs.
@@ -191,6 +196,12 @@ final class Worker: @unchecked Sendable {
         Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
     }
 
+    /// Whether anything waits in this worker's run-next slot or deque.
+    @inline(__always)
+    var hasLocalWork: Bool {
+        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty
+    }
+
     /// The owner's fast pick: no stealing, no clock reads except at the
     /// injector tick. Used on every switch.
     ///
@@ -223,7 +234,7 @@ final class Worker: @unchecked Sendable {
         timers.fireExpiredIfAny()
         // A busy worker still notices I/O readiness when no idle worker is
         // blocked in epoll_wait to collect it (woken threads land here).
-        if poller.worthPolling { poller.poll() }
+        if poller.worthPolling { _ = pollReady(keepOne: false) }
         return takeInjected()
     }
 
@@ -431,7 +442,7 @@ final class Worker: @unchecked Sendable {
             if core.earliestDeadline() <= clock.now(), core.fireRemoteTimers(now: clock.now()) > 0 { continue }
             // Ready fds, without blocking (the woken threads land in our
             // run-next slot).
-            if poller.worthPolling, poller.poll() > 0 { continue }
+            if poller.worthPolling, pollReady(keepOne: true) > 0 { continue }
 
             // Under a virtual clock, once every other worker sleeps the only
             // thing left to wait for is a timer: go straight to parkIdle,
@@ -447,6 +458,49 @@ final class Worker: @unchecked Sendable {
             }
             parkIdle()
         }
+    }
+
+    // MARK: Netpoll batches
+
+    /// A non-blocking netpoll whose woken green threads are handed out as a
+    /// batch (Go's netpoll + injectglist): all of them go to our deque, where
+    /// thieves can take them, and idle workers are woken for the surplus.
+    /// `keepOne`: the caller is about to run one of them itself (it is out
+    /// of work); otherwise (a busy worker's periodic poll) all are surplus.
+    /// Returns how many green threads it queued.
+    @inline(never)
+    func pollReady(keepOne: Bool) -> Int {
+        local.pointee.collectingPolled = true
+        poller.poll()
+        return distributePolled(keepOne: keepOne)
+    }
+
+    /// Ends a collection begun by setting `collectingPolled`: wakes one idle
+    /// worker per queued green thread we will not run next, up to the number
+    /// asleep. One wake-up per readied thread (the default path) would pay a
+    /// fence each and still wake at most one worker while any spins; one
+    /// wake-up per batch would leave the other idle workers asleep while
+    /// this one works through the whole batch alone.
+    @inline(__always)
+    func distributePolled(keepOne: Bool) -> Int {
+        let l = local
+        l.pointee.collectingPolled = false
+        let n = l.pointee.polledCount
+        l.pointee.polledCount = 0
+        let surplus = keepOne ? n - 1 : n
+        if surplus > 0 { idle.notifyWork(surplus: surplus) }
+        return n
+    }
+
+    /// Queues a green thread readied during a netpoll batch (see
+    /// `pollReady`). Returns false when no batch is being collected.
+    @inline(__always)
+    func collectPolled(_ fiber: Unmanaged<Fiber>) -> Bool {
+        let l = local
+        guard l.pointee.collectingPolled else { return false }
+        pushLocal(fiber)
+        l.pointee.polledCount += 1
+        return true
     }
 
     /// How long a spinning worker keeps looking before it sleeps. A futex
@@ -473,7 +527,7 @@ final class Worker: @unchecked Sendable {
             round += 1
             for _ in 0..<min(round, 32) { gt_cpu_relax() }
             if round % 8 == 0 {
-                if poller.worthPolling, poller.poll() > 0, let f = nextLocal() { return f }
+                if poller.worthPolling, pollReady(keepOne: true) > 0, let f = nextLocal() { return f }
                 let spun = gt_now_ns() - start
                 if stopping.load(ordering: .relaxed) || spun > Self.spinNanos { return nil }
                 takeRunNext = spun > Self.runNextGraceNanos
@@ -588,6 +642,7 @@ final class Worker: @unchecked Sendable {
         let woken: Bool
         if poller.inUse.load(ordering: .relaxed), !poller.blockerRole.load(ordering: .relaxed),
            poller.blockerRole.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
+            local.pointee.collectingPolled = true
             woken = poller.blockIdle(worker: self, timeout: timeout)
         } else {
             woken = gt_parker_park(parker, timeout)
@@ -595,12 +650,16 @@ final class Worker: @unchecked Sendable {
         if woken {
             // A notifier took us out of the list and gave us its spinning count.
             local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
-            return
+        } else {
+            if watchingForDeadlock, core.mayBeDeadlocked(), core.activityEpoch() == epoch {
+                core.reportDeadlock()
+            }
+            leaveSleepers()
         }
-        if watchingForDeadlock, core.mayBeDeadlocked(), core.activityEpoch() == epoch {
-            core.reportDeadlock()
-        }
-        leaveSleepers()
+        // What epoll_wait readied is in our deque; we run one, and wake the
+        // others only now that we are off the sleeper list (while on it, we
+        // could have been picked to wake ourselves).
+        if local.pointee.collectingPolled { _ = distributePolled(keepOne: true) }
     }
 
     /// Ends this worker's sleep (Idle.wakeOne/wakeAll, after taking it
