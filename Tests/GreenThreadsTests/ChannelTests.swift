@@ -15,6 +15,15 @@ private func millis(since start: Int64) -> Int64 {
     (gt_now_ns() - start) / 1_000_000
 }
 
+/// Counts live instances, for the select cases' values and captures (its
+/// own counter: the suites run in parallel).
+private final class Counted: @unchecked Sendable {
+    static let live = Atomic<Int>(0)
+    let n: Int
+    init(_ n: Int) { self.n = n; Self.live.add(1, ordering: .relaxed) }
+    deinit { Self.live.subtract(1, ordering: .relaxed) }
+}
+
 /// Counts live instances, to check channels drop what they buffer.
 private final class Tracked: @unchecked Sendable {
     static let live = Atomic<Int>(0)
@@ -561,6 +570,70 @@ struct SelectTests {
                 for c in none { Case.receive(c) { v in v } }
             }
         }
+    }
+
+    @Test func groupedCasesRunTheBodyOfTheCaseThatHappened() throws {
+        // The chosen operation is found again by its position among the
+        // channel cases, through nested blocks, `if`/`else` and `for`.
+        let got = try onRuntime { () throws -> [Int] in
+            let chans = (0..<6).map { _ in Channel<Int>(capacity: 1) }
+            let full = Channel<Int>(capacity: 1)
+            try full.send(0)
+            var out: [Int] = []
+            for round in 0..<30 {
+                let t = round % 6
+                try chans[t].send(round)
+                out.append(try select {
+                    Case.send(full, 1) { -2 }
+                    Case.receive(chans[0]) { v in v! }
+                    for i in 1..<4 {
+                        if i % 2 == 1 {
+                            Case.receive(chans[i]) { v in 1_000 * i + v! }
+                        } else {
+                            Case.timeout(.seconds(60)) { -1 }
+                            Case.receive(chans[i]) { v in 1_000 * i + v! }
+                        }
+                    }
+                    if round >= 0 {
+                        Case.receive(chans[4]) { v in 4_000 + v! }
+                        Case.receive(chans[5]) { v in 5_000 + v! }
+                    }
+                })
+            }
+            return out
+        }
+        #expect(got == (0..<30).map { 1_000 * ($0 % 6) + $0 })
+    }
+
+    @Test func selectCasesReleaseTheirValuesAndCaptures() throws {
+        let received = try onRuntime { () throws -> [Int] in
+            let full = Channel<Counted>(capacity: 1)
+            try full.send(Counted(-1))
+            let ready = Channel<Counted>(capacity: 1)
+            let unbuffered = Channel<Counted>()
+            var got: [Int] = []
+            for i in 0..<50 {
+                let captured = Counted(1_000 + i)
+                try ready.send(Counted(i))
+                // The send case loses: its value and the bodies' captures
+                // must be released with the cases.
+                got.append(try select {
+                    Case.send(full, Counted(-2)) { captured.n }
+                    Case.receive(ready) { v in v!.n }
+                })
+                // A parked select whose send case fires: the receiver gets
+                // its own copy of the reference, the box still drops its own.
+                let h = go { () throws -> Int in unbuffered.receive()!.n }
+                got.append(try select {
+                    Case.send(unbuffered, Counted(100 + i)) { -1 }
+                    Case.timeout(.seconds(60)) { -3 }
+                })
+                got.append(try h.join())
+            }
+            return got
+        }
+        #expect(received == (0..<50).flatMap { [$0, -1, 100 + $0] })
+        #expect(Counted.live.load(ordering: .relaxed) == 0)
     }
 
     @Test func selectFromAPlainOSThread() throws {

@@ -33,17 +33,27 @@
 // ## Specialization and allocation
 //
 // `select`, the case constructors and the builder are `@inlinable`, so
-// building the cases is specialized in the caller. The loop above is the
-// non-generic `_select`, over type-erased `SelectOperation`s that move
-// values only through typed pointers (see Channel.swift, "Specialization").
-// What a select puts on the stack: the operation list, the poll order, one
-// waiter per case (see Waiter.swift) and one value slot shared by all
-// receive cases (only the case that fires ever writes it). What it still
-// allocates: the builder's case array and one object per case; a send
-// case that parks also copies its value to the heap. Those objects are
-// most of what a ready select costs now (Go's selectgo allocates nothing);
-// a builder that keeps the cases in a parameter pack, specialized in the
-// caller, would remove them.
+// building the cases is specialized in the caller. A case is a flat value
+// (`SelectCase`): no object per case, and no type erasure by boxing. Its
+// channel calls are reached through the metatype of an element-typed
+// subclass (`ReceiveKind`/`SendKind`), its channel through an unretained
+// pointer that the case's one strong reference keeps valid, and a receive
+// body through a capture-free `deliver` closure written where `Element` is
+// concrete. `select` reads the cases in place, through pointers: copying
+// one would cost a retain and a release per reference it holds (measured:
+// that, and dynamic exclusivity checks on variables captured by recursive
+// local functions, each cost more than the poll).
+//
+// The loop above is the non-generic `_select`, over type-erased
+// `SelectOperation`s that move values only through typed pointers (see
+// Channel.swift, "Specialization"). What a select puts on the stack: the
+// operation list, the poll order, one waiter per case (see Waiter.swift)
+// and one value slot shared by all receive cases (only the case that fires
+// ever writes it). What it allocates: the builder's one case array, and a
+// box per send case for its value (it must stay put while the select is
+// parked). Go's selectgo allocates nothing; parameter packs would remove
+// the array too, but `if` and `for` cases need a runtime-sized list anyway,
+// and the array is one allocation, not one per case.
 //
 // ## Rejected alternative
 //
@@ -103,59 +113,116 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 @inlinable
 public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectCase<Result>]) throws -> Result {
     let all = try cases()
-    var count = 0
-    for c in all { count += c.operationCount }
-    // The operations, unretained, in a stack buffer: the loop needs them
-    // type-erased, and a heap array per select would cost more than
-    // everything else a ready select does. `all` keeps them alive, for
-    // which its lifetime is extended over the whole wait.
-    return try withExtendedLifetime(all) {
-        try withUnsafeTemporaryAllocation(of: Unmanaged<SelectOperation>.self, capacity: max(count, 1)) { ops in
-            var n = 0
-            var timeout: TimeoutCase<Result>?
-            var fallback: TypedSelectOperation<Result>?
-            var slotSize = 0, slotAlignment = 1
-            func add(_ c: SelectCase<Result>) {
-                guard let node = c.node else {
-                    for member in c.group { add(member) }
-                    return
-                }
-                switch node.role {
-                case .channel:
-                    ops[n] = Unmanaged.passUnretained(node)
-                    n += 1
-                    slotSize = max(slotSize, node.valueSize)
-                    slotAlignment = max(slotAlignment, node.valueAlignment)
-                case .timeout:
-                    // SAFETY (both casts): `role` names the subclass.
-                    let t = unsafeDowncast(node, to: TimeoutCase<Result>.self)
-                    if timeout == nil || t.duration < timeout.unsafelyUnwrapped.duration { timeout = t }
-                case .default:
-                    precondition(fallback == nil, "GreenThreads: a select may have at most one default case")
-                    fallback = node
-                }
-            }
-            for c in all { add(c) }
-            if n == 0 && timeout == nil && fallback == nil { throw SelectError.noCases }
+    // The cases are read in place, through pointers: copying one costs a
+    // retain and a release per reference it holds.
+    return try all.withUnsafeBufferPointer { top in
+        let count = SelectPlan.operationCount(top)
+        // The channel operations, type-erased and unretained, in a stack
+        // buffer: `all` keeps every channel and send value alive.
+        return try withUnsafeTemporaryAllocation(of: SelectOperation.self, capacity: max(count, 1)) { buffer in
+            var plan = SelectPlan<Result>(operations: buffer.baseAddress.unsafelyUnwrapped)
+            plan.add(top)
+            if plan.count == 0 && plan.timeoutCase == nil && plan.defaultCase == nil { throw SelectError.noCases }
             // One value slot for every receive case: only the case that
             // fires ever writes it (a poll that succeeds, or the one
             // counterpart that wins the wait's claim).
-            return try withUnsafeTemporaryAllocation(byteCount: max(slotSize, 1), alignment: slotAlignment) { slot in
+            return try withUnsafeTemporaryAllocation(byteCount: plan.slotSize, alignment: plan.slotAlignment) { slot in
                 let value = slot.baseAddress.unsafelyUnwrapped
                 let chosen = try _select(
-                    UnsafeBufferPointer(rebasing: ops[..<n]), slot: value,
-                    timeout: timeout?.duration, hasDefault: fallback != nil)
+                    plan.operations, count: plan.count, slot: value,
+                    timeout: plan.timeoutCase?.pointee.duration, hasDefault: plan.defaultCase != nil)
                 switch chosen {
-                case _selectDefault: return try fallback.unsafelyUnwrapped.run(value)
-                case _selectTimedOut: return try (timeout.unsafelyUnwrapped as TypedSelectOperation<Result>).run(value)
+                case _selectDefault: return try plan.defaultCase.unsafelyUnwrapped.pointee.body.unsafelyUnwrapped()
+                case _selectTimedOut: return try plan.timeoutCase.unsafelyUnwrapped.pointee.body.unsafelyUnwrapped()
                 default:
-                    // SAFETY: every operation came from a SelectCase<Result>,
-                    // and `all` still holds it.
-                    let op = ops[chosen].takeUnretainedValue()
-                    return try unsafeDowncast(op, to: TypedSelectOperation<Result>.self).run(value)
+                    var k = chosen
+                    let c = SelectPlan.channelCase(&k, in: top).unsafelyUnwrapped
+                    return try c.pointee.run(closed: plan.operations[chosen].closed, slot: value)
                 }
             }
         }
+    }
+}
+
+/// What one select call found in its cases, read in place: pointers into
+/// the case arrays, which stay valid for the whole call because `select`
+/// holds the outer array (which holds the nested ones) and nothing
+/// mutates them.
+@usableFromInline
+struct SelectPlan<Result> {
+    /// The channel operations, in visit order (the indexes `_select`
+    /// reports), and their number.
+    @usableFromInline let operations: UnsafeMutablePointer<SelectOperation>
+    @usableFromInline var count = 0
+    /// The earliest timeout case, and the default case.
+    @usableFromInline var timeoutCase: UnsafePointer<SelectCase<Result>>?
+    @usableFromInline var defaultCase: UnsafePointer<SelectCase<Result>>?
+    /// A slot that fits the value of every receive case.
+    @usableFromInline var slotSize = 1
+    @usableFromInline var slotAlignment = 1
+
+    @inlinable
+    init(operations: UnsafeMutablePointer<SelectOperation>) { self.operations = operations }
+
+    /// Channel operations in `cases`, groups included.
+    @inlinable
+    static func operationCount(_ cases: UnsafeBufferPointer<SelectCase<Result>>) -> Int {
+        guard let base = cases.baseAddress else { return 0 }
+        var n = 0
+        for i in cases.indices {
+            switch base[i].tag {
+            case .channel: n += 1
+            case .timeout, .default: break
+            case .group: n += base[i].group.unsafelyUnwrapped.withUnsafeBufferPointer { operationCount($0) }
+            }
+        }
+        return n
+    }
+
+    /// Visits `cases` in order, groups depth-first.
+    @inlinable
+    mutating func add(_ cases: UnsafeBufferPointer<SelectCase<Result>>) {
+        guard let base = cases.baseAddress else { return }
+        for i in cases.indices {
+            let c = base + i
+            switch c.pointee.tag {
+            case .channel:
+                (operations + count).initialize(to: c.pointee.operation)
+                count += 1
+                slotSize = max(slotSize, c.pointee.valueSize)
+                slotAlignment = max(slotAlignment, c.pointee.valueAlignment)
+            case .timeout:
+                if timeoutCase == nil || c.pointee.duration.unsafelyUnwrapped < timeoutCase.unsafelyUnwrapped.pointee.duration.unsafelyUnwrapped {
+                    timeoutCase = c
+                }
+            case .default:
+                precondition(defaultCase == nil, "GreenThreads: a select may have at most one default case")
+                defaultCase = c
+            case .group:
+                c.pointee.group.unsafelyUnwrapped.withUnsafeBufferPointer { add($0) }
+            }
+        }
+    }
+
+    /// The channel case `add` visited as number `k` (counted down to 0).
+    @inlinable
+    static func channelCase(_ k: inout Int, in cases: UnsafeBufferPointer<SelectCase<Result>>) -> UnsafePointer<SelectCase<Result>>? {
+        guard let base = cases.baseAddress else { return nil }
+        for i in cases.indices {
+            let c = base + i
+            switch c.pointee.tag {
+            case .channel:
+                if k == 0 { return c }
+                k -= 1
+            case .group:
+                if let found = c.pointee.group.unsafelyUnwrapped.withUnsafeBufferPointer({ channelCase(&k, in: $0) }) {
+                    return found
+                }
+            case .timeout, .default:
+                break
+            }
+        }
+        return nil
     }
 }
 
@@ -169,12 +236,9 @@ public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectC
 /// receive that happened left its value in `slot`.
 @usableFromInline
 func _select(
-    _ unmanagedOps: UnsafeBufferPointer<Unmanaged<SelectOperation>>, slot: UnsafeMutableRawPointer,
+    _ ops: UnsafeMutablePointer<SelectOperation>, count n: Int, slot: UnsafeMutableRawPointer,
     timeout: Duration?, hasDefault: Bool
 ) throws -> Int {
-    // SAFETY: the caller's case array keeps every operation alive.
-    let ops = UnsafeSelectOperations(unmanagedOps)
-    let n = ops.count
     let deadline = timeout.map { Park.deadline(after: $0) }
     var threadRandom: FastRandom?  // an OS thread's own generator, seeded once
     // One waiter per case, on this stack (see Waiter.swift): step 4 unlinks
@@ -233,46 +297,70 @@ func _select(
     }
 }
 
-/// Indexes unretained operations without retain/release traffic.
-private struct UnsafeSelectOperations {
-    let base: UnsafeBufferPointer<Unmanaged<SelectOperation>>
-    init(_ base: UnsafeBufferPointer<Unmanaged<SelectOperation>>) { self.base = base }
-    var count: Int { base.count }
-    subscript(i: Int) -> SelectOperation { base[i].takeUnretainedValue() }
-}
-
 /// One case of a `select`: `Case.receive`, `Case.send`, `Case.timeout` or
 /// `Case.default`, written inside the select's braces. `Result` is what
 /// the case bodies, and so the select, return.
 public struct SelectCase<Result> {
-    /// A single case: every kind is one object, so copying a case (the
-    /// builder's arrays copy them through value witnesses) is a retain or
-    /// two. Nil for a group.
-    @usableFromInline let node: TypedSelectOperation<Result>?
+    /// A case is a flat value: building one allocates nothing (a send case
+    /// boxes its value), and copying one is a retain per reference it
+    /// holds (most are nil for any one kind).
+    @usableFromInline
+    enum Tag: UInt8 { case channel, timeout, `default`, group }
+
+    @usableFromInline let tag: Tag
+    /// A channel case: the select loop's form of it (unretained)...
+    @usableFromInline let operation: SelectOperation
+    /// ...and what keeps its channel (and a send's value) alive.
+    @usableFromInline let owner: AnyObject?
+    /// A receive case's element size and alignment (0 and 1 otherwise):
+    /// the select gives all its receive cases one slot that fits each.
+    @usableFromInline let valueSize: Int
+    @usableFromInline let valueAlignment: Int
+    /// The body of any single case. A receive case's
+    /// `(Element?) throws -> Result` body is stored reinterpreted as this
+    /// type so that the case need not be generic over `Element`: every
+    /// Swift closure is the same pair of a function pointer and a
+    /// reference-counted context, so storing and copying it this way is
+    /// exact, and only `deliver` ever calls it, after casting it back.
+    @usableFromInline let body: (() throws -> Result)?
+    /// A receive case's call of `body` with the value at the pointer
+    /// (moved out), or with nil.
+    @usableFromInline let deliver: ((@escaping () throws -> Result, UnsafeMutableRawPointer?) throws -> Result)?
+    /// A timeout case's duration.
+    @usableFromInline let duration: Duration?
     /// The members of a group (a block of several cases, an `if` or a
-    /// `for`); empty for a single case. An array, not a group object: the
-    /// variadic array `buildBlock` gets is all a plain list of cases costs.
-    @usableFromInline let group: [SelectCase<Result>]
+    /// `for`). An array, not a group object: the variadic array
+    /// `buildBlock` gets is all a plain list of cases costs.
+    @usableFromInline let group: [SelectCase<Result>]?
 
     @inlinable
-    init(_ node: TypedSelectOperation<Result>) {
-        self.node = node
-        group = []
-    }
-
-    @inlinable
-    init(group: [SelectCase<Result>]) {
-        node = nil
+    init(
+        tag: Tag, operation: SelectOperation = SelectOperation(), owner: AnyObject? = nil,
+        valueSize: Int = 0, valueAlignment: Int = 1, body: (() throws -> Result)?,
+        deliver: ((@escaping () throws -> Result, UnsafeMutableRawPointer?) throws -> Result)? = nil,
+        duration: Duration? = nil, group: [SelectCase<Result>]? = nil
+    ) {
+        self.tag = tag
+        self.operation = operation
+        self.owner = owner
+        self.valueSize = valueSize
+        self.valueAlignment = valueAlignment
+        self.body = body
+        self.deliver = deliver
+        self.duration = duration
         self.group = group
     }
 
-    /// Channel operations in this case, groups included.
     @inlinable
-    var operationCount: Int {
-        if let node { return node.role == .channel ? 1 : 0 }
-        var n = 0
-        for member in group { n += member.operationCount }
-        return n
+    init(group: [SelectCase<Result>]) { self.init(tag: .group, body: nil, group: group) }
+
+    /// Runs the body of the channel case that happened. `closed`: its
+    /// channel was closed (a receive then passes nil; a send throws).
+    @inlinable
+    func run(closed: Bool, slot: UnsafeMutableRawPointer) throws -> Result {
+        if let deliver { return try deliver(body.unsafelyUnwrapped, closed ? nil : slot) }
+        if closed { throw ChannelError.closed }
+        return try body.unsafelyUnwrapped()
     }
 
     /// Receives from `channel`. The body gets the value, or nil if the
@@ -281,9 +369,23 @@ public struct SelectCase<Result> {
     public static func receive<Element>(
         _ channel: Channel<Element>, _ body: @escaping (Element?) throws -> Result
     ) -> SelectCase {
-        SelectCase(ReceiveOperation(channel: channel, body: body) { op, value in
-            try op.body(value.map { $0.assumingMemoryBound(to: Element.self).move() })
-        })
+        SelectCase(
+            tag: .channel,
+            operation: SelectOperation(
+                channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
+                kind: ReceiveKind<Element>.self, sendAddress: nil),
+            owner: channel,
+            valueSize: MemoryLayout<Element>.size, valueAlignment: MemoryLayout<Element>.alignment,
+            // SAFETY: `deliver` below casts it back to this very type (see
+            // `body`).
+            body: unsafeBitCast(body, to: (() throws -> Result).self),
+            // No captures: written here, where `Element` is concrete, it is
+            // a plain function pointer, and the unspecialized select loop
+            // never forms an `Element?` (see Channel.swift, "Specialization").
+            deliver: { erased, value in
+                let body = unsafeBitCast(erased, to: ((Element?) throws -> Result).self)
+                return try body(value.map { $0.assumingMemoryBound(to: Element.self).move() })
+            })
     }
 
     /// Sends `value` on `channel`, then runs the body. If the channel is
@@ -292,21 +394,32 @@ public struct SelectCase<Result> {
     public static func send<Element>(
         _ channel: Channel<Element>, _ value: Element, _ body: @escaping () throws -> Result
     ) -> SelectCase {
-        SelectCase(SendOperation(channel: channel, value: value, body: body))
+        // The value needs an address that stays put while the select is
+        // parked (a receiver copies it from there): a box, one allocation,
+        // which also holds the channel. The value is the tuple's first
+        // element, at the header's address.
+        let box = ManagedBuffer<(Element, Channel<Element>), UInt8>.create(minimumCapacity: 0) { _ in (value, channel) }
+        return SelectCase(
+            tag: .channel,
+            operation: SelectOperation(
+                channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
+                kind: SendKind<Element>.self,
+                sendAddress: UnsafeMutableRawPointer(box.withUnsafeMutablePointerToHeader { $0 })),
+            owner: box, body: body)
     }
 
     /// Runs the body if no other case became ready within `duration`
     /// (measured from the start of the select).
     @inlinable
     public static func timeout(_ duration: Duration, _ body: @escaping () throws -> Result) -> SelectCase {
-        SelectCase(TimeoutCase(duration: duration, body: body))
+        SelectCase(tag: .timeout, body: body, duration: duration)
     }
 
     /// Runs the body at once if no other case is ready: the select never
     /// waits.
     @inlinable
     public static func `default`(_ body: @escaping () throws -> Result) -> SelectCase {
-        SelectCase(DefaultCase(body: body))
+        SelectCase(tag: .default, body: body)
     }
 }
 
@@ -322,7 +435,7 @@ public typealias Case<Result> = SelectCase<Result>
 @resultBuilder
 public enum SelectBuilder<Result> {
     @inlinable
-    public static func buildExpression(_ c: SelectCase<Result>) -> SelectCase<Result> { c }
+    public static func buildExpression(_ c: consuming SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
     public static func buildBlock(_ cases: SelectCase<Result>...) -> SelectCase<Result> {
         cases.count == 1 ? cases[0] : SelectCase(group: cases)
@@ -332,16 +445,16 @@ public enum SelectBuilder<Result> {
         c ?? SelectCase(group: [])
     }
     @inlinable
-    public static func buildEither(first c: SelectCase<Result>) -> SelectCase<Result> { c }
+    public static func buildEither(first c: consuming SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
-    public static func buildEither(second c: SelectCase<Result>) -> SelectCase<Result> { c }
+    public static func buildEither(second c: consuming SelectCase<Result>) -> SelectCase<Result> { c }
     @inlinable
     public static func buildArray(_ cases: [SelectCase<Result>]) -> SelectCase<Result> {
         SelectCase(group: cases)
     }
     @inlinable
-    public static func buildFinalResult(_ c: SelectCase<Result>) -> [SelectCase<Result>] {
-        c.node == nil ? c.group : [c]
+    public static func buildFinalResult(_ c: consuming SelectCase<Result>) -> [SelectCase<Result>] {
+        c.tag == .group ? c.group.unsafelyUnwrapped : [c]
     }
 }
 
@@ -351,200 +464,136 @@ public enum SelectBuilder<Result> {
 /// Used only by the selecting thread, except for its waiter, which follows
 /// the hand-over protocol in Waiter.swift.
 @usableFromInline
-class SelectOperation {
-    /// What a case is; only `.channel` ones reach the select loop.
-    @usableFromInline
-    enum Role: UInt8 { case channel, timeout, `default` }
+struct SelectOperation {
+    /// The `Channel<Element>` that `kind` knows the type of.
+    @usableFromInline let channel: UnsafeRawPointer
+    @usableFromInline let kind: ChannelCaseKind.Type
+    /// A send's value; nil for a receive, which uses the select's slot.
+    @usableFromInline let sendAddress: UnsafeMutableRawPointer?
+    /// Set by the loop on the operation that happened: its channel was
+    /// closed, so nothing moved.
+    @usableFromInline var closed = false
 
-    @usableFromInline let role: Role
-    /// A receive case's element size and alignment: the select gives all
-    /// its receive cases one slot that fits each of them.
-    @usableFromInline let valueSize: Int
-    @usableFromInline let valueAlignment: Int
+    /// What a case that is not a channel case holds; never used. (Not an
+    /// optional `operation`: measured, that made the optimizer copy every
+    /// case in the builder, through value witnesses.)
+    @inlinable
+    init() {
+        channel = UnsafeRawPointer(bitPattern: 1).unsafelyUnwrapped
+        kind = ChannelCaseKind.self
+        sendAddress = nil
+    }
 
-    @usableFromInline
-    init(role: Role, valueSize: Int = 0, valueAlignment: Int = 1) {
-        self.role = role
-        self.valueSize = valueSize
-        self.valueAlignment = valueAlignment
+    @inlinable
+    init(channel: UnsafeRawPointer, kind: ChannelCaseKind.Type, sendAddress: UnsafeMutableRawPointer?) {
+        self.channel = channel
+        self.kind = kind
+        self.sendAddress = sendAddress
     }
 
     /// Completes the operation now if that needs no waiting (a receive
     /// moves its value into `slot`).
-    func poll(_ slot: UnsafeMutableRawPointer) -> Bool { fatalError("subclass responsibility") }
+    mutating func poll(_ slot: UnsafeMutableRawPointer) -> Bool {
+        switch kind.poll(channel, sendAddress ?? slot) {
+        case .done: return true
+        case .closed:
+            closed = true
+            return true
+        case .wouldBlock: return false
+        }
+    }
+
     /// Queues `waiter` (fresh, on the select's stack) for `waker`; false
     /// (nothing queued) if the operation could complete now. A receive's
     /// counterpart will write the value into `slot`.
     func register(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
+        waiter.pointee.elem = sendAddress ?? slot
+        return kind.register(channel, waiter, waker)
+    }
+
+    /// Unlinks `waiter` if it is still queued.
+    func unregister(_ waiter: WaiterRef) { kind.unregister(channel, waiter) }
+
+    /// After a wait in which a counterpart completed this case (or closed
+    /// its channel): records the outcome for the body.
+    mutating func collect(_ waiter: WaiterRef) { closed = waiter.pointee.outcome == .closed }
+}
+
+/// How a poll went, for any element type.
+enum SelectAttempt { case done, closed, wouldBlock }
+
+/// The element-typed channel calls of a select case, reached through the
+/// metatype of a subclass (one word, no allocation, no reference count).
+/// The channel code they call runs unspecialized, as it did before.
+@usableFromInline
+class ChannelCaseKind {
+    /// A poll: `value` is the receive slot or the send value.
+    class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
         fatalError("subclass responsibility")
     }
-    /// Unlinks `waiter` if it is still queued.
-    func unregister(_ waiter: WaiterRef) { fatalError("subclass responsibility") }
-    /// After a wait in which a counterpart completed this case (or closed
-    /// its channel): records the outcome in `waiter` for the body.
-    func collect(_ waiter: WaiterRef) { fatalError("subclass responsibility") }
+    /// `Channel.register` on this kind's queue.
+    class func register(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: Waker) -> Bool {
+        fatalError("subclass responsibility")
+    }
+    /// `Channel.unregister` from this kind's queue.
+    class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        fatalError("subclass responsibility")
+    }
 }
 
-/// A select case that knows its body's result type: a channel operation,
-/// or one of the other kinds below.
+/// A receive case's channel calls. The value ends up in the select's
+/// shared slot: moved there by a poll, or written there by a sender while
+/// the select is parked.
 @usableFromInline
-class TypedSelectOperation<Result>: SelectOperation {
-    /// Runs the case's body with the operation's outcome (a receive's value
-    /// is in `slot`). Called once, after `poll` or `collect` reported the
-    /// case as the one that happened.
-    @usableFromInline
-    func run(_ slot: UnsafeMutableRawPointer) throws -> Result { fatalError("subclass responsibility") }
-}
-
-/// A receive case. The value ends up in the select's shared slot: moved
-/// there by a poll, or written there by a sender while the select is
-/// parked.
-///
-/// This code runs unspecialized, so it never forms an `Element?` (every
-/// use of `Optional<Element>` would cost a metadata lookup, see
-/// Waiter.swift): the body is called through `deliver`, a closure without
-/// captures that `Case.receive` writes in the caller's module, where
-/// `Element` is a concrete type.
-@usableFromInline
-final class ReceiveOperation<Element: Sendable, Result>: TypedSelectOperation<Result> {
-    private let channel: Channel<Element>
-    @usableFromInline let body: (Element?) throws -> Result
-    /// Calls `body` with the value at the pointer (moved out), or nil.
-    private let deliver: (ReceiveOperation, UnsafeMutableRawPointer?) throws -> Result
-    /// The slot holds a value (else the channel was closed and drained).
-    /// Unchecked: only the selecting thread touches an operation, and the
-    /// dynamic exclusivity check cost more than the poll it guards.
-    @exclusivity(unchecked) private var hasValue = false
-
-    @usableFromInline
-    init(
-        channel: Channel<Element>, body: @escaping (Element?) throws -> Result,
-        deliver: @escaping (ReceiveOperation, UnsafeMutableRawPointer?) throws -> Result
-    ) {
-        self.channel = channel
-        self.body = body
-        self.deliver = deliver
-        super.init(role: .channel, valueSize: MemoryLayout<Element>.size, valueAlignment: MemoryLayout<Element>.alignment)
+final class ReceiveKind<Element: Sendable>: ChannelCaseKind {
+    @inline(__always)
+    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
+        Unmanaged.fromOpaque(p)
     }
 
-    override func poll(_ slot: UnsafeMutableRawPointer) -> Bool {
-        switch channel.pollReceive(into: slot.assumingMemoryBound(to: Element.self)) {
-        case .done:
-            hasValue = true
-            return true
-        case .closed:
-            return true
-        case .wouldBlock:
-            return false
+    override class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
+        switch Self.channel(channel)._withUnsafeGuaranteedRef({
+            $0.pollReceive(into: value.assumingMemoryBound(to: Element.self))
+        }) {
+        case .done: return .done
+        case .closed: return .closed
+        case .wouldBlock: return .wouldBlock
         }
     }
 
-    override func register(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
-        waiter.pointee.elem = slot
-        return channel.register(waiter, in: .receivers, waker: waker)
+    override class func register(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: Waker) -> Bool {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.register(waiter, in: .receivers, waker: waker) }
     }
 
-    override func unregister(_ waiter: WaiterRef) {
-        channel.unregister(waiter, from: .receivers)
-    }
-
-    override func collect(_ waiter: WaiterRef) {
-        hasValue = waiter.pointee.outcome == .completed
-    }
-
-    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result {
-        try deliver(self, hasValue ? slot : nil)
+    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .receivers) }
     }
 }
 
-/// A send case. The value is offered from a stack copy when polling, and
-/// from a slot that stays put only while the select is parked.
+/// A send case's channel calls. The value stays in the case's box; a
+/// receiver copies it from there.
 @usableFromInline
-final class SendOperation<Element: Sendable, Result>: TypedSelectOperation<Result> {
-    private let channel: Channel<Element>
-    private let value: Element
-    private let body: () throws -> Result
-    /// The parked select's offer: a copy of `value` a receiver copies from.
-    @exclusivity(unchecked) private var slot: UnsafeMutablePointer<Element>?
-    /// The channel turned out to be closed: `run` throws.
-    @exclusivity(unchecked) private var foundClosed = false
-
-    @usableFromInline
-    init(channel: Channel<Element>, value: Element, body: @escaping () throws -> Result) {
-        self.channel = channel
-        self.value = value
-        self.body = body
-        super.init(role: .channel)
+final class SendKind<Element: Sendable>: ChannelCaseKind {
+    @inline(__always)
+    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
+        Unmanaged.fromOpaque(p)
     }
 
-    deinit {
-        if let slot {
-            slot.deinitialize(count: 1)
-            slot.deallocate()
+    override class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
+        switch Self.channel(channel)._withUnsafeGuaranteedRef({
+            $0.pollSend(from: value.assumingMemoryBound(to: Element.self))
+        }) {
+        case .done: return .done
+        case .closed: return .closed
+        case .wouldBlock: return .wouldBlock
         }
     }
 
-    override func poll(_ slot: UnsafeMutableRawPointer) -> Bool {
-        switch withUnsafePointer(to: value, { channel.pollSend(from: $0) }) {
-        case .done:
-            return true
-        case .closed:
-            foundClosed = true
-            return true
-        case .wouldBlock:
-            return false
-        }
+    override class func register(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: Waker) -> Bool {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.register(waiter, in: .senders, waker: waker) }
     }
 
-    override func register(_ waiter: WaiterRef, _ receiveSlot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
-        if slot == nil {
-            slot = .allocate(capacity: 1)
-            slot.unsafelyUnwrapped.initialize(to: value)
-        }
-        waiter.pointee.elem = UnsafeMutableRawPointer(slot.unsafelyUnwrapped)
-        return channel.register(waiter, in: .senders, waker: waker)
+    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .senders) }
     }
-
-    override func unregister(_ waiter: WaiterRef) {
-        channel.unregister(waiter, from: .senders)
-    }
-
-    override func collect(_ waiter: WaiterRef) {
-        foundClosed = waiter.pointee.outcome == .closed
-    }
-
-    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result {
-        if foundClosed { throw ChannelError.closed }
-        return try body()
-    }
-}
-
-/// `Case.timeout`: its body runs when `_select` reports the deadline.
-@usableFromInline
-final class TimeoutCase<Result>: TypedSelectOperation<Result> {
-    @usableFromInline let duration: Duration
-    private let body: () throws -> Result
-
-    @usableFromInline
-    init(duration: Duration, body: @escaping () throws -> Result) {
-        self.duration = duration
-        self.body = body
-        super.init(role: .timeout)
-    }
-
-    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result { try body() }
-}
-
-/// `Case.default`: its body runs when nothing was ready.
-@usableFromInline
-final class DefaultCase<Result>: TypedSelectOperation<Result> {
-    private let body: () throws -> Result
-
-    @usableFromInline
-    init(body: @escaping () throws -> Result) {
-        self.body = body
-        super.init(role: .default)
-    }
-
-    override func run(_ slot: UnsafeMutableRawPointer) throws -> Result { try body() }
 }
