@@ -162,14 +162,7 @@ final class Idle: @unchecked Sendable {
     /// notifier already took it out, in which case an unpark (and a
     /// spinning count) is on its way to the caller.
     func removeSleeper(_ worker: Worker) -> Bool {
-        lock.lock()
-        guard let i = sleepers.firstIndex(where: { $0 === worker }) else {
-            lock.unlock()
-            return false
-        }
-        sleepers.remove(at: i)
-        sleeping.subtract(1, ordering: .relaxed)
-        lock.unlock()
+        guard takeOut(worker, spinning: false) else { return false }
         sysmonBell.ring()
         return true
     }
@@ -178,16 +171,20 @@ final class Idle: @unchecked Sendable {
     /// spinning count). Sysmon uses it to tell a sleeping replacement
     /// worker to retire. False if `worker` is not asleep.
     func wake(_ worker: Worker) -> Bool {
+        guard takeOut(worker, spinning: true) else { return false }
+        worker.unpark()  // through the eventfd if it sleeps in epoll_wait
+        return true
+    }
+
+    /// Removes `worker` from the sleeper list, handing it a spinning count
+    /// if asked; false if it was not there.
+    private func takeOut(_ worker: Worker, spinning handOver: Bool) -> Bool {
         lock.lock()
-        guard let i = sleepers.firstIndex(where: { $0 === worker }) else {
-            lock.unlock()
-            return false
-        }
+        defer { lock.unlock() }
+        guard let i = sleepers.firstIndex(where: { $0 === worker }) else { return false }
         sleepers.remove(at: i)
         sleeping.subtract(1, ordering: .relaxed)
-        spinning.add(1, ordering: .sequentiallyConsistent)
-        lock.unlock()
-        worker.unpark()  // through the eventfd if it sleeps in epoll_wait
+        if handOver { spinning.add(1, ordering: .sequentiallyConsistent) }
         return true
     }
 
