@@ -47,6 +47,23 @@ public struct SocketAddress: Sendable, Equatable, Hashable, CustomStringConverti
         raw = a
     }
 
+    /// The first IPv4 or IPv6 address `host` resolves to, for a socket to
+    /// bind; a Unix path is a `.badAddress` for `operation`.
+    static func resolveIP(host: String, port: Int, operation: String) throws -> SocketAddress {
+        let address = try resolve(host: host, port: port)[0]
+        guard address.family != .unix else {
+            throw NetError(.badAddress, operation: "\(operation) \(host)", detail: "not an IP address")
+        }
+        return address
+    }
+
+    /// The address socket `fd` is bound to.
+    static func local(of fd: Int32) -> SocketAddress {
+        var bound = gt_sockaddr()
+        _ = gt_local_address(fd, &bound)
+        return SocketAddress(raw: bound)
+    }
+
     /// Every address `host` resolves to (numeric hosts without a lookup).
     /// Names go through getaddrinfo inside `GreenThread.blocking`, so a slow
     /// resolver parks only the calling green thread.

@@ -26,15 +26,10 @@ public final class TCPListener: @unchecked Sendable {
     /// - Throws: `NetError` `.addressInUse`, `.badAddress`,
     ///   `.addressNotAvailable`, `.resolutionFailed`, ...
     public init(host: String, port: Int, backlog: Int = 1024) throws {
-        let address = try SocketAddress.resolve(host: host, port: port)[0]
-        guard address.family != .unix else {
-            throw NetError(.badAddress, operation: "listen \(host)", detail: "not an IP address")
-        }
+        let address = try SocketAddress.resolveIP(host: host, port: port, operation: "listen")
         let fd = try listenSocket(at: address, backlog: backlog, reuseAddress: true)
-        var bound = gt_sockaddr()
-        _ = gt_local_address(fd, &bound)
         descriptor = PollDescriptor(fd: fd)
-        localAddress = SocketAddress(raw: bound)
+        localAddress = SocketAddress.local(of: fd)
     }
 
     deinit {

@@ -20,10 +20,7 @@ public final class UDPSocket: @unchecked Sendable {
     /// at `port` (0: any free port).
     /// - Throws: `NetError` `.addressInUse`, `.badAddress`, ...
     public init(host: String, port: Int) throws {
-        let address = try SocketAddress.resolve(host: host, port: port)[0]
-        guard address.family != .unix else {
-            throw NetError(.badAddress, operation: "bind \(host)", detail: "not an IP address")
-        }
+        let address = try SocketAddress.resolveIP(host: host, port: port, operation: "bind")
         var raw = address.raw
         let fd = try makeSocket(family: Int32(gt_sockaddr_family(&raw)), type: Int32(SOCK_DGRAM.rawValue),
                                 operation: "bind \(address)")
@@ -32,10 +29,8 @@ public final class UDPSocket: @unchecked Sendable {
             _ = gt_close(fd)
             throw NetError(errno: -rc, operation: "bind \(address)")
         }
-        var bound = gt_sockaddr()
-        _ = gt_local_address(fd, &bound)
         descriptor = PollDescriptor(fd: fd)
-        localAddress = SocketAddress(raw: bound)
+        localAddress = SocketAddress.local(of: fd)
     }
 
     deinit {
