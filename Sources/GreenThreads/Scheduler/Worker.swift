@@ -667,7 +667,7 @@ final class Worker: @unchecked Sendable {
     /// its futex word, so it also gets the eventfd. A Dekker pair with
     /// `Poller.blockIdle`: here store NOTIFIED, fence, load `inPoll`; there
     /// store `inPoll`, fence, load the word. At least one side sees the
-    /// other's store (docs/ARCHITECTURE.md §9c).
+    /// other's store (docs/ARCHITECTURE.md §12).
     func unpark() {
         gt_parker_unpark(parker)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
