@@ -8,7 +8,7 @@
 # generator (`gt-bench loadgen`: 64-byte messages, 100 and 1,000 connections),
 # and prints requests/s and p99 latency.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator|timers|echo ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator|timers|parkmany|echo ...]
 #                                                        (default: all of them)
 # Env:   ROUNDS=3       rounds; each round runs every implementation once per
 #                       benchmark, in turn, so machine drift hits all alike
@@ -28,16 +28,16 @@ peers_dir="$root/scripts/peers"
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator | timers | echo) benches+=("$a") ;;
+        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
         -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator, timers, echo)" >&2
+                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator, timers, parkmany, echo)" >&2
             exit 2
             ;;
     esac
 done
-((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select mutex generator timers echo)
+((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select mutex generator timers parkmany echo)
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
 echo_seconds=${ECHO_SECONDS:-5}
@@ -103,9 +103,10 @@ except (ValueError, KeyError, TypeError):
 for r in rows:
     print("RESULT peer=greenthreads benchmark=%s workers=%d value=%s unit=%s"
           % (r["benchmark"], r["workers"], r["value"], r["unit"]))
-    if r["benchmark"] == "timers" and "peakRSSBytesPerItem" in r:  # as the peers print it
-        print("RESULT peer=greenthreads benchmark=timers-rss workers=%d value=%s unit=B/sleeper at_once=%d"
-              % (r["workers"], r["peakRSSBytesPerItem"], r["peakItems"]))
+    if r["benchmark"] in ("timers", "parkmany") and "peakRSSBytesPerItem" in r:  # as the peers print it
+        print("RESULT peer=greenthreads benchmark=%s-rss workers=%d value=%s unit=%s at_once=%d"
+              % (r["benchmark"], r["workers"], r["peakRSSBytesPerItem"],
+                 "B/sleeper" if r["benchmark"] == "timers" else "B/thread", r["peakItems"]))
 ' <<<"$out"
 }
 
@@ -114,7 +115,7 @@ peer_has() {
     case $1 in
         go) [[ $2 != generator ]] ;;
         boostfiber) [[ $2 != select && $2 != generator ]] ;;   # Boost.Fiber has no select
-        swiftconc) [[ " switch spawn fib skew timers " == *" $2 "* ]] ;;
+        swiftconc) [[ " switch spawn fib skew timers parkmany " == *" $2 "* ]] ;;
         python) [[ $2 == generator ]] ;;   # reports peer=python-gen and peer=greenlet
         *) false ;;
     esac
@@ -207,8 +208,8 @@ import statistics, sys
 from collections import defaultdict
 
 path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], sys.argv[3:]
-# timers also reports memory: peak RSS per sleeper asleep at once, its own row.
-benches = [x for b in benches for x in ([b, "timers-rss"] if b == "timers" else [b])]
+# timers and parkmany also report memory (peak RSS per thread held at once): its own row.
+benches = [x for b in benches for x in ([b, b + "-rss"] if b in ("timers", "parkmany") else [b])]
 values, units = defaultdict(list), {}
 echo = defaultdict(list)  # (peer, connections, workers) -> [(rps, p99_us)]
 at_once = defaultdict(list)  # timers-rss: the most sleepers asleep at once, per run
@@ -222,7 +223,7 @@ for line in open(path):
     key = (f["peer"], f["benchmark"], int(f["workers"]))
     values[key].append(float(f["value"]))
     units[key] = f["unit"]
-    if "at_once" in f:
+    if "at_once" in f and f["benchmark"] == "timers-rss":
         at_once[key].append(int(f["at_once"]))
 
 def med(peer, bench, w):

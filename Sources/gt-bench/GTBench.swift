@@ -13,6 +13,9 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
     Benchmark(name: "timers", unit: "ns/sleeper",
               summary: "10^6 green threads each sleeping 1 s, joined by a WaitGroup (overhead beyond the 1 s; + peak RSS per sleeper asleep at once)",
               rssItems: { TimerWorkload.peakAsleep.load(ordering: .relaxed) }, measure: timersBenchmark),
+    Benchmark(name: "parkmany", unit: "ns/thread",
+              summary: "10^6 green threads parked at once on one channel, woken by close (spawn+park+wake+exit per thread; + peak RSS per parked thread)",
+              rssItems: { ParkManyWorkload.threads }, measure: parkManyBenchmark),
 ] + EchoBenchmark.all
 
 @main

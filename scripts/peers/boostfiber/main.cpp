@@ -6,7 +6,7 @@
 // all, just the register save/restore - the floor any green-thread switch
 // can approach.
 //
-// Usage: boostfiber-peer [switch|spawn|fib|skew|pingpong|chan|mutex|timers ...] [--workers 1,2]
+// Usage: boostfiber-peer [switch|spawn|fib|skew|pingpong|chan|mutex|timers|parkmany ...] [--workers 1,2]
 // (no `select`: Boost.Fiber cannot wait on several channels at once)
 // Prints: RESULT peer=<boostfiber|boostcontext> benchmark=<name> workers=<n>
 //         value=<median> unit=<unit>
@@ -52,6 +52,7 @@ constexpr auto kTimerSleep = std::chrono::seconds(1);
 // A million fibers do not fit in Boost's default 128 KiB stacks; 16 KiB is
 // the knob a Boost user would turn (sleep_for needs far less).
 constexpr std::size_t kTimerStack = 16 * 1024;
+constexpr long kParkFibers = 1'000'000;  // parkmany: parked at once
 
 static double since_ns(Clock::time_point start) {
     return std::chrono::duration<double, std::nano>(Clock::now() - start).count();
@@ -304,6 +305,34 @@ static double bench_timers() {
            kTimerSleeps;
 }
 
+// 10^6 detached fibers parked at once on one unbuffered channel, woken by
+// closing it (pop returns `closed`); the last one out signals main.
+// spawn+park+wake+exit per fiber. Stacks as in bench_timers.
+static double bench_parkmany() {
+    fibers::unbuffered_channel<int> gate;
+    std::atomic<long> arrived{0};
+    fibers::mutex mu;
+    fibers::condition_variable all_done;
+    long remaining = kParkFibers;
+    auto start = Clock::now();
+    for (long i = 0; i < kParkFibers; ++i) {
+        fibers::fiber(std::allocator_arg, fibers::fixedsize_stack(kTimerStack), [&] {
+            arrived.fetch_add(1, std::memory_order_relaxed);
+            int v;
+            (void)gate.pop(v);
+            std::lock_guard<fibers::mutex> lk(mu);
+            if (--remaining == 0) all_done.notify_one();
+        }).detach();
+    }
+    while (arrived.load(std::memory_order_relaxed) < kParkFibers) boost::this_fiber::yield();
+    gate.close();
+    {
+        std::unique_lock<fibers::mutex> lk(mu);
+        all_done.wait(lk, [&] { return remaining == 0; });
+    }
+    return since_ns(start) / kParkFibers;
+}
+
 static int repeats() {
     const char* s = std::getenv("REPEATS");
     int n = s ? std::atoi(s) : 0;
@@ -350,6 +379,14 @@ static void measure(const std::string& name, unsigned w) {
                     "at_once=%ld\n",
                     w, ru.ru_maxrss * 1024.0 / (peak > 0 ? peak : 1), peak);
     }
+    if (name == "parkmany") {
+        report("boostfiber", name, w, median_of(bench_parkmany), "ns/thread");
+        rusage ru{};
+        getrusage(RUSAGE_SELF, &ru);
+        std::printf("RESULT peer=boostfiber benchmark=parkmany-rss workers=%u value=%.1f unit=B/thread "
+                    "at_once=%ld\n",
+                    w, ru.ru_maxrss * 1024.0 / kParkFibers, kParkFibers);
+    }
 }
 
 int main(int argc, char** argv) {
@@ -362,7 +399,7 @@ int main(int argc, char** argv) {
     mallopt(M_TRIM_THRESHOLD, -1);  // -1: never trim
     // No `select`: Boost.Fiber has no way to wait on several channels.
     const std::vector<std::string> all = {"switch", "spawn", "fib",  "skew",
-                                          "pingpong", "chan", "mutex", "timers"};
+                                          "pingpong", "chan", "mutex", "timers", "parkmany"};
     std::vector<std::string> names;
     std::vector<unsigned> workers = {1, 2};
     for (int i = 1; i < argc; ++i) {
@@ -385,7 +422,7 @@ int main(int argc, char** argv) {
             names.push_back(a);
         } else {
             std::fprintf(stderr,
-                         "usage: %s [switch|spawn|fib|skew|pingpong|chan|mutex|timers ...] "
+                         "usage: %s [switch|spawn|fib|skew|pingpong|chan|mutex|timers|parkmany ...] "
                          "[--workers 1,2]\n",
                          argv[0]);
             return 2;

@@ -3,7 +3,7 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|mutex|timers ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|mutex|timers|parkmany ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
@@ -38,6 +38,7 @@ const (
 	mutexPerG    = 250_000
 	timerSleeps  = 1_000_000
 	timerSleep   = time.Second
+	parkThreads  = 1_000_000
 )
 
 // benchmark is one workload; run returns one measurement on the current
@@ -59,9 +60,10 @@ var benchmarks = map[string]benchmark{
 	"select":   {"ns/message", benchSelect, false},
 	"mutex":    {"ns/op", benchMutex, false},
 	"timers":   {"ns/sleeper", benchTimers, false},
+	"parkmany": {"ns/thread", benchParkMany, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "mutex", "timers"}
+var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "mutex", "timers", "parkmany"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -303,6 +305,30 @@ func benchTimers() float64 {
 	return float64((elapsed - timerSleep).Nanoseconds()) / timerSleeps
 }
 
+// benchParkMany: 10^6 goroutines parked at once on one unbuffered channel,
+// woken by closing it; spawn+park+wake+exit per goroutine. main also reports
+// parkmany-rss: peak RSS over the 10^6 parked at once.
+func benchParkMany() float64 {
+	var arrived int64
+	gate := make(chan int)
+	var wg sync.WaitGroup
+	wg.Add(parkThreads)
+	start := time.Now()
+	for i := 0; i < parkThreads; i++ {
+		go func() {
+			atomic.AddInt64(&arrived, 1)
+			<-gate
+			wg.Done()
+		}()
+	}
+	for atomic.LoadInt64(&arrived) < parkThreads {
+		runtime.Gosched()
+	}
+	close(gate)
+	wg.Wait()
+	return float64(time.Since(start).Nanoseconds()) / parkThreads
+}
+
 // peakRSSBytes is the process's peak resident set (getrusage; KiB on Linux).
 func peakRSSBytes() int64 {
 	var ru syscall.Rusage
@@ -373,6 +399,10 @@ func main() {
 			if name == "timers" {
 				fmt.Printf("RESULT peer=go benchmark=timers-rss workers=%d value=%.1f unit=B/sleeper at_once=%d\n",
 					w, float64(peakRSSBytes())/float64(atomic.LoadInt64(&peakAsleep)), atomic.LoadInt64(&peakAsleep))
+			}
+			if name == "parkmany" {
+				fmt.Printf("RESULT peer=go benchmark=parkmany-rss workers=%d value=%.1f unit=B/thread at_once=%d\n",
+					w, float64(peakRSSBytes())/parkThreads, parkThreads)
 			}
 		}
 	}

@@ -8,7 +8,7 @@
 // So for each worker count this program re-executes itself under
 // `taskset -c 0-(n-1)`, which gives a pool of exactly n threads (and n cores).
 //
-// Usage: swiftconc-peer [switch|spawn|fib|skew|timers ...] [--workers 1,2]
+// Usage: swiftconc-peer [switch|spawn|fib|skew|timers|parkmany ...] [--workers 1,2]
 // Prints: RESULT peer=swiftconc benchmark=<name> workers=<n> value=<median> unit=<unit>
 import Foundation
 import Synchronization
@@ -21,6 +21,7 @@ let fibExpected = 196_418
 let skewTasks = 10_000
 let skewIters = 50_000  // dependent xorshift steps per task: ~50-100 µs
 let timerSleeps = 1_000_000
+let parkTasks = 1_000_000
 
 /// Set in the re-executed child, whose pool is already pinned to its size.
 let pinnedEnv = "SWIFTCONC_PEER_PINNED"
@@ -140,6 +141,54 @@ func benchTimers() async -> Double {
     return (nanoseconds(since: start) - 1e9) / Double(timerSleeps)
 }
 
+/// The stand-in for a closed channel: tasks suspend on a continuation that
+/// `open` resumes, all at once. Swift concurrency has no channel; a task
+/// parked on a continuation is its cheapest way to wait.
+final class Gate: Sendable {
+    private struct State {
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        var open = false
+    }
+    private let state = Mutex(State())
+    let arrived = Atomic<Int>(0)
+
+    func wait() async {
+        arrived.add(1, ordering: .relaxed)
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { s -> Bool in
+                if s.open { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if resumeNow { c.resume() }
+        }
+    }
+
+    func open() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            s.open = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for c in waiters { c.resume() }
+    }
+}
+
+/// 10^6 child tasks suspended at once on one gate, resumed together, awaited
+/// by their group: spawn+park+wake+exit per task.
+func benchParkMany() async -> Double {
+    let gate = Gate()
+    let start = ContinuousClock.now
+    await withTaskGroup(of: Void.self) { group in
+        for _ in 0..<parkTasks {
+            group.addTask { await gate.wait() }
+        }
+        while gate.arrived.load(ordering: .relaxed) < parkTasks { await Task.yield() }
+        gate.open()
+    }
+    return nanoseconds(since: start) / Double(parkTasks)
+}
+
 struct Benchmark {
     let name: String
     let unit: String
@@ -153,12 +202,13 @@ let benchmarks = [
     Benchmark(name: "fib", unit: "ms", singleWorker: false, run: benchFib),
     Benchmark(name: "skew", unit: "ms", singleWorker: false, run: benchSkew),
     Benchmark(name: "timers", unit: "ns/sleeper", singleWorker: false, run: benchTimers),
+    Benchmark(name: "parkmany", unit: "ns/thread", singleWorker: false, run: benchParkMany),
 ]
 
 // MARK: - Driver
 
 func usage() -> Never {
-    FileHandle.standardError.write("usage: swiftconc-peer [switch|spawn|fib|skew|timers ...] [--workers 1,2]\n".data(using: .utf8)!)
+    FileHandle.standardError.write("usage: swiftconc-peer [switch|spawn|fib|skew|timers|parkmany ...] [--workers 1,2]\n".data(using: .utf8)!)
     exit(2)
 }
 
@@ -217,6 +267,12 @@ for b in selected {
         let peak = max(1, Sleepers.peak.load(ordering: .relaxed))
         print("RESULT peer=swiftconc benchmark=timers-rss workers=\(w) "
               + "value=\(String(format: "%.1f", Double(ru.ru_maxrss) * 1024 / Double(peak))) unit=B/sleeper at_once=\(peak)")
+    }
+    if b.name == "parkmany" {
+        var ru = rusage()
+        getrusage(RUSAGE_SELF.rawValue, &ru)
+        print("RESULT peer=swiftconc benchmark=parkmany-rss workers=\(w) "
+              + "value=\(String(format: "%.1f", Double(ru.ru_maxrss) * 1024 / Double(parkTasks))) unit=B/thread at_once=\(parkTasks)")
     }
     fflush(nil)  // the parent reads our output through a pipe
 }
