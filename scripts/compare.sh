@@ -20,6 +20,7 @@
 #                       (echo also needs echo-server beside it, or builds it)
 #        ECHO_SECONDS=5 seconds of load per echo run
 #        ECHO_CONNECTIONS="100 1000"  connection counts for echo
+#        RESULTS_FILE   also keep every run's raw RESULT lines in this file
 # Results are most meaningful on an otherwise idle machine.
 set -euo pipefail
 
@@ -203,6 +204,7 @@ done
 echo "machine: $machine"
 echo "rounds: $rounds, repeats per run: $REPEATS, load average at start: $load"
 echo
+[[ -n ${RESULTS_FILE:-} ]] && cp "$results" "$RESULTS_FILE"
 python3 - "$results" "$workers" "${benches[@]}" <<'PY'
 import statistics, sys
 from collections import defaultdict
