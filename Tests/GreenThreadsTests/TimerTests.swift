@@ -209,13 +209,18 @@ struct TimerTests {
         #expect(heap.count == 0)
     }
 
-    @Test("a stack that cannot be mapped is a fatal error naming vm.max_map_count")
+    @Test("a stack that cannot be mapped is a fatal error naming its cause (vm.max_map_count or memory)")
     func stackMapFailureIsExplained() async {
         let text = StackMapFailure(errno: ENOMEM, stackSize: 262_144, stacksMapped: 999_000,
-                                   maxMapCount: 2_000_000).description
+                                   maxMapCount: 2_000_000, sharedMappings: false).description
         #expect(text.contains("vm.max_map_count is 2000000"))
         #expect(text.contains("999000 stacks"))
         #expect(text.contains("sysctl -w vm.max_map_count="))
+        let slabText = StackMapFailure(errno: ENOMEM, stackSize: 262_144, stacksMapped: 999_000,
+                                       maxMapCount: 65_530, sharedMappings: true).description
+        #expect(slabText.contains("999000 stacks"))
+        #expect(slabText.contains("64 per mapping"))
+        #expect(!slabText.contains("sysctl"))
         let result = await #expect(processExitsWith: .failure, observing: [\.standardErrorContent]) {
             let rt = Runtime(workers: 1)
             rt.core.injectedStackMapErrno.store(ENOMEM, ordering: .relaxed)
@@ -223,7 +228,7 @@ struct TimerTests {
         }
         let stderr = String(decoding: result?.standardErrorContent ?? [], as: UTF8.self)
         #expect(stderr.contains("could not map a 262144-byte green stack (errno 12, ENOMEM)"))
-        #expect(stderr.contains("vm.max_map_count is "))
+        #expect(stderr.contains(gt_stack_uses_guard_regions() ? "64 per mapping" : "vm.max_map_count is "))
     }
 }
 

@@ -51,17 +51,22 @@ void gt_context_transfer(gt_context *from, gt_context *to);
 
 // MARK: - Stacks
 
-/// One green stack: a PROT_NONE guard page below `size` usable bytes.
+/// One green stack: a guard page below `size` usable bytes.
 typedef struct gt_stack {
     void *base;       // lowest usable byte (just above the guard page)
     size_t size;      // usable bytes
-    void *mapping;    // start of the whole mapping (the guard page)
+    void *mapping;    // the guard page: this stack's part of its mapping
     size_t mapping_size;
 } gt_stack;
 
-/// Maps a lazily committed stack with a guard page. Returns 0 or an errno.
+/// Carves a lazily committed stack with a guard page from a shared slab
+/// (or maps it alone where the kernel lacks guard regions). Thread-safe.
+/// Returns 0 or an errno.
 int gt_stack_alloc(size_t size, gt_stack *out);
-/// Unmaps a stack.
+/// Whether stacks come from slabs with guard regions (64 stacks per kernel
+/// mapping) rather than two mappings each.
+bool gt_stack_uses_guard_regions(void);
+/// Unmaps a stack (its part of the slab).
 void gt_stack_free(gt_stack *stack);
 /// Returns a pooled stack's touched pages to the kernel (keeps the mapping).
 void gt_stack_discard(gt_stack *stack);

@@ -1,3 +1,4 @@
+import CContext
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -7,8 +8,10 @@ import Glibc
 /// Stacks are bound when a green thread first runs, on a worker, long after
 /// `go`/`spawn` returned (they do not throw), so there is no caller to hand
 /// an error to: running out is fatal, as it is in Go, and this message is
-/// what makes it actionable. The usual cause is the kernel's per-process
-/// mapping limit: every stack is two VMAs (the stack and its guard page).
+/// what makes it actionable. Where the kernel has guard regions (Linux
+/// 6.13+), 64 stacks share one mapping and ENOMEM means memory; elsewhere
+/// every stack is two VMAs (the stack and its guard page) and the usual
+/// cause is the kernel's per-process mapping limit.
 struct StackMapFailure: CustomStringConvertible {
     let errno: Int32
     let stackSize: Int
@@ -18,12 +21,17 @@ struct StackMapFailure: CustomStringConvertible {
     let maxMapCount: Int?
     /// Who maps them: "this runtime" or "the coroutine stack pool".
     var owner = "this runtime"
+    /// Whether stacks share slab mappings (`gt_stack_uses_guard_regions`).
+    var sharedMappings = gt_stack_uses_guard_regions()
 
     var description: String {
         var s = "GreenThreads: could not map a \(stackSize)-byte green stack (errno \(errno)"
         s += errno == ENOMEM ? ", ENOMEM)" : ")"
         s += " with \(stacksMapped) stacks already mapped by \(owner)."
-        if errno == ENOMEM {
+        if errno == ENOMEM && sharedMappings {
+            s += " Stacks share mappings (64 per mapping, with guard regions), so this is memory:"
+            s += " the machine, its overcommit policy or RLIMIT_AS leaves no room for more stacks."
+        } else if errno == ENOMEM {
             let limit = maxMapCount.map(String.init) ?? "unknown"
             s += " Each stack costs 2 memory mappings (stack + guard page; other runtimes and"
             s += " mappings of the process count too) and"
