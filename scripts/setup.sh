@@ -30,10 +30,11 @@ if [ ${#need_apt[@]} -gt 0 ]; then
     apt-get install -y -qq "${need_apt[@]}" >/dev/null
 fi
 
-# Every green stack is two memory mappings (stack + guard page), so a million
-# live green threads need vm.max_map_count above 2,000,000 (the kernel's
-# default is 65530: about 32k threads). The 10^6-sleeper test and the timers
-# benchmark need it.
+# On kernels without guard regions (before Linux 6.13) every green stack is
+# two memory mappings (stack + guard page), so a million live green threads
+# need vm.max_map_count above 2,000,000 (the kernel's default is 65530: about
+# 32k threads); with them, 64 stacks share one mapping and the default does.
+# The 10^6-sleeper test and the timers benchmark need a million.
 want_maps=2200000
 have_maps=$(cat /proc/sys/vm/max_map_count 2>/dev/null || echo 0)
 if [ "$have_maps" -lt "$want_maps" ]; then

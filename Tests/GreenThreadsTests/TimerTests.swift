@@ -6,11 +6,12 @@ import Synchronization
 import Testing
 @testable import GreenThreads
 
-/// Whether this process may hold `n` live green stacks (two mappings each),
-/// raising `vm.max_map_count` first if it is too low and we are root (as
-/// scripts/setup.sh does in CI).
+/// Whether this process may hold `n` live green stacks (two mappings each,
+/// or a 64th of one with guard regions), raising `vm.max_map_count` first if
+/// it is too low and we are root (as scripts/setup.sh does in CI).
 func mapCountAllows(stacks n: Int) -> Bool {
-    let needed = 2 * n + 100_000  // the process's other mappings, other runtimes' pools
+    // + the process's other mappings and other runtimes' pools
+    let needed = gt_stack_uses_guard_regions() ? n / 64 + 20_000 : 2 * n + 100_000
     if let have = StackMapFailure.currentMaxMapCount(), have >= needed { return true }
     guard getuid() == 0, let f = fopen("/proc/sys/vm/max_map_count", "w") else { return false }
     fputs("\(needed)\n", f)
