@@ -1,5 +1,6 @@
 // Creating contexts and the single switch path.
 #include "CContext.h"
+#include "exclusivity.h"
 #include <string.h>
 
 // Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
@@ -12,6 +13,25 @@ extern void gt_entry_trampoline(void);
 // thread's list and the runtime crashes in swift_endAccess.
 extern void swift_task_enterThreadLocalContext(char *state) __attribute__((swiftcall));
 extern void swift_task_exitThreadLocalContext(char *state) __attribute__((swiftcall));
+
+// Where this OS thread's exclusivity access-set head lives, once
+// gt_exclusivity_attach_thread found it; until then (or if it cannot be
+// found) a word that always reads "accesses open", so every switch calls
+// the runtime. Read only before the switch in gt_context_transfer, never
+// after: a green stack may resume on another thread, whose slot differs.
+static const uintptr_t always_open = 1;
+static _Thread_local const uintptr_t *thread_access_head = &always_open;
+
+bool gt_exclusivity_attach_thread(void) {
+    if (thread_access_head != &always_open) return true;
+    uintptr_t *head = gt_exclusivity_find_head();
+    if (head) thread_access_head = head;
+    return head != NULL;
+}
+
+bool gt_exclusivity_thread_has_accesses(void) {
+    return *thread_access_head != 0;
+}
 
 static void gt_context_bootstrap(void *arg) {
     gt_context *ctx = (gt_context *)arg;
@@ -62,7 +82,10 @@ void gt_context_transfer(gt_context *from, gt_context *to) {
     // A green stack takes its open accesses with it; an OS thread's own
     // stack (managed == 0) keeps them on the thread, underneath whatever
     // the green stack pushes. Sanitizer fiber annotations belong here too.
-    if (from->managed) swift_task_exitThreadLocalContext((char *)from->excl);
+    // With no set entered underneath (excl[0] == 0) and nothing open on the
+    // thread, the exit would change nothing: skip its thread-local lookup.
+    if (from->managed && (from->excl[0] | *thread_access_head) != 0)
+        swift_task_exitThreadLocalContext((char *)from->excl);
     gt_switch_raw(&from->sp, to->sp);
     // Entering an empty set into a thread whose own set is empty changes
     // nothing, and a scheduled green thread always resumes on a worker whose
