@@ -20,7 +20,10 @@ extern void swift_task_exitThreadLocalContext(char *state) __attribute__((swiftc
 // the runtime. Read only before the switch in gt_context_transfer, never
 // after: a green stack may resume on another thread, whose slot differs.
 static const uintptr_t always_open = 1;
-static _Thread_local const uintptr_t *thread_access_head = &always_open;
+// Initial-exec: one %fs-relative load, with no __tls_get_addr call (and
+// no call frame) on the switch path even when built into a shared library.
+static _Thread_local const uintptr_t *thread_access_head
+    __attribute__((tls_model("initial-exec"))) = &always_open;
 
 bool gt_exclusivity_attach_thread(void) {
     if (thread_access_head != &always_open) return true;
@@ -78,23 +81,39 @@ void gt_context_make(gt_context *ctx, void *base, size_t size,
 #endif
 }
 
+// The switch of a green stack that must run the runtime's hooks: its
+// thread holds an access (or it entered a set), or it is a coroutine.
+__attribute__((noinline))
+static void gt_context_transfer_bracketed(gt_context *from, gt_context *to) {
+    if ((from->excl[0] | *thread_access_head) != 0)
+        swift_task_exitThreadLocalContext((char *)from->excl);
+    gt_switch_raw(&from->sp, to->sp);
+    if (!from->scheduled || from->excl[0] != 0)
+        swift_task_enterThreadLocalContext((char *)from->excl);
+}
+
 void gt_context_transfer(gt_context *from, gt_context *to) {
     // A green stack takes its open accesses with it; an OS thread's own
     // stack (managed == 0) keeps them on the thread, underneath whatever
     // the green stack pushes. Sanitizer fiber annotations belong here too.
-    // With no set entered underneath (excl[0] == 0) and nothing open on the
-    // thread, the exit would change nothing: skip its thread-local lookup.
-    if (from->managed && (from->excl[0] | *thread_access_head) != 0)
-        swift_task_exitThreadLocalContext((char *)from->excl);
-    gt_switch_raw(&from->sp, to->sp);
-    // Entering an empty set into a thread whose own set is empty changes
-    // nothing, and a scheduled green thread always resumes on a worker whose
-    // set is empty: the scheduling loop holds no access across a switch, and
-    // every green stack took its accesses along when it left. So the enter
-    // (a thread-local lookup through __tls_get_addr, a third of the bracket's
-    // cost) is needed only when this thread left with accesses open.
+    //
+    // Exit: with no set entered underneath (excl[0] == 0) and nothing open
+    // on the thread, the exit hook would change nothing.
+    // Enter: entering an empty set into a thread whose own set is empty
+    // changes nothing, and a scheduled green thread always resumes on a
+    // worker whose set is empty: the scheduling loop holds no access across
+    // a switch, and every green stack took its accesses along when it left.
+    // So the enter is needed only when this thread left with accesses open.
     // Coroutines are entered from arbitrary frames, whose open accesses the
     // enter must record, so they always enter.
-    if (from->managed && (!from->scheduled || from->excl[0] != 0))
-        swift_task_enterThreadLocalContext((char *)from->excl);
+    //
+    // Both hooks are skipped for a scheduled green thread with nothing open
+    // (the common case), and for an OS thread's own stack. Then the switch
+    // is a tail call: the resumed stack returns straight to our caller, and
+    // this function leaves no frame on the hot path.
+    if (from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0)) {
+        gt_context_transfer_bracketed(from, to);
+        return;
+    }
+    gt_switch_raw(&from->sp, to->sp);
 }
