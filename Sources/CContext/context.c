@@ -1,5 +1,6 @@
 // Creating contexts and the single switch path.
 #include "CContext.h"
+#include "exclusivity.h"
 #include <string.h>
 
 // Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
@@ -12,6 +13,28 @@ extern void gt_entry_trampoline(void);
 // thread's list and the runtime crashes in swift_endAccess.
 extern void swift_task_enterThreadLocalContext(char *state) __attribute__((swiftcall));
 extern void swift_task_exitThreadLocalContext(char *state) __attribute__((swiftcall));
+
+// Where this OS thread's exclusivity access-set head lives, once
+// gt_exclusivity_attach_thread found it; until then (or if it cannot be
+// found) a word that always reads "accesses open", so every switch calls
+// the runtime. Read only before the switch in gt_context_transfer, never
+// after: a green stack may resume on another thread, whose slot differs.
+static const uintptr_t always_open = 1;
+// Initial-exec: one %fs-relative load, with no __tls_get_addr call (and
+// no call frame) on the switch path even when built into a shared library.
+static _Thread_local const uintptr_t *thread_access_head
+    __attribute__((tls_model("initial-exec"))) = &always_open;
+
+bool gt_exclusivity_attach_thread(void) {
+    if (thread_access_head != &always_open) return true;
+    uintptr_t *head = gt_exclusivity_find_head();
+    if (head) thread_access_head = head;
+    return head != NULL;
+}
+
+bool gt_exclusivity_thread_has_accesses(void) {
+    return *thread_access_head != 0;
+}
 
 static void gt_context_bootstrap(void *arg) {
     gt_context *ctx = (gt_context *)arg;
@@ -58,20 +81,39 @@ void gt_context_make(gt_context *ctx, void *base, size_t size,
 #endif
 }
 
+// The switch of a green stack that must run the runtime's hooks: its
+// thread holds an access (or it entered a set), or it is a coroutine.
+__attribute__((noinline))
+static void gt_context_transfer_bracketed(gt_context *from, gt_context *to) {
+    if ((from->excl[0] | *thread_access_head) != 0)
+        swift_task_exitThreadLocalContext((char *)from->excl);
+    gt_switch_raw(&from->sp, to->sp);
+    if (!from->scheduled || from->excl[0] != 0)
+        swift_task_enterThreadLocalContext((char *)from->excl);
+}
+
 void gt_context_transfer(gt_context *from, gt_context *to) {
     // A green stack takes its open accesses with it; an OS thread's own
     // stack (managed == 0) keeps them on the thread, underneath whatever
     // the green stack pushes. Sanitizer fiber annotations belong here too.
-    if (from->managed) swift_task_exitThreadLocalContext((char *)from->excl);
-    gt_switch_raw(&from->sp, to->sp);
-    // Entering an empty set into a thread whose own set is empty changes
-    // nothing, and a scheduled green thread always resumes on a worker whose
-    // set is empty: the scheduling loop holds no access across a switch, and
-    // every green stack took its accesses along when it left. So the enter
-    // (a thread-local lookup through __tls_get_addr, a third of the bracket's
-    // cost) is needed only when this thread left with accesses open.
+    //
+    // Exit: with no set entered underneath (excl[0] == 0) and nothing open
+    // on the thread, the exit hook would change nothing.
+    // Enter: entering an empty set into a thread whose own set is empty
+    // changes nothing, and a scheduled green thread always resumes on a
+    // worker whose set is empty: the scheduling loop holds no access across
+    // a switch, and every green stack took its accesses along when it left.
+    // So the enter is needed only when this thread left with accesses open.
     // Coroutines are entered from arbitrary frames, whose open accesses the
     // enter must record, so they always enter.
-    if (from->managed && (!from->scheduled || from->excl[0] != 0))
-        swift_task_enterThreadLocalContext((char *)from->excl);
+    //
+    // Both hooks are skipped for a scheduled green thread with nothing open
+    // (the common case), and for an OS thread's own stack. Then the switch
+    // is a tail call: the resumed stack returns straight to our caller, and
+    // this function leaves no frame on the hot path.
+    if (from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0)) {
+        gt_context_transfer_bracketed(from, to);
+        return;
+    }
+    gt_switch_raw(&from->sp, to->sp);
 }

@@ -42,12 +42,17 @@ gt_switch_raw:
     mrs x9, fpcr
     str x9, [sp, #0xa0]
 
-    mov x9, sp
-    str x9, [x0]               /* publish where we stopped */
+    mov x10, sp
+    str x10, [x0]              /* publish where we stopped */
     mov sp, x1                 /* adopt the other stack */
 
-    ldr x9, [sp, #0xa0]
-    msr fpcr, x9
+    /* Writing FPCR can stall the pipeline, and is a no-op when both
+     * contexts use the same modes (almost always): write only a change. */
+    ldr x10, [sp, #0xa0]
+    cmp x9, x10
+    b.eq 1f
+    msr fpcr, x10
+1:
     ldp d8,  d9,  [sp, #0x00]
     ldp d10, d11, [sp, #0x10]
     ldp d12, d13, [sp, #0x20]

@@ -38,11 +38,18 @@ gt_switch_raw:
     stmxcsr 8(%rsp)
 
     movq %rsp, (%rdi)          /* publish where we stopped */
+    movl 8(%rsp), %eax         /* keep our control words (rax, rcx are scratch) */
+    movzwl (%rsp), %ecx
     movq %rsi, %rsp            /* adopt the other stack */
 
-    fldcw (%rsp)
-    ldmxcsr 8(%rsp)
-    addq $16, %rsp
+    /* Reloading a control register is slow (microcoded, it stalls the
+     * pipeline) and a no-op when both contexts use the same modes, which
+     * is almost always: load only what differs. */
+    cmpl 8(%rsp), %eax
+    jne 2f
+1:  cmpw (%rsp), %cx
+    jne 3f
+0:  addq $16, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -50,6 +57,10 @@ gt_switch_raw:
     popq %rbx
     popq %rbp
     ret                        /* into the other context's caller, or the trampoline */
+2:  ldmxcsr 8(%rsp)
+    jmp 1b
+3:  fldcw (%rsp)
+    jmp 0b
     .cfi_endproc
     .size gt_switch_raw, .-gt_switch_raw
 

@@ -1,6 +1,6 @@
 // Plain C test of the CContext context switch (no Swift involved).
 //
-// Builds from Sources/CContext/{context.c,stack.c,switch_<arch>_*.S} plus this
+// Builds from Sources/CContext/{context.c,exclusivity.c,stack.c,switch_<arch>_*.S} plus this
 // file; scripts/check-switch.sh compiles it natively (x86_64) and for aarch64
 // (run under qemu-user). Not a SwiftPM target: SwiftPM ignores this directory.
 //

@@ -1,3 +1,4 @@
+import CContext
 import Synchronization
 import Testing
 @testable import GreenThreads
@@ -68,6 +69,45 @@ struct MigrationTests {
             return try joinAll(hs).reduce(0, +)
         }
         #expect(total == 200 * (0..<10).reduce(0, +))
+    }
+
+    /// Workers locate their thread's access set (so a switch can skip the
+    /// runtime's exit hook when nothing is open): the switch must see an
+    /// access that is open, on whichever worker the thread runs, and see
+    /// none once it ended. A failed lookup would show as "always open".
+    @Test func switchSeesOpenAccessesOnEveryWorker() throws {
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        // Shared holders: the optimizer may check accesses to an object that
+        // never escapes statically, and then no access would be open.
+        let holders = (0..<64).map { _ in Holder() }
+        let results = try rt.run { () throws -> [[Bool]] in
+            let hs = holders.map { h in
+                go { () -> [Bool] in
+                    var seen: [Bool] = []
+                    for _ in 0..<20 {
+                        seen.append(!gt_exclusivity_thread_has_accesses())
+                        Self.checkOpenAcrossYield(&h.values, seen: &seen)
+                        GreenThread.yield()
+                    }
+                    seen.append(!gt_exclusivity_thread_has_accesses())
+                    return seen
+                }
+            }
+            return try joinAll(hs)
+        }
+        #expect(results.allSatisfy { $0.count == 41 && $0.allSatisfy { $0 } })
+    }
+
+    /// Records that the access to `values` is visible before and after a
+    /// yield inside it (the yield takes it along, perhaps to the other worker).
+    @inline(never)
+    static func checkOpenAcrossYield(_ values: inout [Int], seen: inout [Bool]) {
+        values.append(1)
+        let before = gt_exclusivity_thread_has_accesses()
+        GreenThread.yield()
+        values.append(2)
+        seen.append(before && gt_exclusivity_thread_has_accesses())
     }
 
     static func mutateSleeping(_ values: inout [Int], seed: Int) {

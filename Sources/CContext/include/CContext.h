@@ -49,6 +49,17 @@ void gt_context_init_base(gt_context *ctx);
 /// exclusivity bracket (and, later, sanitizer fiber annotations) live here.
 void gt_context_transfer(gt_context *from, gt_context *to);
 
+/// Finds where the calling OS thread keeps its exclusivity access set, so
+/// that `gt_context_transfer` can skip the runtime's exit hook when a green
+/// stack leaves with no access open. Call once per thread that switches
+/// green stacks (workers do, at start). Returns false if the location could
+/// not be established; switches then call the hook every time.
+bool gt_exclusivity_attach_thread(void);
+
+/// Whether the calling thread's access set holds an open access, as the
+/// switch sees it (always true on a thread that is not attached). For tests.
+bool gt_exclusivity_thread_has_accesses(void);
+
 // MARK: - Stacks
 
 /// One green stack: a guard page below `size` usable bytes.

@@ -412,6 +412,8 @@ final class Worker: @unchecked Sendable {
     /// switches back here, repeat; return when the runtime stops.
     func runLoop() {
         gt_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
+        // Lets switches skip the exclusivity exit hook when nothing is open.
+        _ = gt_exclusivity_attach_thread()
         if let cpu = core.topology.cpu(ofWorker: index), core.configuration.pinWorkers {
             _ = gt_thread_pin(Int32(cpu))
         }
