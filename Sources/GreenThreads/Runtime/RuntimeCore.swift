@@ -250,11 +250,13 @@ final class RuntimeCore: @unchecked Sendable {
             }
         }
         guard let local else { return }
-        if !local {
+        if local {
+            idle.notifyWorkAfterSeqCstPublish()
+        } else {
             externalWakes.add(1, ordering: .relaxed)
             injectors[workers[fiber.registryShard % workers.count].node].push(u)
+            idle.notifyWork()
         }
-        idle.notifyWork()
     }
 
     func hasVisibleWork() -> Bool {
