@@ -145,15 +145,17 @@ class Fiber: WaitTarget, @unchecked Sendable {
                     successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
                 ).exchanged { return }
             } else if s == RunState.parked.rawValue {
-                if runState.compareExchange(
-                    expected: s, desired: RunState.queued.rawValue,
-                    successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
-                ).exchanged {
-                    // Guaranteed: retaining the core here would bounce its
-                    // reference count between workers on every wake.
-                    Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.schedule(self, woken: true) }
-                    return
-                }
+                // A plain store, not a CAS: once `parked`, only the one
+                // claimer (us) may move the state, so nothing can change it
+                // between our load and this store. The acquiring load above
+                // pairs with finishSwitch's releasing CAS (the saved
+                // context); this releasing store publishes the claimer's
+                // writes (the value, the cause) to whoever runs the thread.
+                runState.store(RunState.queued.rawValue, ordering: .releasing)
+                // Guaranteed: retaining the core here would bounce its
+                // reference count between workers on every wake.
+                Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.schedule(self, woken: true) }
+                return
             } else {
                 preconditionFailure("GreenThreads: green thread #\(id) woken while \(RunState(rawValue: s)!)")
             }
