@@ -50,8 +50,14 @@
 ///
 /// A select queues one waiter per channel case, all for the same wait, so
 /// at most one of them can ever be claimed.
+///
+/// `@usableFromInline` (like `WaiterList`): the channel operations that
+/// complete without waiting are specialized in client code, and they
+/// dequeue and fill in parked counterparts.
+@usableFromInline
 struct Waiter {
     /// How the wait ended, written by the claimer before `resume`.
+    @usableFromInline
     enum Outcome: UInt8 {
         case waiting    // not claimed (yet)
         case completed  // a value moved (sent or received), or a mutex or a
@@ -69,8 +75,8 @@ struct Waiter {
     /// parked receiver's is uninitialized until a sender fills it in.
     /// Either way it lives on the waiting thread's stack (or in its select
     /// case), which stays put while it waits.
-    var elem: UnsafeMutableRawPointer?
-    var outcome = Outcome.waiting
+    @usableFromInline var elem: UnsafeMutableRawPointer?
+    @usableFromInline var outcome = Outcome.waiting
     var isQueued = false
     /// GreenMutex: when the thread first queued (monotonic ns), kept across
     /// re-queues so it notices that it is starving.
@@ -106,12 +112,21 @@ struct Waiter {
 }
 
 /// A waiter on some thread's stack (see the file header).
+@usableFromInline
 typealias WaiterRef = UnsafeMutablePointer<Waiter>
 
 extension UnsafeMutablePointer where Pointee == Waiter {
     /// Binds this waiter to `waker`'s wait, before queueing it.
     @inline(__always)
     func attach(_ waker: Waker) {
+        pointee.target = Unmanaged.passUnretained(waker.target)
+        pointee.ticket = waker.ticket
+        pointee.outcome = .waiting
+    }
+
+    /// `attach` for a wait parked with `Park.wait(queue:)`.
+    @inline(__always)
+    func attach(_ waker: UnownedWaker) {
         pointee.target = Unmanaged.passUnretained(waker.target)
         pointee.ticket = waker.ticket
         pointee.outcome = .waiting
@@ -142,8 +157,14 @@ extension UnsafeMutablePointer where Pointee == Waiter {
     /// readying a green thread may wake a sleeping worker (a futex call).
     /// The waiter is the waiting thread's again from the first instruction
     /// of this call: nothing may touch it afterwards.
+    @usableFromInline
+    func resume() {
+        resume(.notified)
+    }
+
+    /// `resume` with a cause other than `.notified`.
     @inline(__always)
-    func resume(_ cause: WakeCause = .notified) {
+    func resume(_ cause: WakeCause) {
         let target = pointee.target.unsafelyUnwrapped
         target._withUnsafeGuaranteedRef {
             $0.cause = cause
@@ -173,13 +194,15 @@ extension UnsafeMutablePointer where Pointee == Waiter {
 /// removal from the middle (a cancelled waiter, a losing select case).
 ///
 /// Not thread-safe: every use is under the owning primitive's lock.
+@usableFromInline
 struct WaiterList {
-    private(set) var head: WaiterRef?
+    @usableFromInline private(set) var head: WaiterRef?
     private var tail: WaiterRef?
     /// Queued nodes, including ones whose wait already ended (not yet
     /// unlinked).
     private(set) var count = 0
 
+    @inlinable
     var isEmpty: Bool { head == nil }
 
     mutating func append(_ node: WaiterRef) {
@@ -227,12 +250,13 @@ struct WaiterList {
     /// dead ones in front of it (lazy removal: their own threads would
     /// unlink them anyway, and finding them here costs one failed CAS).
     /// The caller must `resume` the returned waiter.
-    @inline(__always)
+    @inlinable @inline(__always)
     mutating func popClaimed() -> WaiterRef? {
         head == nil ? nil : popClaimedSlow()
     }
 
-    private mutating func popClaimedSlow() -> WaiterRef? {
+    @usableFromInline
+    mutating func popClaimedSlow() -> WaiterRef? {
         while let node = popFirst() {
             if node.claim() { return node }
         }

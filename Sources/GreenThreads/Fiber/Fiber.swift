@@ -3,9 +3,9 @@ import Synchronization
 
 /// What a parked green thread is waiting for; reported by deadlock detection.
 ///
-/// The frequent waits have cases without a payload: storing a `String`
-/// reason on every park costs a retain and a release of it (measured on
-/// the channel round trip).
+/// Trivial (no reference in any case): storing a reason on every park is
+/// then a plain store. With a `String` payload every assignment was an
+/// outlined copy and destroy (measured on the channel round trip).
 enum WaitReason: Sendable, CustomStringConvertible {
     case none
     case sleep
@@ -13,7 +13,7 @@ enum WaitReason: Sendable, CustomStringConvertible {
     case send
     case receive
     case select
-    case other(String)
+    case other(StaticString)
 
     var description: String {
         switch self {
@@ -23,7 +23,7 @@ enum WaitReason: Sendable, CustomStringConvertible {
         case .send: return "send on a channel"
         case .receive: return "receive from a channel"
         case .select: return "select"
-        case .other(let what): return what
+        case .other(let what): return what.description
         }
     }
 }
@@ -145,15 +145,17 @@ class Fiber: WaitTarget, @unchecked Sendable {
                     successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
                 ).exchanged { return }
             } else if s == RunState.parked.rawValue {
-                if runState.compareExchange(
-                    expected: s, desired: RunState.queued.rawValue,
-                    successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring
-                ).exchanged {
-                    // Guaranteed: retaining the core here would bounce its
-                    // reference count between workers on every wake.
-                    Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.schedule(self, woken: true) }
-                    return
-                }
+                // A plain store, not a CAS: once `parked`, only the one
+                // claimer (us) may move the state, so nothing can change it
+                // between our load and this store. The acquiring load above
+                // pairs with finishSwitch's releasing CAS (the saved
+                // context); this releasing store publishes the claimer's
+                // writes (the value, the cause) to whoever runs the thread.
+                runState.store(RunState.queued.rawValue, ordering: .releasing)
+                // Guaranteed: retaining the core here would bounce its
+                // reference count between workers on every wake.
+                Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.schedule(self, woken: true) }
+                return
             } else {
                 preconditionFailure("GreenThreads: green thread #\(id) woken while \(RunState(rawValue: s)!)")
             }

@@ -22,6 +22,21 @@ enum Park {
         core: RuntimeCore? = nil,
         register: (Waker) -> Bool
     ) -> WakeCause {
+        waitQueued(reason: reason(), deadline: deadline, cancellable: cancellable, core: core) { waker in
+            register(Waker(target: waker.target, ticket: waker.ticket))
+        }
+    }
+
+    /// `wait` for a waiter that keeps its target unretained and is out of
+    /// every queue before the wait ends (a channel or Sync `Waiter`): it
+    /// gets an `UnownedWaker`, so the park takes no reference.
+    static func waitQueued(
+        reason: @autoclosure () -> WaitReason,
+        deadline: Int64? = nil,
+        cancellable: Bool,
+        core: RuntimeCore? = nil,
+        register: (UnownedWaker) -> Bool
+    ) -> WakeCause {
         guard let raw = gt_current_worker(),
               let f = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ $0.local.pointee.current })
         else {
@@ -42,7 +57,7 @@ enum Park {
     @inline(__always)
     private static func parkGreen(
         _ worker: Worker, _ fiber: Fiber, reason: () -> WaitReason, deadline: Int64?, cancellable: Bool,
-        register: (Waker) -> Bool
+        register: (UnownedWaker) -> Bool
     ) -> WakeCause {
         if cancellable && fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
         fiber.cancellableWait.store(cancellable, ordering: .relaxed)
@@ -51,8 +66,7 @@ enum Park {
         // the switch finishes must find `parking`, not `running`.
         fiber.runState.store(Fiber.RunState.parking.rawValue, ordering: .releasing)
         fiber.waitReason = reason()
-        let waker = Waker(target: fiber, ticket: ticket)
-        if !register(waker) {
+        if !register(UnownedWaker(target: fiber, ticket: ticket)) {
             if fiber.disarm(ticket) {
                 fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
                 fiber.cancellableWait.store(false, ordering: .relaxed)
@@ -63,10 +77,13 @@ enum Park {
         }
         // The heap the timer went to (the worker lives as long as the core,
         // which the fiber holds), told if the wait ends some other way.
-        unowned(unsafe) var timers: TimerHeap?
+        // (Unmanaged: an optional reference would be retained to test it.)
+        var timers: Unmanaged<TimerHeap>?
         if let deadline {
-            timers = worker.timers
-            worker.timers.add(deadline: deadline, waker: waker)
+            timers = Unmanaged.passUnretained(worker.timers)
+            // The heap keeps its waker past the wait (lazy deletion), so it
+            // holds a reference.
+            worker.timers.add(deadline: deadline, waker: Waker(target: fiber, ticket: ticket))
             // (A virtual clock is advanced by the last idle worker: no
             // sleeper needs waking for a new timer.)
             if !worker.clock.isVirtual { worker.idle.timerAdded(deadline: deadline) }
@@ -77,22 +94,23 @@ enum Park {
         // sees the other's write and the wait cannot miss its cancel.
         if cancellable {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            if fiber.cancelled.load(ordering: .relaxed) { waker.wake(.cancelled) }
+            if fiber.cancelled.load(ordering: .relaxed) { Waker(target: fiber, ticket: ticket).wake(.cancelled) }
         }
         worker.switchAway(.park)
         // Resumed, perhaps on another worker: `worker` is stale from here on.
         fiber.cancellableWait.store(false, ordering: .relaxed)
         fiber.waitReason = .none
         let cause = fiber.cause
-        if let timers, cause != .timedOut { timers.noteStale() }
+        if let timers, cause != .timedOut { timers._withUnsafeGuaranteedRef { $0.noteStale() } }
         return cause
     }
 
-    private static func waitOnThread(deadline: Int64?, core: RuntimeCore?, register: (Waker) -> Bool) -> WakeCause {
+    private static func waitOnThread(deadline: Int64?, core: RuntimeCore?, register: (UnownedWaker) -> Bool) -> WakeCause {
         let waiter = ThreadWaiter()
         let ticket = waiter.arm()
         let waker = Waker(target: waiter, ticket: ticket)
-        if !register(waker), waiter.disarm(ticket) { return .notified }
+        // `waiter` lives until we return, so the unowned waker stays valid.
+        if !register(UnownedWaker(target: waiter, ticket: ticket)), waiter.disarm(ticket) { return .notified }
         core?.beginExternalWait(waker)
         let cause = waiter.block(ticket: ticket, deadline: deadline)
         core?.endExternalWait(waker)

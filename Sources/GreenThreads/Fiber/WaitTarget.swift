@@ -80,6 +80,18 @@ struct Waker: @unchecked Sendable {
     var isPending: Bool { target.claim.load(ordering: .acquiring) == ticket }
 }
 
+/// A claim on one wait that does not own its target: what a waiter that
+/// records its target unretained needs (channel and Sync waiters, see
+/// Waiter.swift), handed out by `Park.wait(queue:)` without the retain and
+/// release a `Waker` costs (two atomic operations per park). Valid only
+/// while the wait is open: whoever keeps one must drop it before the wait
+/// can end some other way, as a waiter queue does (a claimer dequeues the
+/// waiter; any other ending unlinks it first).
+struct UnownedWaker {
+    unowned(unsafe) let target: WaitTarget
+    let ticket: UInt64
+}
+
 /// A plain OS thread blocked in a runtime call: parks on a futex.
 final class ThreadWaiter: WaitTarget, @unchecked Sendable {
     private let parker: UnsafeMutablePointer<gt_parker>

@@ -239,21 +239,20 @@ final class RuntimeCore: @unchecked Sendable {
         let u = Unmanaged.passUnretained(fiber)
         // Not through `withLocalWorker`: forming its `Worker?` argument
         // retains and releases the worker, an atomic pair on every wake.
-        var local: Bool? = false
-        if let raw = gt_current_worker() {
-            local = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { w -> Bool? in
-                guard w.coreAddress == Unmanaged.passUnretained(self).toOpaque() else { return false }
-                // A netpoll batch: queued, and the wake-ups issued per batch.
-                if w.collectPolled(u) { return nil }
+        let ours = Unmanaged.passUnretained(self).toOpaque()
+        if let raw = gt_current_worker(), Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ w in
+            guard w.coreAddress == ours else { return false }
+            // A netpoll batch: queued, and the wake-ups issued per batch.
+            if !w.collectPolled(u) {
                 w.pushRunNext(u)
-                return true
+                w.idle.notifyWorkAfterSeqCstPublish()
             }
+            return true
+        }) {
+            return
         }
-        guard let local else { return }
-        if !local {
-            externalWakes.add(1, ordering: .relaxed)
-            injectors[workers[fiber.registryShard % workers.count].node].push(u)
-        }
+        externalWakes.add(1, ordering: .relaxed)
+        injectors[workers[fiber.registryShard % workers.count].node].push(u)
         idle.notifyWork()
     }
 

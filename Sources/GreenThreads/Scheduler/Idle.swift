@@ -67,6 +67,22 @@ final class Idle: @unchecked Sendable {
         wakeOne()
     }
 
+    /// `notifyWork` after a publish that was itself a sequentially
+    /// consistent read-modify-write (`Worker.pushRunNext`'s exchange): that
+    /// exchange takes the fence's place, so the wake of a green thread costs
+    /// no separate fence. Argument (C++20 [atomics.order]): a sleeper P
+    /// changes `sleeping`/`spinning`, then fences (F_P), then reads the
+    /// run-next slots. If our seq_cst load of a counter missed P's change,
+    /// that load precedes F_P in the total order S; our exchange precedes
+    /// our load in S; so the exchange precedes F_P, and P's re-check, after
+    /// F_P, sees the published thread. Either we see P, or P sees the work.
+    @inline(__always)
+    func notifyWorkAfterSeqCstPublish() {
+        if spinning.load(ordering: .sequentiallyConsistent) != 0
+            || sleeping.load(ordering: .sequentiallyConsistent) == 0 { return }
+        wakeOne()
+    }
+
     /// Called after publishing `count` runnable green threads at once (a
     /// netpoll batch): wakes up to `count` sleepers, less the workers
     /// already spinning (each will take some of the batch). Go's

@@ -168,9 +168,13 @@ final class Worker: @unchecked Sendable {
 
     /// Puts a just-woken green thread in the run-next slot; whatever was
     /// there moves to the deque, where thieves can see it.
+    ///
+    /// Sequentially consistent: the exchange is the publish that
+    /// `Idle.notifyWorkAfterSeqCstPublish` relies on instead of a fence (the
+    /// same instruction as acquire-release on x86 and arm64).
     @inline(__always)
     func pushRunNext(_ fiber: Unmanaged<Fiber>) {
-        let old = runNext.exchange(UInt(bitPattern: fiber.toOpaque()), ordering: .acquiringAndReleasing)
+        let old = runNext.exchange(UInt(bitPattern: fiber.toOpaque()), ordering: .sequentiallyConsistent)
         if old != 0, !deque.push(old) { spill(old) }
     }
 
@@ -341,7 +345,7 @@ final class Worker: @unchecked Sendable {
                     // Woken while still switching out (wakePending): queue it now.
                     f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
                     w.pushRunNext(f)
-                    w.notifyWork()
+                    w.idle.notifyWorkAfterSeqCstPublish()
                 }
             case .retire:
                 w.retire(f)

@@ -10,21 +10,32 @@ import Glibc
 /// `Synchronization.Mutex` records its owning thread, so it breaks the
 /// moment a green thread migrates while holding it; this lock has no owner
 /// and is only ever held between two lines of runtime code.
+///
+/// `lock` and `unlock` are `@inlinable` so that the channel fast paths,
+/// which are specialized in client code, take the lock without a call; the
+/// contended wait stays out of line.
+@usableFromInline
 struct SpinLock: ~Copyable, @unchecked Sendable {
-    private let held = Atomic<Bool>(false)
+    @usableFromInline let held = Atomic<Bool>(false)
 
-    init() {}
+    @inlinable init() {}
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func lock() {
-        while held.exchange(true, ordering: .acquiring) {
+        // acquiring: pairs with the releasing store in `unlock`.
+        if held.exchange(true, ordering: .acquiring) { lockContended() }
+    }
+
+    @usableFromInline @inline(never)
+    func lockContended() {
+        repeat {
             // Spin on a plain load so waiting does not bounce the cache line.
             var spins = 0
             while held.load(ordering: .relaxed) {
                 spins += 1
                 if spins < 64 { gt_cpu_relax() } else { sched_yield(); spins = 0 }
             }
-        }
+        } while held.exchange(true, ordering: .acquiring)
     }
 
     @inline(__always)
@@ -32,7 +43,7 @@ struct SpinLock: ~Copyable, @unchecked Sendable {
         !held.load(ordering: .relaxed) && !held.exchange(true, ordering: .acquiring)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     func unlock() {
         held.store(false, ordering: .releasing)
     }

@@ -55,7 +55,7 @@ public final class GreenCondition: @unchecked Sendable {
     private func wait(_ mutex: GreenMutex, deadline: Int64?) throws -> Bool {
         var queued = false
         let cause = Waiter.withTemporary { me -> WakeCause in
-            let cause = Park.wait(reason: .other("GreenCondition.wait"), deadline: deadline, cancellable: true) { waker in
+            let cause = Park.waitQueued(reason: .other("GreenCondition.wait"), deadline: deadline, cancellable: true) { waker in
                 lock.lock()
                 me.attach(waker)
                 waiters.append(me)

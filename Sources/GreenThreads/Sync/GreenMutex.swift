@@ -156,7 +156,7 @@ public final class GreenMutex: @unchecked Sendable {
             if spin() { return true }
             var acquired = false
             var queued = false
-            let cause = Park.wait(reason: .other("GreenMutex.lock"), cancellable: cancellable) { waker in
+            let cause = Park.waitQueued(reason: .other("GreenMutex.lock"), cancellable: cancellable) { waker in
                 queueLock.lock()
                 // Take the lock if it came free since `spin`, else announce
                 // a waiter; atomically, so an unlock cannot slip between.

@@ -68,7 +68,7 @@ public final class GreenSemaphore: @unchecked Sendable {
         }
         var queued = false
         let cause = Waiter.withTemporary { me -> WakeCause in
-            let cause = Park.wait(reason: .other("GreenSemaphore.acquire"), deadline: deadline, cancellable: true) { waker in
+            let cause = Park.waitQueued(reason: .other("GreenSemaphore.acquire"), deadline: deadline, cancellable: true) { waker in
                 // Still under `lock` from the check above: a release cannot
                 // slip in between and bank a permit we would not see.
                 me.attach(waker)

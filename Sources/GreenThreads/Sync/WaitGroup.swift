@@ -70,7 +70,7 @@ public final class WaitGroup: @unchecked Sendable {
         }
         let ended = Waiter.withTemporary { me -> Bool in
             var queued = false
-            let cause = Park.wait(reason: .other("WaitGroup.wait"), cancellable: true) { waker in
+            let cause = Park.waitQueued(reason: .other("WaitGroup.wait"), cancellable: true) { waker in
                 me.attach(waker)
                 waiters.append(me)
                 queued = true
