@@ -409,6 +409,7 @@ final class RuntimeCore: @unchecked Sendable {
         let abandoned = liveCount
         registry.forEach { f in
             if f.state != .running && f.hasStack {
+                f.discardCompactedStack()
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
             }
@@ -465,6 +466,7 @@ final class RuntimeCore: @unchecked Sendable {
 
     var stats: RuntimeStats {
         var s = RuntimeStats()
+        var restored = 0
         s.workers = baseWorkerCount
         for w in workers {
             s.spawned += w.spawnedCount.load(ordering: .relaxed)
@@ -472,7 +474,10 @@ final class RuntimeCore: @unchecked Sendable {
             s.steals += w.stealCount.load(ordering: .relaxed)
             s.parks += w.parkCount.load(ordering: .relaxed)
             s.switches += w.switchCount.load(ordering: .relaxed)
+            s.stackCompactions += w.compactedCount.load(ordering: .relaxed)
+            restored += w.restoredCount.load(ordering: .relaxed)
         }
+        s.stacksCompacted = s.stackCompactions - restored
         s.spawned += externalSpawns.load(ordering: .relaxed)
         s.live = s.spawned - s.completed
         s.stacksMapped = stacksMapped.load(ordering: .relaxed)
