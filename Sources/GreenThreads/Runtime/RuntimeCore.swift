@@ -474,9 +474,13 @@ final class RuntimeCore: @unchecked Sendable {
             s.steals += w.stealCount.load(ordering: .relaxed)
             s.parks += w.parkCount.load(ordering: .relaxed)
             s.switches += w.switchCount.load(ordering: .relaxed)
-            s.stackCompactions += w.compactedCount.load(ordering: .relaxed)
-            restored += w.restoredCount.load(ordering: .relaxed)
         }
+        // Copy-backs first (acquire), then compactions: a compaction is
+        // counted (release) before its thread can run, so every copy-back
+        // seen here has its compaction seen below, and the difference is
+        // never negative.
+        for w in workers { restored += w.restoredCount.load(ordering: .acquiring) }
+        for w in workers { s.stackCompactions += w.compactedCount.load(ordering: .acquiring) }
         s.stacksCompacted = s.stackCompactions - restored
         s.spawned += externalSpawns.load(ordering: .relaxed)
         s.live = s.spawned - s.completed

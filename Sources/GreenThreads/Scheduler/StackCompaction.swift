@@ -154,8 +154,10 @@ extension Worker {
             // Failure (it cannot fail for a mapped range) would only leave
             // the pages resident: the bytes come back either way.
             _ = gt_stacks_discard(ranges, Int32(k))
+            // Counted before any of them can run (and be counted restored):
+            // see `RuntimeCore.stats` for the reader's side.
+            compactedCount.store(compactedCount.load(ordering: .relaxed) &+ k, ordering: .releasing)
             for j in 0..<k { settleCompaction(claimed[j]) }
-            compactedCount.store(compactedCount.load(ordering: .relaxed) &+ k, ordering: .relaxed)
         }
         for i in 0..<n { candidates[i].fiber.release() }
         l.pointee.compaction.count = 0
@@ -187,7 +189,7 @@ extension Worker {
         fiber.compactedStack = nil
         let stack = fiber.stack
         gt_stack_restore(saved, UnsafeMutableRawPointer(stack.base.unsafelyUnwrapped) + stack.size)
-        restoredCount.store(restoredCount.load(ordering: .relaxed) &+ 1, ordering: .relaxed)
+        restoredCount.store(restoredCount.load(ordering: .relaxed) &+ 1, ordering: .releasing)
     }
 }
 
