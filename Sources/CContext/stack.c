@@ -87,42 +87,24 @@ void gt_stack_saved_free(void *saved) {
 
 // process_madvise(2) on our own process takes every advice since Linux
 // 6.13, and since 6.16 a batch of MADV_DONTNEED ranges costs one TLB flush
-// instead of one per range. The pidfd is opened once per process (and
-// again after a fork: a pidfd names the process that opened it).
+// instead of one per range. PIDFD_SELF_PROCESS (6.15) names the calling
+// process without opening anything: no fd to leak or to carry across a
+// fork. Older kernels refuse it, and we fall back to one madvise per stack.
 #ifndef SYS_process_madvise
 #define SYS_process_madvise 440
 #endif
-#ifndef SYS_pidfd_open
-#define SYS_pidfd_open 434
+#ifndef PIDFD_SELF_PROCESS
+#define PIDFD_SELF_PROCESS (-10001)
 #endif
 
-static _Atomic int batch_pidfd = -1;
-static _Atomic int batch_pid = 0;
 static _Atomic int batch_unsupported = 0;
-
-static int self_pidfd(void) {
-    int pid = getpid();
-    int fd = atomic_load_explicit(&batch_pidfd, memory_order_acquire);
-    if (fd >= 0 && atomic_load_explicit(&batch_pid, memory_order_acquire) == pid) return fd;
-    int fresh = (int)syscall(SYS_pidfd_open, pid, 0);
-    if (fresh < 0) return -1;
-    // Two workers may race here: the loser closes its own.
-    int expected = fd;
-    if (atomic_compare_exchange_strong(&batch_pidfd, &expected, fresh)) {
-        atomic_store_explicit(&batch_pid, pid, memory_order_release);
-        return fresh;
-    }
-    close(fresh);
-    return expected;
-}
 
 int gt_stacks_discard(const gt_stack *stacks, int count) {
     enum { max_batch = 64 };
     int done = 0;
     if (!atomic_load_explicit(&batch_unsupported, memory_order_relaxed)) {
-        int fd = self_pidfd();
         struct iovec iov[max_batch];
-        while (fd >= 0 && done < count) {
+        while (done < count) {
             int n = count - done < max_batch ? count - done : max_batch;
             size_t total = 0;
             for (int i = 0; i < n; i++) {
@@ -130,10 +112,11 @@ int gt_stacks_discard(const gt_stack *stacks, int count) {
                 iov[i].iov_len = stacks[done + i].size;
                 total += stacks[done + i].size;
             }
-            long r = syscall(SYS_process_madvise, fd, iov, (size_t)n, MADV_DONTNEED, 0u);
+            long r = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, (size_t)n, MADV_DONTNEED, 0u);
             if (r < 0) {
-                // ENOSYS (before 5.10), EINVAL (advice refused before 6.13),
-                // EPERM/EBADF (sandboxed): one madvise per stack from now on.
+                // ENOSYS (before 5.10), EBADF (no PIDFD_SELF before 6.15),
+                // EINVAL (advice refused before 6.13), EPERM (sandboxed):
+                // one madvise per stack from now on.
                 if (errno != EINTR && errno != EAGAIN)
                     atomic_store_explicit(&batch_unsupported, 1, memory_order_relaxed);
                 break;
@@ -150,5 +133,9 @@ int gt_stacks_discard(const gt_stack *stacks, int count) {
 }
 
 int gt_stacks_discard_batched(void) {
-    return !atomic_load_explicit(&batch_unsupported, memory_order_relaxed) && self_pidfd() >= 0;
+    return !atomic_load_explicit(&batch_unsupported, memory_order_relaxed);
+}
+
+void gt_stacks_discard_disable_batching(void) {
+    atomic_store_explicit(&batch_unsupported, 1, memory_order_relaxed);
 }

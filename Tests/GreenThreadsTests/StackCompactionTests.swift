@@ -316,6 +316,34 @@ struct StackCompactionTests {
         #expect(s.spawned == s.completed)
     }
 
+    /// Runs in a child process: the switch to one madvise per stack is for
+    /// the whole process.
+    @Test("without process_madvise, one madvise per stack releases the pages too")
+    func fallbackWithoutBatching() async {
+        await #expect(processExitsWith: .success) {
+            gt_stacks_discard_disable_batching()
+            precondition(gt_stacks_discard_batched() == 0)
+            let rt = compactingRuntime()
+            defer { rt.shutdown() }
+            let n = 100
+            let (checks, pages) = try rt.run { () throws -> ([FrameCheck], [Int]) in
+                let hs = (0..<n).map { i in
+                    go { () -> FrameCheck in
+                        sleepDeep(depth: 6, seed: UInt64(i), parent: nil, parentSeed: 0, stack: currentStackRange()) {
+                            GreenThread.sleep(for: .seconds(3600))
+                        }
+                    }
+                }
+                try waitFor("\(n) compacted stacks") { rt.stats.stacksCompacted == n }
+                let pages = hs.map { residentPages($0.fiber.stack) }
+                for h in hs { h.cancel() }
+                return (try joinAll(hs), pages)
+            }
+            precondition(pages.allSatisfy { $0 == 0 }, "resident pages: \(pages.sorted().suffix(5))")
+            precondition(checks.allSatisfy { $0.frames == 7 && $0.intact == 7 && $0.parentsOK == 7 }, "\(checks.prefix(3))")
+        }
+    }
+
     @Test("a plain sleeper's saved stack top is well under a page")
     func plainSleeperSavesLittle() throws {
         let rt = compactingRuntime()

@@ -75,6 +75,9 @@ size_t gt_page_size(void);
 int gt_stacks_discard(const gt_stack *stacks, int count);
 /// 1 if gt_stacks_discard batches (process_madvise works here), else 0.
 int gt_stacks_discard_batched(void);
+/// Makes gt_stacks_discard use one madvise per stack from now on, as on a
+/// kernel that refuses process_madvise (tests of the fallback).
+void gt_stacks_discard_disable_batching(void);
 
 /// Copies the `length` live bytes of a parked stack, [from, from+length),
 /// into a new heap block; NULL if out of memory.
