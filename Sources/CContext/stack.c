@@ -148,3 +148,103 @@ void gt_stack_discard(gt_stack *stack) {
     // MADV_DONTNEED keeps guard regions (they are not page contents).
     madvise(stack->base, stack->size, MADV_DONTNEED);
 }
+
+// MARK: - Compaction of parked stacks (see GreenThreads/Scheduler/StackCompaction.swift)
+//
+// SANITIZER HOOK (ASan fibers): gt_stack_save and gt_stack_restore read and
+// write a *parked* stack whose frames carry ASan's poisoned redzones, and
+// they are the only code that does. Under __has_feature(address_sanitizer)
+// both must copy without instrumentation (an uninstrumented word loop, not
+// memcpy, which ASan intercepts and checks), and the shadow of the released
+// pages must be left as it is: the bytes come back at the same addresses,
+// so the poisoning stays true. Nothing else in the switch path changes.
+
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <sys/uio.h>
+
+// A saved stack: its length, then its bytes (16-byte aligned, like a frame).
+typedef struct gt_saved_stack {
+    size_t length;
+    size_t _pad;
+    unsigned char bytes[];
+} gt_saved_stack;
+
+void *gt_stack_save(const void *from, size_t length) {
+    gt_saved_stack *saved = malloc(sizeof(gt_saved_stack) + length);
+    if (!saved) return NULL;
+    saved->length = length;
+    memcpy(saved->bytes, from, length);
+    return saved;
+}
+
+size_t gt_stack_saved_length(const void *saved) {
+    return ((const gt_saved_stack *)saved)->length;
+}
+
+void gt_stack_restore(void *saved, void *top) {
+    gt_saved_stack *s = saved;
+    memcpy((char *)top - s->length, s->bytes, s->length);
+    free(s);
+}
+
+void gt_stack_saved_free(void *saved) {
+    free(saved);
+}
+
+// process_madvise(2) on our own process takes every advice since Linux
+// 6.13, and since 6.16 a batch of MADV_DONTNEED ranges costs one TLB flush
+// instead of one per range. PIDFD_SELF_PROCESS (6.15) names the calling
+// process without opening anything: no fd to leak or to carry across a
+// fork. Older kernels refuse it, and we fall back to one madvise per stack.
+#ifndef SYS_process_madvise
+#define SYS_process_madvise 440
+#endif
+#ifndef PIDFD_SELF_PROCESS
+#define PIDFD_SELF_PROCESS (-10001)
+#endif
+
+static _Atomic int batch_unsupported = 0;
+
+int gt_stacks_discard(const gt_stack *stacks, int count) {
+    enum { max_batch = 64 };
+    int done = 0;
+    if (!atomic_load_explicit(&batch_unsupported, memory_order_relaxed)) {
+        struct iovec iov[max_batch];
+        while (done < count) {
+            int n = count - done < max_batch ? count - done : max_batch;
+            size_t total = 0;
+            for (int i = 0; i < n; i++) {
+                iov[i].iov_base = stacks[done + i].base;
+                iov[i].iov_len = stacks[done + i].size;
+                total += stacks[done + i].size;
+            }
+            long r = syscall(SYS_process_madvise, PIDFD_SELF_PROCESS, iov, (size_t)n, MADV_DONTNEED, 0u);
+            if (r < 0) {
+                // ENOSYS (before 5.10), EBADF (no PIDFD_SELF before 6.15),
+                // EINVAL (advice refused before 6.13), EPERM (sandboxed):
+                // one madvise per stack from now on.
+                if (errno != EINTR && errno != EAGAIN)
+                    atomic_store_explicit(&batch_unsupported, 1, memory_order_relaxed);
+                break;
+            }
+            if ((size_t)r != total) break;  // partial: finish one by one below
+            done += n;
+        }
+    }
+    int err = 0;
+    for (int i = done; i < count; i++) {
+        if (madvise(stacks[i].base, stacks[i].size, MADV_DONTNEED) != 0) err = errno;
+    }
+    return err;
+}
+
+int gt_stacks_discard_batched(void) {
+    return !atomic_load_explicit(&batch_unsupported, memory_order_relaxed);
+}
+
+void gt_stacks_discard_disable_batching(void) {
+    atomic_store_explicit(&batch_unsupported, 1, memory_order_relaxed);
+}

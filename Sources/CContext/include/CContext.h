@@ -84,6 +84,28 @@ void gt_stack_discard(gt_stack *stack);
 /// The system page size.
 size_t gt_page_size(void);
 
+/// Returns the pages of `count` stacks to the kernel (MADV_DONTNEED over
+/// each whole usable range; mappings and guard pages stay). One
+/// process_madvise(2) per 64 stacks where the kernel accepts it for the
+/// calling process, else one madvise each. Returns 0 or the last errno.
+int gt_stacks_discard(const gt_stack *stacks, int count);
+/// 1 if gt_stacks_discard batches (process_madvise works here), else 0.
+int gt_stacks_discard_batched(void);
+/// Makes gt_stacks_discard use one madvise per stack from now on, as on a
+/// kernel that refuses process_madvise (tests of the fallback).
+void gt_stacks_discard_disable_batching(void);
+
+/// Copies the `length` live bytes of a parked stack, [from, from+length),
+/// into a new heap block; NULL if out of memory.
+void *gt_stack_save(const void *from, size_t length);
+/// The length a saved block holds.
+size_t gt_stack_saved_length(const void *saved);
+/// Copies a saved block back so that it ends at `top` (the address it was
+/// saved from, plus its length), and frees it.
+void gt_stack_restore(void *saved, void *top);
+/// Frees a saved block without restoring it.
+void gt_stack_saved_free(void *saved);
+
 // MARK: - Thread parking (futex)
 
 /// A one-waiter parking word: 0 = empty, 1 = notified, 2 = sleeping.

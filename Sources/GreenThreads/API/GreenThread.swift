@@ -43,7 +43,7 @@ public enum GreenThread {
             }
             return
         }
-        _ = Park.wait(reason: .sleep, deadline: deadline, cancellable: true) { _ in true }
+        _ = Park.wait(reason: .sleep, deadline: deadline, cancellable: true, compactible: true) { _ in true }
     }
 
     /// Whether `cancel()` was called on a handle of the calling green

@@ -43,10 +43,15 @@ enum WaitReason: Sendable, CustomStringConvertible {
 /// window must not queue it (another worker could resume a half-saved
 /// context); it leaves `wakePending` instead, and the worker that finishes
 /// the switch sees that and queues the thread itself.
+///
+/// `compacting` is the same guard for a parked sleeper whose stack a worker
+/// is copying out and releasing (`parked → compacting → parked`, see
+/// StackCompaction.swift): a wake then also leaves `wakePending`, and the
+/// compacting worker queues the thread once its stack is consistent.
 @usableFromInline
 class Fiber: WaitTarget, @unchecked Sendable {
     enum RunState: UInt8 {
-        case queued = 0, running, parking, parked, wakePending, finished
+        case queued = 0, running, parking, parked, wakePending, finished, compacting
     }
 
     let id: UInt64
@@ -66,6 +71,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
     @exclusivity(unchecked) private(set) var context: UnsafeMutablePointer<gt_context>
     @exclusivity(unchecked) private(set) var stack: gt_stack
     @exclusivity(unchecked) private(set) var hasStack = false
+    /// The saved top of the stack while it is compacted (`gt_stack_save`);
+    /// nil otherwise. Written by the compacting worker (state `compacting`)
+    /// and by the worker that restores it before switching in.
+    @exclusivity(unchecked) var compactedStack: UnsafeMutableRawPointer?
 
     let runState = Atomic<UInt8>(RunState.queued.rawValue)
     let cancelled = Atomic<Bool>(false)
@@ -139,7 +148,7 @@ class Fiber: WaitTarget, @unchecked Sendable {
     final func ready() {
         while true {
             let s = runState.load(ordering: .acquiring)
-            if s == RunState.parking.rawValue {
+            if s == RunState.parking.rawValue || s == RunState.compacting.rawValue {
                 if runState.compareExchange(
                     expected: s, desired: RunState.wakePending.rawValue,
                     successOrdering: .acquiringAndReleasing, failureOrdering: .acquiring

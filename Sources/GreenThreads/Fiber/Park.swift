@@ -13,6 +13,9 @@ enum Park {
     ///   - deadline: monotonic nanoseconds, or nil to wait indefinitely.
     ///   - cancellable: whether `JoinHandle.cancel` (and shutdown) end it.
     ///   - core: the runtime an OS thread waits on, for deadlock reports.
+    ///   - compactible: nothing outside the thread holds a pointer into its
+    ///     stack during this wait (a plain sleep), so a long one may be
+    ///     compacted (StackCompaction.swift).
     ///   - register: publishes the waker; returns false if the event has
     ///     already happened (then the wait ends at once as `.notified`).
     static func wait(
@@ -20,9 +23,11 @@ enum Park {
         deadline: Int64? = nil,
         cancellable: Bool,
         core: RuntimeCore? = nil,
+        compactible: Bool = false,
         register: (Waker) -> Bool
     ) -> WakeCause {
-        waitQueued(reason: reason(), deadline: deadline, cancellable: cancellable, core: core) { waker in
+        waitQueued(reason: reason(), deadline: deadline, cancellable: cancellable, core: core,
+                   compactible: compactible) { waker in
             register(Waker(target: waker.target, ticket: waker.ticket))
         }
     }
@@ -35,6 +40,7 @@ enum Park {
         deadline: Int64? = nil,
         cancellable: Bool,
         core: RuntimeCore? = nil,
+        compactible: Bool = false,
         register: (UnownedWaker) -> Bool
     ) -> WakeCause {
         guard let raw = gt_current_worker(),
@@ -48,7 +54,8 @@ enum Park {
         // worker's count is shared with every thread that wakes one).
         return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { worker in
             f._withUnsafeGuaranteedRef { fiber in
-                parkGreen(worker, fiber, reason: reason, deadline: deadline, cancellable: cancellable, register: register)
+                parkGreen(worker, fiber, reason: reason, deadline: deadline, cancellable: cancellable,
+                          compactible: compactible, register: register)
             }
         }
     }
@@ -57,7 +64,7 @@ enum Park {
     @inline(__always)
     private static func parkGreen(
         _ worker: Worker, _ fiber: Fiber, reason: () -> WaitReason, deadline: Int64?, cancellable: Bool,
-        register: (UnownedWaker) -> Bool
+        compactible: Bool, register: (UnownedWaker) -> Bool
     ) -> WakeCause {
         if cancellable && fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
         fiber.cancellableWait.store(cancellable, ordering: .relaxed)
@@ -96,6 +103,7 @@ enum Park {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
             if fiber.cancelled.load(ordering: .relaxed) { Waker(target: fiber, ticket: ticket).wake(.cancelled) }
         }
+        if compactible, let deadline { worker.considerCompaction(fiber, ticket: ticket, deadline: deadline) }
         worker.switchAway(.park)
         // Resumed, perhaps on another worker: `worker` is stale from here on.
         fiber.cancellableWait.store(false, ordering: .relaxed)

@@ -64,6 +64,10 @@ extension Runtime {
         /// `checkpoint()`). The replacement retires once the stuck worker
         /// switches again. nil: never. Neither applies under `.virtual` time.
         public var handoffThreshold: Duration?
+        /// When a long `GreenThread.sleep` gives its stack's memory back
+        /// while it sleeps (see `StackCompaction`). nil: never; stacks keep
+        /// their touched pages (at least one 4 KiB page per sleeper).
+        public var stackCompaction: StackCompaction?
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -77,7 +81,8 @@ extension Runtime {
             seed: UInt64? = nil,
             blockingThreads: Int = 64,
             preemptionThreshold: Duration? = .milliseconds(10),
-            handoffThreshold: Duration? = .milliseconds(20)
+            handoffThreshold: Duration? = .milliseconds(20),
+            stackCompaction: StackCompaction? = StackCompaction()
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -91,6 +96,42 @@ extension Runtime {
             self.blockingThreads = blockingThreads
             self.preemptionThreshold = preemptionThreshold
             self.handoffThreshold = handoffThreshold
+            self.stackCompaction = stackCompaction
+        }
+    }
+}
+
+extension Runtime {
+    /// Compaction of sleeping stacks: while a green thread sleeps long
+    /// enough, the used top of its stack (usually under 1 KiB) is copied to
+    /// the heap and the stack's pages go back to the kernel; they are copied
+    /// back, at the same addresses, just before it runs again. A sleeper
+    /// then costs about a third of its resident page.
+    ///
+    /// The price is time: a compaction and the page fault of the copy back
+    /// cost several microseconds per sleep, so only sleeps that are long
+    /// and numerous are compacted (docs/BENCHMARKS.md, "timers").
+    ///
+    /// Only `GreenThread.sleep` compacts, since nothing else holds the
+    /// address of a sleeper's stack. The one rule for user code: while a
+    /// green thread sleeps, no *other* thread may read or write memory on
+    /// its stack (a pointer from `withUnsafeMutablePointer(to:)` to one of
+    /// its locals, handed to another thread). Such a write would be lost.
+    /// Code that does this needs `stackCompaction: nil`.
+    public struct StackCompaction: Sendable, Equatable {
+        /// Sleeps shorter than this are never compacted. Default 50 ms: a
+        /// compaction round trip costs ~5–20 µs here (a batched madvise and
+        /// a page fault), at most 0.04 % of such a sleep.
+        public var minimumSleep: Duration
+        /// Compact only while at least this many timers are pending in the
+        /// runtime (all workers' heaps): below that, the pages saved are not
+        /// worth the time. Default 4,096 (16 MiB of sleeping stack pages).
+        /// 0 compacts every long enough sleep.
+        public var minimumSleepers: Int
+
+        public init(minimumSleep: Duration = .milliseconds(50), minimumSleepers: Int = 4_096) {
+            self.minimumSleep = minimumSleep
+            self.minimumSleepers = minimumSleepers
         }
     }
 }

@@ -40,6 +40,12 @@ public final class Runtime: Sendable {
                 precondition(value > .zero, "GreenThreads: \(name) must be positive or nil (got \(value))")
             }
         }
+        if let compaction = configuration.stackCompaction {
+            precondition(compaction.minimumSleep >= .zero,
+                         "GreenThreads: stackCompaction.minimumSleep must not be negative (got \(compaction.minimumSleep))")
+            precondition(compaction.minimumSleepers >= 0,
+                         "GreenThreads: stackCompaction.minimumSleepers must not be negative (got \(compaction.minimumSleepers))")
+        }
         core = RuntimeCore(configuration: configuration)
     }
 

@@ -408,6 +408,7 @@ final class RuntimeCore: @unchecked Sendable {
         let abandoned = liveCount
         registry.forEach { f in
             if f.state != .running && f.hasStack {
+                f.discardCompactedStack()
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
             }
@@ -464,6 +465,7 @@ final class RuntimeCore: @unchecked Sendable {
 
     var stats: RuntimeStats {
         var s = RuntimeStats()
+        var restored = 0
         s.workers = baseWorkerCount
         for w in workers {
             s.spawned += w.spawnedCount.load(ordering: .relaxed)
@@ -472,6 +474,13 @@ final class RuntimeCore: @unchecked Sendable {
             s.parks += w.parkCount.load(ordering: .relaxed)
             s.switches += w.switchCount.load(ordering: .relaxed)
         }
+        // Copy-backs first (acquire), then compactions: a compaction is
+        // counted (release) before its thread can run, so every copy-back
+        // seen here has its compaction seen below, and the difference is
+        // never negative.
+        for w in workers { restored += w.restoredCount.load(ordering: .acquiring) }
+        for w in workers { s.stackCompactions += w.compactedCount.load(ordering: .acquiring) }
+        s.stacksCompacted = s.stackCompactions - restored
         s.spawned += externalSpawns.load(ordering: .relaxed)
         s.live = s.spawned - s.completed
         s.stacksMapped = stacksMapped.load(ordering: .relaxed)

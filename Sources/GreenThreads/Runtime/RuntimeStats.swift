@@ -14,8 +14,14 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
     public var parks = 0
     /// Switches away from a green thread (yields, parks, exits).
     public var switches = 0
-    /// Stacks currently mapped (running, parked or pooled).
+    /// Stacks currently mapped (running, parked or pooled). Compacted
+    /// stacks stay mapped (their pages are released, not their addresses).
     public var stacksMapped = 0
+    /// Sleeping green threads whose stack is compacted right now (see
+    /// `Runtime.StackCompaction`).
+    public var stacksCompacted = 0
+    /// Stack compactions so far (each one copied back when it woke).
+    public var stackCompactions = 0
     /// Worker threads.
     public var workers = 0
     /// NUMA nodes the workers are grouped into.
@@ -33,7 +39,7 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         "spawned \(spawned), completed \(completed), live \(live), steals \(steals), parks \(parks), "
-            + "switches \(switches), stacks \(stacksMapped), workers \(workers), nodes \(numaNodes), "
+            + "switches \(switches), stacks \(stacksMapped), compacted \(stacksCompacted) of \(stackCompactions), workers \(workers), nodes \(numaNodes), "
             + "handoffs \(handoffs), replacements \(replacementWorkers), preemption requests \(preemptionRequests)"
     }
 }

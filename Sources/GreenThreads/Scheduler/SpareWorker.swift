@@ -42,6 +42,10 @@ extension Worker {
             local.pointee.isSpinning = false
             lastSpinner = idle.stopSpinning()
         }
+        // Compact the sleeps enlisted here now: a dormant spare would hold
+        // them resident until sysmon needs it again. (A sleeper woken
+        // meanwhile lands in our run-next slot, handed back just below.)
+        flushCompaction()
         let handedBack = handBackQueued()
         interrupts.bitwiseAnd(~Interrupt.retire, ordering: .relaxed)
         idle.activeWorkers.subtract(1, ordering: .sequentiallyConsistent)

@@ -75,9 +75,19 @@ struct StackPool: ~Copyable {
         let keep = count - Self.warmCount
         if keep <= cleanBelow { return true }
         let end = min(keep, cleanBelow + Self.trimSlice)
-        for i in cleanBelow..<end { gt_stack_discard(items + i) }
+        // One process_madvise for the slice where the kernel allows it.
+        _ = gt_stacks_discard(items + cleanBelow, Int32(end - cleanBelow))
         cleanBelow = end
         return end == keep
+    }
+
+    /// Discards the oldest half, the part `spillHalf` hands on, unless
+    /// already clean.
+    mutating func trimOldestHalf() {
+        let half = count / 2
+        if cleanBelow >= half { return }
+        _ = gt_stacks_discard(items + cleanBelow, Int32(half - cleanBelow))
+        cleanBelow = half
     }
 
     mutating func removeAll(_ body: (inout gt_stack) -> Void) {

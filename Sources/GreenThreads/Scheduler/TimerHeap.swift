@@ -92,6 +92,10 @@ final class TimerHeap: @unchecked Sendable {
         }
     }
 
+    /// Number of entries, stale ones included, without the lock (a
+    /// snapshot, for heuristics: stack compaction's `minimumSleepers`).
+    var pendingCount: Int { entries.load(ordering: .relaxed) }
+
     /// Number of entries, stale ones included (tests).
     var count: Int { lock.withLock { heap.count } }
 

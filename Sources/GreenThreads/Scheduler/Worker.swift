@@ -34,6 +34,8 @@ struct WorkerLocal: ~Copyable {
     var polledCount = 0
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
+    /// Sleeps enlisted for stack compaction (StackCompaction.swift).
+    var compaction = StackCompactor(nil, virtualClock: true)
     /// The worker thread's own stack: where the scheduling loop runs.
     var schedulerContext = gt_context()
 }
@@ -104,6 +106,8 @@ final class Worker: @unchecked Sendable {
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
     let switchCount = Atomic<Int>(0)
+    let compactedCount = Atomic<Int>(0)
+    let restoredCount = Atomic<Int>(0)
 
     /// Every 61st pick serves the injection queue first and every 31st the
     /// oldest local item, so neither can starve behind a LIFO hot loop.
@@ -127,6 +131,7 @@ final class Worker: @unchecked Sendable {
         local = .allocate(capacity: 1)
         local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed), stealRng: FastRandom(seed: seed ^ 0x5851_F42D_4C95_7F2D)))
         gt_context_init_base(&local.pointee.schedulerContext)
+        local.pointee.compaction = StackCompactor(core.configuration.stackCompaction, virtualClock: clock.isVirtual)
         parker = .allocate(capacity: 1)
         gt_parker_init(parker)
         spareParker = .allocate(capacity: 1)
@@ -380,10 +385,11 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Stacks
 
-    /// The context to switch into, binding a stack on the first run.
+    /// The context to switch into, binding a stack on the first run and
+    /// copying a compacted one back (every resume passes here).
     @inline(__always)
     private func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context> {
-        if !fiber.hasStack { bindStack(fiber) }
+        if !fiber.hasStack { bindStack(fiber) } else if fiber.compactedStack != nil { restoreStack(fiber) }
         return fiber.context
     }
 
@@ -406,6 +412,10 @@ final class Worker: @unchecked Sendable {
     private func recycle(_ stack: gt_stack) {
         local.pointee.stacks.put(stack)
         if local.pointee.stacks.count > StackPool.spillAt {
+            // Stacks enter the shared pool clean: nobody trims it, and after
+            // a mass wake (compacted sleepers each faulted a page back in)
+            // its stacks would keep their pages until reused.
+            local.pointee.stacks.trimOldestHalf()
             local.pointee.stacks.spillHalf(into: sharedStacks)
         }
     }
@@ -431,6 +441,7 @@ final class Worker: @unchecked Sendable {
             runningGreen.store(false, ordering: .relaxed)
             Worker.finishSwitch()
         }
+        local.pointee.compaction.dropAll()
         gt_set_current_worker(nil)
     }
 
@@ -449,6 +460,12 @@ final class Worker: @unchecked Sendable {
             // Ready fds, without blocking (the woken threads land in our
             // run-next slot).
             if poller.worthPolling, pollReady(keepOne: true) > 0 { continue }
+            // Out of work: compact the sleeps enlisted so far (any that were
+            // woken meanwhile land in our run-next slot).
+            if hasCompactionCandidates {
+                flushCompaction()
+                continue
+            }
 
             // Under a virtual clock, once every other worker sleeps the only
             // thing left to wait for is a timer: go straight to parkIdle,
