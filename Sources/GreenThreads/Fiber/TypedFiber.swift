@@ -25,11 +25,37 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     /// Someone looked at the result: an error it held was handled.
     private let observed = Atomic<Bool>(false)
 
+    /// A thread spawned by a green thread on `worker`.
     @usableFromInline
-    init(id: UInt64, core: RuntimeCore, body: @escaping () throws -> T) {
+    init(worker: borrowing Worker, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
-        super.init(id: id, core: core)
+        super.init(core: worker.core, anchor: worker.anchor ?? CoreAnchor(core: worker.core))
+    }
+
+    /// A thread spawned from outside the runtime's workers.
+    @usableFromInline
+    init(core: RuntimeCore, body: @escaping () throws -> T) {
+        self.body = body
+        storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
+        // A fresh anchor: outside threads spawn rarely, and a shared one
+        // would have to outlive a shutdown racing their spawn.
+        super.init(core: core, anchor: CoreAnchor(core: core))
+    }
+
+    /// Gives a fiber taken from the cache its new body. It finished with a
+    /// trivial value (nothing to deinitialize) and nobody else references
+    /// it (FiberCache.swift); the deque push that publishes it orders these
+    /// plain writes before whoever runs or joins it.
+    /// Then queues it on `worker`, like a new one.
+    @usableFromInline
+    func restart(body: @escaping () throws -> T, on worker: Worker) {
+        resetForReuse()
+        self.body = body
+        succeeded = false
+        done.store(false, ordering: .relaxed)
+        observed.store(false, ordering: .relaxed)
+        worker.submitSpawned(self)
     }
 
     deinit {
@@ -54,6 +80,9 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         // `body.take()`: in this unspecialized code that looks up the
         // metadata of `Optional<() throws -> T>` on every call.)
         body = nil
+        // Reusable once finished: a value with no deinit to delay, and no
+        // error whose report waits for the last handle to go.
+        recyclable = error == nil && _isPOD(T.self)
         lock.lock()
         if let error { failure = error } else { succeeded = true }
         done.store(true, ordering: .releasing)

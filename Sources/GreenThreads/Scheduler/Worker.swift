@@ -34,12 +34,14 @@ struct WorkerLocal: ~Copyable {
     var polledCount = 0
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
+    var fibers = FiberCache()
     /// The worker thread's own stack: where the scheduling loop runs.
     var schedulerContext = gt_context()
 }
 
 /// One OS thread that runs green threads: its deque, its "run next" slot,
 /// its timers, its stack pool and its parking word.
+@usableFromInline
 final class Worker: @unchecked Sendable {
     let index: Int
     let node: Int
@@ -54,6 +56,7 @@ final class Worker: @unchecked Sendable {
     let idle: Idle
     let registry: Registry
     let sharedStacks: SharedStackPool
+    let sharedFibers: SharedFiberCache
     let homeInjector: Injector
     let injectors: [Injector]
     /// Identifies the owning runtime without touching it.
@@ -118,6 +121,7 @@ final class Worker: @unchecked Sendable {
         idle = core.idle
         registry = core.registry
         sharedStacks = core.sharedStacks
+        sharedFibers = core.sharedFibers
         injectors = (0..<core.topology.nodeCount).map { core.injector($0) }
         homeInjector = core.injector(node)
         coreAddress = Unmanaged.passUnretained(core).toOpaque()
@@ -366,12 +370,15 @@ final class Worker: @unchecked Sendable {
     }
 
     private func retire(_ f: Unmanaged<Fiber>) {
-        unowned(unsafe) let fiber = f.takeUnretainedValue()
-        fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
-        registry.remove(fiber)
-        recycle(fiber.takeStack())
+        let recyclable = f._withUnsafeGuaranteedRef { fiber in
+            fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
+            registry.remove(fiber)
+            recycle(fiber.takeStack())
+            return fiber.recyclable
+        }
         Self.bump(completedCount)
-        f.release()  // the scheduler's reference, taken at spawn
+        // The scheduler's reference, taken at spawn: to the cache, or dropped.
+        if recyclable { cacheFiber(f) } else { f.release() }
     }
 
     // MARK: Stacks
