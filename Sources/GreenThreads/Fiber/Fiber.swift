@@ -81,6 +81,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
     @exclusivity(unchecked) var registryPrev: Unmanaged<Fiber>?
     @exclusivity(unchecked) var registryNext: Unmanaged<Fiber>?
     @exclusivity(unchecked) var registryShard = 0
+    /// In the registry: from its first run until it retires, or, when it
+    /// goes to a FiberCache, until it leaves the cache other than by reuse
+    /// (a reused fiber keeps its entry: no shard lock per spawn and exit).
+    @exclusivity(unchecked) final var isRegistered = false
     /// Set by the body's end when the fiber may go to its worker's
     /// FiberCache at retirement (a value of a trivial type, no error).
     @exclusivity(unchecked) final var recyclable = false
@@ -127,6 +131,16 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// the outcome). Only the cache's reference may exist: see FiberCache.
     /// The claim ticket is kept, so that no waker of an earlier wait could
     /// ever match a later one.
+    /// Takes a fiber that leaves a FiberCache (not for reuse) out of the
+    /// registry. The cache's reference is still held, so no snapshot can
+    /// find it freed.
+    final func unregister() {
+        if isRegistered {
+            core.registry.remove(self)
+            isRegistered = false
+        }
+    }
+
     final func resetForReuse() {
         runState.store(RunState.queued.rawValue, ordering: .relaxed)
         cancelled.store(false, ordering: .relaxed)

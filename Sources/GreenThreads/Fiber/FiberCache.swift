@@ -37,8 +37,15 @@ struct FiberCache: ~Copyable {
     }
 
     deinit {
-        for i in 0..<count { items[i].release() }
+        for i in 0..<count { Self.drop(items[i]) }
         items.deallocate()
+    }
+
+    /// Releases a cached fiber that will not be reused: out of the
+    /// registry first (see `Fiber.isRegistered`).
+    static func drop(_ fiber: Unmanaged<Fiber>) {
+        fiber._withUnsafeGuaranteedRef { $0.unregister() }
+        fiber.release()
     }
 
     @inline(__always)
@@ -71,52 +78,51 @@ struct FiberCache: ~Copyable {
         count -= half
     }
 
-    /// Appends `fibers` (their references move here).
-    mutating func append(_ fibers: UnsafeBufferPointer<Unmanaged<Fiber>>) {
-        while count + fibers.count > capacity { grow() }
-        (items + count).initialize(from: fibers.baseAddress!, count: fibers.count)
-        count += fibers.count
-    }
-
     /// Releases every fiber held (shutdown, once the worker has stopped).
     mutating func removeAll() {
-        for i in 0..<count { items[i].release() }
+        for i in 0..<count { Self.drop(items[i]) }
         count = 0
     }
 }
 
 /// The fiber cache shared by all workers of a runtime, for fibers that
-/// finished on a worker that does not spawn. Bounded: past `limit` a spill
-/// releases its fibers instead (a million sleepers that all finish at once
-/// need not stay allocated).
+/// finished on a worker that does not spawn. A FIFO: a refill takes the
+/// fibers that have waited longest, whose handles are most likely gone (a
+/// thief's newest spills are threads its victim may not have joined yet).
+/// Bounded: past `limit` a spill drops its fibers instead (a million
+/// sleepers that all finish at once need not stay allocated).
 final class SharedFiberCache: @unchecked Sendable {
     static let limit = 1 << 16
+    private static let mask = limit - 1
     private let lock = SpinLock()
-    // Raw storage under `lock`: batches move with one copy, and a class
-    // `var` array would pay a dynamic exclusivity check per access.
+    // A ring in raw storage under `lock`: a class `var` array would pay a
+    // dynamic exclusivity check per access.
     private let items = UnsafeMutablePointer<Unmanaged<Fiber>>.allocate(capacity: limit)
+    @exclusivity(unchecked) private var head = 0
     @exclusivity(unchecked) private var count = 0
 
     deinit {
-        for i in 0..<count { items[i].release() }
+        for i in 0..<count { FiberCache.drop(items[(head + i) & Self.mask]) }
         items.deallocate()
     }
 
     func put(_ fibers: UnsafeBufferPointer<Unmanaged<Fiber>>) {
         lock.lock()
         let k = min(fibers.count, Self.limit - count)
-        (items + count).initialize(from: fibers.baseAddress!, count: k)
+        for i in 0..<k { items[(head + count + i) & Self.mask] = fibers[i] }
         count += k
         lock.unlock()
-        for f in fibers.dropFirst(k) { f.release() }
+        for f in fibers.dropFirst(k) { FiberCache.drop(f) }
     }
 
-    /// Moves up to `n` fibers into `cache`; returns whether there were any.
+    /// Moves up to `n` of the oldest fibers into `cache`; returns whether
+    /// there were any.
     func take(upTo n: Int, into cache: inout FiberCache) -> Bool {
         lock.lock()
         let k = min(n, count)
+        for i in 0..<k { cache.put(items[(head + i) & Self.mask]) }
+        head = (head + k) & Self.mask
         count -= k
-        cache.append(UnsafeBufferPointer(start: items + count, count: k))
         lock.unlock()
         return k > 0
     }
@@ -124,9 +130,10 @@ final class SharedFiberCache: @unchecked Sendable {
     /// Releases every fiber held (shutdown).
     func removeAll() {
         lock.lock()
-        let all = Array(UnsafeBufferPointer(start: items, count: count))
+        let all = (0..<count).map { items[(head + $0) & Self.mask] }
+        head = 0
         count = 0
         lock.unlock()
-        for f in all { f.release() }
+        for f in all { FiberCache.drop(f) }
     }
 }

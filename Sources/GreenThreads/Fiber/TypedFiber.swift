@@ -19,6 +19,9 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     // Guarded by `lock` (or settled once `done` is set).
     @exclusivity(unchecked) private var succeeded = false
     @exclusivity(unchecked) private var failure: (any Error)?
+    /// The first joiner (usually the only one: no array per join), then
+    /// any others.
+    @exclusivity(unchecked) private var joiner: Waker?
     @exclusivity(unchecked) private var joiners: [Waker] = []
     @exclusivity(unchecked) private var callbacks: [() -> Void] = []
     let done = Atomic<Bool>(false)
@@ -87,15 +90,19 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         if let error { failure = error } else { succeeded = true }
         done.store(true, ordering: .releasing)
         // Most threads finish before anyone joins them: skip the swaps.
-        if joiners.isEmpty && callbacks.isEmpty {
+        // (`joiners` holds anyone only after `joiner` does.)
+        if joiner == nil && callbacks.isEmpty {
             lock.unlock()
             return
         }
+        let first = joiner
+        joiner = nil
         var toWake: [Waker] = []
         var toCall: [() -> Void] = []
-        swap(&toWake, &joiners)
-        swap(&toCall, &callbacks)
+        if !joiners.isEmpty { swap(&toWake, &joiners) }
+        if !callbacks.isEmpty { swap(&toCall, &callbacks) }
         lock.unlock()
+        first?.wake()
         for j in toWake { j.wake() }
         for c in toCall { c() }
     }
@@ -108,7 +115,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
                 lock.lock()
                 defer { lock.unlock() }
                 if done.load(ordering: .relaxed) { return false }
-                joiners.append(waker)
+                if joiner == nil { joiner = waker } else { joiners.append(waker) }
                 return true
             }
             switch cause {

@@ -372,7 +372,11 @@ final class Worker: @unchecked Sendable {
     private func retire(_ f: Unmanaged<Fiber>) {
         let recyclable = f._withUnsafeGuaranteedRef { fiber in
             fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
-            registry.remove(fiber)
+            // A fiber going to the cache keeps its registry entry.
+            if !fiber.recyclable {
+                registry.remove(fiber)
+                fiber.isRegistered = false
+            }
             recycle(fiber.takeStack())
             return fiber.recyclable
         }
@@ -394,7 +398,10 @@ final class Worker: @unchecked Sendable {
     @inline(never)
     private func bindStack(_ fiber: Fiber) {
         fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
-        registry.insert(fiber, shard: index)
+        if !fiber.isRegistered {
+            registry.insert(fiber, shard: index)
+            fiber.isRegistered = true
+        }
         if closing.load(ordering: .acquiring) { fiber.cancelled.store(true, ordering: .relaxed) }
     }
 

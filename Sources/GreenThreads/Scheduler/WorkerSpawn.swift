@@ -55,7 +55,10 @@ extension Worker {
         guard let u = local.pointee.fibers.take() ?? refillFibers() else { return nil }
         // Released at the end of this scope unless reused.
         var fiber = u.takeRetainedValue()
-        guard ObjectIdentifier(Swift.type(of: fiber)) == type, isKnownUniquelyReferenced(&fiber) else { return nil }
+        guard ObjectIdentifier(Swift.type(of: fiber)) == type, isKnownUniquelyReferenced(&fiber) else {
+            fiber.unregister()  // see FiberCache.drop
+            return nil
+        }
         // Acquire: pairs with the release in the last other holder's
         // swift_release, so its reads of the old result are over before we
         // overwrite it. (The uniqueness load is acquire-strength already
@@ -87,10 +90,10 @@ extension Worker {
         fiber.id = local.pointee.nextLocalID &* core.idStride &+ UInt64(index + 1)
         // Spawned while the runtime shuts down: starts cancelled.
         if closing.load(ordering: .relaxed) { fiber.cancelled.store(true, ordering: .relaxed) }
-        // Not in the registry yet: a thread joins it when it first runs
-        // (bindStack), on the worker that will most likely also retire it,
-        // so spawn and exit never contend on a shard lock.
-        fiber.registryShard = index
+        // Not in the registry yet (unless reused): a thread joins it when it
+        // first runs (bindStack), on the worker that will most likely also
+        // retire it, so spawn and exit never contend on a shard lock.
+        if !fiber.isRegistered { fiber.registryShard = index }
         Self.bump(spawnedCount)
         pushLocal(Unmanaged.passRetained(fiber))  // the scheduler's reference, dropped or cached at retire
         idle.notifyWork()
