@@ -127,10 +127,6 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// Runs the body and records its outcome. Overridden by `TypedFiber`.
     func runBody() {}
 
-    /// Makes a finished fiber from the cache new again (its subclass resets
-    /// the outcome). Only the cache's reference may exist: see FiberCache.
-    /// The claim ticket is kept, so that no waker of an earlier wait could
-    /// ever match a later one.
     /// Takes a fiber that leaves a FiberCache (not for reuse) out of the
     /// registry. The cache's reference is still held, so no snapshot can
     /// find it freed.
@@ -141,6 +137,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
         }
     }
 
+    /// Makes a finished fiber from the cache new again (its subclass resets
+    /// the outcome). Only the cache's reference may exist: see FiberCache.
+    /// The claim ticket is kept, so that no waker of an earlier wait could
+    /// ever match a later one.
     final func resetForReuse() {
         runState.store(RunState.queued.rawValue, ordering: .relaxed)
         cancelled.store(false, ordering: .relaxed)
