@@ -75,7 +75,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         var error: (any Error)?
         do {
             let value = try body.unsafelyUnwrapped()
-            if let storage { storage.initialize(to: value) }
+            if let storage { storage.initialize(to: consume value) }
         } catch let e {
             error = e
         }
@@ -95,8 +95,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             lock.unlock()
             return
         }
-        let first = joiner
-        joiner = nil
+        let first = joiner.take()  // moved: no retain/release pair for the wake
         var toWake: [Waker] = []
         var toCall: [() -> Void] = []
         if !joiners.isEmpty { swap(&toWake, &joiners) }
