@@ -96,6 +96,9 @@ extension Worker {
         if !fiber.isRegistered { fiber.registryShard = index }
         Self.bump(spawnedCount)
         pushLocal(Unmanaged.passRetained(fiber))  // the scheduler's reference, dropped or cached at retire
-        idle.notifyWork()
+        // With this worker the only active one, nobody can be asleep: skip
+        // the full fence. (A spare activated meanwhile that misses the push
+        // only leaves it to us: it is on our own deque, so nothing strands.)
+        if idle.activeWorkers.load(ordering: .relaxed) > 1 { idle.notifyWork() }
     }
 }
