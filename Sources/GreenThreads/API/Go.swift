@@ -8,11 +8,7 @@ import CContext
 @inlinable
 @discardableResult
 public func go<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
-    // Inlined so that `TypedFiber<T>` is allocated where `T` is concrete:
-    // see `RuntimeCore.submit`.
-    RuntimeCore.ofCallingGreenThread()._withUnsafeGuaranteedRef { core in
-        let fiber = TypedFiber(id: core.newFiberIDForCaller(), core: core, body: body)
-        core.submitFromCaller(fiber)
-        return JoinHandle(fiber: fiber)
-    }
+    // Inlined so that `TypedFiber<T>` is named where `T` is concrete: see
+    // `Worker.spawnFiber`.
+    Worker.ofCallingGreenThread()._withUnsafeGuaranteedRef { JoinHandle(fiber: $0.spawnFiber(body)) }
 }

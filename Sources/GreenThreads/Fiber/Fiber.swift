@@ -54,7 +54,9 @@ class Fiber: WaitTarget, @unchecked Sendable {
         case queued = 0, running, parking, parked, wakePending, finished, compacting
     }
 
-    let id: UInt64
+    /// Assigned when the thread is submitted (and again when a cached
+    /// fiber is reused, see FiberCache.swift).
+    @exclusivity(unchecked) var id: UInt64 = 0
     /// Kept alive by `anchor`, so reading it costs no retain.
     unowned(unsafe) let core: RuntimeCore
     private let anchor: CoreAnchor
@@ -88,11 +90,19 @@ class Fiber: WaitTarget, @unchecked Sendable {
     @exclusivity(unchecked) var registryPrev: Unmanaged<Fiber>?
     @exclusivity(unchecked) var registryNext: Unmanaged<Fiber>?
     @exclusivity(unchecked) var registryShard = 0
+    /// In the registry: from its first run until it retires, or, when it
+    /// goes to a FiberCache, until it leaves the cache other than by reuse
+    /// (a reused fiber keeps its entry: no shard lock per spawn and exit).
+    @exclusivity(unchecked) final var isRegistered = false
+    /// Set by the body's end when the fiber may go to its worker's
+    /// FiberCache at retirement (a value of a trivial type, no error).
+    @exclusivity(unchecked) final var recyclable = false
 
-    init(id: UInt64, core: RuntimeCore) {
-        self.id = id
+    /// `anchor`: the spawning worker's, or a fresh one for a spawn from
+    /// outside (see CoreAnchor).
+    init(core: RuntimeCore, anchor: CoreAnchor) {
         self.core = core
-        anchor = core.anchorForCaller()
+        self.anchor = anchor
         stack = gt_stack()
         context = UnsafeMutablePointer(bitPattern: 0x8)!  // replaced by bindStack before any use
         super.init()
@@ -125,6 +135,26 @@ class Fiber: WaitTarget, @unchecked Sendable {
 
     /// Runs the body and records its outcome. Overridden by `TypedFiber`.
     func runBody() {}
+
+    /// Takes a fiber that leaves a FiberCache (not for reuse) out of the
+    /// registry. The cache's reference is still held, so no snapshot can
+    /// find it freed.
+    final func unregister() {
+        if isRegistered {
+            core.registry.remove(self)
+            isRegistered = false
+        }
+    }
+
+    /// Makes a finished fiber from the cache new again (its subclass resets
+    /// the outcome). Only the cache's reference may exist: see FiberCache.
+    /// The claim ticket is kept, so that no waker of an earlier wait could
+    /// ever match a later one.
+    final func resetForReuse() {
+        runState.store(RunState.queued.rawValue, ordering: .relaxed)
+        cancelled.store(false, ordering: .relaxed)
+        recyclable = false
+    }
 
     /// Hands the stack back; the context inside it is gone with it.
     final func takeStack() -> gt_stack {
@@ -185,5 +215,7 @@ private let fiberEntry: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ar
 
 @inline(never)
 private func runFiberBody(_ raw: UnsafeMutableRawPointer) {
-    Unmanaged<Fiber>.fromOpaque(raw).takeUnretainedValue().runBody()
+    // Guaranteed: the scheduler's +1 keeps it alive; a strong local would
+    // cost a retain/release pair per thread.
+    Unmanaged<Fiber>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.runBody() }
 }

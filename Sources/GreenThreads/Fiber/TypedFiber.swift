@@ -19,17 +19,46 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     // Guarded by `lock` (or settled once `done` is set).
     @exclusivity(unchecked) private var succeeded = false
     @exclusivity(unchecked) private var failure: (any Error)?
+    /// The first joiner (usually the only one: no array per join), then
+    /// any others.
+    @exclusivity(unchecked) private var joiner: Waker?
     @exclusivity(unchecked) private var joiners: [Waker] = []
     @exclusivity(unchecked) private var callbacks: [() -> Void] = []
     let done = Atomic<Bool>(false)
     /// Someone looked at the result: an error it held was handled.
     private let observed = Atomic<Bool>(false)
 
+    /// A thread spawned by a green thread on `worker`.
     @usableFromInline
-    init(id: UInt64, core: RuntimeCore, body: @escaping () throws -> T) {
+    init(worker: borrowing Worker, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
-        super.init(id: id, core: core)
+        super.init(core: worker.core, anchor: worker.anchor ?? CoreAnchor(core: worker.core))
+    }
+
+    /// A thread spawned from outside the runtime's workers.
+    @usableFromInline
+    init(core: RuntimeCore, body: @escaping () throws -> T) {
+        self.body = body
+        storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
+        // A fresh anchor: outside threads spawn rarely, and a shared one
+        // would have to outlive a shutdown racing their spawn.
+        super.init(core: core, anchor: CoreAnchor(core: core))
+    }
+
+    /// Gives a fiber taken from the cache its new body. It finished with a
+    /// trivial value (nothing to deinitialize) and nobody else references
+    /// it (FiberCache.swift); the deque push that publishes it orders these
+    /// plain writes before whoever runs or joins it.
+    /// Then queues it on `worker`, like a new one.
+    @usableFromInline
+    func restart(body: @escaping () throws -> T, on worker: Worker) {
+        resetForReuse()
+        self.body = body
+        succeeded = false
+        done.store(false, ordering: .relaxed)
+        observed.store(false, ordering: .relaxed)
+        worker.submitSpawned(self)
     }
 
     deinit {
@@ -46,7 +75,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         var error: (any Error)?
         do {
             let value = try body.unsafelyUnwrapped()
-            if let storage { storage.initialize(to: value) }
+            if let storage { storage.initialize(to: consume value) }
         } catch let e {
             error = e
         }
@@ -54,19 +83,25 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         // `body.take()`: in this unspecialized code that looks up the
         // metadata of `Optional<() throws -> T>` on every call.)
         body = nil
+        // Reusable once finished: a value with no deinit to delay, and no
+        // error whose report waits for the last handle to go.
+        recyclable = error == nil && _isPOD(T.self)
         lock.lock()
         if let error { failure = error } else { succeeded = true }
         done.store(true, ordering: .releasing)
         // Most threads finish before anyone joins them: skip the swaps.
-        if joiners.isEmpty && callbacks.isEmpty {
+        // (`joiners` holds anyone only after `joiner` does.)
+        if joiner == nil && callbacks.isEmpty {
             lock.unlock()
             return
         }
+        let first = joiner.take()  // moved: no retain/release pair for the wake
         var toWake: [Waker] = []
         var toCall: [() -> Void] = []
-        swap(&toWake, &joiners)
-        swap(&toCall, &callbacks)
+        if !joiners.isEmpty { swap(&toWake, &joiners) }
+        if !callbacks.isEmpty { swap(&toCall, &callbacks) }
         lock.unlock()
+        first?.wake()
         for j in toWake { j.wake() }
         for c in toCall { c() }
     }
@@ -79,7 +114,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
                 lock.lock()
                 defer { lock.unlock() }
                 if done.load(ordering: .relaxed) { return false }
-                joiners.append(waker)
+                if joiner == nil { joiner = waker } else { joiners.append(waker) }
                 return true
             }
             switch cause {

@@ -83,8 +83,11 @@ public final class Runtime: Sendable {
     @discardableResult
     public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
         // Inlined for the same reason as `go`.
-        let fiber = TypedFiber(id: core.newFiberIDForCaller(), core: core, body: body)
-        core.submitFromCaller(fiber)
+        if let w = Worker.calling(of: core) {
+            return w._withUnsafeGuaranteedRef { JoinHandle(fiber: $0.spawnFiber(body)) }
+        }
+        let fiber = TypedFiber(core: core, body: body)
+        core.submitExternal(fiber)
         return JoinHandle(fiber: fiber)
     }
 

@@ -23,6 +23,7 @@ final class RuntimeCore: @unchecked Sendable {
     let idle: Idle
     let registry: Registry
     let sharedStacks = SharedStackPool()
+    let sharedFibers = SharedFiberCache()
     /// The netpoller: one epoll instance (created before the workers, which
     /// keep a reference).
     let poller = Poller()
@@ -47,7 +48,7 @@ final class RuntimeCore: @unchecked Sendable {
     /// Worker slots + 1: ID sequences are interleaved by this stride. A
     /// `let`, because `workers` is a `var` and reading it on every spawn
     /// would cost a dynamic exclusivity check.
-    private let idStride: UInt64
+    let idStride: UInt64
     private let externalSpawns = Atomic<Int>(0)
     private let externalWakes = Atomic<Int>(0)
     private let shutdownLock = SpinLock()
@@ -130,91 +131,31 @@ final class RuntimeCore: @unchecked Sendable {
         return w
     }
 
-    /// Calls `body` with the caller's worker of this runtime (or nil),
-    /// without retaining it.
-    @inline(__always)
-    func withLocalWorker<R>(_ body: (Worker?) -> R) -> R {
-        guard let raw = gt_current_worker() else { return body(nil) }
-        return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { w in
-            body(w.coreAddress == Unmanaged.passUnretained(self).toOpaque() ? w : nil)
-        }
-    }
-
     // MARK: Spawning and waking
 
+    /// Starts a green thread from any thread (`Runtime.run`).
     func spawn<T>(_ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
-        withLocalWorker { worker in
-            let fiber = TypedFiber(id: newFiberID(on: worker), core: self, body: body)
-            submit(fiber, from: worker)
-            return fiber
+        if let w = Worker.calling(of: self) {
+            return w._withUnsafeGuaranteedRef { $0.spawnFiber(body) }
         }
+        let fiber = TypedFiber(core: self, body: body)
+        submitExternal(fiber)
+        return fiber
     }
 
-    /// The runtime of the calling green thread, for `go`. Unretained: a
-    /// retain of the shared core per spawn would bounce its reference count
-    /// between every worker.
+    /// Queues a green thread spawned by a thread that is not one of our
+    /// workers, on the injection queue. (Green threads spawn through
+    /// `Worker.spawnFiber`.)
     @usableFromInline
-    static func ofCallingGreenThread() -> Unmanaged<RuntimeCore> {
-        guard let raw = gt_current_worker() else {
-            preconditionFailure("GreenThreads: go { } called outside a green thread; use Runtime.spawn or Runtime.run")
-        }
-        let core = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.coreAddress }
-        return Unmanaged<RuntimeCore>.fromOpaque(core)
-    }
-
-    /// `newFiberID(on:)` for the calling thread (a worker of this runtime,
-    /// or any other thread).
-    @usableFromInline
-    func newFiberIDForCaller() -> UInt64 {
-        withLocalWorker { newFiberID(on: $0) }
-    }
-
-    /// The anchor a green thread made by the calling thread retains: its
-    /// worker's, or a fresh one for outside threads (they spawn rarely, and
-    /// a shared one would have to outlive a shutdown racing their spawn).
-    func anchorForCaller() -> CoreAnchor {
-        withLocalWorker { $0?.anchor } ?? CoreAnchor(core: self)
-    }
-
-    /// `submit(_:from:)` for the calling thread.
-    @usableFromInline
-    func submitFromCaller(_ fiber: Fiber) {
-        withLocalWorker { submit(fiber, from: $0) }
-    }
-
-    /// A fresh green-thread ID. Disjoint per-worker sequences keep IDs
-    /// unique without a shared counter.
-    func newFiberID(on worker: Worker?) -> UInt64 {
-        if let worker {
-            worker.local.pointee.nextLocalID &+= 1
-            return worker.local.pointee.nextLocalID &* idStride &+ UInt64(worker.index + 1)
-        }
+    func submitExternal(_ fiber: Fiber) {
         precondition(!closed.load(ordering: .acquiring),
                      "GreenThreads: spawn on a runtime that was shut down")
-        return (externalIDs.add(1, ordering: .relaxed).newValue) &* idStride
-    }
-
-    /// Queues a freshly made green thread: on `worker`'s deque when the
-    /// spawner is one of this runtime's green threads, else on an injector.
-    ///
-    /// Split from the allocation on purpose: `go` is inlined into the
-    /// caller, where `TypedFiber<T>` has a concrete `T` and its metadata is
-    /// cached per call site. Allocating it here, generically, costs a
-    /// hashed metadata lookup on every spawn (~300 instructions, measured).
-    func submit(_ fiber: Fiber, from worker: Worker?) {
-        if closed.load(ordering: .relaxed) { fiber.cancelled.store(true, ordering: .relaxed) }
-        // Not in the registry yet: a thread joins it when it first runs
-        // (Worker.bindStack), on the worker that will most likely also
-        // retire it, so spawn and exit never contend on a shard lock.
-        fiber.registryShard = worker?.index ?? workers.count
-        let u = Unmanaged<Fiber>.passRetained(fiber)  // the scheduler's reference, dropped at retire
-        if let worker {
-            Worker.bump(worker.spawnedCount)
-            worker.pushLocal(u)
-        } else {
-            externalSpawns.add(1, ordering: .relaxed)
-            injectors[0].push(u)
-        }
+        // IDs from outside are the multiples of the stride: disjoint from
+        // every worker's sequence.
+        fiber.id = externalIDs.add(1, ordering: .relaxed).newValue &* idStride
+        fiber.registryShard = workers.count
+        externalSpawns.add(1, ordering: .relaxed)
+        injectors[0].push(Unmanaged<Fiber>.passRetained(fiber))  // the scheduler's reference, dropped at retire
         idle.notifyWork()
     }
 
@@ -429,6 +370,9 @@ final class RuntimeCore: @unchecked Sendable {
             gt_stack_free(&s)
             stacksMapped.subtract(1, ordering: .relaxed)
         }
+        // Cached fibers hold anchors, and through them this core.
+        for w in workers where !stuck.contains(w.index) { w.local.pointee.fibers.removeAll() }
+        sharedFibers.removeAll()
         // Break the core → worker → anchor → core cycle. A stuck worker may
         // still spawn, so it keeps its anchor (and with it the core it
         // runs on).

@@ -36,12 +36,14 @@ struct WorkerLocal: ~Copyable {
     var stacks = StackPool()
     /// Sleeps enlisted for stack compaction (StackCompaction.swift).
     var compaction = StackCompactor(nil, virtualClock: true)
+    var fibers = FiberCache()
     /// The worker thread's own stack: where the scheduling loop runs.
     var schedulerContext = gt_context()
 }
 
 /// One OS thread that runs green threads: its deque, its "run next" slot,
 /// its timers, its stack pool and its parking word.
+@usableFromInline
 final class Worker: @unchecked Sendable {
     let index: Int
     let node: Int
@@ -56,6 +58,7 @@ final class Worker: @unchecked Sendable {
     let idle: Idle
     let registry: Registry
     let sharedStacks: SharedStackPool
+    let sharedFibers: SharedFiberCache
     let homeInjector: Injector
     let injectors: [Injector]
     /// Identifies the owning runtime without touching it.
@@ -122,6 +125,7 @@ final class Worker: @unchecked Sendable {
         idle = core.idle
         registry = core.registry
         sharedStacks = core.sharedStacks
+        sharedFibers = core.sharedFibers
         injectors = (0..<core.topology.nodeCount).map { core.injector($0) }
         homeInjector = core.injector(node)
         coreAddress = Unmanaged.passUnretained(core).toOpaque()
@@ -375,12 +379,19 @@ final class Worker: @unchecked Sendable {
     }
 
     private func retire(_ f: Unmanaged<Fiber>) {
-        unowned(unsafe) let fiber = f.takeUnretainedValue()
-        fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
-        registry.remove(fiber)
-        recycle(fiber.takeStack())
+        let recyclable = f._withUnsafeGuaranteedRef { fiber in
+            fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
+            // A fiber going to the cache keeps its registry entry.
+            if !fiber.recyclable {
+                registry.remove(fiber)
+                fiber.isRegistered = false
+            }
+            recycle(fiber.takeStack())
+            return fiber.recyclable
+        }
         Self.bump(completedCount)
-        f.release()  // the scheduler's reference, taken at spawn
+        // The scheduler's reference, taken at spawn: to the cache, or dropped.
+        if recyclable { cacheFiber(f) } else { f.release() }
     }
 
     // MARK: Stacks
@@ -397,7 +408,10 @@ final class Worker: @unchecked Sendable {
     @inline(never)
     private func bindStack(_ fiber: Fiber) {
         fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
-        registry.insert(fiber, shard: index)
+        if !fiber.isRegistered {
+            registry.insert(fiber, shard: index)
+            fiber.isRegistered = true
+        }
         if closing.load(ordering: .acquiring) { fiber.cancelled.store(true, ordering: .relaxed) }
     }
 
