@@ -35,6 +35,12 @@ private struct Stuck: Error, CustomStringConvertible {
 
 /// One Int per green thread, each written by its own thread and read after
 /// a join (which orders the write before the read).
+/// The sleepers' handles, written by the green thread that spawns them
+/// before it publishes `heldOn` (release), read after that (acquire).
+private final class SleeperHandles: @unchecked Sendable {
+    var hs: [JoinHandle<FrameCheck>] = []
+}
+
 private final class Slots: @unchecked Sendable {
     private let p: UnsafeMutablePointer<Int>
     init(_ n: Int) {
@@ -248,29 +254,33 @@ struct StackCompactionTests {
         var rounds = 0
         // One worker is held by a spinning green thread (sysmon is off, so
         // nothing takes over its queue); the cancels reach the other one.
-        // Sleepers that slept on the held worker must move. Random placement
-        // can put every sleeper on the free worker, so try a few rounds.
+        // The hog is the green thread that spawned the sleepers: they start
+        // on its worker's deque (the idle one steals some), and its own
+        // sleep's timer fires on that worker, so it holds the worker where
+        // most of them slept. Sleepers that slept there must move.
         while migrated == 0 && rounds < 20 {
             rounds += 1
             let n = 64
             let before = Slots(n), after = Slots(n)
-            let hs = (0..<n).map { i in
-                rt.spawn { () -> FrameCheck in
-                    sleepDeep(depth: 8, seed: UInt64(i), parent: nil, parentSeed: 0, stack: currentStackRange()) {
-                        before[i] = Worker.current!.index
-                        GreenThread.sleep(for: .seconds(3600))
-                        after[i] = Worker.current!.index
-                    }
-                }
-            }
-            try waitFor("\(n) compacted sleepers") { rt.stats.stacksCompacted == n }
+            let handles = SleeperHandles()
             let release = Atomic<Bool>(false)
             let heldOn = Atomic<Int>(-1)
             let hog = rt.spawn {
+                handles.hs = (0..<n).map { i in
+                    go { () -> FrameCheck in
+                        sleepDeep(depth: 8, seed: UInt64(i), parent: nil, parentSeed: 0, stack: currentStackRange()) {
+                            before[i] = Worker.current!.index
+                            GreenThread.sleep(for: .seconds(3600))
+                            after[i] = Worker.current!.index
+                        }
+                    }
+                }
+                try waitFor("\(n) compacted sleepers") { rt.stats.stacksCompacted == n }
                 heldOn.store(Worker.current!.index, ordering: .releasing)
                 while !release.load(ordering: .relaxed) { gt_cpu_relax() }
             }
-            try waitFor("the hog to run") { heldOn.load(ordering: .acquiring) >= 0 }
+            try waitFor("the hog to hold its worker") { heldOn.load(ordering: .acquiring) >= 0 }
+            let hs = handles.hs
             for h in hs { h.cancel() }
             let checks = try hs.map { try $0.join() }
             release.store(true, ordering: .relaxed)
@@ -425,7 +435,7 @@ struct StackCompactionTests {
 
     @Test("the process's RSS drops when sleepers are compacted")
     func residentMemoryDrops() async {
-        await #expect(processExitsWith: .success) {
+        let result = await #expect(processExitsWith: .success, observing: [\.standardErrorContent]) {
             let n = 20_000
             let page = Int(gt_page_size())
             func sleepersCost(_ compaction: Runtime.StackCompaction?) throws -> Int {
@@ -449,8 +459,13 @@ struct StackCompactionTests {
             let plain = try sleepersCost(nil)
             // Generous bounds: a plain sleeper holds its page; a compacted one
             // well under half of that (its copy is a few hundred bytes).
-            precondition(plain >= page, "plain sleepers cost \(plain) B each")
+            // (3/4 of a page: the heap the compacted run freed may be handed
+            // back to the kernel during the plain one, lowering its figure.)
+            precondition(plain >= page * 3 / 4, "plain sleepers cost \(plain) B each")
             precondition(compacted * 2 < plain, "compacted sleepers cost \(compacted) B each, plain \(plain) B")
+        }
+        if let result, result.exitStatus != .exitCode(0) {
+            Issue.record("child: \(String(decoding: result.standardErrorContent.suffix(400), as: UTF8.self))")
         }
     }
 }
