@@ -39,7 +39,7 @@ struct NetBlockingTests {
             }
             GreenThread.sleep(for: .milliseconds(5))
             let v = GreenThread.blocking { () -> Int in
-                usleep(200_000)  // blocks this pool thread, not the worker
+                usleep(600_000)  // blocks this pool thread, not the worker
                 return 42
             }
             try done.send(1)
@@ -47,12 +47,13 @@ struct NetBlockingTests {
             return (ticks, gap, v)
         }
         #expect(value == 42)
-        // Had the body blocked the worker, one gap would be >= 200 ms and
+        // Had the body blocked the worker, one gap would be >= 600 ms and
         // there would be a handful of ticks. Ticks are ~1.1 ms apart on an
         // idle machine (the largest gap a few ms); the bound is half the
         // blocking time because a loaded 2-core machine (the suites run in
-        // parallel) deschedules a worker thread for tens of ms now and then.
-        #expect(maxGap < 100_000_000, "ticker stalled for \(maxGap / 1_000_000) ms")
+        // parallel, other jobs beside them) deschedules a worker thread for
+        // tens, once 150, ms now and then.
+        #expect(maxGap < 300_000_000, "ticker stalled for \(maxGap / 1_000_000) ms")
         #expect(ticks >= 50)
     }
 
