@@ -146,7 +146,7 @@ extension Worker {
                     ranges[k] = f.stack
                     k += 1
                 } else {
-                    settleCompaction(c.fiber)
+                    settleParked(c.fiber, from: .compacting)
                 }
             }
         }
@@ -157,27 +157,10 @@ extension Worker {
             // Counted before any of them can run (and be counted restored):
             // see `RuntimeCore.stats` for the reader's side.
             compactedCount.store(compactedCount.load(ordering: .relaxed) &+ k, ordering: .releasing)
-            for j in 0..<k { settleCompaction(claimed[j]) }
+            for j in 0..<k { settleParked(claimed[j], from: .compacting) }
         }
         for i in 0..<n { candidates[i].fiber.release() }
         l.pointee.compaction.count = 0
-    }
-
-    /// Gives a claimed sleeper back: `parked` again (release: its saved
-    /// stack is published to whoever readies it), or, if it was woken while
-    /// we held it (`wakePending`), queued here.
-    private func settleCompaction(_ f: Unmanaged<Fiber>) {
-        let settled = f._withUnsafeGuaranteedRef { fiber in
-            fiber.runState.compareExchange(
-                expected: Fiber.RunState.compacting.rawValue, desired: Fiber.RunState.parked.rawValue,
-                successOrdering: .releasing, failureOrdering: .acquiring
-            ).exchanged
-        }
-        if !settled {
-            f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-            pushRunNext(f)
-            notifyWork()
-        }
     }
 
     /// Copies a compacted stack back before the thread runs (from

@@ -344,23 +344,33 @@ final class Worker: @unchecked Sendable {
             case .park:
                 // Release: the context the switch just saved is published to
                 // whoever readies the thread (their CAS acquires).
-                let committed = f._withUnsafeGuaranteedRef { fiber in
-                    fiber.runState.compareExchange(
-                        expected: Fiber.RunState.parking.rawValue, desired: Fiber.RunState.parked.rawValue,
-                        successOrdering: .releasing, failureOrdering: .acquiring
-                    ).exchanged
-                }
-                if !committed {
-                    // Woken while still switching out (wakePending): queue it now.
-                    f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-                    w.pushRunNext(f)
-                    w.idle.notifyWorkAfterSeqCstPublish()
-                }
+                w.settleParked(f, from: .parking)
             case .retire:
                 w.retire(f)
             case .none:
                 break
             }
+        }
+    }
+
+    /// Ends a transient state of a parked thread (`parking` after its switch
+    /// out, `compacting` after its stack was saved): `parked` (release: the
+    /// saved context or stack is published to whoever readies it, whose CAS
+    /// acquires), or, if a wake came meanwhile (`wakePending`), queued on
+    /// our run-next slot (whose seq_cst exchange is the publish the idle
+    /// notification needs).
+    @inline(__always)
+    func settleParked(_ f: Unmanaged<Fiber>, from state: Fiber.RunState) {
+        let settled = f._withUnsafeGuaranteedRef { fiber in
+            fiber.runState.compareExchange(
+                expected: state.rawValue, desired: Fiber.RunState.parked.rawValue,
+                successOrdering: .releasing, failureOrdering: .acquiring
+            ).exchanged
+        }
+        if !settled {
+            f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+            pushRunNext(f)
+            idle.notifyWorkAfterSeqCstPublish()
         }
     }
 
