@@ -27,18 +27,11 @@ struct FiberCache: ~Copyable {
     static let spillAt = 512
     static let refillBatch = 128
 
-    private var items: UnsafeMutablePointer<Unmanaged<Fiber>>
-    private var capacity: Int
-    private(set) var count = 0
-
-    init() {
-        capacity = 64
-        items = .allocate(capacity: capacity)
-    }
+    private var items = LocalLIFO<Unmanaged<Fiber>>(capacity: 64)
+    var count: Int { items.count }
 
     deinit {
-        for i in 0..<count { Self.drop(items[i]) }
-        items.deallocate()
+        items.forEach { Self.drop($0.pointee) }
     }
 
     /// Releases a cached fiber that will not be reused: out of the
@@ -50,38 +43,23 @@ struct FiberCache: ~Copyable {
 
     @inline(__always)
     mutating func take() -> Unmanaged<Fiber>? {
-        if count == 0 { return nil }
-        count -= 1
-        return items[count]
+        items.take()
     }
 
     @inline(__always)
     mutating func put(_ fiber: Unmanaged<Fiber>) {
-        if count == capacity { grow() }
-        items[count] = fiber
-        count += 1
-    }
-
-    private mutating func grow() {
-        let bigger = UnsafeMutablePointer<Unmanaged<Fiber>>.allocate(capacity: capacity * 2)
-        bigger.moveInitialize(from: items, count: count)
-        items.deallocate()
-        items = bigger
-        capacity *= 2
+        items.put(fiber)
     }
 
     /// Hands the oldest half to `shared`.
     mutating func spillHalf(into shared: SharedFiberCache) {
-        let half = count / 2
-        shared.put(UnsafeBufferPointer(start: items, count: half))
-        items.update(from: items + half, count: count - half)
-        count -= half
+        items.removeOldest(count / 2) { shared.put($0) }
     }
 
     /// Releases every fiber held (shutdown, once the worker has stopped).
     mutating func removeAll() {
-        for i in 0..<count { Self.drop(items[i]) }
-        count = 0
+        items.forEach { Self.drop($0.pointee) }
+        items.removeAll()
     }
 }
 

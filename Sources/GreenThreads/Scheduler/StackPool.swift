@@ -15,48 +15,27 @@ struct StackPool: ~Copyable {
     static let spillAt = 512
     static let refillBatch = 128
 
-    private var items: UnsafeMutablePointer<gt_stack>
-    private var capacity: Int
-    private(set) var count = 0
+    private var items = LocalLIFO<gt_stack>(capacity: 256)
+    var count: Int { items.count }
     /// Entries below this index were discarded since they were pooled.
     private var cleanBelow = 0
 
-    init() {
-        capacity = 256
-        items = .allocate(capacity: capacity)
-    }
-
-    deinit { items.deallocate() }
-
     @inline(__always)
     mutating func take() -> gt_stack? {
-        if count == 0 { return nil }
-        count -= 1
-        if cleanBelow > count { cleanBelow = count }
-        return items[count]
+        guard let s = items.take() else { return nil }
+        if cleanBelow > items.count { cleanBelow = items.count }
+        return s
     }
 
     @inline(__always)
     mutating func put(_ stack: gt_stack) {
-        if count == capacity { grow() }
-        items[count] = stack
-        count += 1
-    }
-
-    private mutating func grow() {
-        let bigger = UnsafeMutablePointer<gt_stack>.allocate(capacity: capacity * 2)
-        bigger.moveInitialize(from: items, count: count)
-        items.deallocate()
-        items = bigger
-        capacity *= 2
+        items.put(stack)
     }
 
     /// Hands the oldest half to `shared`.
     mutating func spillHalf(into shared: SharedStackPool) {
         let half = count / 2
-        shared.put(UnsafeBufferPointer(start: items, count: half))
-        (items).update(from: items + half, count: count - half)
-        count -= half
+        items.removeOldest(half) { shared.put($0) }
         cleanBelow = max(0, cleanBelow - half)
     }
 
@@ -76,7 +55,7 @@ struct StackPool: ~Copyable {
         if keep <= cleanBelow { return true }
         let end = min(keep, cleanBelow + Self.trimSlice)
         // One process_madvise for the slice where the kernel allows it.
-        _ = gt_stacks_discard(items + cleanBelow, Int32(end - cleanBelow))
+        _ = items.withItems { gt_stacks_discard($0 + cleanBelow, Int32(end - cleanBelow)) }
         cleanBelow = end
         return end == keep
     }
@@ -86,13 +65,13 @@ struct StackPool: ~Copyable {
     mutating func trimOldestHalf() {
         let half = count / 2
         if cleanBelow >= half { return }
-        _ = gt_stacks_discard(items + cleanBelow, Int32(half - cleanBelow))
+        _ = items.withItems { gt_stacks_discard($0 + cleanBelow, Int32(half - cleanBelow)) }
         cleanBelow = half
     }
 
     mutating func removeAll(_ body: (inout gt_stack) -> Void) {
-        for i in 0..<count { body(&items[i]) }
-        count = 0
+        items.forEach { body(&$0.pointee) }
+        items.removeAll()
         cleanBelow = 0
     }
 }
