@@ -336,29 +336,53 @@ final class RuntimeCore: @unchecked Sendable {
         // green thread that never switches (a tight loop) cannot be joined:
         // it is left running, and so is its stack. A whole second, because
         // a worker that is merely descheduled on a loaded machine must not
-        // be mistaken for a stuck one: the stacks of everything it might
-        // still switch into are unmapped below. (A stuck worker keeps its
-        // anchor, so the core it reads stays alive.)
+        // be mistaken for a stuck one, and while one is not joined nothing
+        // it might still touch is released (below).
         let joinDeadline = gt_now_ns() + 1_000_000_000
         var stuck = Set<Int>()
         for w in workers where w.thread != 0 {
             if gt_thread_join_timeout(w.thread, max(0, joinDeadline - gt_now_ns())) != 0 { stuck.insert(w.index) }
         }
-        // Green threads that ignored cancellation: nothing will resume them
-        // now, so their stacks can go (what their frames retain leaks).
         let abandoned = liveCount
+        if stuck.isEmpty {
+            releaseStacksAndCaches()
+        } else {
+            // A worker we could not join is not necessarily stuck for good:
+            // one descheduled for the whole second on an overloaded machine
+            // may be between reading `interrupts` and switching into a
+            // queued thread, and one that is stuck may finish its thread and
+            // push into its own stack pool at any moment. Unmapping a stack
+            // or emptying a pool under it would be a use-after-free, so
+            // every stack, cache and anchor stays: a leak, said on stderr,
+            // instead of a crash.
+            gt_write_stderr("GreenThreads: \(stuck.count) worker(s) still running a green thread that never yields; left running, with every stack\n")
+        }
+        if abandoned > 0 {
+            gt_write_stderr("GreenThreads: shutdown abandoned \(abandoned) green thread(s) that ignored cancellation\n")
+        }
+        // No worker polls any more: close the epoll fd and eventfd (sockets
+        // still open are forgotten by it: their next green-thread wait
+        // registers them with that thread's runtime, and OS threads use
+        // poll(2)), and let the blocking threads go. (An unjoined worker
+        // might still poll: its fds stay open rather than be reused under it.)
+        if stuck.isEmpty { poller.close() }
+        blockingPool.shutdown()
+        shutdownDone.store(true, ordering: .releasing)
+    }
+
+    /// The end of a shutdown whose workers were all joined: nothing can
+    /// switch into a green thread any more, so the stacks of those that
+    /// ignored cancellation can go (what their frames retain leaks), with
+    /// every pooled stack and cached fiber. Cached fibers hold anchors, and
+    /// through them this core: dropping them and the workers' anchors breaks
+    /// the core → worker → anchor → core cycle.
+    private func releaseStacksAndCaches() {
         registry.forEach { f in
             if f.state != .running && f.hasStack {
                 f.discardCompactedStack()
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
             }
-        }
-        if abandoned > 0 {
-            gt_write_stderr("GreenThreads: shutdown abandoned \(abandoned) green thread(s) that ignored cancellation\n")
-        }
-        if !stuck.isEmpty {
-            gt_write_stderr("GreenThreads: \(stuck.count) worker(s) still running a green thread that never yields; left running\n")
         }
         for w in workers {
             w.local.pointee.stacks.removeAll { s in
@@ -370,20 +394,9 @@ final class RuntimeCore: @unchecked Sendable {
             gt_stack_free(&s)
             stacksMapped.subtract(1, ordering: .relaxed)
         }
-        // Cached fibers hold anchors, and through them this core.
-        for w in workers where !stuck.contains(w.index) { w.local.pointee.fibers.removeAll() }
+        for w in workers { w.local.pointee.fibers.removeAll() }
         sharedFibers.removeAll()
-        // Break the core → worker → anchor → core cycle. A stuck worker may
-        // still spawn, so it keeps its anchor (and with it the core it
-        // runs on).
-        for w in workers where !stuck.contains(w.index) { w.anchor = nil }
-        // No worker polls any more: close the epoll fd and eventfd (sockets
-        // still open are forgotten by it: their next green-thread wait
-        // registers them with that thread's runtime, and OS threads use
-        // poll(2)), and let the blocking threads go.
-        poller.close()
-        blockingPool.shutdown()
-        shutdownDone.store(true, ordering: .releasing)
+        for w in workers { w.anchor = nil }
     }
 
     /// Green threads spawned and not yet retired, queued ones included.
