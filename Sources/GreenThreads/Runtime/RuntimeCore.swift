@@ -19,6 +19,8 @@ final class RuntimeCore: @unchecked Sendable {
     /// The monitor thread; nil under a virtual clock or with both of its
     /// thresholds turned off.
     private(set) var sysmon: Sysmon?
+    /// Whether sysmon runs (set before the workers, which read it).
+    let isMonitored: Bool
     private let injectors: [Injector]
     let idle: Idle
     let registry: Registry
@@ -69,6 +71,7 @@ final class RuntimeCore: @unchecked Sendable {
         baseWorkerCount = n
         let monitored = configuration.clock == .real
             && (configuration.preemptionThreshold != nil || configuration.handoffThreshold != nil)
+        isMonitored = monitored
         // Spares exist only where sysmon may hand off; each mirrors the
         // placement of configured worker `index % n` and is never pinned.
         let spares = monitored && configuration.handoffThreshold != nil ? max(2, n) : 0
@@ -184,10 +187,7 @@ final class RuntimeCore: @unchecked Sendable {
         if let raw = gt_current_worker(), Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ w in
             guard w.coreAddress == ours else { return false }
             // A netpoll batch: queued, and the wake-ups issued per batch.
-            if !w.collectPolled(u) {
-                w.pushRunNext(u)
-                w.idle.notifyWorkAfterSeqCstPublish()
-            }
+            if !w.collectPolled(u) { w.wakeNext(u) }
             return true
         }) {
             return

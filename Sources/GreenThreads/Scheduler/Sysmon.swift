@@ -22,6 +22,12 @@ import Synchronization
 ///    it hands its queue to the injector and goes dormant, so the number of
 ///    workers running green code is back to the configured count.
 ///
+/// Apart from stalls, a worker that has not switched for a whole round
+/// while threads wait in its run-next slot or deque gets an idle worker
+/// woken to take them: wakes into an empty run-next slot notify nobody
+/// (`Worker.wakeNext`), and this is what keeps a waker that keeps running
+/// from stranding the thread it woke.
+///
 /// Sysmon sleeps between rounds: 20 µs at first, doubling up to 10 ms
 /// after 50 quiet rounds. When every worker has slept for a while it parks
 /// without a timeout, and a worker that stops sleeping rings `SysmonBell`
@@ -169,6 +175,11 @@ final class Sysmon: @unchecked Sendable {
                 watch[i] = Watch(count: running ? count : -1, since: now)
                 continue
             }
+            // Still in the same green thread as last round, with woken
+            // threads waiting on it (a quiet hand-off to a waker that kept
+            // running, see `Worker.wakeNext`): an idle worker's spin takes
+            // them, if one is woken.
+            if w.hasLocalWork, wakeIdleWorker() { acted = true }
             let stalled = now - watch[i].since
             if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil, workWaiting() {
                 w.requestPreemption()
@@ -210,6 +221,15 @@ final class Sysmon: @unchecked Sendable {
             }
         }
         return acted
+    }
+
+    /// Wakes a sleeping worker unless one is spinning already (whose
+    /// search will find the waiting work). Returns whether it notified.
+    private func wakeIdleWorker() -> Bool {
+        let idle = core.idle
+        if idle.spinning.load(ordering: .relaxed) != 0 || idle.sleeping.load(ordering: .relaxed) == 0 { return false }
+        idle.notifyWork()
+        return true
     }
 
     /// No worker sleeps or spins: nobody else would pick up waiting work.

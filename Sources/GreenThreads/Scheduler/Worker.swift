@@ -72,6 +72,10 @@ final class Worker: @unchecked Sendable {
     /// a trip through the queue (Go's runnext, Tokio's LIFO slot). Thieves
     /// may take it when the deque is empty.
     let runNext = Atomic<UInt>(0)
+    /// Whether a wake into an empty run-next slot may skip the idle
+    /// notification (see `wakeNext`): only where sysmon watches for a
+    /// worker that holds on to woken threads without switching.
+    let quietHandOff: Bool
     let timers: TimerHeap
     let clock: RuntimeClock
     let parker: UnsafeMutablePointer<gt_parker>
@@ -121,6 +125,7 @@ final class Worker: @unchecked Sendable {
         self.index = index
         self.node = node
         isSpare = spare
+        quietHandOff = core.isMonitored
         self.core = core
         idle = core.idle
         registry = core.registry
@@ -175,16 +180,63 @@ final class Worker: @unchecked Sendable {
         if !deque.push(bits) { spill(bits) }
     }
 
-    /// Puts a just-woken green thread in the run-next slot; whatever was
-    /// there moves to the deque, where thieves can see it.
+    /// Queues a green thread this worker just woke in its run-next slot
+    /// (whatever was there moves to the deque, where thieves can see it),
+    /// and tells the idle workers about it when they should know.
     ///
-    /// Sequentially consistent: the exchange is the publish that
-    /// `Idle.notifyWorkAfterSeqCstPublish` relies on instead of a fence (the
-    /// same instruction as acquire-release on x86 and arm64).
+    /// A quiet hand-off (Tokio's LIFO-slot rule): a wake into an *empty*
+    /// slot notifies nobody. The waker usually parks within nanoseconds
+    /// (a send then a receive, a mutex hand-over) and this worker runs the
+    /// woken thread itself; a woken idle worker would only spin on this
+    /// worker's cache lines and, after the grace period, steal the partner
+    /// and split the pair (pingpong at 2 workers took twice as long as at
+    /// 1). Only a displaced occupant is surplus work worth a wake-up. A waker
+    /// that keeps running instead is caught by sysmon, which notifies for a
+    /// worker that has not switched for a round while its slot is occupied;
+    /// `passingRunNext` notifies when a switch runs something else first;
+    /// and a spinning thief takes the slot after its grace period anyway.
+    /// Without sysmon to back that up, every wake notifies.
     @inline(__always)
-    func pushRunNext(_ fiber: Unmanaged<Fiber>) {
-        let old = runNext.exchange(UInt(bitPattern: fiber.toOpaque()), ordering: .sequentiallyConsistent)
-        if old != 0, !deque.push(old) { spill(old) }
+    func wakeNext(_ fiber: Unmanaged<Fiber>) {
+        if quietHandOff {
+            if pushRunNext(fiber) { idle.notifyWork() }
+        } else {
+            // Sequentially consistent: the exchange is the publish that
+            // `notifyWorkAfterSeqCstPublish` relies on instead of a fence
+            // (the same instruction as acquire-release on x86 and arm64).
+            let old = runNext.exchange(UInt(bitPattern: fiber.toOpaque()), ordering: .sequentiallyConsistent)
+            if old != 0, !deque.push(old) { spill(old) }
+            idle.notifyWorkAfterSeqCstPublish()
+        }
+    }
+
+    /// Puts `fiber` in the run-next slot. Returns true when that moved a
+    /// previous occupant to the deque (the caller must then notify).
+    @inline(__always)
+    private func pushRunNext(_ fiber: Unmanaged<Fiber>) -> Bool {
+        let bits = UInt(bitPattern: fiber.toOpaque())
+        // Only the owner fills the slot; thieves only empty it. So a slot
+        // seen empty stays empty until this store, which needs no
+        // read-modify-write (release: publishes the thread to the thief's
+        // or our own acquiring exchange).
+        if runNext.load(ordering: .relaxed) == 0 {
+            runNext.store(bits, ordering: .releasing)
+            return false
+        }
+        let old = runNext.exchange(bits, ordering: .acquiringAndReleasing)
+        if old == 0 { return false }  // a thief emptied it meanwhile
+        if !deque.push(old) { spill(old) }
+        return true
+    }
+
+    /// The owner is about to run `next` instead of the thread waiting in
+    /// its run-next slot (an injector or fairness tick): that thread is
+    /// surplus now, so an idle worker is told (a quiet hand-off assumed
+    /// this worker would run it next).
+    @inline(__always)
+    private func passingRunNext(_ next: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
+        if quietHandOff, runNext.load(ordering: .relaxed) != 0 { idle.notifyWork() }
+        return next
     }
 
     /// The deque is full: move half of it (the oldest) and the new item to
@@ -227,9 +279,9 @@ final class Worker: @unchecked Sendable {
         local.pointee.tick &+= 1
         let tick = local.pointee.tick
         if tick % Self.injectorTick == 0 {
-            if let f = serviceTick() { return f }
+            if let f = serviceTick() { return passingRunNext(f) }
         } else if tick % Self.fairnessTick == 0, let bits = deque.takeOldest() {
-            return Self.fiber(bits)
+            return passingRunNext(Self.fiber(bits))
         }
         if runNext.load(ordering: .relaxed) != 0 {
             let bits = runNext.exchange(0, ordering: .acquiring)
@@ -357,8 +409,7 @@ final class Worker: @unchecked Sendable {
     /// out, `compacting` after its stack was saved): `parked` (release: the
     /// saved context or stack is published to whoever readies it, whose CAS
     /// acquires), or, if a wake came meanwhile (`wakePending`), queued on
-    /// our run-next slot (whose seq_cst exchange is the publish the idle
-    /// notification needs).
+    /// our run-next slot (`wakeNext`).
     @inline(__always)
     func settleParked(_ f: Unmanaged<Fiber>, from state: Fiber.RunState) {
         let settled = f._withUnsafeGuaranteedRef { fiber in
@@ -369,8 +420,7 @@ final class Worker: @unchecked Sendable {
         }
         if !settled {
             f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-            pushRunNext(f)
-            idle.notifyWorkAfterSeqCstPublish()
+            wakeNext(f)
         }
     }
 
