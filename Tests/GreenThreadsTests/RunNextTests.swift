@@ -22,7 +22,7 @@ private func busy(nanos: Int64) {
 }
 
 /// How the waker keeps its worker after the wake.
-enum Holding: String, CaseIterable, Sendable {
+enum WakerHold: String, CaseIterable, Sendable {
     case busyLoop      // computes without a checkpoint
     case blockingCall  // an unannounced blocking syscall (usleep)
 }
@@ -33,8 +33,8 @@ struct RunNextTests {
     /// its worker for 200 ms runs on the other (idle, asleep) worker long
     /// before that: with sysmon (the quiet hand-off's safety net) and
     /// without it (every wake notifies).
-    @Test(arguments: Holding.allCases, [true, false])
-    func aThreadWokenByAWakerThatKeepsItsWorkerRunsElsewhere(holding: Holding, monitored: Bool) throws {
+    @Test(arguments: WakerHold.allCases, [true, false])
+    func aThreadWokenByAWakerThatKeepsItsWorkerRunsElsewhere(holding: WakerHold, monitored: Bool) throws {
         let configuration = monitored
             ? Runtime.Configuration(workers: 2)
             : Runtime.Configuration(workers: 2, preemptionThreshold: nil, handoffThreshold: nil)

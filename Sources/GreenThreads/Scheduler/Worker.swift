@@ -232,8 +232,9 @@ final class Worker: @unchecked Sendable {
     /// The owner is about to run `next` instead of the thread waiting in
     /// its run-next slot (an injector or fairness tick): that thread is
     /// surplus now, so an idle worker is told (a quiet hand-off assumed
-    /// this worker would run it next).
-    @inline(__always)
+    /// this worker would run it next). Out of line: inlined, its call to
+    /// `notifyWork` cost every switch two instructions (callgrind, pingpong).
+    @inline(never)
     private func passingRunNext(_ next: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
         if quietHandOff, runNext.load(ordering: .relaxed) != 0 { idle.notifyWork() }
         return next
