@@ -159,6 +159,18 @@ void gt_write_stderr(const char *line);
 /// Relaxes the CPU inside a spin loop.
 void gt_cpu_relax(void);
 
+// MARK: - Asymmetric barriers (barrier.c)
+
+/// Registers the process for gt_membarrier. Returns 0 or an errno (ENOSYS,
+/// EINVAL on kernels before 4.14 or where the call is filtered).
+int gt_membarrier_register(void);
+/// A full memory barrier executed by every running thread of the process
+/// (membarrier PRIVATE_EXPEDITED). Returns 0 or an errno.
+int gt_membarrier(void);
+/// Keeps the compiler from moving memory accesses across this point, and
+/// costs no instruction: the hot side of a gt_membarrier handshake.
+static inline void gt_compiler_barrier(void) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
+
 // MARK: - Netpoller (poll.c)
 
 /// One readiness event: epoll's mask and the registration's 64-bit tag.

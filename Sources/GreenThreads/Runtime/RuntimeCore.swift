@@ -19,6 +19,9 @@ final class RuntimeCore: @unchecked Sendable {
     /// The monitor thread; nil under a virtual clock or with both of its
     /// thresholds turned off.
     private(set) var sysmon: Sysmon?
+    /// Whether yields go to per-worker yield queues (YieldQueue.swift):
+    /// only when sysmon runs and membarrier works.
+    let yieldQueues: Bool
     private let injectors: [Injector]
     let idle: Idle
     let registry: Registry
@@ -72,6 +75,10 @@ final class RuntimeCore: @unchecked Sendable {
         // Spares exist only where sysmon may hand off; each mirrors the
         // placement of configured worker `index % n` and is never pinned.
         let spares = monitored && configuration.handoffThreshold != nil ? max(2, n) : 0
+        // A yield queue is invisible to other workers; only sysmon can take
+        // it over from a worker stuck in one green thread, and only with
+        // membarrier (YieldQueue.swift). Without both, yields use the deque.
+        yieldQueues = monitored && gt_membarrier_register() == 0
         let total = n + spares
         idle = Idle(workerCount: n, capacity: total)
         blockingPool = BlockingPool(maxThreads: configuration.blockingThreads)

@@ -17,7 +17,9 @@ import Synchronization
 ///    activates a spare worker (SpareWorker.swift) that takes over the
 ///    stuck worker's queue, steals, serves the injector and every timer.
 ///    The stuck worker keeps its OS thread and green thread; a replacement
-///    only keeps the *others* running.
+///    only keeps the *others* running. Its yield queue (YieldQueue.swift)
+///    is visible to nobody else: at this threshold sysmon first moves it
+///    to the injector (`Worker.rescueYields`), idle workers or not.
 /// 3. Once the stuck worker switches again, the spare is told to retire:
 ///    it hands its queue to the injector and goes dormant, so the number of
 ///    workers running green code is back to the configured count.
@@ -36,6 +38,8 @@ final class Sysmon: @unchecked Sendable {
 
     let handoffs = Atomic<Int>(0)
     let preemptionRequests = Atomic<Int>(0)
+    /// Yield queues taken over from stuck workers (`Worker.rescueYields`).
+    let yieldRescues = Atomic<Int>(0)
 
     static let minDelay: Int64 = 20_000
     static let maxDelay: Int64 = 10_000_000
@@ -170,12 +174,29 @@ final class Sysmon: @unchecked Sendable {
                 continue
             }
             let stalled = now - watch[i].since
-            if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil, workWaiting() {
+            // Its own yielders wait behind it too; no other worker can see
+            // them (YieldQueue.swift), so only a preemption helps them.
+            if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil,
+               w.yieldsQueued.load(ordering: .relaxed) > 0 || workWaiting() {
                 w.requestPreemption()
                 watch[i].preemptedAt = now
                 preemptionRequests.add(1, ordering: .relaxed)
                 acted = true
                 continue
+            }
+            // Its yielders: no other worker can see them, so once the
+            // request has had its grace period they move to the injector,
+            // where idle workers (or the spare started just below) find them.
+            if let r = handoffNanos ?? preemptNanos.map({ $0 + Self.preemptionGrace }), stalled >= r,
+               w.yieldsQueued.load(ordering: .relaxed) > 0,
+               preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true {
+                let n = w.rescueYields()
+                if n > 0 {
+                    yieldRescues.add(1, ordering: .relaxed)
+                    core.idle.notifyWork(surplus: n)
+                    waiting = nil
+                    acted = true
+                }
             }
             if let h = handoffNanos, stalled >= h, replacement[i] == nil,
                preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true,

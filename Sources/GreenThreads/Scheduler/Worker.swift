@@ -7,7 +7,7 @@ import Synchronization
 /// a finished thread cannot free the stack it is standing on.
 enum PendingAction: UInt8 {
     case none
-    case requeue  // yield: back on the local deque
+    case requeue  // yield: to the local yield queue (YieldQueue.swift)
     case park     // commit the park (or queue it, if woken meanwhile)
     case retire   // finished: recycle the stack, drop the scheduler's +1
 }
@@ -34,6 +34,8 @@ struct WorkerLocal: ~Copyable {
     var polledCount = 0
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
+    /// Yielded green threads, behind everything else runnable here.
+    var yields = YieldQueue()
     /// Sleeps enlisted for stack compaction (StackCompaction.swift).
     var compaction = StackCompactor(nil, virtualClock: true)
     var fibers = FiberCache()
@@ -109,6 +111,19 @@ final class Worker: @unchecked Sendable {
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
     let switchCount = Atomic<Int>(0)
+    /// How many green threads wait in `local.yields`, as of the last switch:
+    /// exact while a green thread runs, since only a switch changes the
+    /// ring. Sysmon's stall check reads it (the ring itself is owner-only).
+    let yieldsQueued = Atomic<Int>(0)
+    /// False only while a green thread's own code runs here; the owner
+    /// changes its yield queue only while it is true. One half of the
+    /// hand-over to sysmon (YieldQueue.swift, `rescueYields`).
+    let switching = Atomic<Bool>(true)
+    /// `YieldClaim`: sysmon taking over the yield queue (YieldQueue.swift).
+    let yieldClaim = Atomic<UInt8>(0)
+    /// Yields go to the yield queue only where sysmon can take it over from
+    /// a stuck worker (RuntimeCore.yieldQueues); otherwise to the deque.
+    let usesYieldQueue: Bool
     let compactedCount = Atomic<Int>(0)
     let restoredCount = Atomic<Int>(0)
 
@@ -122,6 +137,7 @@ final class Worker: @unchecked Sendable {
         self.node = node
         isSpare = spare
         self.core = core
+        usesYieldQueue = core.yieldQueues
         idle = core.idle
         registry = core.registry
         sharedStacks = core.sharedStacks
@@ -205,38 +221,61 @@ final class Worker: @unchecked Sendable {
     }
 
     @inline(__always)
-    private static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
+    static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
         Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
     }
 
-    /// Whether anything waits in this worker's run-next slot or deque.
+    /// Whether anything waits in this worker's run-next slot, deque or
+    /// yield queue (owner only: the yield queue is).
     @inline(__always)
     var hasLocalWork: Bool {
-        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty
+        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty || !local.pointee.yields.isEmpty
     }
 
     /// The owner's fast pick: no stealing, no clock reads except at the
-    /// injector tick. Used on every switch.
+    /// injector tick. Used on every switch. Order: the periodic ticks, the
+    /// run-next slot, the deque, and last the yield queue, so a yielder
+    /// runs after everything else runnable here (round robin, what a Go
+    /// user expects of Gosched).
     ///
-    /// A yield takes the *oldest* local item instead of the newest: the
-    /// yielder goes to the bottom, so taking from the bottom would hand the
-    /// CPU straight back and starve everything older (round-robin is what a
-    /// Go user expects of Gosched).
+    /// A yield takes the deque's *oldest* item instead of the newest: what
+    /// the yield queue overflowed (or exposed to thieves) went to the
+    /// bottom, and taking from the bottom would hand the CPU back to the
+    /// most recent yielder and starve everything older.
     @inline(__always)
     func nextLocal(oldestFirst: Bool = false) -> Unmanaged<Fiber>? {
-        local.pointee.tick &+= 1
-        let tick = local.pointee.tick
+        let l = local
+        l.pointee.tick &+= 1
+        let tick = l.pointee.tick
         if tick % Self.injectorTick == 0 {
             if let f = serviceTick() { return f }
-        } else if tick % Self.fairnessTick == 0, let bits = deque.takeOldest() {
-            return Self.fiber(bits)
+        } else if tick % Self.fairnessTick == 0, let f = takeOldestWaiting(round: tick / Self.fairnessTick) {
+            return f
         }
         if runNext.load(ordering: .relaxed) != 0 {
             let bits = runNext.exchange(0, ordering: .acquiring)
             if bits != 0 { return Self.fiber(bits) }
         }
-        if oldestFirst, let bits = deque.takeOldest() { return Self.fiber(bits) }
-        if let bits = deque.pop() { return Self.fiber(bits) }
+        // Relaxed loads first: `pop` needs a full fence and `takeOldest` a
+        // CAS even on an empty deque. The owner's own `bottom` is exact and
+        // a stale `top` is only lower, so this never reads a non-empty
+        // deque as empty.
+        if !deque.isEmpty, let bits = oldestFirst ? deque.takeOldest() : deque.pop() {
+            return Self.fiber(bits)
+        }
+        if let bits = l.pointee.yields.take() { return Self.fiber(bits) }
+        return nil
+    }
+
+    /// The fairness tick's pick: the oldest item of the deque and of the
+    /// yield queue in turn, each falling back to the other. The deque's
+    /// oldest would otherwise starve behind a LIFO hot loop, and a yielder
+    /// behind a deque that keeps refilling.
+    @inline(never)
+    private func takeOldestWaiting(round: UInt32) -> Unmanaged<Fiber>? {
+        if round & 1 == 0, let bits = local.pointee.yields.take() { return Self.fiber(bits) }
+        if let bits = deque.takeOldest() { return Self.fiber(bits) }
+        if let bits = local.pointee.yields.take() { return Self.fiber(bits) }
         return nil
     }
 
@@ -298,6 +337,7 @@ final class Worker: @unchecked Sendable {
     func switchAway(_ action: PendingAction) {
         let l = local
         let from = l.pointee.current.unsafelyUnwrapped
+        enterSwitch()
         l.pointee.pending = action
         l.pointee.pendingFiber = from
         Self.bump(switchCount)
@@ -333,23 +373,25 @@ final class Worker: @unchecked Sendable {
         Unmanaged<Worker>.fromOpaque(gt_current_worker().unsafelyUnwrapped)._withUnsafeGuaranteedRef { w in
             let l = w.local
             let action = l.pointee.pending
-            if action == .none { return }
-            l.pointee.pending = .none
-            let f = l.pointee.pendingFiber.unsafelyUnwrapped
-            l.pointee.pendingFiber = nil
-            switch action {
-            case .requeue:
-                f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-                w.pushLocal(f)
-            case .park:
-                // Release: the context the switch just saved is published to
-                // whoever readies the thread (their CAS acquires).
-                w.settleParked(f, from: .parking)
-            case .retire:
-                w.retire(f)
-            case .none:
-                break
+            if action != .none {
+                l.pointee.pending = .none
+                let f = l.pointee.pendingFiber.unsafelyUnwrapped
+                l.pointee.pendingFiber = nil
+                switch action {
+                case .requeue:
+                    f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+                    if w.usesYieldQueue { w.queueYielder(f) } else { w.pushLocal(f) }
+                case .park:
+                    // Release: the context the switch just saved is published to
+                    // whoever readies the thread (their CAS acquires).
+                    w.settleParked(f, from: .parking)
+                case .retire:
+                    w.retire(f)
+                case .none:
+                    break
+                }
             }
+            w.afterSwitch()
         }
     }
 
