@@ -20,6 +20,9 @@ struct WorkerLocal: ~Copyable {
     var pending: PendingAction = .none
     var pendingFiber: Unmanaged<Fiber>?
     var tick: UInt32 = 0
+    /// The next `tick` that is a multiple of `Worker.fairnessTick` or
+    /// `Worker.injectorTick`: one compare per pick instead of two divisions.
+    var tickDuty: UInt32 = Worker.fairnessTick
     /// Choices a program can observe (which ready case a `select` takes).
     var rng: FastRandom
     /// Steal victims. Separate, because how often an idle worker tries to
@@ -121,9 +124,6 @@ final class Worker: @unchecked Sendable {
     let switching = Atomic<Bool>(true)
     /// `YieldClaim`: sysmon taking over the yield queue (YieldQueue.swift).
     let yieldClaim = Atomic<UInt8>(0)
-    /// Yields go to the yield queue only where sysmon can take it over from
-    /// a stuck worker (RuntimeCore.yieldQueues); otherwise to the deque.
-    let usesYieldQueue: Bool
     let compactedCount = Atomic<Int>(0)
     let restoredCount = Atomic<Int>(0)
 
@@ -137,7 +137,6 @@ final class Worker: @unchecked Sendable {
         self.node = node
         isSpare = spare
         self.core = core
-        usesYieldQueue = core.yieldQueues
         idle = core.idle
         registry = core.registry
         sharedStacks = core.sharedStacks
@@ -152,6 +151,9 @@ final class Worker: @unchecked Sendable {
         local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed), stealRng: FastRandom(seed: seed ^ 0x5851_F42D_4C95_7F2D)))
         gt_context_init_base(&local.pointee.schedulerContext)
         local.pointee.compaction = StackCompactor(core.configuration.stackCompaction, virtualClock: clock.isVirtual)
+        // Only where sysmon can take a stuck worker's ring over; otherwise
+        // it holds nothing and every yield goes to the deque.
+        local.pointee.yields = YieldQueue(enabled: core.yieldQueues)
         parker = .allocate(capacity: 1)
         gt_parker_init(parker)
         spareParker = .allocate(capacity: 1)
@@ -222,7 +224,8 @@ final class Worker: @unchecked Sendable {
 
     @inline(__always)
     static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
-        Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+        // Never 0: every queue checks for emptiness before it hands out bits.
+        Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits).unsafelyUnwrapped)
     }
 
     /// Whether anything waits in this worker's run-next slot, deque or
@@ -246,12 +249,7 @@ final class Worker: @unchecked Sendable {
     func nextLocal(oldestFirst: Bool = false) -> Unmanaged<Fiber>? {
         let l = local
         l.pointee.tick &+= 1
-        let tick = l.pointee.tick
-        if tick % Self.injectorTick == 0 {
-            if let f = serviceTick() { return f }
-        } else if tick % Self.fairnessTick == 0, let f = takeOldestWaiting(round: tick / Self.fairnessTick) {
-            return f
-        }
+        if l.pointee.tick == l.pointee.tickDuty, let f = tickDuty() { return f }
         if runNext.load(ordering: .relaxed) != 0 {
             let bits = runNext.exchange(0, ordering: .acquiring)
             if bits != 0 { return Self.fiber(bits) }
@@ -260,18 +258,35 @@ final class Worker: @unchecked Sendable {
         // CAS even on an empty deque. The owner's own `bottom` is exact and
         // a stale `top` is only lower, so this never reads a non-empty
         // deque as empty.
-        if !deque.isEmpty, let bits = oldestFirst ? deque.takeOldest() : deque.pop() {
+        if !deque.isEmptyForOwner, let bits = oldestFirst ? deque.takeOldest() : deque.pop() {
             return Self.fiber(bits)
         }
         if let bits = l.pointee.yields.take() { return Self.fiber(bits) }
         return nil
     }
 
+    /// The periodic part of `nextLocal` (the current tick is a multiple of
+    /// `injectorTick` or `fairnessTick`), out of line to keep the common
+    /// path short.
+    @inline(never)
+    private func tickDuty() -> Unmanaged<Fiber>? {
+        let tick = local.pointee.tick
+        Self.scheduleTickDuty(local)
+        if tick % Self.injectorTick == 0 { return serviceTick() }
+        return takeOldestWaiting(round: tick / Self.fairnessTick)
+    }
+
+    /// Sets `tickDuty` to the next multiple of either tick after `tick`.
+    static func scheduleTickDuty(_ l: UnsafeMutablePointer<WorkerLocal>) {
+        let tick = l.pointee.tick
+        let ahead = min(injectorTick - tick % injectorTick, fairnessTick - tick % fairnessTick)
+        l.pointee.tickDuty = tick &+ ahead
+    }
+
     /// The fairness tick's pick: the oldest item of the deque and of the
     /// yield queue in turn, each falling back to the other. The deque's
     /// oldest would otherwise starve behind a LIFO hot loop, and a yielder
     /// behind a deque that keeps refilling.
-    @inline(never)
     private func takeOldestWaiting(round: UInt32) -> Unmanaged<Fiber>? {
         if round & 1 == 0, let bits = local.pointee.yields.take() { return Self.fiber(bits) }
         if let bits = deque.takeOldest() { return Self.fiber(bits) }
@@ -279,9 +294,7 @@ final class Worker: @unchecked Sendable {
         return nil
     }
 
-    /// The periodic duties of `nextLocal`, out of line to keep the common
-    /// path short: due timers and the injection queue.
-    @inline(never)
+    /// The injector tick's duties: due timers and the injection queue.
     private func serviceTick() -> Unmanaged<Fiber>? {
         timers.fireExpiredIfAny()
         // A busy worker still notices I/O readiness when no idle worker is
@@ -338,8 +351,6 @@ final class Worker: @unchecked Sendable {
         let l = local
         let from = l.pointee.current.unsafelyUnwrapped
         enterSwitch()
-        l.pointee.pending = action
-        l.pointee.pendingFiber = from
         Self.bump(switchCount)
         // Only raw pointers may be live across the transfer: when `from` is
         // retiring, this frame is abandoned, and any retain held in it (even
@@ -350,6 +361,17 @@ final class Worker: @unchecked Sendable {
         // CPU to each other directly cannot keep a worker from exiting.
         if interrupts.load(ordering: .relaxed) & Interrupt.toLoop == 0,
            let next = nextLocal(oldestFirst: action == .requeue) {
+            // A yielder may join the yield queue before its context is
+            // saved: nobody else can take it from there while this worker
+            // switches (thieves never see the ring, and it is exposed or
+            // handed to sysmon only after the switch). If the ring is full
+            // or disabled, the yielder goes to the deque, after the switch.
+            if action == .requeue, l.pointee.yields.push(UInt(bitPattern: from.toOpaque())) {
+                from._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+            } else {
+                l.pointee.pending = action
+                l.pointee.pendingFiber = from
+            }
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
@@ -357,6 +379,8 @@ final class Worker: @unchecked Sendable {
             }
             gt_context_transfer(fromContext, toContext)
         } else {
+            l.pointee.pending = action
+            l.pointee.pendingFiber = from
             l.pointee.current = nil
             gt_context_transfer(fromContext, &l.pointee.schedulerContext)
         }
@@ -380,7 +404,7 @@ final class Worker: @unchecked Sendable {
                 switch action {
                 case .requeue:
                     f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-                    if w.usesYieldQueue { w.queueYielder(f) } else { w.pushLocal(f) }
+                    w.queueYielder(f)
                 case .park:
                     // Release: the context the switch just saved is published to
                     // whoever readies the thread (their CAS acquires).

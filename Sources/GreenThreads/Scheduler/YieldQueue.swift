@@ -35,13 +35,18 @@ struct YieldQueue: ~Copyable {
     private static let mask = capacity - 1
 
     private let slots: UnsafeMutablePointer<UInt>
+    /// `capacity`, or 0 for a ring that holds nothing (yields then go to
+    /// the deque): a field, so that a disabled ring costs the hot path no
+    /// extra test.
+    private let limit: Int
     /// The oldest item; advanced by `take`.
     private var head = 0
     /// The next free slot; advanced by `push`. `tail - head` is the count.
     private var tail = 0
 
-    init() {
+    init(enabled: Bool = true) {
         slots = .allocate(capacity: Self.capacity)
+        limit = enabled ? Self.capacity : 0
     }
 
     deinit {
@@ -55,7 +60,7 @@ struct YieldQueue: ~Copyable {
     /// Appends `item`; false when full (the caller moves the ring to the deque).
     @inline(__always)
     mutating func push(_ item: UInt) -> Bool {
-        if tail &- head == Self.capacity { return false }
+        if tail &- head == limit { return false }
         slots[tail & Self.mask] = item
         tail &+= 1
         return true
@@ -104,11 +109,12 @@ extension Worker {
     }
 
     /// The ring is full: everything in it goes to the deque, oldest first,
-    /// and `bits`, the newest yielder, starts the ring again.
+    /// and `bits`, the newest yielder, starts the ring again (or follows
+    /// them, if the ring is disabled).
     @inline(never)
     private func overflowYields(_ bits: UInt) {
         moveYieldsToDeque()
-        _ = local.pointee.yields.push(bits)
+        if !local.pointee.yields.push(bits) { pushLocal(Self.fiber(bits)) }
     }
 
     /// The end of every switch, on the worker it landed on: publishes the
