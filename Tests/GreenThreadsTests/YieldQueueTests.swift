@@ -9,6 +9,13 @@ import Testing
 /// The per-worker yield queue (Scheduler/YieldQueue.swift): yields are
 /// cheaper because only the owner sees it, so these check that nothing
 /// behind it is lost, starved or stranded.
+/// A flag that catches two threads inside the same section at once.
+final class AtomicFlag: Sendable {
+    private let busy = Atomic<Bool>(false)
+    func enter() -> Bool { !busy.exchange(true, ordering: .acquiring) }
+    func leave() { busy.store(false, ordering: .releasing) }
+}
+
 @Suite("Yield queue", .serialized)
 struct YieldQueueTests {
     /// A log that green threads on one worker append to (no two run at once).
@@ -228,6 +235,51 @@ struct YieldQueueTests {
         let rescues = rt.core.sysmon?.yieldRescues.load(ordering: .relaxed) ?? 0
         #expect(done)
         #expect(waited < 2_000_000_000, "the yielder waited \(waited / 1_000_000) ms behind the stuck thread")
+        #expect(rescues >= 1)
+    }
+
+    /// Sysmon takes yield queues over while their owner keeps coming back:
+    /// a thread blocks for a random time around the hand-off threshold,
+    /// switches, blocks again. No yielder may run twice at once (a stale
+    /// ring entry resumed beside the rescued one) or be lost.
+    @Test func rescuesRacingTheOwnerNeverRunAYielderTwice() throws {
+        final class Guards: Sendable {
+            let inside = (0..<6).map { _ in AtomicFlag() }
+            let doubleRuns = Atomic<Int>(0)
+        }
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        let guards = Guards()
+        let stop = Atomic<Bool>(false)
+        let n = guards.inside.count
+        let counts = try rt.run { () throws -> [Int] in
+            let yielders = (0..<n).map { t in
+                go { () -> Int in
+                    var done = 0
+                    while !stop.load(ordering: .relaxed) {
+                        if !guards.inside[t].enter() { guards.doubleRuns.add(1, ordering: .relaxed) }
+                        done += 1
+                        guards.inside[t].leave()
+                        GreenThread.yield()
+                    }
+                    return done
+                }
+            }
+            let stutter = go {
+                var rng = FastRandom(seed: 0x5EED)
+                for _ in 0..<12 {
+                    usleep(UInt32(12_000 + rng.next(below: 20_000)))
+                    for _ in 0..<(10 + rng.next(below: 20)) { GreenThread.yield() }
+                }
+                stop.store(true, ordering: .relaxed)
+            }
+            try stutter.join()
+            return try joinAll(yielders)
+        }
+        let doubleRuns = guards.doubleRuns.load(ordering: .relaxed)
+        let rescues = rt.core.sysmon?.yieldRescues.load(ordering: .relaxed) ?? 0
+        #expect(counts.allSatisfy { $0 > 0 })
+        #expect(doubleRuns == 0)
         #expect(rescues >= 1)
     }
 

@@ -81,7 +81,6 @@ extension Worker {
         // Oldest first, so the injector keeps their order.
         while let bits = deque.stealOne() { append(bits) }
         while let bits = local.pointee.yields.take() { append(bits) }
-        yieldsQueued.store(0, ordering: .relaxed)
         if let first, let last { homeInjector.pushBatch(first: first, last: last, count: n) }
         return n
     }

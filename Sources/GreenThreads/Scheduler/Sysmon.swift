@@ -177,7 +177,7 @@ final class Sysmon: @unchecked Sendable {
             // Its own yielders wait behind it too; no other worker can see
             // them (YieldQueue.swift), so only a preemption helps them.
             if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil,
-               w.yieldsQueued.load(ordering: .relaxed) > 0 || workWaiting() {
+               w.hasYieldersWaiting || workWaiting() {
                 w.requestPreemption()
                 watch[i].preemptedAt = now
                 preemptionRequests.add(1, ordering: .relaxed)
@@ -188,7 +188,7 @@ final class Sysmon: @unchecked Sendable {
             // request has had its grace period they move to the injector,
             // where idle workers (or the spare started just below) find them.
             if let r = handoffNanos ?? preemptNanos.map({ $0 + Self.preemptionGrace }), stalled >= r,
-               w.yieldsQueued.load(ordering: .relaxed) > 0,
+               w.hasYieldersWaiting,
                preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true {
                 let n = w.rescueYields()
                 if n > 0 {

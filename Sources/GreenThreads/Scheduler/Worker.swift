@@ -114,14 +114,11 @@ final class Worker: @unchecked Sendable {
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
     let switchCount = Atomic<Int>(0)
-    /// How many green threads wait in `local.yields`, as of the last switch:
-    /// exact while a green thread runs, since only a switch changes the
-    /// ring. Sysmon's stall check reads it (the ring itself is owner-only).
-    let yieldsQueued = Atomic<Int>(0)
-    /// False only while a green thread's own code runs here; the owner
-    /// changes its yield queue only while it is true. One half of the
-    /// hand-over to sysmon (YieldQueue.swift, `rescueYields`).
-    let switching = Atomic<Bool>(true)
+    /// `YieldState`: whether yielders wait in `local.yields` behind the
+    /// green thread running here (then how many), or the owner may be
+    /// changing the ring. The owner's half of the hand-over to sysmon
+    /// (YieldQueue.swift); written by the owner only.
+    let yieldState = Atomic<Int>(YieldState.busy)
     /// `YieldClaim`: sysmon taking over the yield queue (YieldQueue.swift).
     let yieldClaim = Atomic<UInt8>(0)
     let compactedCount = Atomic<Int>(0)

@@ -90,6 +90,14 @@ struct YieldQueue: ~Copyable {
     }
 }
 
+/// The owner's side of the hand-over, in `Worker.yieldState`.
+enum YieldState {
+    /// The owner may be changing its ring (it switches, or runs its
+    /// scheduling loop), or left it empty. Any other value is `count << 1`:
+    /// that many yielders wait behind the green thread running here.
+    static let busy = 1
+}
+
 /// Sysmon's claim on a worker's yield queue, in `Worker.yieldClaim`.
 /// 0 → 1 and 1 → 0 or 2 by sysmon; 2 → 0 by the owner.
 enum YieldClaim {
@@ -117,44 +125,81 @@ extension Worker {
         if !local.pointee.yields.push(bits) { pushLocal(Self.fiber(bits)) }
     }
 
-    /// The end of every switch, on the worker it landed on: publishes the
-    /// ring's size for sysmon, and exposes the yielders to thieves when a
-    /// green thread is about to run in front of them while some worker is
-    /// idle. Idle workers cannot see the ring; left there, the yielders
-    /// would wait for this worker's next switch however long the entered
-    /// thread runs. Two relaxed loads of `Idle` counters that only change
-    /// when a worker starts or stops looking for work, so a busy runtime
-    /// pays no shared-line traffic here.
+    /// The end of every switch, on the worker it landed on. When a green
+    /// thread is about to run in front of queued yielders, either exposes
+    /// them to thieves (some worker is idle: it cannot see the ring, and
+    /// left there they would wait for this worker's next switch however
+    /// long the entered thread runs), or tells sysmon they wait here. Two
+    /// relaxed loads of `Idle` counters that change only when a worker
+    /// starts or stops looking for work, so a busy runtime pays no
+    /// shared-line traffic here; nothing at all with an empty ring.
     @inline(__always)
     func afterSwitch() {
         let l = local
         let queued = l.pointee.yields.count
-        yieldsQueued.store(queued, ordering: .relaxed)
-        guard l.pointee.current != nil else { return }  // the scheduling loop
-        if queued != 0, idle.anyIdle { exposeYields() }
-        // Release: sysmon's acquire load of `false` sees the ring as we
+        // Empty ring, or back in the scheduling loop: `yieldState` stays busy.
+        guard queued != 0, l.pointee.current != nil else { return }
+        if idle.anyIdle {
+            exposeYields()
+            return
+        }
+        // Release: sysmon's acquire load of this value sees the ring as we
         // leave it for the green thread's code.
-        switching.store(false, ordering: .releasing)
+        yieldState.store(queued << 1, ordering: .releasing)
+    }
+
+    /// Moves the yield queue to the deque and tells the idle workers.
+    @inline(never)
+    private func exposeYields() {
+        moveYieldsToDeque()
+        // The deque push published them (release); notifyWork's fence
+        // orders that before its reads of the idle counts (Idle.swift).
+        idle.notifyWork()
+    }
+
+    /// Empties the ring into the deque, oldest first (a full deque spills
+    /// to the injector as usual). Returns how many moved.
+    @discardableResult
+    func moveYieldsToDeque() -> Int {
+        var n = 0
+        while let bits = local.pointee.yields.take() {
+            pushLocal(Self.fiber(bits))
+            n += 1
+        }
+        return n
     }
 
     // MARK: Hand-over to sysmon
     //
-    // A Dekker handshake with the fence on one side only. The owner stores
-    // `switching = true`, then (compiler barrier only) loads `yieldClaim`;
-    // sysmon stores `yieldClaim = deciding`, runs membarrier (a full fence
-    // on every running thread of the process, the owner's included), then
-    // loads `switching`. The owner's store and load are on either side of
-    // the fence membarrier ran on its CPU (or its store is before it and
-    // its load after), so either sysmon sees `switching` (and withdraws) or
-    // the owner sees the claim (and waits for sysmon's decision); both may
-    // happen, never neither. So when sysmon sees `false`, the owner is in a
+    // A Dekker handshake with the fence on one side only. Before it touches
+    // a ring it left non-empty, the owner stores `yieldState = busy`, then
+    // (compiler barrier only) loads `yieldClaim`; sysmon stores
+    // `yieldClaim = deciding`, runs membarrier (a full fence on every
+    // running thread of the process, the owner's included), then loads
+    // `yieldState`. The owner's store and load are on either side of the
+    // fence membarrier ran on its CPU (or its store before it and its load
+    // after), so either sysmon sees busy (and withdraws) or the owner sees
+    // the claim (and waits for sysmon's decision); both may happen, never
+    // neither. So when sysmon sees yielders waiting, the owner is in a
     // green thread's code and will not touch its ring before it has seen
     // the claim settled.
+    //
+    // An owner that left its ring empty stores nothing and checks nothing:
+    // `yieldState` then stayed busy since its last store, which sysmon's
+    // load after the membarrier sees, so sysmon withdraws.
+
+    /// Whether yielders wait behind the green thread running here: sysmon's
+    /// hint (`rescueYields` decides under the claim).
+    var hasYieldersWaiting: Bool {
+        yieldState.load(ordering: .relaxed) & YieldState.busy == 0
+    }
 
     /// The start of every switch (`switchAway`), before the ring is touched.
     @inline(__always)
     func enterSwitch() {
-        switching.store(true, ordering: .relaxed)
+        // Our own last store: not busy only if we left yielders queued.
+        if yieldState.load(ordering: .relaxed) == YieldState.busy { return }
+        yieldState.store(YieldState.busy, ordering: .relaxed)
         gt_compiler_barrier()
         if yieldClaim.load(ordering: .relaxed) != YieldClaim.none { settleYieldClaim() }
     }
@@ -171,23 +216,23 @@ extension Worker {
         // last read of the ring.
         if claim == YieldClaim.taken {
             local.pointee.yields.removeAll()
-            yieldsQueued.store(0, ordering: .relaxed)
             yieldClaim.store(YieldClaim.none, ordering: .relaxed)
         }
     }
 
     /// Sysmon, for a worker stuck in one green thread with yielders queued:
     /// moves them to the worker's node's injector, where any worker finds
-    /// them. Returns how many moved (0 if the worker was switching after
-    /// all, or a previous rescue is not settled yet).
+    /// them. Returns how many moved (0 if the owner was switching after
+    /// all, or has not yet settled a previous rescue).
     func rescueYields() -> Int {
         guard yieldClaim.compareExchange(
             expected: YieldClaim.none, desired: YieldClaim.deciding, ordering: .relaxed
         ).exchanged else { return 0 }
         // The fence on the owner's behalf (see above). Registration
         // succeeded when the runtime chose yield queues, so this cannot
-        // fail; if it ever did, withdrawing is the safe answer.
-        guard gt_membarrier() == 0, !switching.load(ordering: .acquiring) else {
+        // fail; if it ever did, withdrawing is the safe answer. Acquire:
+        // pairs with the owner's release store of the count.
+        guard gt_membarrier() == 0, yieldState.load(ordering: .acquiring) & YieldState.busy == 0 else {
             yieldClaim.store(YieldClaim.none, ordering: .releasing)
             return 0
         }
@@ -203,28 +248,6 @@ extension Worker {
         if let first, let last { homeInjector.pushBatch(first: first, last: last, count: n) }
         // Release: our reads of the ring happen before the owner empties it.
         yieldClaim.store(YieldClaim.taken, ordering: .releasing)
-        return n
-    }
-
-    /// Moves the yield queue to the deque and tells the idle workers.
-    @inline(never)
-    private func exposeYields() {
-        moveYieldsToDeque()
-        yieldsQueued.store(0, ordering: .relaxed)
-        // The deque push published them (release); notifyWork's fence
-        // orders that before its reads of the idle counts (Idle.swift).
-        idle.notifyWork()
-    }
-
-    /// Empties the ring into the deque, oldest first (a full deque spills
-    /// to the injector as usual). Returns how many moved.
-    @discardableResult
-    func moveYieldsToDeque() -> Int {
-        var n = 0
-        while let bits = local.pointee.yields.take() {
-            pushLocal(Self.fiber(bits))
-            n += 1
-        }
         return n
     }
 }
