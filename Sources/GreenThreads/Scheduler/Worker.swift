@@ -356,8 +356,8 @@ final class Worker: @unchecked Sendable {
         // Once the runtime stops (or this spare must retire), every switch
         // goes back to the scheduling loop, so that green threads handing the
         // CPU to each other directly cannot keep a worker from exiting.
-        if interrupts.load(ordering: .relaxed) & Interrupt.toLoop == 0,
-           let next = nextLocal(oldestFirst: action == .requeue) {
+        let toLoop = interrupts.load(ordering: .relaxed) & Interrupt.toLoop != 0
+        if !toLoop, let next = nextLocal(oldestFirst: action == .requeue) {
             // A yielder may join the yield queue before its context is
             // saved: nobody else can take it from there while this worker
             // switches (thieves never see the ring, and it is exposed or
@@ -375,6 +375,12 @@ final class Worker: @unchecked Sendable {
                 return contextToRun(n)
             }
             gt_context_transfer(fromContext, toContext)
+        } else if action == .requeue && !toLoop {
+            // Nothing else is runnable here (the pick above also served the
+            // periodic duties: timers, netpoll, injector): the scheduling
+            // loop would pick the yielder straight back, so it just goes on,
+            // without two transfers for nothing.
+            return
         } else {
             l.pointee.pending = action
             l.pointee.pendingFiber = from
