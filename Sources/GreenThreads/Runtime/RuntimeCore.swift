@@ -423,7 +423,7 @@ final class RuntimeCore: @unchecked Sendable {
             s.completed += w.completedCount.load(ordering: .relaxed)
             s.steals += w.stealCount.load(ordering: .relaxed)
             s.parks += w.parkCount.load(ordering: .relaxed)
-            s.switches += w.switchCount.load(ordering: .relaxed)
+            s.switches += (w.switchCount.load(ordering: .relaxed) &- 1) >> 1  // two bumps per switch, from 1
         }
         // Copy-backs first (acquire), then compactions: a compaction is
         // counted (release) before its thread can run, so every copy-back

@@ -58,6 +58,10 @@ final class Sysmon: @unchecked Sendable {
         var count = -1
         var since: Int64 = 0
         var preemptedAt: Int64?
+        /// Whether sysmon looked at its yield queue in this stall (each
+        /// look is a membarrier; the ring cannot change before it switches).
+        var yieldsLooked = false
+        var yieldsWaiting = false
     }
 
     private var watch: [Watch]
@@ -174,10 +178,10 @@ final class Sysmon: @unchecked Sendable {
                 continue
             }
             let stalled = now - watch[i].since
-            // Its own yielders wait behind it too; no other worker can see
-            // them (YieldQueue.swift), so only a preemption helps them.
+            // Its own yielders wait behind it too (no other worker can see
+            // them, YieldQueue.swift): worth a preemption request as well.
             if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil,
-               w.hasYieldersWaiting || workWaiting() {
+               workWaiting() || yieldsWaiting(i, w) {
                 w.requestPreemption()
                 watch[i].preemptedAt = now
                 preemptionRequests.add(1, ordering: .relaxed)
@@ -188,8 +192,10 @@ final class Sysmon: @unchecked Sendable {
             // request has had its grace period they move to the injector,
             // where idle workers (or the spare started just below) find them.
             if let r = handoffNanos ?? preemptNanos.map({ $0 + Self.preemptionGrace }), stalled >= r,
-               w.hasYieldersWaiting,
+               !watch[i].yieldsLooked || watch[i].yieldsWaiting,
                preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true {
+                watch[i].yieldsLooked = true
+                watch[i].yieldsWaiting = false
                 let n = w.rescueYields()
                 if n > 0 {
                     yieldRescues.add(1, ordering: .relaxed)
@@ -231,6 +237,16 @@ final class Sysmon: @unchecked Sendable {
             }
         }
         return acted
+    }
+
+    /// Whether yielders wait behind worker `i`'s stalled green thread;
+    /// looked at once per stall.
+    private func yieldsWaiting(_ i: Int, _ w: Worker) -> Bool {
+        if !watch[i].yieldsLooked {
+            watch[i].yieldsLooked = true
+            watch[i].yieldsWaiting = w.peekYields() > 0
+        }
+        return watch[i].yieldsWaiting
     }
 
     /// No worker sleeps or spins: nobody else would pick up waiting work.

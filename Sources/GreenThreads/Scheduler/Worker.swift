@@ -113,12 +113,12 @@ final class Worker: @unchecked Sendable {
     let completedCount = Atomic<Int>(0)
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
-    let switchCount = Atomic<Int>(0)
-    /// `YieldState`: whether yielders wait in `local.yields` behind the
-    /// green thread running here (then how many), or the owner may be
-    /// changing the ring. The owner's half of the hand-over to sysmon
-    /// (YieldQueue.swift); written by the owner only.
-    let yieldState = Atomic<Int>(YieldState.busy)
+    /// Bumped when a switch starts and again when a green thread's code is
+    /// entered: even exactly while a green thread's code runs here, odd
+    /// while the owner switches or runs its scheduling loop (and so may
+    /// change its yield queue: the owner's half of the hand-over to
+    /// sysmon, YieldQueue.swift). Twice the number of switches, plus one.
+    let switchCount = Atomic<Int>(1)
     /// `YieldClaim`: sysmon taking over the yield queue (YieldQueue.swift).
     let yieldClaim = Atomic<UInt8>(0)
     let compactedCount = Atomic<Int>(0)
@@ -348,7 +348,6 @@ final class Worker: @unchecked Sendable {
         let l = local
         let from = l.pointee.current.unsafelyUnwrapped
         enterSwitch()
-        Self.bump(switchCount)
         // Only raw pointers may be live across the transfer: when `from` is
         // retiring, this frame is abandoned, and any retain held in it (even
         // a temporary one for a property read) would leak that object.
@@ -380,6 +379,7 @@ final class Worker: @unchecked Sendable {
             // periodic duties: timers, netpoll, injector): the scheduling
             // loop would pick the yielder straight back, so it just goes on,
             // without two transfers for nothing.
+            leaveSwitch()
             return
         } else {
             l.pointee.pending = action

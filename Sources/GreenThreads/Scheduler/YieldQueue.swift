@@ -90,14 +90,6 @@ struct YieldQueue: ~Copyable {
     }
 }
 
-/// The owner's side of the hand-over, in `Worker.yieldState`.
-enum YieldState {
-    /// The owner may be changing its ring (it switches, or runs its
-    /// scheduling loop), or left it empty. Any other value is `count << 1`:
-    /// that many yielders wait behind the green thread running here.
-    static let busy = 1
-}
-
 /// Sysmon's claim on a worker's yield queue, in `Worker.yieldClaim`.
 /// 0 → 1 and 1 → 0 or 2 by sysmon; 2 → 0 by the owner.
 enum YieldClaim {
@@ -126,26 +118,19 @@ extension Worker {
     }
 
     /// The end of every switch, on the worker it landed on. When a green
-    /// thread is about to run in front of queued yielders, either exposes
-    /// them to thieves (some worker is idle: it cannot see the ring, and
-    /// left there they would wait for this worker's next switch however
-    /// long the entered thread runs), or tells sysmon they wait here. Two
-    /// relaxed loads of `Idle` counters that change only when a worker
-    /// starts or stops looking for work, so a busy runtime pays no
-    /// shared-line traffic here; nothing at all with an empty ring.
+    /// thread is about to run in front of queued yielders while some
+    /// worker is idle, exposes them to thieves: the idle worker cannot see
+    /// the ring, and left there they would wait for this worker's next
+    /// switch however long the entered thread runs. Two relaxed loads of
+    /// `Idle` counters that change only when a worker starts or stops
+    /// looking for work, so a busy runtime pays no shared-line traffic
+    /// here. Then marks the switch done (`leaveSwitch`).
     @inline(__always)
     func afterSwitch() {
         let l = local
-        let queued = l.pointee.yields.count
-        // Empty ring, or back in the scheduling loop: `yieldState` stays busy.
-        guard queued != 0, l.pointee.current != nil else { return }
-        if idle.anyIdle {
-            exposeYields()
-            return
-        }
-        // Release: sysmon's acquire load of this value sees the ring as we
-        // leave it for the green thread's code.
-        yieldState.store(queued << 1, ordering: .releasing)
+        guard l.pointee.current != nil else { return }  // the scheduling loop
+        if !l.pointee.yields.isEmpty, idle.anyIdle { exposeYields() }
+        leaveSwitch()
     }
 
     /// Moves the yield queue to the deque and tells the idle workers.
@@ -171,37 +156,32 @@ extension Worker {
 
     // MARK: Hand-over to sysmon
     //
-    // A Dekker handshake with the fence on one side only. Before it touches
-    // a ring it left non-empty, the owner stores `yieldState = busy`, then
-    // (compiler barrier only) loads `yieldClaim`; sysmon stores
-    // `yieldClaim = deciding`, runs membarrier (a full fence on every
-    // running thread of the process, the owner's included), then loads
-    // `yieldState`. The owner's store and load are on either side of the
-    // fence membarrier ran on its CPU (or its store before it and its load
-    // after), so either sysmon sees busy (and withdraws) or the owner sees
-    // the claim (and waits for sysmon's decision); both may happen, never
-    // neither. So when sysmon sees yielders waiting, the owner is in a
-    // green thread's code and will not touch its ring before it has seen
-    // the claim settled.
-    //
-    // An owner that left its ring empty stores nothing and checks nothing:
-    // `yieldState` then stayed busy since its last store, which sysmon's
-    // load after the membarrier sees, so sysmon withdraws.
-
-    /// Whether yielders wait behind the green thread running here: sysmon's
-    /// hint (`rescueYields` decides under the claim).
-    var hasYieldersWaiting: Bool {
-        yieldState.load(ordering: .relaxed) & YieldState.busy == 0
-    }
+    // A Dekker handshake with the fence on one side only. At the start of
+    // every switch the owner makes `switchCount` odd, then (compiler barrier
+    // only) loads `yieldClaim`; sysmon stores `yieldClaim = deciding`, runs
+    // membarrier (a full fence on every running thread of the process, the
+    // owner's included), then loads `switchCount`. The owner's store and
+    // load are on either side of the fence membarrier ran on its CPU (or
+    // its store before it and its load after), so either sysmon sees the
+    // odd count (and withdraws) or the owner sees the claim (and waits for
+    // sysmon's decision); both may happen, never neither. So when sysmon
+    // sees an even count, the owner is in a green thread's code and will
+    // not touch its ring before it has seen the claim settled.
 
     /// The start of every switch (`switchAway`), before the ring is touched.
     @inline(__always)
     func enterSwitch() {
-        // Our own last store: not busy only if we left yielders queued.
-        if yieldState.load(ordering: .relaxed) == YieldState.busy { return }
-        yieldState.store(YieldState.busy, ordering: .relaxed)
+        Self.bump(switchCount)  // odd: switching
         gt_compiler_barrier()
         if yieldClaim.load(ordering: .relaxed) != YieldClaim.none { settleYieldClaim() }
+    }
+
+    /// The end of a switch into a green thread's code (or of a yield that
+    /// kept the CPU). Release: sysmon's acquire load of the even count sees
+    /// the ring as we leave it.
+    @inline(__always)
+    func leaveSwitch() {
+        switchCount.store(switchCount.load(ordering: .relaxed) &+ 1, ordering: .releasing)
     }
 
     /// Waits out sysmon's decision; empties the ring if sysmon took it.
@@ -220,22 +200,22 @@ extension Worker {
         }
     }
 
+    /// Sysmon: how many yielders wait behind the green thread running here
+    /// (0 if the owner is switching). Looks under the claim, so it costs a
+    /// membarrier: sysmon asks once per stall.
+    func peekYields() -> Int {
+        guard claimYields() else { return 0 }
+        let n = local.pointee.yields.count
+        yieldClaim.store(YieldClaim.none, ordering: .releasing)
+        return n
+    }
+
     /// Sysmon, for a worker stuck in one green thread with yielders queued:
     /// moves them to the worker's node's injector, where any worker finds
     /// them. Returns how many moved (0 if the owner was switching after
-    /// all, or has not yet settled a previous rescue).
+    /// all, or its ring is empty).
     func rescueYields() -> Int {
-        guard yieldClaim.compareExchange(
-            expected: YieldClaim.none, desired: YieldClaim.deciding, ordering: .relaxed
-        ).exchanged else { return 0 }
-        // The fence on the owner's behalf (see above). Registration
-        // succeeded when the runtime chose yield queues, so this cannot
-        // fail; if it ever did, withdrawing is the safe answer. Acquire:
-        // pairs with the owner's release store of the count.
-        guard gt_membarrier() == 0, yieldState.load(ordering: .acquiring) & YieldState.busy == 0 else {
-            yieldClaim.store(YieldClaim.none, ordering: .releasing)
-            return 0
-        }
+        guard claimYields() else { return 0 }
         var first: Unmanaged<Fiber>?
         var last: Unmanaged<Fiber>?
         var n = 0
@@ -245,9 +225,32 @@ extension Worker {
             last = f
             n += 1
         }
-        if let first, let last { homeInjector.pushBatch(first: first, last: last, count: n) }
+        guard let first, let last else {
+            yieldClaim.store(YieldClaim.none, ordering: .releasing)
+            return 0
+        }
+        homeInjector.pushBatch(first: first, last: last, count: n)
         // Release: our reads of the ring happen before the owner empties it.
         yieldClaim.store(YieldClaim.taken, ordering: .releasing)
         return n
+    }
+
+    /// Sysmon: claims the ring; true if the owner is in a green thread's
+    /// code, so the ring is sysmon's to read until it settles the claim
+    /// (`none`, or `taken`); false (and no claim) if the owner is switching
+    /// or has not settled an earlier claim.
+    private func claimYields() -> Bool {
+        guard yieldClaim.compareExchange(
+            expected: YieldClaim.none, desired: YieldClaim.deciding, ordering: .relaxed
+        ).exchanged else { return false }
+        // The fence on the owner's behalf (see above). Registration
+        // succeeded when the runtime chose yield queues, so this cannot
+        // fail; if it ever did, withdrawing is the safe answer. Acquire:
+        // pairs with the owner's release of the even count.
+        guard gt_membarrier() == 0, switchCount.load(ordering: .acquiring) & 1 == 0 else {
+            yieldClaim.store(YieldClaim.none, ordering: .releasing)
+            return false
+        }
+        return true
     }
 }
