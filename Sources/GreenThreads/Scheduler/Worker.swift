@@ -391,9 +391,10 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Runs the action the previous green thread left behind. Called first
-    /// thing after every switch, on whichever worker we now are.
+    /// thing after every switch, on whichever worker we now are;
+    /// `inGreenThread` is false only in the scheduling loop.
     @inline(__always)
-    static func finishSwitch() {
+    static func finishSwitch(inGreenThread: Bool = true) {
         // Guaranteed references throughout: workers and queued fibers
         // outlive every switch, and a strong local would cost a retain and
         // a release on every switch (a quarter of a yield, measured).
@@ -418,7 +419,7 @@ final class Worker: @unchecked Sendable {
                     break
                 }
             }
-            w.afterSwitch()
+            if inGreenThread { w.afterSwitch() }
         }
     }
 
@@ -532,7 +533,7 @@ final class Worker: @unchecked Sendable {
             runningGreen.store(true, ordering: .relaxed)
             gt_context_transfer(&l.pointee.schedulerContext, contextToRun(fiber))
             runningGreen.store(false, ordering: .relaxed)
-            Worker.finishSwitch()
+            Worker.finishSwitch(inGreenThread: false)
         }
         local.pointee.compaction.dropAll()
         gt_set_current_worker(nil)

@@ -117,7 +117,8 @@ extension Worker {
         if !local.pointee.yields.push(bits) { pushLocal(Self.fiber(bits)) }
     }
 
-    /// The end of every switch, on the worker it landed on. When a green
+    /// The end of every switch into a green thread, on the worker it landed
+    /// on (the scheduling loop skips it: the count stays odd). When a green
     /// thread is about to run in front of queued yielders while some
     /// worker is idle, exposes them to thieves: the idle worker cannot see
     /// the ring, and left there they would wait for this worker's next
@@ -127,9 +128,7 @@ extension Worker {
     /// here. Then marks the switch done (`leaveSwitch`).
     @inline(__always)
     func afterSwitch() {
-        let l = local
-        guard l.pointee.current != nil else { return }  // the scheduling loop
-        if !l.pointee.yields.isEmpty, idle.anyIdle { exposeYields() }
+        if !local.pointee.yields.isEmpty, idle.anyIdle { exposeYields() }
         leaveSwitch()
     }
 
