@@ -13,7 +13,8 @@ import Synchronization
 /// needs no atomics at all.
 ///
 /// ## Invariants (see docs/ARCHITECTURE.md, "The yield queue")
-/// * Owner only: pushed by `Worker.finishSwitch` (a `.requeue`), taken by
+/// * Owner only: pushed by `Worker.switchAway` (a yield, before its switch:
+///   nobody else can take it from here meanwhile) or `finishSwitch`, taken by
 ///   `Worker.nextLocal` after the run-next slot and the deque, and at every
 ///   other fairness tick (so yielders cannot starve behind a deque that
 ///   keeps refilling).
