@@ -4,7 +4,7 @@
 #include <string.h>
 
 // Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
-extern void gt_switch_raw(void **save_sp, void *load_sp);
+extern void *gt_switch_raw(void **save_sp, void *load_sp, void *data);
 extern void gt_entry_trampoline(void);
 
 // libswiftCore swaps a thread's exclusivity access set in and out with
@@ -84,15 +84,17 @@ void gt_context_make(gt_context *ctx, void *base, size_t size,
 // The switch of a green stack that must run the runtime's hooks: its
 // thread holds an access (or it entered a set), or it is a coroutine.
 __attribute__((noinline))
-static void gt_context_transfer_bracketed(gt_context *from, gt_context *to) {
+static void *gt_context_transfer_bracketed(gt_context *from, gt_context *to, void *data) {
     if ((from->excl[0] | *thread_access_head) != 0)
         swift_task_exitThreadLocalContext((char *)from->excl);
-    gt_switch_raw(&from->sp, to->sp);
+    void *resumer = gt_switch_raw(&from->sp, to->sp, data);
     if (!from->scheduled || from->excl[0] != 0)
         swift_task_enterThreadLocalContext((char *)from->excl);
+    return resumer;
 }
 
-void gt_context_transfer(gt_context *from, gt_context *to) {
+static inline __attribute__((always_inline))
+void *transfer(gt_context *from, gt_context *to, void *data) {
     // A green stack takes its open accesses with it; an OS thread's own
     // stack (managed == 0) keeps them on the thread, underneath whatever
     // the green stack pushes. Sanitizer fiber annotations belong here too.
@@ -111,9 +113,15 @@ void gt_context_transfer(gt_context *from, gt_context *to) {
     // (the common case), and for an OS thread's own stack. Then the switch
     // is a tail call: the resumed stack returns straight to our caller, and
     // this function leaves no frame on the hot path.
-    if (from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0)) {
-        gt_context_transfer_bracketed(from, to);
-        return;
-    }
-    gt_switch_raw(&from->sp, to->sp);
+    if (from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0))
+        return gt_context_transfer_bracketed(from, to, data);
+    return gt_switch_raw(&from->sp, to->sp, data);
+}
+
+void gt_context_transfer(gt_context *from, gt_context *to) {
+    (void)transfer(from, to, NULL);
+}
+
+void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) {
+    return transfer(from, to, data);
 }

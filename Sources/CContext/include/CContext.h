@@ -49,6 +49,13 @@ void gt_context_init_base(gt_context *ctx);
 /// exclusivity bracket (and, later, sanitizer fiber annotations) live here.
 void gt_context_transfer(gt_context *from, gt_context *to);
 
+/// `gt_context_transfer`, handing `data` to the resumed side: returns, once
+/// `from` is resumed, the `data` its resumer passed (the scheduler passes
+/// its worker, so a resumed green thread learns where it runs without a
+/// thread-local read). Meaningless when the resumer used the two-argument
+/// form, and never returned to a fresh context's entry function.
+void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data);
+
 /// Finds where the calling OS thread keeps its exclusivity access set, so
 /// that `gt_context_transfer` can skip the runtime's exit hook when a green
 /// stack leaves with no access open. Call once per thread that switches

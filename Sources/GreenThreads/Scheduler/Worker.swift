@@ -373,7 +373,10 @@ final class Worker: @unchecked Sendable {
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
                 return contextToRun(n)
             }
-            gt_context_transfer(fromContext, toContext)
+            // The worker that resumes us hands itself over (it is the one we
+            // then run on): no thread-local read after the switch.
+            let resumer = gt_context_transfer_passing(fromContext, toContext, Unmanaged.passUnretained(self).toOpaque())
+            Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
         } else if action == .requeue && !toLoop {
             // Nothing else is runnable here (the pick above also served the
             // periodic duties: timers, netpoll, injector): the scheduling
@@ -385,20 +388,21 @@ final class Worker: @unchecked Sendable {
             l.pointee.pending = action
             l.pointee.pendingFiber = from
             l.pointee.current = nil
-            gt_context_transfer(fromContext, &l.pointee.schedulerContext)
+            let resumer = gt_context_transfer_passing(
+                fromContext, &l.pointee.schedulerContext, Unmanaged.passUnretained(self).toOpaque())
+            Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
         }
-        Worker.finishSwitch()
     }
 
     /// Runs the action the previous green thread left behind. Called first
     /// thing after every switch, on whichever worker we now are;
     /// `inGreenThread` is false only in the scheduling loop.
     @inline(__always)
-    static func finishSwitch(inGreenThread: Bool = true) {
+    static func finishSwitch(inGreenThread: Bool = true, on worker: UnsafeMutableRawPointer = gt_current_worker().unsafelyUnwrapped) {
         // Guaranteed references throughout: workers and queued fibers
         // outlive every switch, and a strong local would cost a retain and
         // a release on every switch (a quarter of a yield, measured).
-        Unmanaged<Worker>.fromOpaque(gt_current_worker().unsafelyUnwrapped)._withUnsafeGuaranteedRef { w in
+        Unmanaged<Worker>.fromOpaque(worker)._withUnsafeGuaranteedRef { w in
             let l = w.local
             let action = l.pointee.pending
             if action != .none {
@@ -531,9 +535,10 @@ final class Worker: @unchecked Sendable {
             unowned(unsafe) let fiber = f.takeUnretainedValue()
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
             runningGreen.store(true, ordering: .relaxed)
-            gt_context_transfer(&l.pointee.schedulerContext, contextToRun(fiber))
+            let me = Unmanaged.passUnretained(self).toOpaque()
+            _ = gt_context_transfer_passing(&l.pointee.schedulerContext, contextToRun(fiber), me)
             runningGreen.store(false, ordering: .relaxed)
-            Worker.finishSwitch(inGreenThread: false)
+            Worker.finishSwitch(inGreenThread: false, on: me)
         }
         local.pointee.compaction.dropAll()
         gt_set_current_worker(nil)
