@@ -4,7 +4,7 @@
 #include <string.h>
 
 // Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
-extern void gt_switch_raw(void **save_sp, void *load_sp);
+extern void *gt_switch_raw(void **save_sp, void *load_sp, void *data);
 extern void gt_entry_trampoline(void);
 
 // libswiftCore swaps a thread's exclusivity access set in and out with
@@ -87,12 +87,26 @@ __attribute__((noinline))
 static void gt_context_transfer_bracketed(gt_context *from, gt_context *to) {
     if ((from->excl[0] | *thread_access_head) != 0)
         swift_task_exitThreadLocalContext((char *)from->excl);
-    gt_switch_raw(&from->sp, to->sp);
+    gt_switch_raw(&from->sp, to->sp, NULL);
     if (!from->scheduled || from->excl[0] != 0)
         swift_task_enterThreadLocalContext((char *)from->excl);
 }
 
-void gt_context_transfer(gt_context *from, gt_context *to) {
+// The same, handing `data` over and returning the resumer's (a separate
+// function so that coroutines, which pass nothing, keep nothing alive
+// across the switch).
+__attribute__((noinline))
+static void *gt_context_transfer_bracketed_passing(gt_context *from, gt_context *to, void *data) {
+    if ((from->excl[0] | *thread_access_head) != 0)
+        swift_task_exitThreadLocalContext((char *)from->excl);
+    void *resumer = gt_switch_raw(&from->sp, to->sp, data);
+    if (!from->scheduled || from->excl[0] != 0)
+        swift_task_enterThreadLocalContext((char *)from->excl);
+    return resumer;
+}
+
+// Whether the switch of `from` must run the runtime's hooks.
+static inline __attribute__((always_inline)) bool needs_hooks(const gt_context *from) {
     // A green stack takes its open accesses with it; an OS thread's own
     // stack (managed == 0) keeps them on the thread, underneath whatever
     // the green stack pushes. Sanitizer fiber annotations belong here too.
@@ -111,9 +125,18 @@ void gt_context_transfer(gt_context *from, gt_context *to) {
     // (the common case), and for an OS thread's own stack. Then the switch
     // is a tail call: the resumed stack returns straight to our caller, and
     // this function leaves no frame on the hot path.
-    if (from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0)) {
+    return from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0);
+}
+
+void gt_context_transfer(gt_context *from, gt_context *to) {
+    if (needs_hooks(from)) {
         gt_context_transfer_bracketed(from, to);
         return;
     }
-    gt_switch_raw(&from->sp, to->sp);
+    gt_switch_raw(&from->sp, to->sp, NULL);
+}
+
+void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) {
+    if (needs_hooks(from)) return gt_context_transfer_bracketed_passing(from, to, data);
+    return gt_switch_raw(&from->sp, to->sp, data);
 }

@@ -64,6 +64,7 @@ gt_switch_raw:
     ldp x27, x28, [sp, #0x80]
     ldp x29, x30, [sp, #0x90]
     add sp, sp, #176
+    mov x0, x2                 /* the resumer's `data` is what the resumed call returns */
     ret                        /* to x30: the other context's caller, or the trampoline */
     .cfi_endproc
     .size gt_switch_raw, .-gt_switch_raw

@@ -24,7 +24,8 @@
     .hidden gt_switch_raw
     .type gt_switch_raw, @function
     .p2align 4
-/* void gt_switch_raw(void **save_sp, void *load_sp) */
+/* void *gt_switch_raw(void **save_sp, void *load_sp, void *data): returns,
+ * once resumed, the `data` of whoever resumed us (rdx is never touched). */
 gt_switch_raw:
     .cfi_startproc
     pushq %rbp
@@ -56,6 +57,7 @@ gt_switch_raw:
     popq %r12
     popq %rbx
     popq %rbp
+    movq %rdx, %rax            /* the resumer's `data` is what the resumed call returns */
     ret                        /* into the other context's caller, or the trampoline */
 2:  ldmxcsr 8(%rsp)
     jmp 1b

@@ -49,6 +49,13 @@ void gt_context_init_base(gt_context *ctx);
 /// exclusivity bracket (and, later, sanitizer fiber annotations) live here.
 void gt_context_transfer(gt_context *from, gt_context *to);
 
+/// `gt_context_transfer`, handing `data` to the resumed side: returns, once
+/// `from` is resumed, the `data` its resumer passed (the scheduler passes
+/// its worker, so a resumed green thread learns where it runs without a
+/// thread-local read). Meaningless when the resumer used the two-argument
+/// form, and never returned to a fresh context's entry function.
+void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data);
+
 /// Finds where the calling OS thread keeps its exclusivity access set, so
 /// that `gt_context_transfer` can skip the runtime's exit hook when a green
 /// stack leaves with no access open. Call once per thread that switches
@@ -158,6 +165,18 @@ size_t gt_peak_resident_bytes(void);
 void gt_write_stderr(const char *line);
 /// Relaxes the CPU inside a spin loop.
 void gt_cpu_relax(void);
+
+// MARK: - Asymmetric barriers (barrier.c)
+
+/// Registers the process for gt_membarrier. Returns 0 or an errno (ENOSYS,
+/// EINVAL on kernels before 4.14 or where the call is filtered).
+int gt_membarrier_register(void);
+/// A full memory barrier executed by every running thread of the process
+/// (membarrier PRIVATE_EXPEDITED). Returns 0 or an errno.
+int gt_membarrier(void);
+/// Keeps the compiler from moving memory accesses across this point, and
+/// costs no instruction: the hot side of a gt_membarrier handshake.
+static inline void gt_compiler_barrier(void) { __atomic_signal_fence(__ATOMIC_SEQ_CST); }
 
 // MARK: - Netpoller (poll.c)
 

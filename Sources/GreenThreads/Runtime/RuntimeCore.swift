@@ -21,6 +21,9 @@ final class RuntimeCore: @unchecked Sendable {
     private(set) var sysmon: Sysmon?
     /// Whether sysmon runs (set before the workers, which read it).
     let isMonitored: Bool
+    /// Whether yields go to per-worker yield queues (YieldQueue.swift):
+    /// only when sysmon runs and membarrier works.
+    let yieldQueues: Bool
     private let injectors: [Injector]
     let idle: Idle
     let registry: Registry
@@ -75,6 +78,10 @@ final class RuntimeCore: @unchecked Sendable {
         // Spares exist only where sysmon may hand off; each mirrors the
         // placement of configured worker `index % n` and is never pinned.
         let spares = monitored && configuration.handoffThreshold != nil ? max(2, n) : 0
+        // A yield queue is invisible to other workers; only sysmon can take
+        // it over from a worker stuck in one green thread, and only with
+        // membarrier (YieldQueue.swift). Without both, yields use the deque.
+        yieldQueues = monitored && gt_membarrier_register() == 0
         let total = n + spares
         idle = Idle(workerCount: n, capacity: total)
         blockingPool = BlockingPool(maxThreads: configuration.blockingThreads)
@@ -429,7 +436,7 @@ final class RuntimeCore: @unchecked Sendable {
             s.completed += w.completedCount.load(ordering: .relaxed)
             s.steals += w.stealCount.load(ordering: .relaxed)
             s.parks += w.parkCount.load(ordering: .relaxed)
-            s.switches += w.switchCount.load(ordering: .relaxed)
+            s.switches += (w.switchCount.load(ordering: .relaxed) &- 1) >> 1  // two bumps per switch, from 1
         }
         // Copy-backs first (acquire), then compactions: a compaction is
         // counted (release) before its thread can run, so every copy-back

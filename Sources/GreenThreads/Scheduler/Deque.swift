@@ -148,4 +148,13 @@ final class WorkStealingDeque: @unchecked Sendable {
     }
 
     var isEmpty: Bool { count == 0 }
+
+    /// Owner only: two relaxed loads, no fence. The owner's `bottom` is
+    /// exact and a stale `top` is only lower, so a non-empty deque never
+    /// reads as empty (an emptied one may read non-empty for a moment;
+    /// `pop` and `takeOldest` then find nothing).
+    @inline(__always)
+    var isEmptyForOwner: Bool {
+        bottom.load(ordering: .relaxed) <= top.load(ordering: .relaxed)
+    }
 }

@@ -40,6 +40,14 @@ final class Idle: @unchecked Sendable {
         sleepers.reserveCapacity(capacity)
     }
 
+    /// Whether some worker is spinning or asleep, and so could run work
+    /// that another worker makes visible. Relaxed and approximate: a stale
+    /// answer costs one needless exposure or defers one to the next switch.
+    @inline(__always)
+    var anyIdle: Bool {
+        spinning.load(ordering: .relaxed) != 0 || sleeping.load(ordering: .relaxed) != 0
+    }
+
     /// May the caller start spinning? (Go: 2*nmspinning < nprocs - npidle.)
     func tryStartSpinning() -> Bool {
         // A lone worker has nobody to steal from; what comes from outside

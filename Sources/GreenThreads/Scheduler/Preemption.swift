@@ -79,6 +79,7 @@ extension GreenThread {
         if worker.core.earliestDeadline() <= now { _ = worker.core.fireRemoteTimers(now: now) }
         let tick = worker.local.pointee.tick
         worker.local.pointee.tick = tick &+ (Worker.injectorTick - 1 - tick % Worker.injectorTick)
+        Worker.scheduleTickDuty(worker.local)
         worker.switchAway(.requeue)
     }
 }

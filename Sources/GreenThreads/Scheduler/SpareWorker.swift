@@ -19,7 +19,7 @@ enum SpareState: UInt8 {
 /// Invariants (see docs/ARCHITECTURE.md, "Sysmon and hand-off"):
 /// * Only sysmon activates a spare, and only the spare deactivates itself,
 ///   from its scheduling loop (no green thread on its stack), after moving
-///   everything in its deque and run-next slot to the injector.
+///   everything in its deque, run-next slot and yield queue to the injector.
 /// * `Idle.activeWorkers` counts exactly the configured workers plus the
 ///   active spares; a dormant spare is neither sleeping nor spinning.
 /// * A dormant spare's timers stay in its heap, which every worker's timer
@@ -62,8 +62,10 @@ extension Worker {
         return !stopping.load(ordering: .acquiring)
     }
 
-    /// Moves the run-next slot and the whole deque to this node's injector,
-    /// where any worker finds them. Returns how many moved.
+    /// Moves the run-next slot, the whole deque and the yield queue (a
+    /// yielder that came back to the loop to let us retire lands there) to
+    /// this node's injector, where any worker finds them. Returns how many
+    /// moved.
     private func handBackQueued() -> Int {
         var first: Unmanaged<Fiber>?
         var last: Unmanaged<Fiber>?
@@ -78,6 +80,7 @@ extension Worker {
         if next != 0 { append(next) }
         // Oldest first, so the injector keeps their order.
         while let bits = deque.stealOne() { append(bits) }
+        while let bits = local.pointee.yields.take() { append(bits) }
         if let first, let last { homeInjector.pushBatch(first: first, last: last, count: n) }
         return n
     }

@@ -17,7 +17,9 @@ import Synchronization
 ///    activates a spare worker (SpareWorker.swift) that takes over the
 ///    stuck worker's queue, steals, serves the injector and every timer.
 ///    The stuck worker keeps its OS thread and green thread; a replacement
-///    only keeps the *others* running.
+///    only keeps the *others* running. Its yield queue (YieldQueue.swift)
+///    is visible to nobody else: at this threshold sysmon first moves it
+///    to the injector (`Worker.rescueYields`), idle workers or not.
 /// 3. Once the stuck worker switches again, the spare is told to retire:
 ///    it hands its queue to the injector and goes dormant, so the number of
 ///    workers running green code is back to the configured count.
@@ -42,6 +44,8 @@ final class Sysmon: @unchecked Sendable {
 
     let handoffs = Atomic<Int>(0)
     let preemptionRequests = Atomic<Int>(0)
+    /// Yield queues taken over from stuck workers (`Worker.rescueYields`).
+    let yieldRescues = Atomic<Int>(0)
 
     static let minDelay: Int64 = 20_000
     static let maxDelay: Int64 = 10_000_000
@@ -60,6 +64,10 @@ final class Sysmon: @unchecked Sendable {
         var count = -1
         var since: Int64 = 0
         var preemptedAt: Int64?
+        /// Whether sysmon looked at its yield queue in this stall (each
+        /// look is a membarrier; the ring cannot change before it switches).
+        var yieldsLooked = false
+        var yieldsWaiting = false
     }
 
     private var watch: [Watch]
@@ -181,12 +189,31 @@ final class Sysmon: @unchecked Sendable {
             // them, if one is woken.
             if w.hasLocalWork, wakeIdleWorker() { acted = true }
             let stalled = now - watch[i].since
-            if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil, workWaiting() {
+            // Its own yielders wait behind it too (no other worker can see
+            // them, YieldQueue.swift): worth a preemption request as well.
+            if let p = preemptNanos, stalled >= p, watch[i].preemptedAt == nil,
+               workWaiting() || yieldsWaiting(i, w) {
                 w.requestPreemption()
                 watch[i].preemptedAt = now
                 preemptionRequests.add(1, ordering: .relaxed)
                 acted = true
                 continue
+            }
+            // Its yielders: no other worker can see them, so once the
+            // request has had its grace period they move to the injector,
+            // where idle workers (or the spare started just below) find them.
+            if let r = handoffNanos ?? preemptNanos.map({ $0 + Self.preemptionGrace }), stalled >= r,
+               !watch[i].yieldsLooked || watch[i].yieldsWaiting,
+               preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true {
+                watch[i].yieldsLooked = true
+                watch[i].yieldsWaiting = false
+                let n = w.rescueYields()
+                if n > 0 {
+                    yieldRescues.add(1, ordering: .relaxed)
+                    core.idle.notifyWork(surplus: n)
+                    waiting = nil
+                    acted = true
+                }
             }
             if let h = handoffNanos, stalled >= h, replacement[i] == nil,
                preemptNanos == nil || watch[i].preemptedAt.map({ now - $0 >= Self.preemptionGrace }) == true,
@@ -230,6 +257,16 @@ final class Sysmon: @unchecked Sendable {
         if idle.spinning.load(ordering: .relaxed) != 0 || idle.sleeping.load(ordering: .relaxed) == 0 { return false }
         idle.notifyWork()
         return true
+    }
+
+    /// Whether yielders wait behind worker `i`'s stalled green thread;
+    /// looked at once per stall.
+    private func yieldsWaiting(_ i: Int, _ w: Worker) -> Bool {
+        if !watch[i].yieldsLooked {
+            watch[i].yieldsLooked = true
+            watch[i].yieldsWaiting = w.peekYields() > 0
+        }
+        return watch[i].yieldsWaiting
     }
 
     /// No worker sleeps or spins: nobody else would pick up waiting work.

@@ -7,7 +7,7 @@ import Synchronization
 /// a finished thread cannot free the stack it is standing on.
 enum PendingAction: UInt8 {
     case none
-    case requeue  // yield: back on the local deque
+    case requeue  // yield: to the local yield queue (YieldQueue.swift)
     case park     // commit the park (or queue it, if woken meanwhile)
     case retire   // finished: recycle the stack, drop the scheduler's +1
 }
@@ -20,6 +20,9 @@ struct WorkerLocal: ~Copyable {
     var pending: PendingAction = .none
     var pendingFiber: Unmanaged<Fiber>?
     var tick: UInt32 = 0
+    /// The next `tick` that is a multiple of `Worker.fairnessTick` or
+    /// `Worker.injectorTick`: one compare per pick instead of two divisions.
+    var tickDuty: UInt32 = Worker.fairnessTick
     /// Choices a program can observe (which ready case a `select` takes).
     var rng: FastRandom
     /// Steal victims. Separate, because how often an idle worker tries to
@@ -34,6 +37,8 @@ struct WorkerLocal: ~Copyable {
     var polledCount = 0
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
+    /// Yielded green threads, behind everything else runnable here.
+    var yields = YieldQueue()
     /// Sleeps enlisted for stack compaction (StackCompaction.swift).
     var compaction = StackCompactor(nil, virtualClock: true)
     var fibers = FiberCache()
@@ -112,7 +117,14 @@ final class Worker: @unchecked Sendable {
     let completedCount = Atomic<Int>(0)
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
-    let switchCount = Atomic<Int>(0)
+    /// Bumped when a switch starts and again when a green thread's code is
+    /// entered: even exactly while a green thread's code runs here, odd
+    /// while the owner switches or runs its scheduling loop (and so may
+    /// change its yield queue: the owner's half of the hand-over to
+    /// sysmon, YieldQueue.swift). Twice the number of switches, plus one.
+    let switchCount = Atomic<Int>(1)
+    /// `YieldClaim`: sysmon taking over the yield queue (YieldQueue.swift).
+    let yieldClaim = Atomic<UInt8>(0)
     let compactedCount = Atomic<Int>(0)
     let restoredCount = Atomic<Int>(0)
 
@@ -141,6 +153,9 @@ final class Worker: @unchecked Sendable {
         local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed), stealRng: FastRandom(seed: seed ^ 0x5851_F42D_4C95_7F2D)))
         gt_context_init_base(&local.pointee.schedulerContext)
         local.pointee.compaction = StackCompactor(core.configuration.stackCompaction, virtualClock: clock.isVirtual)
+        // Only where sysmon can take a stuck worker's ring over; otherwise
+        // it holds nothing and every yield goes to the deque.
+        local.pointee.yields = YieldQueue(enabled: core.yieldQueues)
         parker = .allocate(capacity: 1)
         gt_parker_init(parker)
         spareParker = .allocate(capacity: 1)
@@ -258,44 +273,78 @@ final class Worker: @unchecked Sendable {
     }
 
     @inline(__always)
-    private static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
-        Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
+    static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
+        // Never 0: every queue checks for emptiness before it hands out bits.
+        Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits).unsafelyUnwrapped)
     }
 
-    /// Whether anything waits in this worker's run-next slot or deque.
+    /// Whether anything waits in this worker's run-next slot, deque or
+    /// yield queue (owner only: the yield queue is).
     @inline(__always)
     var hasLocalWork: Bool {
-        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty
+        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty || !local.pointee.yields.isEmpty
     }
 
     /// The owner's fast pick: no stealing, no clock reads except at the
-    /// injector tick. Used on every switch.
+    /// injector tick. Used on every switch. Order: the periodic ticks, the
+    /// run-next slot, the deque, and last the yield queue, so a yielder
+    /// runs after everything else runnable here (round robin, what a Go
+    /// user expects of Gosched).
     ///
-    /// A yield takes the *oldest* local item instead of the newest: the
-    /// yielder goes to the bottom, so taking from the bottom would hand the
-    /// CPU straight back and starve everything older (round-robin is what a
-    /// Go user expects of Gosched).
+    /// A yield takes the deque's *oldest* item instead of the newest: what
+    /// the yield queue overflowed (or exposed to thieves) went to the
+    /// bottom, and taking from the bottom would hand the CPU back to the
+    /// most recent yielder and starve everything older.
     @inline(__always)
     func nextLocal(oldestFirst: Bool = false) -> Unmanaged<Fiber>? {
-        local.pointee.tick &+= 1
-        let tick = local.pointee.tick
-        if tick % Self.injectorTick == 0 {
-            if let f = serviceTick() { return passingRunNext(f) }
-        } else if tick % Self.fairnessTick == 0, let bits = deque.takeOldest() {
-            return passingRunNext(Self.fiber(bits))
-        }
+        let l = local
+        l.pointee.tick &+= 1
+        if l.pointee.tick == l.pointee.tickDuty, let f = tickDuty() { return f }
         if runNext.load(ordering: .relaxed) != 0 {
             let bits = runNext.exchange(0, ordering: .acquiring)
             if bits != 0 { return Self.fiber(bits) }
         }
-        if oldestFirst, let bits = deque.takeOldest() { return Self.fiber(bits) }
-        if let bits = deque.pop() { return Self.fiber(bits) }
+        // Relaxed loads first: `pop` needs a full fence and `takeOldest` a
+        // CAS even on an empty deque. The owner's own `bottom` is exact and
+        // a stale `top` is only lower, so this never reads a non-empty
+        // deque as empty.
+        if !deque.isEmptyForOwner, let bits = oldestFirst ? deque.takeOldest() : deque.pop() {
+            return Self.fiber(bits)
+        }
+        if let bits = l.pointee.yields.take() { return Self.fiber(bits) }
         return nil
     }
 
-    /// The periodic duties of `nextLocal`, out of line to keep the common
-    /// path short: due timers and the injection queue.
+    /// The periodic part of `nextLocal` (the current tick is a multiple of
+    /// `injectorTick` or `fairnessTick`), out of line to keep the common
+    /// path short.
     @inline(never)
+    private func tickDuty() -> Unmanaged<Fiber>? {
+        let tick = local.pointee.tick
+        Self.scheduleTickDuty(local)
+        let f = tick % Self.injectorTick == 0 ? serviceTick() : takeOldestWaiting(round: tick / Self.fairnessTick)
+        return f.map(passingRunNext)
+    }
+
+    /// Sets `tickDuty` to the next multiple of either tick after `tick`.
+    static func scheduleTickDuty(_ l: UnsafeMutablePointer<WorkerLocal>) {
+        let tick = l.pointee.tick
+        let ahead = min(injectorTick - tick % injectorTick, fairnessTick - tick % fairnessTick)
+        l.pointee.tickDuty = tick &+ ahead
+    }
+
+    /// The fairness tick's pick: the oldest item of the deque and of the
+    /// yield queue in turn, each falling back to the other. The deque's
+    /// oldest would otherwise starve behind a LIFO hot loop, and a yielder
+    /// behind a deque that keeps refilling.
+    private func takeOldestWaiting(round: UInt32) -> Unmanaged<Fiber>? {
+        if round & 1 == 0, let bits = local.pointee.yields.take() { return Self.fiber(bits) }
+        if let bits = deque.takeOldest() { return Self.fiber(bits) }
+        if let bits = local.pointee.yields.take() { return Self.fiber(bits) }
+        return nil
+    }
+
+    /// The injector tick's duties: due timers and the injection queue.
     private func serviceTick() -> Unmanaged<Fiber>? {
         timers.fireExpiredIfAny()
         // A busy worker still notices I/O readiness when no idle worker is
@@ -351,9 +400,7 @@ final class Worker: @unchecked Sendable {
     func switchAway(_ action: PendingAction) {
         let l = local
         let from = l.pointee.current.unsafelyUnwrapped
-        l.pointee.pending = action
-        l.pointee.pendingFiber = from
-        Self.bump(switchCount)
+        enterSwitch()
         // Only raw pointers may be live across the transfer: when `from` is
         // retiring, this frame is abandoned, and any retain held in it (even
         // a temporary one for a property read) would leak that object.
@@ -361,48 +408,75 @@ final class Worker: @unchecked Sendable {
         // Once the runtime stops (or this spare must retire), every switch
         // goes back to the scheduling loop, so that green threads handing the
         // CPU to each other directly cannot keep a worker from exiting.
-        if interrupts.load(ordering: .relaxed) & Interrupt.toLoop == 0,
-           let next = nextLocal(oldestFirst: action == .requeue) {
+        let toLoop = interrupts.load(ordering: .relaxed) & Interrupt.toLoop != 0
+        if !toLoop, let next = nextLocal(oldestFirst: action == .requeue) {
+            // A yielder may join the yield queue before its context is
+            // saved: nobody else can take it from there while this worker
+            // switches (thieves never see the ring, and it is exposed or
+            // handed to sysmon only after the switch). If the ring is full
+            // or disabled, the yielder goes to the deque, after the switch.
+            if action == .requeue, l.pointee.yields.push(UInt(bitPattern: from.toOpaque())) {
+                from._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+            } else {
+                l.pointee.pending = action
+                l.pointee.pendingFiber = from
+            }
             l.pointee.current = next
             let toContext = next._withUnsafeGuaranteedRef { n in
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
                 return contextToRun(n)
             }
-            gt_context_transfer(fromContext, toContext)
+            // The worker that resumes us hands itself over (it is the one we
+            // then run on): no thread-local read after the switch.
+            let resumer = gt_context_transfer_passing(fromContext, toContext, Unmanaged.passUnretained(self).toOpaque())
+            Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
+        } else if action == .requeue && !toLoop {
+            // Nothing else is runnable here (the pick above also served the
+            // periodic duties: timers, netpoll, injector): the scheduling
+            // loop would pick the yielder straight back, so it just goes on,
+            // without two transfers for nothing.
+            leaveSwitch()
+            return
         } else {
+            l.pointee.pending = action
+            l.pointee.pendingFiber = from
             l.pointee.current = nil
-            gt_context_transfer(fromContext, &l.pointee.schedulerContext)
+            let resumer = gt_context_transfer_passing(
+                fromContext, &l.pointee.schedulerContext, Unmanaged.passUnretained(self).toOpaque())
+            Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
         }
-        Worker.finishSwitch()
     }
 
     /// Runs the action the previous green thread left behind. Called first
-    /// thing after every switch, on whichever worker we now are.
+    /// thing after every switch, on whichever worker we now are;
+    /// `inGreenThread` is false only in the scheduling loop.
     @inline(__always)
-    static func finishSwitch() {
+    static func finishSwitch(inGreenThread: Bool = true, on worker: UnsafeMutableRawPointer = gt_current_worker().unsafelyUnwrapped) {
         // Guaranteed references throughout: workers and queued fibers
         // outlive every switch, and a strong local would cost a retain and
         // a release on every switch (a quarter of a yield, measured).
-        Unmanaged<Worker>.fromOpaque(gt_current_worker().unsafelyUnwrapped)._withUnsafeGuaranteedRef { w in
+        Unmanaged<Worker>.fromOpaque(worker)._withUnsafeGuaranteedRef { w in
             let l = w.local
             let action = l.pointee.pending
-            if action == .none { return }
-            l.pointee.pending = .none
-            let f = l.pointee.pendingFiber.unsafelyUnwrapped
-            l.pointee.pendingFiber = nil
-            switch action {
-            case .requeue:
-                f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-                w.pushLocal(f)
-            case .park:
-                // Release: the context the switch just saved is published to
-                // whoever readies the thread (their CAS acquires).
-                w.settleParked(f, from: .parking)
-            case .retire:
-                w.retire(f)
-            case .none:
-                break
+            if action != .none {
+                l.pointee.pending = .none
+                let f = l.pointee.pendingFiber.unsafelyUnwrapped
+                l.pointee.pendingFiber = nil
+                switch action {
+                case .requeue:
+                    f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
+                    w.queueYielder(f)
+                case .park:
+                    // Release: the context the switch just saved is published to
+                    // whoever readies the thread (their CAS acquires).
+                    w.settleParked(f, from: .parking)
+                case .retire:
+                    w.retire(f)
+                case .none:
+                    break
+                }
             }
+            if inGreenThread { w.afterSwitch() }
         }
     }
 
@@ -512,9 +586,10 @@ final class Worker: @unchecked Sendable {
             unowned(unsafe) let fiber = f.takeUnretainedValue()
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
             runningGreen.store(true, ordering: .relaxed)
-            gt_context_transfer(&l.pointee.schedulerContext, contextToRun(fiber))
+            let me = Unmanaged.passUnretained(self).toOpaque()
+            _ = gt_context_transfer_passing(&l.pointee.schedulerContext, contextToRun(fiber), me)
             runningGreen.store(false, ordering: .relaxed)
-            Worker.finishSwitch()
+            Worker.finishSwitch(inGreenThread: false, on: me)
         }
         local.pointee.compaction.dropAll()
         gt_set_current_worker(nil)
