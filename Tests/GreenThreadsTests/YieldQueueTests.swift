@@ -235,7 +235,9 @@ struct YieldQueueTests {
         let rescues = rt.core.sysmon?.yieldRescues.load(ordering: .relaxed) ?? 0
         #expect(done)
         #expect(waited < 2_000_000_000, "the yielder waited \(waited / 1_000_000) ms behind the stuck thread")
-        #expect(rescues >= 1)
+        // Without membarrier(2) (filtered by a sandbox, say) yields use the
+        // deque, which the replacement worker steals from: nothing to rescue.
+        if rt.core.yieldQueues { #expect(rescues >= 1) } else { #expect(rescues == 0) }
     }
 
     /// Sysmon takes yield queues over while their owner keeps coming back:
@@ -280,7 +282,9 @@ struct YieldQueueTests {
         let rescues = rt.core.sysmon?.yieldRescues.load(ordering: .relaxed) ?? 0
         #expect(counts.allSatisfy { $0 > 0 })
         #expect(doubleRuns == 0)
-        #expect(rescues >= 1)
+        // Without membarrier(2) (filtered by a sandbox, say) yields use the
+        // deque, which the replacement worker steals from: nothing to rescue.
+        if rt.core.yieldQueues { #expect(rescues >= 1) } else { #expect(rescues == 0) }
     }
 
     @Test func randomizedYieldsChannelsAndSleepsOnTwoWorkers() throws {
