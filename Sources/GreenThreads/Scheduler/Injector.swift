@@ -25,13 +25,14 @@ final class Injector: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Pushes a chain already linked through `queueNext`, ending at `last`.
-    func pushBatch(first: Unmanaged<Fiber>, last: Unmanaged<Fiber>, count: Int) {
+    /// Queues a whole batch in one lock round trip (nothing if it is empty).
+    func push(_ batch: FiberBatch) {
+        guard let first = batch.first, let last = batch.last else { return }
         last._withUnsafeGuaranteedRef { $0.queueNext = nil }
         lock.lock()
         if let tail { tail._withUnsafeGuaranteedRef { $0.queueNext = first } } else { head = first }
         tail = last
-        length.add(count, ordering: .releasing)
+        length.add(batch.count, ordering: .releasing)
         lock.unlock()
     }
 
@@ -65,5 +66,23 @@ final class Injector: @unchecked Sendable {
         length.subtract(n, ordering: .relaxed)
         lock.unlock()
         return first
+    }
+}
+
+/// Green threads linked through `queueNext` on their way to an injector:
+/// what a deque spill, a retiring spare or a yield-queue rescue hands over
+/// at once. Owned by whoever builds it; the links are theirs to write until
+/// `Injector.push`.
+struct FiberBatch {
+    private(set) var first: Unmanaged<Fiber>?
+    private(set) var last: Unmanaged<Fiber>?
+    private(set) var count = 0
+
+    /// Appends the green thread whose queue bits these are (never 0).
+    mutating func append(_ bits: UInt) {
+        let f = Worker.fiber(bits)
+        if let last { last._withUnsafeGuaranteedRef { $0.queueNext = f } } else { first = f }
+        last = f
+        count += 1
     }
 }

@@ -67,22 +67,14 @@ extension Worker {
     /// this node's injector, where any worker finds them. Returns how many
     /// moved.
     private func handBackQueued() -> Int {
-        var first: Unmanaged<Fiber>?
-        var last: Unmanaged<Fiber>?
-        var n = 0
-        func append(_ bits: UInt) {
-            let f = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
-            if let l = last { l.takeUnretainedValue().queueNext = f } else { first = f }
-            last = f
-            n += 1
-        }
+        var batch = FiberBatch()
         let next = runNext.exchange(0, ordering: .acquiring)
-        if next != 0 { append(next) }
+        if next != 0 { batch.append(next) }
         // Oldest first, so the injector keeps their order.
-        while let bits = deque.stealOne() { append(bits) }
-        while let bits = local.pointee.yields.take() { append(bits) }
-        if let first, let last { homeInjector.pushBatch(first: first, last: last, count: n) }
-        return n
+        while let bits = deque.stealOne() { batch.append(bits) }
+        while let bits = local.pointee.yields.take() { batch.append(bits) }
+        homeInjector.push(batch)
+        return batch.count
     }
 
     /// Sysmon: makes a dormant spare a full worker again, starting its

@@ -259,17 +259,13 @@ final class Worker: @unchecked Sendable {
     /// the injection queue in one batch.
     @inline(never)
     private func spill(_ bits: UInt) {
-        let first = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits)!)
-        var last = first
-        var n = 1
+        var batch = FiberBatch()
+        batch.append(bits)
         for _ in 0..<(WorkStealingDeque.capacity / 2) {
             guard let stolen = deque.takeOldest() else { break }
-            let f = Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: stolen)!)
-            last._withUnsafeGuaranteedRef { $0.queueNext = f }
-            last = f
-            n += 1
+            batch.append(stolen)
         }
-        homeInjector.pushBatch(first: first, last: last, count: n)
+        homeInjector.push(batch)
     }
 
     @inline(__always)

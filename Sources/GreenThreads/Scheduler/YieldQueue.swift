@@ -216,23 +216,16 @@ extension Worker {
     /// all, or its ring is empty).
     func rescueYields() -> Int {
         guard claimYields() else { return 0 }
-        var first: Unmanaged<Fiber>?
-        var last: Unmanaged<Fiber>?
-        var n = 0
-        local.pointee.yields.forEach { bits in
-            let f = Self.fiber(bits)
-            if let l = last { l._withUnsafeGuaranteedRef { $0.queueNext = f } } else { first = f }
-            last = f
-            n += 1
-        }
-        guard let first, let last else {
+        var batch = FiberBatch()
+        local.pointee.yields.forEach { batch.append($0) }
+        if batch.count == 0 {
             yieldClaim.store(YieldClaim.none, ordering: .releasing)
             return 0
         }
-        homeInjector.pushBatch(first: first, last: last, count: n)
+        homeInjector.push(batch)
         // Release: our reads of the ring happen before the owner empties it.
         yieldClaim.store(YieldClaim.taken, ordering: .releasing)
-        return n
+        return batch.count
     }
 
     /// Sysmon: claims the ring; true if the owner is in a green thread's
