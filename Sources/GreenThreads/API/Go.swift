@@ -7,8 +7,9 @@ import CContext
 /// `Runtime.spawn` (there is no implicit global runtime).
 @inlinable
 @discardableResult
-public func go<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+public func go<T: Sendable>(_ body: consuming @escaping @Sendable () throws -> T) -> JoinHandle<T> {
     // Inlined so that `TypedFiber<T>` is named where `T` is concrete: see
-    // `Worker.spawnFiber`.
-    Worker.ofCallingGreenThread()._withUnsafeGuaranteedRef { JoinHandle(fiber: $0.spawnFiber(body)) }
+    // `Worker.spawnFiber`. Consuming: the caller's reference to the
+    // closure's context becomes the fiber's, with no retain and release.
+    JoinHandle(fiber: Worker.spawnFiber(on: Worker.ofCallingGreenThread(), consume body))
 }

@@ -13,6 +13,9 @@ enum Park {
     ///   - deadline: monotonic nanoseconds, or nil to wait indefinitely.
     ///   - cancellable: whether `JoinHandle.cancel` (and shutdown) end it.
     ///   - core: the runtime an OS thread waits on, for deadlock reports.
+    ///     Evaluated only on an OS thread: a green thread's park would
+    ///     otherwise retain and release the runtime, whose count every
+    ///     worker shares.
     ///   - compactible: nothing outside the thread holds a pointer into its
     ///     stack during this wait (a plain sleep), so a long one may be
     ///     compacted (StackCompaction.swift).
@@ -22,11 +25,11 @@ enum Park {
         reason: @autoclosure () -> WaitReason,
         deadline: Int64? = nil,
         cancellable: Bool,
-        core: RuntimeCore? = nil,
+        core: @autoclosure () -> RuntimeCore? = nil,
         compactible: Bool = false,
         register: (Waker) -> Bool
     ) -> WakeCause {
-        waitQueued(reason: reason(), deadline: deadline, cancellable: cancellable, core: core,
+        waitQueued(reason: reason(), deadline: deadline, cancellable: cancellable, core: core(),
                    compactible: compactible) { waker in
             register(Waker(target: waker.target, ticket: waker.ticket))
         }
@@ -39,14 +42,14 @@ enum Park {
         reason: @autoclosure () -> WaitReason,
         deadline: Int64? = nil,
         cancellable: Bool,
-        core: RuntimeCore? = nil,
+        core: @autoclosure () -> RuntimeCore? = nil,
         compactible: Bool = false,
         register: (UnownedWaker) -> Bool
     ) -> WakeCause {
         guard let raw = gt_current_worker(),
               let f = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ $0.local.pointee.current })
         else {
-            return waitOnThread(deadline: deadline, core: core, register: register)
+            return waitOnThread(deadline: deadline, core: core(), register: register)
         }
         // Guaranteed references: the worker outlives the wait, and the
         // scheduler holds the fiber's +1 until it retires. A strong local

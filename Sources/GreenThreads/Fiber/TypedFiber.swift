@@ -12,7 +12,11 @@ import Synchronization
 /// an existential.
 @usableFromInline
 final class TypedFiber<T>: Fiber, @unchecked Sendable {
-    @exclusivity(unchecked) private var body: (() throws -> T)?
+    /// Set by `Worker.spawnFiber` for a reused fiber, in the inlined caller:
+    /// stored there, the caller's reference moves in. Passed to a method of
+    /// this module instead, it was turned into a borrowed argument, retained
+    /// inside and released by a thunk.
+    @exclusivity(unchecked) @usableFromInline var body: (() throws -> T)?
     private let lock = SpinLock()
     /// Holds the value once `succeeded`; nil for zero-sized `T` (Void).
     private let storage: UnsafeMutablePointer<T>?
@@ -20,9 +24,14 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     @exclusivity(unchecked) private var succeeded = false
     @exclusivity(unchecked) private var failure: (any Error)?
     /// The first joiner (usually the only one: no array per join), then
-    /// any others.
-    @exclusivity(unchecked) private var joiner: Waker?
-    @exclusivity(unchecked) private var joiners: [Waker] = []
+    /// any others. Unowned: a joiner stays parked, so alive, until its
+    /// claim is won, and one whose wait ends otherwise (cancelled, or a
+    /// deadlock) removes itself under `lock` before it returns; so the body's
+    /// end, claiming under `lock`, only ever touches live joiners. A strong
+    /// `Waker` here cost three atomic pairs per join on the joiner's
+    /// reference count, from both workers when the thread was stolen.
+    @exclusivity(unchecked) private var joiner: UnownedWaker?
+    @exclusivity(unchecked) private var joiners: [UnownedWaker] = []
     @exclusivity(unchecked) private var callbacks: [() -> Void] = []
     let done = Atomic<Bool>(false)
     /// Someone looked at the result: an error it held was handled.
@@ -30,10 +39,11 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
 
     /// A thread spawned by a green thread on `worker`.
     @usableFromInline
-    init(worker: borrowing Worker, body: @escaping () throws -> T) {
+    init(worker: Unmanaged<Worker>, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
-        super.init(core: worker.core, anchor: worker.anchor ?? CoreAnchor(core: worker.core))
+        let (core, anchor) = worker._withUnsafeGuaranteedRef { ($0.core, $0.anchor ?? CoreAnchor(core: $0.core)) }
+        super.init(core: core, anchor: anchor)
     }
 
     /// A thread spawned from outside the runtime's workers.
@@ -46,19 +56,18 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         super.init(core: core, anchor: CoreAnchor(core: core))
     }
 
-    /// Gives a fiber taken from the cache its new body. It finished with a
-    /// trivial value (nothing to deinitialize) and nobody else references
-    /// it (FiberCache.swift); the deque push that publishes it orders these
-    /// plain writes before whoever runs or joins it.
-    /// Then queues it on `worker`, like a new one.
+    /// Makes a fiber taken from the cache, its new `body` already set, new
+    /// again. It finished with a trivial value (nothing to deinitialize) and
+    /// nobody else references it (FiberCache.swift); the deque push that
+    /// publishes it orders these plain writes before whoever runs or joins
+    /// it. Then queues it on `worker`, like a new one.
     @usableFromInline
-    func restart(body: @escaping () throws -> T, on worker: Worker) {
+    func restart(on worker: Unmanaged<Worker>) {
         resetForReuse()
-        self.body = body
         succeeded = false
         done.store(false, ordering: .relaxed)
         observed.store(false, ordering: .relaxed)
-        worker.submitSpawned(self)
+        worker._withUnsafeGuaranteedRef { $0.submitSpawned(self) }
     }
 
     deinit {
@@ -80,8 +89,10 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             error = e
         }
         // Drop the captures now, not when the last handle goes. (Not
-        // `body.take()`: in this unspecialized code that looks up the
-        // metadata of `Optional<() throws -> T>` on every call.)
+        // `body.take()`, nor a move through a pointer or `swap`: in this
+        // unspecialized code each looks up the metadata of
+        // `Optional<() throws -> T>` on every call, dearer than the retain
+        // and release they save.)
         body = nil
         // Reusable once finished: a value with no deinit to delay, and no
         // error whose report waits for the last handle to go.
@@ -95,14 +106,31 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             lock.unlock()
             return
         }
-        let first = joiner.take()  // moved: no retain/release pair for the wake
-        var toWake: [Waker] = []
+        // Claimed under the lock (see `joiner`), resumed after it: a resume
+        // may wake a sleeping worker, a futex call.
+        var first = joiner
+        joiner = nil
+        if let j = first, !j.claim() { first = nil }
+        if joiners.isEmpty && callbacks.isEmpty {
+            lock.unlock()
+            first?.resume()
+        } else {
+            wakeOthersAndUnlock(first: first)
+        }
+    }
+
+    /// The body's end when more than one joiner or a callback waits
+    /// (called under `lock`, which it releases).
+    @inline(never)
+    private func wakeOthersAndUnlock(first: UnownedWaker?) {
+        var toWake: [UnownedWaker] = []
         var toCall: [() -> Void] = []
-        if !joiners.isEmpty { swap(&toWake, &joiners) }
-        if !callbacks.isEmpty { swap(&toCall, &callbacks) }
+        swap(&toWake, &joiners)
+        toWake.removeAll { !$0.claim() }
+        swap(&toCall, &callbacks)
         lock.unlock()
-        first?.wake()
-        for j in toWake { j.wake() }
+        first?.resume()
+        for j in toWake { j.resume() }
         for c in toCall { c() }
     }
 
@@ -110,13 +138,17 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     /// *joining* green thread ends the wait with CancellationError.
     func join() throws -> T {
         if !done.load(ordering: .acquiring) {
-            let cause = Park.wait(reason: .join(id), cancellable: true, core: core) { waker in
+            var mine: UnownedWaker?
+            let cause = Park.waitQueued(reason: .join(id), cancellable: true, core: core) { waker in
                 lock.lock()
                 defer { lock.unlock() }
                 if done.load(ordering: .relaxed) { return false }
                 if joiner == nil { joiner = waker } else { joiners.append(waker) }
+                mine = waker
                 return true
             }
+            // Ended some other way: leave no waker behind (see `joiner`).
+            if cause != .notified, let mine { withdraw(mine) }
             switch cause {
             case .notified, .timedOut: break
             case .cancelled: throw CancellationError()
@@ -124,6 +156,18 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             }
         }
         return try value()
+    }
+
+    /// Removes a joiner whose wait ended other than by the body's end.
+    private func withdraw(_ waker: UnownedWaker) {
+        lock.lock()
+        if let j = joiner, j.isSameWait(as: waker) {
+            // Keep `joiners` behind `joiner`, as the body's end expects.
+            joiner = joiners.isEmpty ? nil : joiners.removeFirst()
+        } else {
+            joiners.removeAll { $0.isSameWait(as: waker) }
+        }
+        lock.unlock()
     }
 
     /// The outcome of a finished body (`done` must be true).

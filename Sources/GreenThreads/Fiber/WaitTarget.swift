@@ -88,8 +88,49 @@ struct Waker: @unchecked Sendable {
 /// can end some other way, as a waiter queue does (a claimer dequeues the
 /// waiter; any other ending unlinks it first).
 struct UnownedWaker {
-    unowned(unsafe) let target: WaitTarget
+    /// Unmanaged rather than `unowned(unsafe)`: a call through the latter
+    /// still retains and releases the target around it.
+    private let ref: Unmanaged<WaitTarget>
     let ticket: UInt64
+
+    init(target: WaitTarget, ticket: UInt64) {
+        ref = Unmanaged.passUnretained(target)
+        self.ticket = ticket
+    }
+
+    var target: WaitTarget { ref.takeUnretainedValue() }
+
+    /// Wins this wait's claim without resuming the waiter: the target
+    /// cannot resume some other way, so it stays alive until `resume`,
+    /// which the caller must then call exactly once. Only while the waker
+    /// is still reachable by its waiter's clean-up (under the lock both
+    /// take) is the target sure to be alive for this call.
+    @inline(__always)
+    func claim() -> Bool {
+        ref._withUnsafeGuaranteedRef {
+            $0.claim.compareExchange(
+                expected: ticket, desired: ticket &+ 1,
+                successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
+            ).exchanged
+        }
+    }
+
+    /// Resumes a waiter whose claim the caller won. Nothing may touch the
+    /// target afterwards: it may be running, or gone, from the first
+    /// instruction of the resume.
+    @inline(__always)
+    func resume(_ cause: WakeCause = .notified) {
+        ref._withUnsafeGuaranteedRef {
+            $0.cause = cause
+            $0.resumeFromWait()
+        }
+    }
+
+    /// Whether this is the same wait as `other`.
+    @inline(__always)
+    func isSameWait(as other: UnownedWaker) -> Bool {
+        ref.toOpaque() == other.ref.toOpaque() && ticket == other.ticket
+    }
 }
 
 /// A plain OS thread blocked in a runtime call: parks on a futex.

@@ -81,10 +81,10 @@ public final class Runtime: Sendable {
     /// Starts a green thread on this runtime, from any thread.
     @inlinable
     @discardableResult
-    public func spawn<T: Sendable>(_ body: @escaping @Sendable () throws -> T) -> JoinHandle<T> {
-        // Inlined for the same reason as `go`.
+    public func spawn<T: Sendable>(_ body: consuming @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+        // Inlined, and consuming, for the same reasons as `go`.
         if let w = Worker.calling(of: core) {
-            return w._withUnsafeGuaranteedRef { JoinHandle(fiber: $0.spawnFiber(body)) }
+            return JoinHandle(fiber: Worker.spawnFiber(on: w, body))
         }
         let fiber = TypedFiber(core: core, body: body)
         core.submitExternal(fiber)

@@ -146,7 +146,7 @@ final class RuntimeCore: @unchecked Sendable {
     /// Starts a green thread from any thread (`Runtime.run`).
     func spawn<T>(_ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
         if let w = Worker.calling(of: self) {
-            return w._withUnsafeGuaranteedRef { $0.spawnFiber(body) }
+            return Worker.spawnFiber(on: w, body)
         }
         let fiber = TypedFiber(core: self, body: body)
         submitExternal(fiber)

@@ -32,18 +32,24 @@ extension Worker {
     /// is concrete: its metadata is then cached per call site, where in
     /// this module's unspecialized code every mention would cost a hashed
     /// metadata lookup (~300 instructions, measured).
+    ///
+    /// Static, on an unretained worker, and consuming `body`: the closure's
+    /// context passes from the caller to the fiber without a retain and
+    /// release (an instance method would need the worker in a closure,
+    /// which could only borrow `body`).
     @inlinable
     @inline(__always)
-    func spawnFiber<T>(_ body: @escaping () throws -> T) -> TypedFiber<T> {
-        if let cached = reusableFiber(ObjectIdentifier(TypedFiber<T>.self)) {
+    static func spawnFiber<T>(on worker: Unmanaged<Worker>, _ body: consuming @escaping () throws -> T) -> TypedFiber<T> {
+        if let cached = worker._withUnsafeGuaranteedRef({ $0.reusableFiber(ObjectIdentifier(TypedFiber<T>.self)) }) {
             // Its class was checked. The cache's +1 becomes the caller's;
             // `restart` submits it, taking the scheduler's.
-            let fiber = Unmanaged<TypedFiber<T>>.fromOpaque(cached.toOpaque())
-            fiber._withUnsafeGuaranteedRef { $0.restart(body: body, on: self) }
-            return fiber.takeRetainedValue()
+            let fiber = Unmanaged<TypedFiber<T>>.fromOpaque(cached.toOpaque()).takeRetainedValue()
+            fiber.body = consume body
+            fiber.restart(on: worker)
+            return fiber
         }
-        let fiber = TypedFiber(worker: self, body: body)
-        submitSpawned(fiber)
+        let fiber = TypedFiber(worker: worker, body: consume body)
+        worker._withUnsafeGuaranteedRef { $0.submitSpawned(fiber) }
         return fiber
     }
 
