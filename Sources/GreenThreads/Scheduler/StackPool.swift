@@ -8,22 +8,40 @@ import Synchronization
 /// warmest in cache). A worker whose pool grows past `spillAt` moves half
 /// to the shared pool, and one that runs dry refills from it, so stacks
 /// follow the work when green threads start on one worker and end on
-/// another. An idle worker returns the memory of all but `warmCount` of its
-/// stacks to the kernel (`madvise`), keeping the mappings.
+/// another. An idle worker returns the memory of stacks that went unused
+/// for a whole `decayNanos` to the kernel (`madvise`), keeping the mappings
+/// and the `warmCount` most recent.
+///
+/// Why the decay: trimming everything beyond the warm set whenever a worker
+/// fell idle made each burst of work fault its stacks back in. A fork-join
+/// fib(27) holds ~6,000 stacks at its peak; run after run it took ~5,800
+/// page faults and a hundred `process_madvise` calls, each flushing the
+/// other worker's TLB, ~5 % of a run. Go returns stack memory through its
+/// background scavenger, jemalloc after its decay time, for the same reason.
 struct StackPool: ~Copyable {
     static let warmCount = 64
-    static let spillAt = 512
+    /// High enough that a worker's own burst (fib's ~6,000) stays local and
+    /// dirty; a spill hands stacks on clean, which their next user faults.
+    static let spillAt = 8_192
     static let refillBatch = 128
+    /// How long a pooled stack must go untaken before an idle worker gives
+    /// its memory back.
+    static let decayNanos: Int64 = 1_000_000_000
 
     private var items = LocalLIFO<gt_stack>(capacity: 256)
     var count: Int { items.count }
     /// Entries below this index were discarded since they were pooled.
     private var cleanBelow = 0
+    /// The fewest stacks pooled since `epochStart`: the entries below it
+    /// (the oldest) were not taken all that time.
+    private var lowWater = 0
+    private var epochStart: Int64 = 0
 
     @inline(__always)
     mutating func take() -> gt_stack? {
         guard let s = items.take() else { return nil }
         if cleanBelow > items.count { cleanBelow = items.count }
+        if lowWater > items.count { lowWater = items.count }
         return s
     }
 
@@ -37,6 +55,7 @@ struct StackPool: ~Copyable {
         let half = count / 2
         items.removeOldest(half) { shared.put($0) }
         cleanBelow = max(0, cleanBelow - half)
+        lowWater = max(0, lowWater - half)
     }
 
     /// Stacks `trim` discards per call. Each is a syscall (3–10 µs here,
@@ -48,16 +67,36 @@ struct StackPool: ~Copyable {
     /// 1–50 ms sleeps wake milliseconds late.
     static let trimSlice = 32
 
-    /// Returns the pages of up to `trimSlice` stacks beyond the warm set to
-    /// the kernel. Returns true once nothing is left to trim.
-    mutating func trim() -> Bool {
-        let keep = count - Self.warmCount
-        if keep <= cleanBelow { return true }
+    /// Returns the pages of up to `trimSlice` stacks to the kernel: those
+    /// beyond the warm set that went untaken for the whole period that ended
+    /// by `now` (all of them when `decay` is 0). Returns true once nothing
+    /// is left to trim now; the next period then begins.
+    mutating func trim(now: Int64, decay: Int64) -> Bool {
+        if now &- epochStart < decay { return true }
+        let keep = min(count - Self.warmCount, decay == 0 ? count : lowWater)
+        if keep <= cleanBelow {
+            startPeriod(now)
+            return true
+        }
         let end = min(keep, cleanBelow + Self.trimSlice)
         // One process_madvise for the slice where the kernel allows it.
         _ = items.withItems { gt_stacks_discard($0 + cleanBelow, Int32(end - cleanBelow)) }
         cleanBelow = end
-        return end == keep
+        if end < keep { return false }
+        startPeriod(now)
+        return true
+    }
+
+    private mutating func startPeriod(_ now: Int64) {
+        epochStart = now
+        lowWater = count
+    }
+
+    /// When trimming could next give memory back: the end of the current
+    /// period, if any stack beyond the warm set still holds pages; nil if
+    /// none does. An idle worker sleeps no longer than this.
+    func trimDue(decay: Int64) -> Int64? {
+        count - Self.warmCount > cleanBelow ? epochStart &+ decay : nil
     }
 
     /// Discards the oldest half, the part `spillHalf` hands on, unless
@@ -73,6 +112,7 @@ struct StackPool: ~Copyable {
         items.forEach { body(&$0.pointee) }
         items.removeAll()
         cleanBelow = 0
+        lowWater = 0
     }
 }
 

@@ -799,8 +799,11 @@ final class Worker: @unchecked Sendable {
             }
         }
         // Slice by slice, giving way to new work, due timers and shutdown:
-        // after a million sleepers this is seconds of syscalls.
-        while !local.pointee.stacks.trim() {
+        // after a million sleepers this is seconds of syscalls. Only stacks
+        // that went unused for a whole decay period (StackPool); under a
+        // virtual clock, whose sleeps take no real time, all of them at once.
+        let decay = clock.isVirtual ? 0 : StackPool.decayNanos
+        while !local.pointee.stacks.trim(now: gt_now_ns(), decay: decay) {
             if core.hasVisibleWork() || core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
                 leaveSleepers()
                 return
@@ -812,8 +815,18 @@ final class Worker: @unchecked Sendable {
         deadline = core.earliestDeadline()
         now = clock.now()
         var timeout: Int64 = deadline == Int64.max || clock.isVirtual ? -1 : max(0, deadline - now)
-        let watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
+        var watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
         if watchingForDeadlock { timeout = RuntimeCore.deadlockConfirmNanos }
+        // Wake to trim once the stacks pooled now have gone unused a whole
+        // period. (Not a deadlock confirmation, if that comes first: the
+        // next sleep watches again.)
+        if let due = local.pointee.stacks.trimDue(decay: decay) {
+            let untilTrim = max(0, due &- gt_now_ns())
+            if timeout < 0 || untilTrim < timeout {
+                timeout = untilTrim
+                watchingForDeadlock = false
+            }
+        }
         let epoch = core.activityEpoch()
         if !clock.isVirtual { idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline) }
         defer { idle.sleepUntil.store(Int64.max, ordering: .relaxed) }
