@@ -8,17 +8,6 @@ import Testing
 /// finishes and wakes it. These rounds race the two endings.
 @Suite("Join races", .serialized)
 struct JoinRaceTests {
-    /// Xorshift, seeded per round, so a failing schedule can be replayed.
-    struct Rng {
-        var state: UInt64
-        mutating func next(_ bound: Int) -> Int {
-            state ^= state << 13
-            state ^= state >> 7
-            state ^= state << 17
-            return Int(state % UInt64(bound))
-        }
-    }
-
     static func spin(_ yields: Int) {
         for _ in 0..<yields { GreenThread.yield() }
     }
@@ -35,7 +24,8 @@ struct JoinRaceTests {
             var values = 0
             var cancels = 0
             for round in 0..<2_000 {
-                var rng = Rng(state: UInt64(round) &* 0x9E37_79B9_7F4A_7C15 | 1)
+                // Seeded per round, so a failing schedule can be replayed.
+                var rng = FiberReuseTests.Choices(state: UInt64(round) &* 0x9E37_79B9_7F4A_7C15 | 1)
                 let work = rng.next(4)
                 let target = go { () -> Int in
                     JoinRaceTests.spin(work)
