@@ -46,6 +46,9 @@ extension Worker {
         // them resident until sysmon needs it again. (A sleeper woken
         // meanwhile lands in our run-next slot, handed back just below.)
         flushCompaction()
+        // A dormant spare may sleep for good: its pooled stacks give their
+        // pages back now rather than after the decay period (StackPool).
+        while !local.pointee.stacks.trim(now: gt_now_ns(), decay: 0), !stopping.load(ordering: .relaxed) {}
         let handedBack = handBackQueued()
         interrupts.bitwiseAnd(~Interrupt.retire, ordering: .relaxed)
         idle.activeWorkers.subtract(1, ordering: .sequentiallyConsistent)
