@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <stdint.h>
+#include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
 #include <sys/syscall.h>
@@ -15,7 +16,7 @@
 #include <unistd.h>
 
 _Static_assert(GT_EPOLLIN == EPOLLIN && GT_EPOLLOUT == EPOLLOUT && GT_EPOLLERR == EPOLLERR &&
-               GT_EPOLLHUP == EPOLLHUP && GT_EPOLLRDHUP == EPOLLRDHUP && GT_EPOLLET == EPOLLET,
+               GT_EPOLLHUP == EPOLLHUP && GT_EPOLLPRI == EPOLLPRI && GT_EPOLLRDHUP == EPOLLRDHUP && GT_EPOLLET == EPOLLET,
                "epoll bits");
 _Static_assert(GT_POLLIN == POLLIN && GT_POLLOUT == POLLOUT && GT_POLLNVAL == POLLNVAL &&
                GT_POLLRDHUP == POLLRDHUP, "poll bits");
@@ -36,10 +37,16 @@ int gt_epoll_del(int epfd, int fd) {
     return epoll_ctl(epfd, EPOLL_CTL_DEL, fd, &ev) < 0 ? -errno : 0;
 }
 
-// epoll_event is packed on x86_64 and not on arm64; Swift sees only this.
+// epoll_event is packed on x86_64 (12 bytes) and not on arm64 (16); Swift
+// sees only gt_poll_event (16). The kernel writes straight into the
+// caller's buffer, which is then widened in place from the last event
+// down: event i moves from byte 12i to 16i, never over an event below it
+// that is still to be read. So no copy of the batch sits on the calling
+// stack (a busy worker polls inside its switch, on a green thread's stack).
+_Static_assert(sizeof(struct epoll_event) <= sizeof(gt_poll_event), "epoll_event fits in gt_poll_event");
+
 int gt_epoll_wait(int epfd, gt_poll_event *out, int max, int64_t timeout_ns) {
-    struct epoll_event evs[GT_POLL_BATCH];
-    if (max > GT_POLL_BATCH) max = GT_POLL_BATCH;
+    struct epoll_event *evs = (struct epoll_event *)(void *)out;
     int n;
     if (timeout_ns <= 0) {
         n = epoll_wait(epfd, evs, max, timeout_ns < 0 ? -1 : 0);
@@ -57,9 +64,11 @@ int gt_epoll_wait(int epfd, gt_poll_event *out, int max, int64_t timeout_ns) {
         }
     }
     if (n < 0) return -errno;
-    for (int i = 0; i < n; i++) {
-        out[i].events = evs[i].events;
-        out[i].data = evs[i].data.u64;
+    for (int i = n - 1; i >= 0; i--) {
+        struct epoll_event ev;
+        memcpy(&ev, (const char *)out + (size_t)i * sizeof(struct epoll_event), sizeof ev);
+        out[i].events = ev.events;
+        out[i].data = ev.data.u64;
     }
     return n;
 }

@@ -193,6 +193,7 @@ typedef struct gt_poll_event {
 #define GT_EPOLLOUT 0x004u
 #define GT_EPOLLERR 0x008u
 #define GT_EPOLLHUP 0x010u
+#define GT_EPOLLPRI 0x002u
 #define GT_EPOLLRDHUP 0x2000u
 #define GT_EPOLLET (1u << 31)
 #define GT_POLLIN 0x001
@@ -200,14 +201,15 @@ typedef struct gt_poll_event {
 #define GT_POLLNVAL 0x020
 #define GT_POLLRDHUP 0x2000
 
-/// Most events one gt_epoll_wait returns.
+/// How many events one netpoll asks for (Go's netpoll takes 128 too).
 #define GT_POLL_BATCH 128
 
 // Every call below returns its result, or a negative errno read at once.
 int gt_epoll_create(void);
 int gt_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
 int gt_epoll_del(int epfd, int fd);
-/// Waits up to `timeout_ns` (< 0: forever, 0: just poll). Returns the count.
+/// Waits up to `timeout_ns` (< 0: forever, 0: just poll) for up to `max`
+/// events, written to `out` (room for `max`). Returns the count.
 int gt_epoll_wait(int epfd, gt_poll_event *out, int max, int64_t timeout_ns);
 int gt_eventfd_create(void);
 void gt_eventfd_signal(int fd);

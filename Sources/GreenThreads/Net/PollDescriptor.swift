@@ -37,6 +37,14 @@ final class PollDescriptor: @unchecked Sendable {
     @exclusivity(unchecked) var registrationTag: UInt64 = 0
 
     private let useCount = Atomic<Int>(0)
+    // The stream-read hint (StreamRead.swift).
+    /// Reads inside `performStreamRead` now.
+    let streamReaders = Atomic<Int>(0)
+    /// The last stream read returned less than it asked for.
+    let streamDrained = Atomic<Bool>(false)
+    /// Two reads overlapped once, or an event reported the end of the
+    /// stream, an error or urgent data: never park first again here.
+    let alwaysReadFirst = Atomic<Bool>(false)
     private static let closedBit = 1
 
     private let lock = SpinLock()
@@ -132,6 +140,13 @@ final class PollDescriptor: @unchecked Sendable {
         let readMask = GT_EPOLLIN | GT_EPOLLRDHUP | GT_EPOLLHUP | GT_EPOLLERR
         let writeMask = GT_EPOLLOUT | GT_EPOLLHUP | GT_EPOLLERR
         var woke = 0
+        // The end of the stream, an error or urgent data: conditions a read
+        // finds without a new edge to announce them, so a read must never
+        // park first again (StreamRead.swift). Before the wake-ups below:
+        // a reader woken (or finding `ready`) by this event sees it.
+        if events & (GT_EPOLLRDHUP | GT_EPOLLHUP | GT_EPOLLERR | GT_EPOLLPRI) != 0 {
+            alwaysReadFirst.store(true, ordering: .releasing)
+        }
         lock.lock()
         if events & readMask != 0 {
             let n = wake(&readers, poller: poller)

@@ -92,7 +92,9 @@ final class Poller: @unchecked Sendable {
         }
         table[slot].generation &+= 1
         let tag = UInt64(slot) | UInt64(table[slot].generation) << 32
-        let events = GT_EPOLLIN | GT_EPOLLOUT | GT_EPOLLRDHUP | GT_EPOLLET
+        // EPOLLPRI: urgent data ends a stream read short with bytes left
+        // behind it, so it turns the park-first shortcut off (StreamRead.swift).
+        let events = GT_EPOLLIN | GT_EPOLLPRI | GT_EPOLLOUT | GT_EPOLLRDHUP | GT_EPOLLET
         let rc = gt_epoll_add(epfd, descriptor.fd, events, tag)
         if rc != 0 {
             freeSlots.append(slot)
@@ -136,12 +138,12 @@ final class Poller: @unchecked Sendable {
         ioWaiters.load(ordering: .relaxed) > 0 && !blockerRole.load(ordering: .relaxed)
     }
 
-    /// Collects ready events without blocking and wakes their waiters.
-    /// Returns how many events it collected (a full buffer: call again).
+    /// Collects ready events without blocking, into the calling worker's
+    /// `events` buffer, and wakes their waiters. Returns how many events it
+    /// collected.
     @discardableResult
-    func poll() -> Int {
-        var buffer = PollBuffer()
-        return buffer.wait(epfd: epfd, timeout: 0) { self.dispatch($0) }
+    func poll(into events: PollEvents) -> Int {
+        wait(into: events, timeout: 0)
     }
 
     /// The idle worker's sleep, for the one that holds `blockerRole`:
@@ -159,14 +161,14 @@ final class Poller: @unchecked Sendable {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         var woken = gt_parker_try(worker.parker)
         if !woken {
-            var buffer = PollBuffer()
-            var events = buffer.wait(epfd: epfd, timeout: timeout) { self.dispatch($0) }
+            let events = worker.pollEvents
+            var n = wait(into: events, timeout: timeout)
             // A full buffer: more may be ready. Take them now, so the batch
             // the caller hands out covers every connection that is ready
             // (bounded: a flood must not keep this worker here).
             var rounds = 1
-            while events == PollBuffer.capacity, rounds < 4 {
-                events = buffer.wait(epfd: epfd, timeout: 0) { self.dispatch($0) }
+            while n == events.capacity, rounds < 4 {
+                n = wait(into: events, timeout: 0)
                 rounds += 1
             }
         }
@@ -174,6 +176,19 @@ final class Poller: @unchecked Sendable {
         blockerRole.store(false, ordering: .releasing)
         if !woken { woken = gt_parker_try(worker.parker) }
         return woken
+    }
+
+    /// One epoll_wait into `events`; dispatches each event. Returns how
+    /// many there were.
+    private func wait(into events: PollEvents, timeout: Int64) -> Int {
+        let n = Int(gt_epoll_wait(epfd, events.base, Int32(events.capacity), timeout))
+        // EINTR (a signal) or EBADF after shutdown: nothing to deliver.
+        guard n > 0 else { return 0 }
+        // Newest first: each woken thread goes on top of the worker's
+        // LIFO deque, so handing them over in reverse makes the owner run
+        // them in the order epoll reported them (the longest ready first).
+        for i in stride(from: n - 1, through: 0, by: -1) { _ = dispatch(events.base[i]) }
+        return n
     }
 
     /// Ends a worker's `blockIdle` (called after unparking its futex word).
@@ -215,31 +230,20 @@ final class Poller: @unchecked Sendable {
     var isClosed: Bool { tableLock.withLock { closed } }
 }
 
-/// Room for one batch of events, on the caller's stack.
-private struct PollBuffer {
-    var events = (
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event(),
-        gt_poll_event(), gt_poll_event(), gt_poll_event(), gt_poll_event()
-    )
+/// One worker's room for a batch of events: on the heap, allocated once,
+/// because a busy worker polls inside its switch, on the stack of a green
+/// thread that may be small. Owned by the worker; only it polls into it.
+struct PollEvents {
+    /// As many as Go's netpoll takes at once: with a thousand connections
+    /// ready, a 32-event buffer meant four epoll_waits per batch.
+    static let batch = Int(GT_POLL_BATCH)
 
-    static let capacity = 32
+    let base: UnsafeMutablePointer<gt_poll_event>
+    var capacity: Int { Self.batch }
 
-    /// One epoll_wait; calls `handle` for each event. Returns how many
-    /// events there were.
-    mutating func wait(epfd: Int32, timeout: Int64, handle: (gt_poll_event) -> Int) -> Int {
-        withUnsafeMutableBytes(of: &events) { raw in
-            let base = raw.baseAddress!.assumingMemoryBound(to: gt_poll_event.self)
-            let n = gt_epoll_wait(epfd, base, Int32(Self.capacity), timeout)
-            // EINTR (a signal) or EBADF after shutdown: nothing to deliver.
-            guard n > 0 else { return 0 }
-            for i in 0..<Int(n) { _ = handle(base[i]) }
-            return Int(n)
-        }
+    static func allocate() -> PollEvents {
+        PollEvents(base: .allocate(capacity: batch))
     }
+
+    func deallocate() { base.deallocate() }
 }

@@ -43,7 +43,7 @@ public class SocketStream: @unchecked Sendable {
     public func read(into buffer: UnsafeMutableRawBufferPointer, timeout: Duration? = nil) throws -> Int {
         if buffer.isEmpty { return 0 }
         let fd = descriptor.fd
-        return try descriptor.perform(.read, deadline: deadline(after: timeout), operation: "read") {
+        return try descriptor.performStreamRead(capacity: buffer.count, deadline: deadline(after: timeout), operation: "read") {
             gt_read(fd, buffer.baseAddress, buffer.count)
         }
     }
@@ -72,7 +72,7 @@ public class SocketStream: @unchecked Sendable {
         let fd = descriptor.fd
         return try [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
             while filled < count {
-                let n = try descriptor.perform(.read, deadline: end, operation: "read") {
+                let n = try descriptor.performStreamRead(capacity: count - filled, deadline: end, operation: "read") {
                     gt_read(fd, buffer.baseAddress! + filled, count - filled)
                 }
                 if n == 0 { throw NetError(.unexpectedEOF, operation: "readExactly(\(count)) after \(filled) bytes") }

@@ -35,6 +35,10 @@ struct WorkerLocal: ~Copyable {
     /// for them are issued once, for the whole batch (`distributePolled`).
     var collectingPolled = false
     var polledCount = 0
+    /// When this worker last polled the netpoller (monotonic ns): a busy
+    /// worker with queued work polls again only once this is
+    /// `Worker.busyPollNanos` old (`serviceTick`).
+    var lastPoll: Int64 = 0
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
     /// Yielded green threads, behind everything else runnable here.
@@ -89,6 +93,8 @@ final class Worker: @unchecked Sendable {
     /// Set while this worker sleeps in epoll_wait rather than on `parker`:
     /// `unpark` must then also signal the poller's eventfd.
     let inPoll = Atomic<Bool>(false)
+    /// Where this worker's netpolls put their events.
+    let pollEvents = PollEvents.allocate()
     /// A copy of the runtime's stop flag, read on every switch without
     /// touching (and retaining) the core.
     let stopping = Atomic<Bool>(false)
@@ -168,6 +174,7 @@ final class Worker: @unchecked Sendable {
         local.deallocate()
         parker.deallocate()
         spareParker.deallocate()
+        pollEvents.deallocate()
     }
 
     @inline(__always)
@@ -345,9 +352,21 @@ final class Worker: @unchecked Sendable {
         timers.fireExpiredIfAny()
         // A busy worker still notices I/O readiness when no idle worker is
         // blocked in epoll_wait to collect it (woken threads land here).
-        if poller.worthPolling { _ = pollReady(keepOne: false) }
+        if poller.worthPolling, deque.isEmptyForOwner || gt_now_ns() - local.pointee.lastPoll >= Self.busyPollNanos {
+            _ = pollReady(keepOne: false)
+        }
         return takeInjected()
     }
+
+    /// How often a busy worker whose deque still holds work polls the
+    /// netpoller at its injector tick. The deque is LIFO for its owner: a
+    /// batch polled on top of the last one runs first, and the older
+    /// batch's threads wait behind every newer one (at 1,000 echo
+    /// connections and 128-event batches, p99 went from 47 ms to 330 ms).
+    /// So, as in Go (a busy P never polls; sysmon does, after 10 ms), a
+    /// worker works through what it polled before it polls again, and
+    /// falls back to this bound only when its deque never empties.
+    static let busyPollNanos: Int64 = 10_000_000
 
     /// This node's injection queue first, then the others.
     @inline(__always)
@@ -640,7 +659,8 @@ final class Worker: @unchecked Sendable {
     @inline(never)
     func pollReady(keepOne: Bool) -> Int {
         local.pointee.collectingPolled = true
-        poller.poll()
+        local.pointee.lastPoll = gt_now_ns()
+        poller.poll(into: pollEvents)
         return distributePolled(keepOne: keepOne)
     }
 
@@ -837,6 +857,7 @@ final class Worker: @unchecked Sendable {
            poller.blockerRole.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
             local.pointee.collectingPolled = true
             woken = poller.blockIdle(worker: self, timeout: timeout)
+            local.pointee.lastPoll = gt_now_ns()
         } else {
             woken = gt_parker_park(parker, timeout)
         }
