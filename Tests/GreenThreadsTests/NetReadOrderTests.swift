@@ -6,6 +6,17 @@ import Glibc
 #endif
 @testable import GreenThreads
 
+/// A loopback listener and a client connected to it (not yet accepted).
+private func loopbackPair() throws -> (TCPListener, TCPStream) {
+    let listener = try TCPListener(host: "127.0.0.1", port: 0)
+    do {
+        return (listener, try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
+    } catch {
+        listener.close()
+        throw error
+    }
+}
+
 extension NetSuites {
 /// The order a worker serves ready connections in, and stream reads that
 /// park before their syscall once the last read drained the socket
@@ -76,10 +87,8 @@ struct NetReadOrderTests {
         let rt = Runtime(workers: workers)
         defer { rt.shutdown() }
         let got = try rt.run { () throws -> [Int] in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            defer { listener.close() }
-            let client = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
-            defer { client.close() }
+            let (listener, client) = try loopbackPair()
+            defer { client.close(); listener.close() }
             let conn = try listener.accept(timeout: .seconds(5))
             defer { conn.close() }
             // Other runnable threads on the reader's worker: the condition
@@ -214,10 +223,8 @@ struct NetReadOrderTests {
         let rt = Runtime(workers: workers)
         defer { rt.shutdown() }
         let (first, second, flagged) = try rt.run { () throws -> ([UInt8], [UInt8], Bool) in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            defer { listener.close() }
-            let client = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
-            defer { client.close() }
+            let (listener, client) = try loopbackPair()
+            defer { client.close(); listener.close() }
             let conn = try listener.accept(timeout: .seconds(5))
             defer { conn.close() }
             try client.write(Array("abc".utf8))
@@ -247,10 +254,8 @@ struct NetReadOrderTests {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         let (total, flagged) = try rt.run { () throws -> (Int, Bool) in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            defer { listener.close() }
-            let client = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
-            defer { client.close() }
+            let (listener, client) = try loopbackPair()
+            defer { client.close(); listener.close() }
             let conn = try listener.accept(timeout: .seconds(5))
             defer { conn.close() }
             let readers = (0..<2).map { _ in go { () throws -> Int in
