@@ -143,14 +143,9 @@ extension UnsafeMutablePointer where Pointee == Waiter {
     @inline(__always)
     func claim() -> Bool {
         let ticket = pointee.ticket
-        return pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef {
-            // acquiring: we see everything the waiter wrote before arming
-            // and queueing; releasing: pairs with the waiter's own disarm.
-            $0.claim.compareExchange(
-                expected: ticket, desired: ticket &+ 1,
-                successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
-            ).exchanged
-        }
+        // Acquiring (in tryClaim): we also see what the waiter wrote
+        // before queueing.
+        return pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.tryClaim(ticket) }
     }
 
     /// Resumes a waiter whose claim the caller won. Never under a SpinLock:
@@ -165,11 +160,7 @@ extension UnsafeMutablePointer where Pointee == Waiter {
     /// `resume` with a cause other than `.notified`.
     @inline(__always)
     func resume(_ cause: WakeCause) {
-        let target = pointee.target.unsafelyUnwrapped
-        target._withUnsafeGuaranteedRef {
-            $0.cause = cause
-            $0.resumeFromWait()
-        }
+        pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.resume(cause) }
     }
 
     /// Whether this wait is still open (nobody claimed it yet).

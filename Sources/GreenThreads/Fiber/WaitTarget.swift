@@ -51,6 +51,26 @@ class WaitTarget: @unchecked Sendable {
         return c & 1 == 1 ? c : nil
     }
 
+    /// Wins the wait armed with `ticket`, if nothing else ended it first:
+    /// the one CAS every waker (strong, unowned, or a queued waiter) makes.
+    /// Acquiring: the claimer sees what the waiter wrote before arming;
+    /// releasing: pairs with the waiter's own `disarm`.
+    @inline(__always)
+    final func tryClaim(_ ticket: UInt64) -> Bool {
+        claim.compareExchange(
+            expected: ticket, desired: ticket &+ 1,
+            successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
+        ).exchanged
+    }
+
+    /// Resumes the waiter after a won claim: records why, then makes it
+    /// runnable. Nothing may touch the target afterwards.
+    @inline(__always)
+    final func resume(_ cause: WakeCause) {
+        self.cause = cause
+        resumeFromWait()
+    }
+
     /// Makes the claimed waiter runnable again. Called exactly once per
     /// successful claim.
     func resumeFromWait() {
@@ -67,12 +87,8 @@ struct Waker: @unchecked Sendable {
     @discardableResult
     @inline(__always)
     func wake(_ cause: WakeCause = .notified) -> Bool {
-        guard target.claim.compareExchange(
-            expected: ticket, desired: ticket &+ 1,
-            successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
-        ).exchanged else { return false }
-        target.cause = cause
-        target.resumeFromWait()
+        guard target.tryClaim(ticket) else { return false }
+        target.resume(cause)
         return true
     }
 
@@ -107,12 +123,7 @@ struct UnownedWaker {
     /// take) is the target sure to be alive for this call.
     @inline(__always)
     func claim() -> Bool {
-        ref._withUnsafeGuaranteedRef {
-            $0.claim.compareExchange(
-                expected: ticket, desired: ticket &+ 1,
-                successOrdering: .acquiringAndReleasing, failureOrdering: .relaxed
-            ).exchanged
-        }
+        ref._withUnsafeGuaranteedRef { $0.tryClaim(ticket) }
     }
 
     /// Resumes a waiter whose claim the caller won. Nothing may touch the
@@ -120,10 +131,7 @@ struct UnownedWaker {
     /// instruction of the resume.
     @inline(__always)
     func resume(_ cause: WakeCause = .notified) {
-        ref._withUnsafeGuaranteedRef {
-            $0.cause = cause
-            $0.resumeFromWait()
-        }
+        ref._withUnsafeGuaranteedRef { $0.resume(cause) }
     }
 
     /// Whether this is the same wait as `other`.

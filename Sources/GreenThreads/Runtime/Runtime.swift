@@ -84,7 +84,7 @@ public final class Runtime: Sendable {
     public func spawn<T: Sendable>(_ body: consuming @escaping @Sendable () throws -> T) -> JoinHandle<T> {
         // Inlined, and consuming, for the same reasons as `go`.
         if let w = Worker.calling(of: core) {
-            return JoinHandle(fiber: Worker.spawnFiber(on: w, body))
+            return JoinHandle(fiber: Worker.spawnFiber(on: w, consume body))
         }
         let fiber = TypedFiber(core: core, body: body)
         core.submitExternal(fiber)
