@@ -151,11 +151,13 @@ run_echo() {
             python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
+if not r["rps"]:
+    sys.exit("compare: %s echo at %s connections completed no request in %s s" % (sys.argv[2], sys.argv[3], r["seconds"]))
 print("RESULT peer=%s benchmark=echo%s workers=%s value=%.1f unit=ns/request rps=%.1f p99_us=%.1f"
       % (sys.argv[2], sys.argv[3], sys.argv[4], 1e9 / r["rps"], r["rps"], r["p99_us"]))
-' "$json" "$impl" "$c" "$w"
+' "$json" "$impl" "$c" "$w" || log "server output: $(tail -c 600 "$out")"
         else
-            log "$impl echo at $c connections failed"
+            log "$impl echo at $c connections failed; server output: $(tail -c 600 "$out")"
         fi
     done
     kill "$pid" 2>/dev/null || true

@@ -6,8 +6,8 @@ public enum EchoServer {
     /// Accepts connections until `listener` is closed, echoing each on its
     /// own green thread, then waits for those connections to end (their
     /// clients close them). Call it on a green thread.
-    /// - Throws: a `NetError` from `accept` other than `.closed` and
-    ///   `.tooManyOpenFiles`.
+    /// - Throws: a `NetError` from `accept` other than `.closed` and the
+    ///   resource shortages `serveConnections` waits out.
     public static func serve(_ listener: TCPListener, log: @escaping @Sendable (String) -> Void = { _ in }) throws {
         try serveConnections(listener, log: log, handler: echo)
     }

@@ -116,6 +116,34 @@ struct NetTCPTests {
         }
     }
 
+    /// A connection reset while still in the accept queue is that
+    /// connection's failure, not the listener's: Linux hands it out and its
+    /// first read reports the reset, and the connection behind it is served.
+    /// Where accept4 itself fails for one queued connection (ECONNABORTED
+    /// when the kernel cannot name the peer, or a pending network error),
+    /// `accept` skips it the same way instead of throwing.
+    @Test func aResetInTheAcceptQueueStaysWithItsConnection() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        try rt.run {
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            // Both handshakes complete in the backlog; nobody accepts yet.
+            let doomed = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
+            try doomed.setLingerZero()
+            doomed.close()
+            let good = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
+            try good.write(Array("ok".utf8))
+            let first = try listener.accept(timeout: .seconds(5))
+            #expect(throws: NetError.self) { _ = try first.read(upTo: 16) }
+            let second = try listener.accept(timeout: .seconds(5))
+            #expect(try second.readExactly(2) == Array("ok".utf8))
+            for c in [first, second, good] { c.close() }
+            listener.close()
+        }
+        #expect(isQueuedConnectionError(ECONNABORTED) && isQueuedConnectionError(EPROTO))
+        #expect(!isQueuedConnectionError(EMFILE) && !isQueuedConnectionError(EBADF) && !isQueuedConnectionError(EINVAL))
+    }
+
     @Test func halfClose() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }

@@ -22,6 +22,8 @@ extension PollDescriptor {
         while true {
             let n = attempt()
             if n >= 0 { return n }
+            // A signal handler (a profiler's, the user's) ran mid-call.
+            if n == -Int(EINTR) { continue }
             if n != -Int(EAGAIN) { throw NetError(errno: Int32(-n), operation: operation()) }
             try waitReady(direction, deadline: deadline, operation: operation())
             if isClosed { throw NetError(.closed, operation: operation()) }
@@ -62,9 +64,27 @@ func listenSocket(at address: SocketAddress, backlog: Int, reuseAddress: Bool) t
 func acceptConnection(on descriptor: PollDescriptor, timeout: Duration?) throws -> (fd: Int32, peer: SocketAddress) {
     var peer = gt_sockaddr()
     let fd = try descriptor.perform(.read, deadline: deadline(after: timeout), operation: "accept") {
-        Int(gt_accept(descriptor.fd, &peer))
+        while true {
+            let c = gt_accept(descriptor.fd, &peer)
+            if c >= 0 || !isQueuedConnectionError(-c) { return Int(c) }
+        }
     }
     return (Int32(fd), SocketAddress(raw: peer))
+}
+
+/// Errors of `accept` that concern one queued connection, not the
+/// listener: the failed call took that connection off the queue, and the
+/// next call gets the one behind it. A server must not stop listening over
+/// them, so `accept` retries instead of throwing (Go retries ECONNABORTED;
+/// Linux's accept(2) asks for the pending network errors it passes on to
+/// be treated like EAGAIN).
+func isQueuedConnectionError(_ e: Int32) -> Bool {
+    switch e {
+    case ECONNABORTED, EPROTO, ENETDOWN, ENOPROTOOPT, EHOSTDOWN, ENONET, EHOSTUNREACH, EOPNOTSUPP, ENETUNREACH:
+        return true
+    default:
+        return false
+    }
 }
 
 /// Non-blocking connect of a fresh socket to `address`; parks until the

@@ -43,6 +43,9 @@ public final class TCPListener: @unchecked Sendable {
     public var fileDescriptor: Int32 { descriptor.fd }
 
     /// Waits for the next connection; parks the green thread meanwhile.
+    /// A queued connection that failed before it was taken (aborted by its
+    /// peer, or carrying a network error) is skipped, not reported: the
+    /// listener is fine, and the next connection is accepted instead.
     /// - Throws: `NetError` (`.tooManyOpenFiles` when the process is out of
     ///   fds: the connection stays queued and a later `accept` can take it;
     ///   `.closed`; `.timedOut`) or `CancellationError`.
