@@ -21,10 +21,18 @@ public enum LoadGenerator {
         public var threads: Int
         /// How long all connections together may take to establish.
         public var connectTimeout: Duration
+        /// Requests per second over all connections, or nil for a closed
+        /// loop (each connection sends its next message as soon as the echo
+        /// is back). At a fixed rate each connection sends on a schedule
+        /// (the connections spread evenly over one period), and a round trip
+        /// counts from when its message was *due*: a server that falls
+        /// behind is charged for the wait of every message queued behind
+        /// the late one (wrk2's correction for coordinated omission).
+        public var rate: Double?
 
         public init(host: String = "127.0.0.1", port: Int, connections: Int = 100, messageSize: Int = 64,
                     duration: Duration = .seconds(5), threads: Int = LoadGenerator.defaultThreads,
-                    connectTimeout: Duration = .seconds(10)) {
+                    connectTimeout: Duration = .seconds(10), rate: Double? = nil) {
             self.host = host
             self.port = port
             self.connections = connections
@@ -32,6 +40,7 @@ public enum LoadGenerator {
             self.duration = duration
             self.threads = threads
             self.connectTimeout = connectTimeout
+            self.rate = rate
         }
     }
 
@@ -54,7 +63,7 @@ public enum LoadGenerator {
         var runners: [LoadThread] = []
         for t in 0..<threads {
             let mine = (config.connections - t + threads - 1) / threads  // i = t, t + threads, ...
-            runners.append(LoadThread(shared: shared, connections: mine))
+            runners.append(LoadThread(shared: shared, connections: mine, first: t, stride: threads))
         }
         var handles: [OSThread] = []
         do {
@@ -98,6 +107,11 @@ public enum LoadGenerator {
         }
         guard c.duration > .zero else { throw LoadError.badConfiguration("--duration must be positive") }
         guard c.threads > 0 else { throw LoadError.badConfiguration("--threads must be at least 1") }
+        if let rate = c.rate {
+            guard rate.isFinite, rate >= 1, rate <= 1e8 else {
+                throw LoadError.badConfiguration("--rate must be in 1...100000000 requests/s")
+            }
+        }
     }
 
     /// Raises this process's descriptor limit to its hard limit: 1,000

@@ -39,6 +39,10 @@ final class LoadThread: @unchecked Sendable {
     private let recv: UnsafeMutablePointer<UInt8>
     private var epfd: Int32 = -1
     private var live = 0
+    /// Global index of local connection 0, and the step between ours
+    /// (connection i of the run belongs to thread i % threads).
+    private let first: Int
+    private let stride: Int
 
     private struct Conn {
         var fd: Int32 = -1
@@ -47,9 +51,15 @@ final class LoadThread: @unchecked Sendable {
         var sequence: UInt64 = 0
         var startedAt: UInt64 = 0
         var wantsWrite = false
+        /// Fixed rate: a message is out and its echo not all back.
+        var inFlight = false
+        /// Fixed rate: the period of this connection's next message.
+        var nextPeriod: UInt64 = 0
     }
 
-    init(shared: RunShared, connections: Int) {
+    init(shared: RunShared, connections: Int, first: Int, stride: Int) {
+        self.first = first
+        self.stride = stride
         self.shared = shared
         size = shared.config.messageSize
         conns = [Conn](repeating: Conn(), count: connections)
@@ -80,7 +90,7 @@ final class LoadThread: @unchecked Sendable {
         }
         shared.startLine.arrive()
         guard !shared.aborted.load(ordering: .relaxed) else { return }
-        drive()
+        if let rate = shared.config.rate { drive(rate: rate) } else { drive() }
     }
 
     // MARK: connecting
@@ -152,17 +162,84 @@ final class LoadThread: @unchecked Sendable {
                 for i in conns.indices where conns[i].fd >= 0 { fail(i, message) }
                 break
             }
-            for e in events.prefix(Int(Swift.max(n, 0))) {
-                let i = Int(e.data.u64)
-                guard conns[i].fd >= 0 else { continue }
-                if e.events & EPOLLOUT.rawValue != 0 && conns[i].wantsWrite { flush(i) }
-                if e.events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
-                    receive(i, deadline: deadline)
-                }
-            }
+            handle(events.prefix(Int(Swift.max(n, 0))), deadline: deadline)
             now = monotonicNanos()
         }
         elapsedNanos = Swift.min(now, deadline) - start
+    }
+
+    private func handle(_ events: ArraySlice<epoll_event>, deadline: UInt64) {
+        for e in events {
+            let i = Int(e.data.u64)
+            guard conns[i].fd >= 0 else { continue }
+            if e.events & EPOLLOUT.rawValue != 0 && conns[i].wantsWrite { flush(i) }
+            if e.events & (EPOLLIN.rawValue | EPOLLERR.rawValue | EPOLLHUP.rawValue) != 0 {
+                receive(i, deadline: deadline)
+            }
+        }
+    }
+
+    /// The fixed-rate timed phase. Connection g of the run (of C) sends
+    /// message k at start + (g / C + k) * period, period = C / rate: the run's
+    /// messages fall due evenly, 1 / rate apart. Ours fall due in the order
+    /// (k, i), which `due` walks. A message due while its connection still
+    /// waits for the last echo goes out when that echo is back (`echoed`),
+    /// timed from when it was due.
+    private func drive(rate: Double) {
+        let start = monotonicNanos()
+        let deadline = start + nanos(shared.config.duration)
+        let total = Double(shared.config.connections)
+        let period = total / rate * 1e9
+        let plan = Schedule(start: start, period: period,
+                            offsets: conns.indices.map { UInt64(Double(first + $0 * stride) / total * period) })
+        schedule = plan
+        var due = (k: UInt64(0), i: 0)
+        var events = [epoll_event](repeating: epoll_event(), count: 256)
+        var now = start
+        while live > 0 && now < deadline {
+            while case let t = plan.time(due.k, due.i), t <= now {
+                let i = due.i
+                if conns[i].fd >= 0, !conns[i].inFlight, conns[i].nextPeriod <= due.k {
+                    send(i, period: due.k, dueAt: t)
+                }
+                due = due.i + 1 == conns.count ? (due.k + 1, 0) : (due.k, due.i + 1)
+            }
+            let wait = Swift.min(plan.time(due.k, due.i), deadline) - now
+            let n = lg_epoll_wait_ns(epfd, &events, Int32(events.count), Int64(wait))
+            if n < 0 && n != -EINTR {
+                let message = "epoll_wait: \(errnoText(-n))"
+                for i in conns.indices where conns[i].fd >= 0 { fail(i, message) }
+                break
+            }
+            handle(events.prefix(Int(Swift.max(n, 0))), deadline: deadline)
+            now = monotonicNanos()
+        }
+        elapsedNanos = Swift.min(now, deadline) - start
+    }
+
+    private struct Schedule {
+        let start: UInt64
+        let period: Double
+        let offsets: [UInt64]
+        func time(_ k: UInt64, _ i: Int) -> UInt64 { start + offsets[i] + UInt64(Double(k) * period) }
+    }
+
+    private var schedule: Schedule?
+
+    private func send(_ i: Int, period k: UInt64, dueAt t: UInt64) {
+        conns[i].nextPeriod = k + 1
+        conns[i].inFlight = true
+        startRequest(i, now: t)
+    }
+
+    /// Connection i's echo is back at `now`: its next message goes at once
+    /// if already due (late), else when the schedule reaches it.
+    private func echoed(_ i: Int, at now: UInt64) {
+        guard let schedule else { return startRequest(i, now: now) }
+        conns[i].inFlight = false
+        let k = conns[i].nextPeriod
+        let t = schedule.time(k, i)
+        if t <= now { send(i, period: k, dueAt: t) }
     }
 
     private func startRequest(_ i: Int, now: UInt64) {
@@ -228,7 +305,7 @@ final class LoadThread: @unchecked Sendable {
         }
         if now <= deadline {
             histogram.record(now - conns[i].startedAt)
-            startRequest(i, now: now)
+            echoed(i, at: now)
         }
     }
 

@@ -31,6 +31,9 @@ struct LoadGenCommand: ParsableCommand {
     @Option(help: "Load generator OS threads (default: one per core, at most 4).")
     var threads = LoadGenerator.defaultThreads
 
+    @Option(help: "Send at this many requests/s (over all connections), each round trip timed from when its message was due; default: closed loop, each connection sending again as soon as its echo is back.")
+    var rate: Double?
+
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
@@ -41,7 +44,7 @@ struct LoadGenCommand: ParsableCommand {
     func run() throws {
         let config = LoadGenerator.Configuration(
             host: host, port: port, connections: connections, messageSize: size,
-            duration: .nanoseconds(Int64(duration * 1e9)), threads: threads)
+            duration: .nanoseconds(Int64(duration * 1e9)), threads: threads, rate: rate)
         let result: LoadResult
         do {
             result = try LoadGenerator.run(config)
@@ -65,6 +68,7 @@ extension LoadResult {
     func text() -> String {
         let c = configuration
         return "\(c.host):\(c.port)  connections=\(c.connections) size=\(c.messageSize) threads=\(threads)  "
+            + (c.rate.map { "rate=\(formatNumber($0))/s  " } ?? "")
             + "\(formatNumber(requestsPerSecond)) requests/s  "
             + "p50 \(formatNumber(micros(50))) us  p99 \(formatNumber(micros(99))) us  "
             + "p99.9 \(formatNumber(micros(99.9))) us  max \(formatNumber(Double(latency.max) / 1000)) us  "
@@ -78,6 +82,7 @@ extension LoadResult {
             + "\"size\": \(c.messageSize), \"threads\": \(threads), \"requests\": \(requests), "
             + "\"seconds\": \(n(Double(elapsedNanos) / 1e9)), \"rps\": \(n(requestsPerSecond)), "
             + "\"p50_us\": \(n(micros(50))), \"p99_us\": \(n(micros(99))), \"p999_us\": \(n(micros(99.9))), "
-            + "\"max_us\": \(n(Double(latency.max) / 1000)), \"failed_connections\": \(failedConnections)}"
+            + "\"max_us\": \(n(Double(latency.max) / 1000)), \"failed_connections\": \(failedConnections), "
+            + "\"rate\": \(c.rate.map(n) ?? "null")}"
     }
 }

@@ -11,7 +11,8 @@ struct LoadGeneratorTests {
     /// Runs `serve` on a listener inside a runtime and the generator against
     /// it from this OS thread, briefly: the generator runs flat out, and
     /// other suites' timing checks run beside it.
-    func drive(connections: Int, serve: @escaping @Sendable (TCPListener) throws -> Void) throws -> LoadResult {
+    func drive(connections: Int, duration: Duration = .milliseconds(50), threads: Int = 1, rate: Double? = nil,
+               serve: @escaping @Sendable (TCPListener) throws -> Void) throws -> LoadResult {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         let bound = Channel<TCPListener>(capacity: 1)
@@ -26,7 +27,7 @@ struct LoadGeneratorTests {
             _ = try? server.join()
         }
         return try LoadGenerator.run(.init(port: listener.port, connections: connections, messageSize: 64,
-                                           duration: .milliseconds(50), threads: 1))
+                                           duration: duration, threads: threads, rate: rate))
     }
 
     @Test func measuresOurEchoServer() throws {
@@ -52,6 +53,39 @@ struct LoadGeneratorTests {
         #expect(result.requests == 0)
     }
 
+    @Test func fixedRateSendsOnSchedule() throws {
+        // 2,000/s for 0.5 s over 20 connections and 2 threads: ~1,000 round
+        // trips, against a server far faster than that.
+        let result = try drive(connections: 20, duration: .milliseconds(500), threads: 2, rate: 2000) {
+            try EchoServer.serve($0)
+        }
+        #expect(result.failedConnections == 0 && result.firstFailure == nil)
+        #expect((800...1010).contains(result.requests), "\(result.requests) round trips at 2,000/s in 0.5 s")
+    }
+
+    @Test func fixedRateChargesAServerThatFallsBehind() throws {
+        // Each echo takes 20 ms; 4 connections at 400/s want one every 10 ms
+        // each. A closed loop just waits (round trips ~20 ms); at the fixed
+        // rate the messages queue up behind the late ones, and each is
+        // timed from when it was due, so the round trips keep growing.
+        let slow: @Sendable (TCPListener) throws -> Void = { listener in
+            try serveConnections(listener, log: { _ in }) { conn in
+                defer { conn.close() }
+                while let bytes = try? conn.readExactly(64) {
+                    GreenThread.sleep(for: .milliseconds(20))
+                    if (try? conn.write(bytes)) == nil { return }
+                }
+            }
+        }
+        let closed = try drive(connections: 4, duration: .milliseconds(400), serve: slow)
+        let paced = try drive(connections: 4, duration: .milliseconds(400), rate: 400, serve: slow)
+        #expect(closed.failedConnections == 0 && paced.failedConnections == 0)
+        let closedP50 = closed.latency.value(atPercentile: 50)
+        #expect(closedP50 >= 20_000_000)
+        #expect(paced.latency.value(atPercentile: 99) >= 3 * closedP50,
+                "p99 \(paced.latency.value(atPercentile: 99)) ns at a rate the server cannot keep; closed-loop p50 \(closedP50) ns")
+    }
+
     @Test func refusedAndBadConfiguration() throws {
         // A port nobody listens on: bind one, learn its number, close it.
         let port = try { () throws -> Int in
@@ -64,6 +98,9 @@ struct LoadGeneratorTests {
         #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: 1, connections: 0)) }
         #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: 1, messageSize: 0)) }
         #expect(throws: LoadError.self) { try LoadGenerator.run(.init(host: "no.such.host.invalid", port: 1)) }
+        for rate in [0, -5, .infinity, .nan] as [Double] {
+            #expect(throws: LoadError.self) { try LoadGenerator.run(.init(port: 1, rate: rate)) }
+        }
     }
 
     @Test func histogramPrecision() {
