@@ -39,6 +39,8 @@ struct WorkerLocal: ~Copyable {
     /// worker with queued work polls again only once this is
     /// `Worker.busyPollNanos` old (`serviceTick`).
     var lastPoll: Int64 = 0
+    /// Peers' progress, for `rescueFromStalledPeer` (StalledPeers.swift).
+    var peers = PeerWatch()
     var nextLocalID: UInt64 = 0
     var stacks = StackPool()
     /// Yielded green threads, behind everything else runnable here.
@@ -624,7 +626,10 @@ final class Worker: @unchecked Sendable {
             if core.earliestDeadline() <= clock.now(), core.fireRemoteTimers(now: clock.now()) > 0 { continue }
             // Ready fds, without blocking (the woken threads land in our
             // run-next slot).
-            if poller.worthPolling, pollReady(keepOne: true) > 0 { continue }
+            if poller.worthPolling {
+                if let f = rescueFromStalledPeer() { return found(f) }
+                if pollReady(keepOne: true) > 0 { continue }
+            }
             // Out of work: compact the sleeps enlisted so far (any that were
             // woken meanwhile land in our run-next slot).
             if hasCompactionCandidates {
@@ -764,7 +769,7 @@ final class Worker: @unchecked Sendable {
         return nil
     }
 
-    private func steal(from victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
+    func steal(from victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
         guard let first = victim.deque.stealOne() else {
             // An empty deque but a run-next slot: take that instead (after
             // the grace period), so a green thread is never stranded
