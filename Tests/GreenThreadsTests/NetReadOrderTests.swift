@@ -6,17 +6,6 @@ import Glibc
 #endif
 @testable import GreenThreads
 
-/// A loopback listener and a client connected to it (not yet accepted).
-private func loopbackPair() throws -> (TCPListener, TCPStream) {
-    let listener = try TCPListener(host: "127.0.0.1", port: 0)
-    do {
-        return (listener, try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
-    } catch {
-        listener.close()
-        throw error
-    }
-}
-
 extension NetSuites {
 /// The order a worker serves ready connections in, and stream reads that
 /// park before their syscall once the last read drained the socket

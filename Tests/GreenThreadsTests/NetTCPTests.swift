@@ -10,6 +10,17 @@ import Glibc
 @Suite("Net", .serialized)
 enum NetSuites {}
 
+/// A loopback listener and a client connected to it (not yet accepted).
+func loopbackPair() throws -> (TCPListener, TCPStream) {
+    let listener = try TCPListener(host: "127.0.0.1", port: 0)
+    do {
+        return (listener, try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5)))
+    } catch {
+        listener.close()
+        throw error
+    }
+}
+
 /// TCP over loopback: echo, end of stream, half-close, reset, deadlines,
 /// close waking parked callers, and the errors of bad input.
 extension NetSuites {
@@ -126,9 +137,8 @@ struct NetTCPTests {
         let rt = Runtime(workers: 1)
         defer { rt.shutdown() }
         try rt.run {
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
             // Both handshakes complete in the backlog; nobody accepts yet.
-            let doomed = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
+            let (listener, doomed) = try loopbackPair()
             try doomed.setLingerZero()
             doomed.close()
             let good = try TCPStream.connect(host: "127.0.0.1", port: listener.port, timeout: .seconds(5))
