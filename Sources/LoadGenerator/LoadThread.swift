@@ -200,7 +200,7 @@ final class LoadThread: @unchecked Sendable {
             while case let t = plan.time(due.k, due.i), t <= now {
                 let i = due.i
                 if conns[i].fd >= 0, !conns[i].inFlight, conns[i].nextPeriod <= due.k {
-                    send(i, period: due.k, dueAt: t)
+                    sendDue(i, period: due.k, at: t)
                 }
                 due = due.i + 1 == conns.count ? (due.k + 1, 0) : (due.k, due.i + 1)
             }
@@ -226,7 +226,7 @@ final class LoadThread: @unchecked Sendable {
 
     private var schedule: Schedule?
 
-    private func send(_ i: Int, period k: UInt64, dueAt t: UInt64) {
+    private func sendDue(_ i: Int, period k: UInt64, at t: UInt64) {
         conns[i].nextPeriod = k + 1
         conns[i].inFlight = true
         startRequest(i, now: t)
@@ -239,7 +239,7 @@ final class LoadThread: @unchecked Sendable {
         conns[i].inFlight = false
         let k = conns[i].nextPeriod
         let t = schedule.time(k, i)
-        if t <= now { send(i, period: k, dueAt: t) }
+        if t <= now { sendDue(i, period: k, at: t) }
     }
 
     private func startRequest(_ i: Int, now: UInt64) {
