@@ -82,6 +82,41 @@ struct EchoServerTests {
         #expect(rt.stats.handoffs > 0, "the blocking calls were meant to force hand-offs")
     }
 
+    /// Hand-offs, then silence. Handlers block their worker in raw
+    /// `usleep` (no timer anywhere in the server), so sysmon brings a spare
+    /// in; once the load stops, the spare retires while the worker sleeps.
+    /// Whichever thread sleeps last must still be watching the sockets:
+    /// the next burst's connections must be accepted and served.
+    @Test func aRetiringSpareLeavesTheSocketsWatched() throws {
+        let rounds = getenv("GT_BURST_ROUNDS").flatMap { Int(String(cString: $0)) } ?? 20
+        let rt = Runtime(configuration: .init(
+            workers: 1, preemptionThreshold: .microseconds(200), handoffThreshold: .microseconds(500)))
+        defer { rt.shutdown() }
+        let bound = Channel<TCPListener>(capacity: 1)
+        let server = rt.spawn { () throws in
+            let listener = try TCPListener(host: "127.0.0.1", port: 0)
+            try bound.send(listener)
+            try serveConnections(listener, log: { _ in }) { conn in
+                defer { conn.close() }
+                while let bytes = try? conn.readExactly(64) {
+                    usleep(300)  // unannounced: only sysmon notices
+                    if (try? conn.write(bytes)) == nil { return }
+                }
+            }
+        }
+        let listener = try #require(bound.receive())
+        for round in 0..<rounds {
+            let result = try LoadGenerator.run(.init(
+                port: listener.port, connections: 16, messageSize: 64, duration: .milliseconds(30), threads: 1))
+            #expect(result.failedConnections == 0, "round \(round): \(result.firstFailure ?? "")")
+            #expect(result.requests > 0, "round \(round): the server stopped serving (\(rt.stats))")
+            usleep(20_000)  // silence: the spare retires, everyone sleeps
+        }
+        listener.close()
+        try server.join()
+        #expect(rt.stats.handoffs > 0, "the blocking handlers were meant to force hand-offs")
+    }
+
     @Test func serveReturnsOnlyAfterOpenConnectionsEnd() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }

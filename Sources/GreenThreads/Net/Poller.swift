@@ -54,6 +54,12 @@ final class Poller: @unchecked Sendable {
     let ioWaiters = Atomic<Int>(0)
     /// Held by the one worker allowed to block in epoll_wait.
     let blockerRole = Atomic<Bool>(false)
+    /// When an epoll_wait last returned (monotonic ns, to within
+    /// `pollStampNanos`): how long readiness may have gone uncollected,
+    /// for sysmon (`Sysmon.watchSockets`). Stored only once stale, so that
+    /// workers polling thousands of times a second share the line read-only.
+    let lastPolled = Atomic<Int64>(0)
+    static let pollStampNanos: Int64 = 1_000_000
 
     private let tableLock = SpinLock()
     // Guarded by tableLock:
@@ -182,6 +188,8 @@ final class Poller: @unchecked Sendable {
     /// many there were.
     private func wait(into events: PollEvents, timeout: Int64) -> Int {
         let n = Int(gt_epoll_wait(epfd, events.base, Int32(events.capacity), timeout))
+        let now = gt_now_ns()
+        if now - lastPolled.load(ordering: .relaxed) >= Self.pollStampNanos { lastPolled.store(now, ordering: .relaxed) }
         // EINTR (a signal) or EBADF after shutdown: nothing to deliver.
         guard n > 0 else { return 0 }
         // Newest first: each woken thread goes on top of the worker's

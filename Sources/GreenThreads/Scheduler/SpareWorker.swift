@@ -57,7 +57,12 @@ extension Worker {
         spareState.store(SpareState.dormant.rawValue, ordering: .releasing)
         // Also when we were the last active worker awake: the sleepers
         // counted us and did not watch for a deadlock; one must look again.
-        if handedBack > 0 || lastSpinner || core.mayBeDeadlocked() { idle.notifyWork() }
+        // And whenever sockets are in use: we may have been the one that
+        // watched them (the poller role), while the others sleep on their
+        // futexes; one must come round to take the role.
+        if handedBack > 0 || lastSpinner || core.mayBeDeadlocked() || poller.inUse.load(ordering: .relaxed) {
+            idle.notifyWork()
+        }
         while spareState.load(ordering: .acquiring) != SpareState.active.rawValue {
             if stopping.load(ordering: .acquiring) { return false }
             _ = gt_parker_park(spareParker, -1)

@@ -46,6 +46,12 @@ final class Sysmon: @unchecked Sendable {
     let preemptionRequests = Atomic<Int>(0)
     /// Yield queues taken over from stuck workers (`Worker.rescueYields`).
     let yieldRescues = Atomic<Int>(0)
+    /// Sleepers woken because nobody was collecting readiness
+    /// (`watchSockets`).
+    let unwatchedWakes = Atomic<Int>(0)
+    /// How long readiness may go uncollected before sysmon wakes a sleeper
+    /// to poll (Go's sysmon polls the network itself after 10 ms).
+    static let unwatchedNanos: Int64 = 10_000_000
 
     static let minDelay: Int64 = 20_000
     static let maxDelay: Int64 = 10_000_000
@@ -235,6 +241,7 @@ final class Sysmon: @unchecked Sendable {
                 retiring.insert(s)
             }
         }
+        if watchSockets(now: now) { acted = true }
         for s in retiring {
             acted = true
             if !workers[s].isActiveSpare {
@@ -248,6 +255,25 @@ final class Sysmon: @unchecked Sendable {
             }
         }
         return acted
+    }
+
+    /// Readiness must always have a collector: the worker blocked in
+    /// epoll_wait, or a running worker that polls whenever it runs dry. Two
+    /// states leave it with none while green threads wait on fds and a
+    /// worker sleeps on its futex (it parked while another held the
+    /// poller role): the role's holder was a spare that then retired, or it
+    /// woke for one event whose green thread runs on without switching
+    /// (a long loop). Nothing would wake the sleeper: fd readiness is not
+    /// queued work, so neither `notifyWork` nor a hand-off sees it. So when
+    /// no epoll_wait has returned for `unwatchedNanos`, sysmon wakes one
+    /// sleeper, which polls and then takes the role.
+    private func watchSockets(now: Int64) -> Bool {
+        let poller = core.poller
+        guard poller.ioWaiters.load(ordering: .relaxed) > 0, !poller.blockerRole.load(ordering: .relaxed),
+              now - poller.lastPolled.load(ordering: .relaxed) >= Self.unwatchedNanos,
+              wakeIdleWorker() else { return false }
+        unwatchedWakes.add(1, ordering: .relaxed)
+        return true
     }
 
     /// Wakes a sleeping worker unless one is spinning already (whose
