@@ -51,13 +51,7 @@ struct EchoServerTests {
         let rt = Runtime(configuration: .init(
             workers: 1, preemptionThreshold: .microseconds(200), handoffThreshold: .microseconds(500)))
         defer { rt.shutdown() }
-        let bound = Channel<TCPListener>(capacity: 1)
-        let server = rt.spawn { () throws in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            try bound.send(listener)
-            try EchoServer.serve(listener)
-        }
-        let listener = try #require(bound.receive())
+        let (listener, server) = try startServer(on: rt) { try EchoServer.serve($0) }
         let stop = Channel<Void>(capacity: 1)
         let blocker = rt.spawn {
             while stop.tryReceive() == nil {
@@ -92,10 +86,7 @@ struct EchoServerTests {
         let rt = Runtime(configuration: .init(
             workers: 1, preemptionThreshold: .microseconds(200), handoffThreshold: .microseconds(500)))
         defer { rt.shutdown() }
-        let bound = Channel<TCPListener>(capacity: 1)
-        let server = rt.spawn { () throws in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            try bound.send(listener)
+        let (listener, server) = try startServer(on: rt) { listener in
             try serveConnections(listener, log: { _ in }) { conn in
                 defer { conn.close() }
                 while let bytes = try? conn.readExactly(64) {
@@ -104,7 +95,6 @@ struct EchoServerTests {
                 }
             }
         }
-        let listener = try #require(bound.receive())
         for round in 0..<rounds {
             let result = try LoadGenerator.run(.init(
                 port: listener.port, connections: 16, messageSize: 64, duration: .milliseconds(30), threads: 1))

@@ -15,13 +15,7 @@ struct LoadGeneratorTests {
                serve: @escaping @Sendable (TCPListener) throws -> Void) throws -> LoadResult {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
-        let bound = Channel<TCPListener>(capacity: 1)
-        let server = rt.spawn { () throws in
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            try bound.send(listener)
-            try serve(listener)
-        }
-        let listener = try #require(bound.receive())
+        let (listener, server) = try startServer(on: rt, serve)
         defer {
             listener.close()
             _ = try? server.join()
