@@ -46,9 +46,6 @@ final class Sysmon: @unchecked Sendable {
     let preemptionRequests = Atomic<Int>(0)
     /// Yield queues taken over from stuck workers (`Worker.rescueYields`).
     let yieldRescues = Atomic<Int>(0)
-    /// Sleepers woken because nobody was collecting readiness
-    /// (`watchSockets`).
-    let unwatchedWakes = Atomic<Int>(0)
     /// How long readiness may go uncollected before sysmon wakes a sleeper
     /// to poll (Go's sysmon polls the network itself after 10 ms).
     static let unwatchedNanos: Int64 = 10_000_000
@@ -270,10 +267,8 @@ final class Sysmon: @unchecked Sendable {
     private func watchSockets(now: Int64) -> Bool {
         let poller = core.poller
         guard poller.ioWaiters.load(ordering: .relaxed) > 0, !poller.blockerRole.load(ordering: .relaxed),
-              now - poller.lastPolled.load(ordering: .relaxed) >= Self.unwatchedNanos,
-              wakeIdleWorker() else { return false }
-        unwatchedWakes.add(1, ordering: .relaxed)
-        return true
+              now - poller.lastPolled.load(ordering: .relaxed) >= Self.unwatchedNanos else { return false }
+        return wakeIdleWorker()
     }
 
     /// Wakes a sleeping worker unless one is spinning already (whose
