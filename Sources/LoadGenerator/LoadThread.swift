@@ -155,21 +155,23 @@ final class LoadThread: @unchecked Sendable {
         var events = [epoll_event](repeating: epoll_event(), count: 256)
         var now = start
         while live > 0 && now < deadline {
-            let n = epoll_wait(epfd, &events, Int32(events.count), Int32((deadline - now + 999_999) / 1_000_000))
-            if n < 0 && errno != EINTR {
-                // The whole thread is lost, not one connection.
-                let message = "epoll_wait: \(errnoText(errno))"
-                for i in conns.indices where conns[i].fd >= 0 { fail(i, message) }
-                break
-            }
-            handle(events.prefix(Int(Swift.max(n, 0))), deadline: deadline)
+            guard serveEvents(&events, waiting: deadline - now, deadline: deadline) else { break }
             now = monotonicNanos()
         }
         elapsedNanos = Swift.min(now, deadline) - start
     }
 
-    private func handle(_ events: ArraySlice<epoll_event>, deadline: UInt64) {
-        for e in events {
+    /// Waits up to `wait` ns for readiness and serves what arrived. Returns
+    /// false if epoll itself failed: then the whole thread is lost, not one
+    /// connection, and every connection has failed.
+    private func serveEvents(_ events: inout [epoll_event], waiting wait: UInt64, deadline: UInt64) -> Bool {
+        let n = lg_epoll_wait_ns(epfd, &events, Int32(events.count), Int64(wait))
+        if n < 0 && n != -EINTR {
+            let message = "epoll_wait: \(errnoText(-n))"
+            for i in conns.indices where conns[i].fd >= 0 { fail(i, message) }
+            return false
+        }
+        for e in events.prefix(Int(Swift.max(n, 0))) {
             let i = Int(e.data.u64)
             guard conns[i].fd >= 0 else { continue }
             if e.events & EPOLLOUT.rawValue != 0 && conns[i].wantsWrite { flush(i) }
@@ -177,6 +179,7 @@ final class LoadThread: @unchecked Sendable {
                 receive(i, deadline: deadline)
             }
         }
+        return true
     }
 
     /// The fixed-rate timed phase. Connection g of the run (of C) sends
@@ -205,13 +208,7 @@ final class LoadThread: @unchecked Sendable {
                 due = due.i + 1 == conns.count ? (due.k + 1, 0) : (due.k, due.i + 1)
             }
             let wait = Swift.min(plan.time(due.k, due.i), deadline) - now
-            let n = lg_epoll_wait_ns(epfd, &events, Int32(events.count), Int64(wait))
-            if n < 0 && n != -EINTR {
-                let message = "epoll_wait: \(errnoText(-n))"
-                for i in conns.indices where conns[i].fd >= 0 { fail(i, message) }
-                break
-            }
-            handle(events.prefix(Int(Swift.max(n, 0))), deadline: deadline)
+            guard serveEvents(&events, waiting: wait, deadline: deadline) else { break }
             now = monotonicNanos()
         }
         elapsedNanos = Swift.min(now, deadline) - start
