@@ -147,7 +147,7 @@ run_echo() {
     fi
     for c in $echo_connections; do
         if json=$("$ours" loadgen --port "$port" --connections "$c" --size 64 \
-            --duration "$echo_seconds" --json); then
+            --duration "$echo_seconds" --server-workers "$w" --json); then
             python3 -c '
 import json, sys
 r = json.loads(sys.argv[1])
@@ -287,8 +287,8 @@ if "echo" in benches:
     print()
     print("echo: each server is its own process, driven by `gt-bench loadgen` (POSIX sockets + epoll "
           "on OS threads) with 64-byte messages, one in flight per connection; medians over rounds "
-          "of requests/s and of p99 round trip. The load generator shares the machine's cores with "
-          "the server. Ratios > 1: GreenThreads is better (more requests/s, lower p99). "
+          "of requests/s and of p99 round trip. The load generator takes the cores the server leaves "
+          "free (`--server-workers`), or shares them all when it leaves none. Ratios > 1: GreenThreads is better (more requests/s, lower p99). "
           "GreenThreads = the echo-server example; Go = go-echo (GOMAXPROCS = workers); "
           "SwiftNIO = nio-echo (MultiThreadedEventLoopGroup of `workers` threads).")
     print()

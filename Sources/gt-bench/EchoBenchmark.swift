@@ -44,7 +44,7 @@ enum EchoBenchmark {
         do {
             load = try LoadGenerator.run(.init(
                 port: listener.port, connections: connections, messageSize: messageSize,
-                duration: .seconds(seconds)))
+                duration: .seconds(seconds), threads: LoadGenerator.threads(besideServerWorkers: workers)))
         } catch {
             listener.close()
             _ = try? server.join()

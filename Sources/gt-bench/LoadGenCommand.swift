@@ -28,8 +28,11 @@ struct LoadGenCommand: ParsableCommand {
     @Option(help: "Seconds of timed load, after every connection is up.")
     var duration: Double = 5
 
-    @Option(help: "Load generator OS threads (default: one per core, at most 4).")
-    var threads = LoadGenerator.defaultThreads
+    @Option(help: "Load generator OS threads (default: one per core, at most 4, or see --server-workers).")
+    var threads: Int?
+
+    @Option(help: "Worker threads of the server under test, on this machine: the generator takes the cores the server leaves free (all of them if it leaves none). Not with --threads.")
+    var serverWorkers: Int?
 
     @Option(help: "Send at this many requests/s (over all connections), each round trip timed from when its message was due; default: closed loop, each connection sending again as soon as its echo is back.")
     var rate: Double?
@@ -39,12 +42,20 @@ struct LoadGenCommand: ParsableCommand {
 
     func validate() throws {
         guard duration > 0, duration <= 3600 else { throw ValidationError("--duration must be in (0, 3600] seconds") }
+        if threads != nil && serverWorkers != nil {
+            throw ValidationError("give --threads or --server-workers, not both")
+        }
+        if let w = serverWorkers, w < 1 { throw ValidationError("--server-workers must be at least 1") }
+    }
+
+    private var chosenThreads: Int {
+        threads ?? serverWorkers.map { LoadGenerator.threads(besideServerWorkers: $0) } ?? LoadGenerator.defaultThreads
     }
 
     func run() throws {
         let config = LoadGenerator.Configuration(
             host: host, port: port, connections: connections, messageSize: size,
-            duration: .nanoseconds(Int64(duration * 1e9)), threads: threads, rate: rate)
+            duration: .nanoseconds(Int64(duration * 1e9)), threads: chosenThreads, rate: rate)
         let result: LoadResult
         do {
             result = try LoadGenerator.run(config)

@@ -97,6 +97,20 @@ struct LoadGeneratorTests {
         }
     }
 
+    /// The generator keeps off the server's cores when it can, and shares
+    /// them all when the server takes every one.
+    @Test func threadsBesideAServer() {
+        #expect(LoadGenerator.threads(cores: 2, besideServerWorkers: 1) == 1)
+        #expect(LoadGenerator.threads(cores: 2, besideServerWorkers: 2) == 2)
+        #expect(LoadGenerator.threads(cores: 2, besideServerWorkers: 8) == 2)
+        #expect(LoadGenerator.threads(cores: 8, besideServerWorkers: 2) == 4)
+        #expect(LoadGenerator.threads(cores: 4, besideServerWorkers: 1) == 3)
+        #expect(LoadGenerator.threads(cores: 1, besideServerWorkers: 1) == 1)
+        #expect(LoadGenerator.threads(cores: 6, besideServerWorkers: nil) == 4)
+        #expect(LoadGenerator.threads(cores: 0, besideServerWorkers: nil) == 1)
+        #expect(LoadGenerator.defaultThreads >= 1 && LoadGenerator.defaultThreads <= 4)
+    }
+
     @Test func histogramPrecision() {
         // Every value lands in a bucket that contains it and is at most 1/64 of it wide.
         var rng = SeededRandom(state: 7)
