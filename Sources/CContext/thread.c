@@ -67,6 +67,8 @@ int gt_thread_install_altstack(void) {
     return 0;  // kept for the thread's lifetime, like the main thread's
 }
 
+void gt_thread_yield_cpu(void) { sched_yield(); }
+
 int gt_thread_pin(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);

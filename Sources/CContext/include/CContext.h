@@ -148,6 +148,9 @@ int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns);
 /// Installs an alternate signal stack so a stack overflow on this thread
 /// reaches a handler instead of killing the process silently.
 int gt_thread_install_altstack(void);
+/// Gives the calling thread's CPU to other runnable threads, if any
+/// (sched_yield: cannot fail on Linux).
+void gt_thread_yield_cpu(void);
 /// Pins the calling thread to one CPU. Returns 0 or an errno.
 int gt_thread_pin(int cpu);
 /// Fills `cpus` (capacity `cap`) with the CPUs this process may run on;

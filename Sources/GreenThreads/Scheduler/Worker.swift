@@ -39,6 +39,8 @@ struct WorkerLocal: ~Copyable {
     /// worker with queued work polls again only once this is
     /// `Worker.busyPollNanos` old (`serviceTick`).
     var lastPoll: Int64 = 0
+    /// When this worker last gave its CPU away (`yieldCPUBeforePolling`).
+    var lastCPUYield: Int64 = 0
     /// Peers' progress, for `rescueFromStalledPeer` (StalledPeers.swift).
     var peers = PeerWatch()
     var nextLocalID: UInt64 = 0
@@ -125,6 +127,7 @@ final class Worker: @unchecked Sendable {
     let completedCount = Atomic<Int>(0)
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
+    let cpuYieldCount = Atomic<Int>(0)
     /// Bumped when a switch starts and again when a green thread's code is
     /// entered: even exactly while a green thread's code runs here, odd
     /// while the owner switches or runs its scheduling loop (and so may
@@ -628,6 +631,7 @@ final class Worker: @unchecked Sendable {
             // run-next slot).
             if poller.worthPolling {
                 if let f = rescueFromStalledPeer() { return found(f) }
+                yieldCPUBeforePolling()
                 if pollReady(keepOne: true) > 0 { continue }
             }
             // Out of work: compact the sleeps enlisted so far (any that were
@@ -866,6 +870,8 @@ final class Worker: @unchecked Sendable {
         } else {
             woken = gt_parker_park(parker, timeout)
         }
+        // Having slept, we just gave our CPU away (CPUYield.swift).
+        local.pointee.lastCPUYield = gt_now_ns()
         if woken {
             // A notifier took us out of the list and gave us its spinning count.
             local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
