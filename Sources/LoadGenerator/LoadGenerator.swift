@@ -53,9 +53,9 @@ public enum LoadGenerator {
     ///
     /// A closed-loop client and a server that take turns on one core measure
     /// the kernel's time slice, not the server: on two cores, one server
-    /// worker beside two generator threads made every server's p99 the
-    /// generator's wait for a CPU (3-8 ms at 250 Hz), and all of them
-    /// completed fewer requests than with one generator thread.
+    /// worker beside two generator threads put every server's p99 at the
+    /// generator's wait for a CPU (`perf sched`: up to 8 ms at 250 Hz), about
+    /// 4 ms for ours, Go's and SwiftNIO's alike; beside one, at 1-3 ms.
     public static func threads(besideServerWorkers serverWorkers: Int) -> Int {
         threads(cores: onlineCores, besideServerWorkers: serverWorkers)
     }
