@@ -49,7 +49,8 @@ int gt_epoll_wait(int epfd, gt_poll_event *out, int max, int64_t timeout_ns) {
     struct epoll_event *evs = (struct epoll_event *)(void *)out;
     int n;
     if (timeout_ns <= 0) {
-        n = epoll_wait(epfd, evs, max, timeout_ns < 0 ? -1 : 0);
+        // Raw, like gt_read: epoll_wait's wrapper is a cancellation point.
+        n = (int)syscall(SYS_epoll_pwait, epfd, evs, max, timeout_ns < 0 ? -1 : 0, NULL, 0);
     } else {
 #ifdef SYS_epoll_pwait2
         // Nanosecond timeouts (Linux 5.11): timers fire on time, not at
