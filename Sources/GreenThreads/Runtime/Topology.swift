@@ -17,6 +17,10 @@ struct Topology: Sendable {
     let workersOfNode: [[Int]]
     /// Per worker: groups of victims, nearest first.
     private let stealGroups: [[[Int]]]
+    /// Whether there is a worker for every CPU this process may run on (or
+    /// the mask is unknown), so that the kernel has no CPU to spare for
+    /// other threads (Scheduler/CPUYield.swift).
+    let workersCoverEveryCPU: Bool
 
     init(workers: Int, mode: Runtime.NUMAMode) {
         let cpus = Topology.availableCPUs()
@@ -42,6 +46,7 @@ struct Topology: Sendable {
         nodeCount = count
         nodeOfWorker = nodeOf
         cpuOfWorker = cpuOf
+        workersCoverEveryCPU = workers >= cpus.count
         workersOfNode = members
         stealGroups = (0..<workers).map { w in
             let own = nodeOf[w]

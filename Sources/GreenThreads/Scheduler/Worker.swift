@@ -128,6 +128,8 @@ final class Worker: @unchecked Sendable {
     let stealCount = Atomic<Int>(0)
     let parkCount = Atomic<Int>(0)
     let cpuYieldCount = Atomic<Int>(0)
+    /// Whether this worker gives its CPU away before polling (CPUYield.swift).
+    let yieldsCPU: Bool
     /// Bumped when a switch starts and again when a green thread's code is
     /// entered: even exactly while a green thread's code runs here, odd
     /// while the owner switches or runs its scheduling loop (and so may
@@ -148,6 +150,7 @@ final class Worker: @unchecked Sendable {
         self.index = index
         self.node = node
         isSpare = spare
+        yieldsCPU = core.topology.workersCoverEveryCPU
         quietHandOff = core.isMonitored
         self.core = core
         idle = core.idle
