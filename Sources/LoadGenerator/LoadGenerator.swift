@@ -45,18 +45,19 @@ public enum LoadGenerator {
     }
 
     /// "A few": one per core, at most 4. The server under test needs cores too.
-    public static var defaultThreads: Int { threads(cores: onlineCores, besideServerWorkers: nil) }
+    public static var defaultThreads: Int { threads(besideServerWorkers: nil) }
 
     /// Threads to drive a server of `serverWorkers` worker threads on this
     /// machine: the cores the server leaves free, at most 4; all of them (as
-    /// `defaultThreads`) when the server takes every core.
+    /// `defaultThreads`) when the server takes every core or its size is
+    /// unknown (`nil`).
     ///
     /// A closed-loop client and a server that take turns on one core measure
     /// the kernel's time slice, not the server: on two cores, one server
     /// worker beside two generator threads put every server's p99 at the
     /// generator's wait for a CPU (`perf sched`: up to 8 ms at 250 Hz), about
     /// 4 ms for ours, Go's and SwiftNIO's alike; beside one, at 1-3 ms.
-    public static func threads(besideServerWorkers serverWorkers: Int) -> Int {
+    public static func threads(besideServerWorkers serverWorkers: Int?) -> Int {
         threads(cores: onlineCores, besideServerWorkers: serverWorkers)
     }
 

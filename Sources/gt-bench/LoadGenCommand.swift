@@ -49,7 +49,7 @@ struct LoadGenCommand: ParsableCommand {
     }
 
     private var chosenThreads: Int {
-        threads ?? serverWorkers.map { LoadGenerator.threads(besideServerWorkers: $0) } ?? LoadGenerator.defaultThreads
+        threads ?? LoadGenerator.threads(besideServerWorkers: serverWorkers)
     }
 
     func run() throws {

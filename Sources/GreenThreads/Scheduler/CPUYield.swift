@@ -31,12 +31,11 @@ extension Worker {
     /// poll, 2.4-2.5 ms with 2 ms; requests/s did not drop with any.
     static let cpuYieldNanos: Int64 = 100_000
 
-    /// Called by a worker out of local work, about to poll without blocking.
+    /// Called by a worker out of local work, about to poll without blocking
+    /// (`now`: the clock read it shares with the stalled-peer check).
     @inline(__always)
-    func yieldCPUBeforePolling() {
-        guard yieldsCPU else { return }
-        let now = gt_now_ns()
-        guard now - local.pointee.lastCPUYield >= Self.cpuYieldNanos else { return }
+    func yieldCPUBeforePolling(now: Int64) {
+        guard yieldsCPU, now - local.pointee.lastCPUYield >= Self.cpuYieldNanos else { return }
         gt_thread_yield_cpu()
         // Stamped after the yield: time spent off the CPU does not count
         // toward the next one.

@@ -42,8 +42,7 @@ extension Worker {
 
     /// Steals from a peer that has been stalled with green threads queued.
     /// Called by a worker out of local work that is about to poll.
-    func rescueFromStalledPeer() -> Unmanaged<Fiber>? {
-        let now = gt_now_ns()
+    func rescueFromStalledPeer(now: Int64) -> Unmanaged<Fiber>? {
         for group in victims {
             for v in group {
                 let found = v._withUnsafeGuaranteedRef { peer -> Unmanaged<Fiber>? in

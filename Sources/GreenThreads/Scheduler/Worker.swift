@@ -633,8 +633,9 @@ final class Worker: @unchecked Sendable {
             // Ready fds, without blocking (the woken threads land in our
             // run-next slot).
             if poller.worthPolling {
-                if let f = rescueFromStalledPeer() { return found(f) }
-                yieldCPUBeforePolling()
+                let now = gt_now_ns()
+                if let f = rescueFromStalledPeer(now: now) { return found(f) }
+                yieldCPUBeforePolling(now: now)
                 if pollReady(keepOne: true) > 0 { continue }
             }
             // Out of work: compact the sleeps enlisted so far (any that were
