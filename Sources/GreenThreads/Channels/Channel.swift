@@ -51,8 +51,9 @@
 // switch: a parking operation queues its waiter and releases the lock inside
 // `Park.wait`'s register step, before the green thread switches away, and
 // waiters are resumed only after the lock is released (a resume may wake a
-// sleeping worker through a futex). A select never holds two channel locks
-// at once (see Select.swift), so there is no lock order to respect.
+// sleeping worker through a futex). Only a select holds several channel
+// locks at once, always in address order (see Select.swift); every other
+// operation holds one, so no cycle of waits can form.
 //
 // ## Cancellation
 //
@@ -190,25 +191,62 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// unless the send would block.
     @inlinable @inline(__always)
     func sendLocked(_ value: UnsafePointer<Element>) -> Attempt {
-        if closed {
+        switch sendStep(value) {
+        case .handOff(let receiver):
+            lock.unlock()
+            Channel.complete(receiver, with: value)
+            return .done
+        case .done:
+            lock.unlock()
+            return .done
+        case .closed:
             lock.unlock()
             return .closed
+        case .wouldBlock:
+            return .wouldBlock
         }
-        if let receiver = receivers.popClaimed() {
-            // A parked receiver means an empty buffer (invariant): hand the
-            // value straight over. The claim made the waiter ours alone.
-            lock.unlock()
-            receiver.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
-            receiver.pointee.outcome = .completed
-            receiver.resume()
-            return .done
-        }
+    }
+
+    /// What one step of an operation under `lock` found.
+    @usableFromInline
+    enum Step {
+        case done                // the value moved through the buffer
+        case handOff(WaiterRef)  // a parked counterpart was claimed; see the caller
+        case closed
+        case wouldBlock
+    }
+
+    /// A send's decision, made under `lock`, which it never releases (a
+    /// select holding every channel of its cases calls it too). A claimed
+    /// receiver must still be given the value and resumed, after unlocking
+    /// (`complete`).
+    @inlinable @inline(__always)
+    func sendStep(_ value: UnsafePointer<Element>) -> Step {
+        if closed { return .closed }
+        // A parked receiver means an empty buffer (invariant): the value
+        // goes straight to it. The claim made the waiter ours alone.
+        if let receiver = receivers.popClaimed() { return .handOff(receiver) }
         if ring.count < capacity {
             ring.append(value.pointee)
-            lock.unlock()
             return .done
         }
         return .wouldBlock
+    }
+
+    /// Gives a claimed receiver the value and resumes it (see Waiter.swift:
+    /// claim, write, resume). Needs no lock: the claim made it ours.
+    @inlinable @inline(__always)
+    static func complete(_ receiver: WaiterRef, with value: UnsafePointer<Element>) {
+        fill(receiver, with: value)
+        receiver.resume()
+    }
+
+    /// The write of `complete`, for a select that resumes the receiver
+    /// only after releasing all its locks.
+    @inlinable @inline(__always)
+    static func fill(_ receiver: WaiterRef, with value: UnsafePointer<Element>) {
+        receiver.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
+        receiver.pointee.outcome = .completed
     }
 
     // MARK: Receiving
@@ -284,6 +322,29 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// it unless the receive would block.
     @inlinable @inline(__always)
     func receiveLocked(into slot: UnsafeMutablePointer<Element>) -> Attempt {
+        switch receiveStep(into: slot) {
+        case .handOff(let sender):
+            lock.unlock()
+            sender.pointee.outcome = .completed
+            sender.resume()
+            return .done
+        case .done:
+            lock.unlock()
+            return .done
+        case .closed:
+            lock.unlock()
+            return .closed
+        case .wouldBlock:
+            return .wouldBlock
+        }
+    }
+
+    /// A receive's decision, made under `lock`, which it never releases. On
+    /// `.handOff` the value is already in `slot` and the claimed sender
+    /// must be resumed after unlocking (its value was copied, so it may
+    /// return at once).
+    @inlinable @inline(__always)
+    func receiveStep(into slot: UnsafeMutablePointer<Element>) -> Step {
         if let sender = senders.popClaimed() {
             // A parked sender means a full buffer (invariant). Take the
             // oldest buffered value and put the sender's at the tail, so
@@ -295,20 +356,13 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             } else {
                 slot.initialize(to: offered.pointee)
             }
-            lock.unlock()
-            sender.pointee.outcome = .completed
-            sender.resume()
-            return .done
+            return .handOff(sender)
         }
         if ring.count > 0 {
             ring.removeFirst(into: slot)
-            lock.unlock()
             return .done
         }
-        if closed {
-            lock.unlock()
-            return .closed
-        }
+        if closed { return .closed }
         return .wouldBlock
     }
 
@@ -398,28 +452,15 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
 
     // MARK: Select support
 
-    /// A select's register step for one case: queues `waiter` (its `elem`
-    /// already set) for `waker`, unless the operation could complete now.
-    /// Returns whether it queued.
-    ///
-    /// "Could complete now" ignores this select's own waiters on the other
-    /// queue: one select sending and receiving on the same channel cannot
-    /// rendezvous with itself (Go's rule), so those must not count.
-    func register(_ waiter: WaiterRef, in queue: Queue, waker: Waker) -> Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        if closed { return false }
+    /// Queues `waiter` (its `elem` already set) for `waker`. Called by a
+    /// select that holds this channel's lock, and every other lock of its
+    /// cases, and has just found none of them ready (see Select.swift).
+    func enqueueHeld(_ waiter: WaiterRef, in queue: Queue, waker: UnownedWaker) {
+        waiter.attach(waker)
         switch queue {
-        case .receivers:
-            if ring.count > 0 || senders.hasLiveWaiter(otherThan: waker) { return false }
-            waiter.attach(waker)
-            receivers.append(waiter)
-        case .senders:
-            if ring.count < capacity || receivers.hasLiveWaiter(otherThan: waker) { return false }
-            waiter.attach(waker)
-            senders.append(waiter)
+        case .receivers: receivers.append(waiter)
+        case .senders: senders.append(waiter)
         }
-        return true
     }
 
     /// Unlinks a waiter if it is still queued.

@@ -1,34 +1,71 @@
 // Select.swift: waiting on several channel operations at once (Go's select).
 //
-// ## Design
+// ## The rule
 //
-// Go's selectgo locks every channel of the select at once (in address
-// order), polls them, and if none is ready queues a waiter on each before
-// unlocking them all. Here a select never holds two channel locks: the one
-// shared `Waker` of the wait already makes the cases mutually exclusive
-// (a channel must win its claim before it may complete a case), so each
-// channel can be visited on its own.
+// A select behaves as if it looked at all its channels at one instant: it
+// takes `default`, or parks, only if no case was ready at that instant, and
+// among the cases ready then it picks uniformly (Go's rule, checked by
+// TestNonblockSelectRace in Go's runtime/chan_test.go).
+//
+// ## Design: every lock, in address order (Go's selectgo)
 //
 // One round of a select:
 //
-//  1. Shuffle the cases (uniformly; Go's pollorder) and *poll* each in that
-//     order: lock its channel, complete the operation if it needs no
-//     waiting, unlock. The first that completes wins. Taking the first
-//     ready case of a uniform permutation picks uniformly among the ready
-//     ones, which is Go's fairness rule.
-//  2. None was ready: run the default case if there is one.
-//  3. Otherwise park. The register step queues a waiter on every channel,
-//     in the same order, each under its own channel's lock. If a channel
-//     turns out ready by then (a counterpart arrived after step 1), register
-//     stops and reports "already happened": Park.wait withdraws the wait
-//     (or, if an earlier channel claimed it meanwhile, waits for that
-//     resume), and the round repeats from step 1.
-//  4. After waking, unlink the waiters of every case that did not fire, so
-//     no dead registration lingers in any channel; then run the fired
-//     case's body, or the timeout body, or throw on cancellation.
+//  1. Draw a uniform poll order (Go's pollorder).
+//  2. Fast path: poll the first case of that order under its own channel's
+//     lock. If it completes, that is the answer.
+//  3. Lock every channel of the select, each once, in address order (Go's
+//     lockorder), and poll the cases in the poll order. The first that can
+//     complete does, under the locks; every lock is released, then the
+//     counterpart it claimed (if any) is resumed.
+//  4. None could: with a default case, unlock and run it. Otherwise, still
+//     holding every lock, queue one waiter per case, all for the same wait
+//     (one `Waker`, so at most one case can be claimed), release the locks
+//     inside Park.wait's register step, and park.
+//  5. After waking, unlink the waiters of the cases that did not fire
+//     (each under its own lock), then run the fired case's body, or the
+//     timeout body, or throw on cancellation.
 //
-// A case whose channel was claimed by a counterpart has already happened
-// (a value moved) by the time the select resumes: that is the chosen case.
+// Why this is linearizable:
+//  * A case completed in step 2 or 3 happened at the instant its channel's
+//    operation ran under that channel's lock: it was ready then, and every
+//    other thread sees the operation ordered by that lock, as a plain send
+//    or receive.
+//  * "Nothing ready" is decided in step 3 while every lock is held. Each
+//    case's readiness depends only on its own channel's state (buffer,
+//    closed flag, parked counterparts), which no one can change without
+//    that lock, so all the polls read one snapshot: the instant is any
+//    moment while the locks are all held. (A counterpart's readiness
+//    also depends on its claim word, a CAS outside the lock; a waiter whose
+//    claim another channel won meanwhile is dead, exactly as in Go, where
+//    selectDone does the same.)
+//  * A blocking select queues its waiters under the same locks, so no
+//    counterpart can arrive between the poll that found nothing and the
+//    queueing: any later operation on any of the channels finds a waiter.
+//  * Fairness: with several cases ready at the instant, the first of a
+//    uniform permutation is uniform among them. Step 2 takes the first case
+//    of that same permutation, so it does not bias the choice either.
+//
+// Deadlock freedom: a select holds several channel locks only in address
+// order and takes no other lock while holding them (Park.wait's register
+// step only queues and unlocks); every other channel operation holds one
+// channel lock at a time. Duplicate channels are locked once.
+//
+// A select that sends and receives on one unbuffered channel queues both
+// waiters; it cannot rendezvous with itself, because it polls only before
+// queueing and nobody else can claim both of its waiters (one claim ends
+// the wait).
+//
+// ## Rejected alternatives
+//
+// Polling each channel under its own lock, one after another, and deciding
+// "nothing ready" from those polls: between two polls another thread can
+// fill a channel already polled and empty one not yet polled, so a select
+// took `default` although a case was ready at every instant (1 round in
+// 10^5 with two cases, 6-16% with 34). Versions of each channel (a
+// double-collect snapshot) would avoid the locks, but cost an atomic
+// increment in every channel operation, the fast paths that most programs
+// run far more often than a select's slow path.
 //
 // ## Specialization and allocation
 //
@@ -55,17 +92,6 @@
 // the array too, but `if` and `for` cases need a runtime-sized list anyway,
 // and the array is one allocation, not one per case.
 //
-// ## Rejected alternative
-//
-// Locking all channels at once (Go's way) needs a global lock order and
-// holds N spin locks while shuffling and queueing; on green threads a
-// long-held spin lock stalls whole workers. The cost of the chosen design is
-// the retry in step 3, which only happens when a counterpart arrives
-// during the few hundred nanoseconds between poll and registration. Two
-// selects registering against each other may make one of them retry, but
-// a retry always follows a live counterpart, which the next poll claims
-// unless the counterpart completed elsewhere: either way someone progresses.
-
 import CContext
 
 /// The error `select` throws when it has nothing to wait for.
@@ -240,45 +266,59 @@ func _select(
     timeout: Duration?, hasDefault: Bool
 ) throws -> Int {
     let deadline = timeout.map { Park.deadline(after: $0) }
-    var threadRandom: FastRandom?  // an OS thread's own generator, seeded once
-    // One waiter per case, on this stack (see Waiter.swift): step 4 unlinks
+    // One waiter per case, on this stack (see Waiter.swift): step 5 unlinks
     // every one of them before the loop goes round or returns.
     return try Waiter.withTemporary(count: max(n, 1)) { waiters in
-        try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(n, 1)) { order in
+        try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(2 * n, 1)) { scratch in
+            let order = scratch.baseAddress.unsafelyUnwrapped
+            let lockOrder = order + n
+            // 1. The poll order: a fresh uniform permutation (Go's
+            // pollorder), from the worker's generator or our own.
+            SelectOrder.shuffle(order, count: n)
+            // 2. The fast path: the first case of that order, alone under
+            // its own lock. Completing it is linearizable on its own (it
+            // was ready at the instant it completed); only a "nothing was
+            // ready" answer needs every lock.
+            if n > 0 && ops[order[0]].poll(slot) { return order[0] }
+            SelectOrder.sortByChannel(lockOrder, count: n, ops)
             while true {
-                // 1. Poll in a fresh uniform order (inside-out Fisher-Yates),
-                // drawn from the worker's generator (looked up once per round:
-                // after a park we may be on another worker), or our own.
-                // (Unretained: a strong reference to the worker would cost
-                // an atomic retain/release pair per select.)
-                let worker = gt_current_worker().map { Unmanaged<Worker>.fromOpaque($0) }
-                if worker == nil && threadRandom == nil { threadRandom = FastRandom(seed: gt_random_seed()) }
-                for i in 0..<n {
-                    let j = worker?._withUnsafeGuaranteedRef { $0.local.pointee.rng.next(below: i + 1) }
-                        ?? threadRandom!.next(below: i + 1)
-                    if j != i { order[i] = order[j] }
-                    order[j] = i
-                }
-                for k in 0..<n where ops[order[k]].poll(slot) {
-                    return order[k]
-                }
-                // 2. Nothing ready.
-                if hasDefault { return _selectDefault }
-                // 3. Register everywhere and park.
-                for i in 0..<n { waiters[i] = Waiter() }
-                let cause = Park.wait(reason: .select, deadline: deadline, cancellable: true) { waker in
-                    for k in 0..<n {
-                        let i = order[k]
-                        if !ops[i].register(waiters + i, slot, waker) {
-                            return false  // became ready meanwhile: retry the round
-                        }
+                // 3. Every channel locked (address order, each once), then
+                // poll in the poll order: one consistent instant.
+                SelectOrder.lockAll(ops, lockOrder, count: n)
+                for k in 0..<n {
+                    let i = order[k]
+                    let (attempt, counterpart) = ops[i].pollHeld(slot)
+                    if attempt != .wouldBlock {
+                        SelectOrder.unlockAll(ops, lockOrder, count: n)
+                        ops[i].closed = attempt == .closed
+                        counterpart?.resume()
+                        return i
                     }
+                }
+                if hasDefault {
+                    SelectOrder.unlockAll(ops, lockOrder, count: n)
+                    return _selectDefault
+                }
+                // 4. Nothing was ready at that instant: queue a waiter on
+                // every case while still holding every lock, so no
+                // counterpart can come between the poll and the queueing,
+                // then release them and park.
+                var queued = false
+                let cause = Park.waitQueued(reason: .select, deadline: deadline, cancellable: true) { waker in
+                    for i in 0..<n { ops[i].enqueueHeld(waiters + i, slot, waker) }
+                    queued = true
+                    SelectOrder.unlockAll(ops, lockOrder, count: n)
                     return true
                 }
-                // 4. Withdraw the losing registrations, then report the winner.
-                // A waiter that was never queued this round has no target.
+                if !queued {
+                    // Cancelled before the wait began: nothing was queued.
+                    SelectOrder.unlockAll(ops, lockOrder, count: n)
+                    throw CancellationError()
+                }
+                // 5. Withdraw the losing registrations, then report the
+                // winner: the one waiter a counterpart (or close) claimed.
                 var fired = -1
-                for i in 0..<n where waiters[i].target != nil {
+                for i in 0..<n {
                     if waiters[i].outcome != .waiting {
                         ops[i].collect(waiters + i)
                         fired = i
@@ -288,12 +328,115 @@ func _select(
                 }
                 if fired >= 0 { return fired }
                 switch cause {
-                case .notified: continue  // a channel became ready during registration
+                case .notified:
+                    // Unreachable by the protocol (a notification is a claim
+                    // of one of our waiters); polling again is the safe
+                    // answer to a bare wake.
+                    for i in 0..<n { waiters[i] = Waiter() }
+                    continue
                 case .timedOut: return _selectTimedOut
                 case .cancelled, .deadlock: throw CancellationError()
                 }
             }
         }
+    }
+}
+
+/// The orders a select visits its cases in: a uniform poll order, and the
+/// global lock order (channel address) that keeps two selects from
+/// deadlocking on each other's locks.
+enum SelectOrder {
+    /// Writes a uniform permutation of 0..<n into `order` (inside-out
+    /// Fisher-Yates), drawing from the worker's generator, or on a plain
+    /// OS thread from a generator seeded for this call. (Unretained: a
+    /// strong reference to the worker would cost an atomic retain/release
+    /// pair per select.)
+    @inline(__always)
+    static func shuffle(_ order: UnsafeMutablePointer<Int>, count n: Int) {
+        if n == 1 {
+            order[0] = 0
+            return
+        }
+        if let raw = gt_current_worker() {
+            Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { worker in
+                for i in 0..<n {
+                    let j = worker.local.pointee.rng.next(below: i + 1)
+                    if j != i { order[i] = order[j] }
+                    order[j] = i
+                }
+            }
+        } else {
+            var rng = FastRandom(seed: gt_random_seed())
+            for i in 0..<n {
+                let j = rng.next(below: i + 1)
+                if j != i { order[i] = order[j] }
+                order[j] = i
+            }
+        }
+    }
+
+    /// Writes 0..<n into `locks`, sorted by channel address: insertion sort
+    /// for the usual handful of cases, heapsort (no allocation, n log n)
+    /// beyond that.
+    static func sortByChannel(_ locks: UnsafeMutablePointer<Int>, count n: Int, _ ops: UnsafeMutablePointer<SelectOperation>) {
+        for i in 0..<n { locks[i] = i }
+        @inline(__always) func key(_ k: Int) -> UInt { UInt(bitPattern: ops[locks[k]].channel) }
+        if n <= 16 {
+            for i in 1..<max(n, 1) {
+                let moving = locks[i], address = UInt(bitPattern: ops[moving].channel)
+                var j = i
+                while j > 0 && key(j - 1) > address {
+                    locks[j] = locks[j - 1]
+                    j -= 1
+                }
+                locks[j] = moving
+            }
+            return
+        }
+        func siftDown(_ start: Int, _ end: Int) {
+            var root = start
+            while 2 * root + 1 < end {
+                var child = 2 * root + 1
+                if child + 1 < end && key(child) < key(child + 1) { child += 1 }
+                if key(root) >= key(child) { return }
+                locks.swapAt(root, child)
+                root = child
+            }
+        }
+        for start in stride(from: n / 2 - 1, through: 0, by: -1) { siftDown(start, n) }
+        for end in stride(from: n - 1, to: 0, by: -1) {
+            locks.swapAt(0, end)
+            siftDown(0, end)
+        }
+    }
+
+    /// Locks every distinct channel, in `locks` order.
+    static func lockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
+        var previous: UnsafeRawPointer?
+        for k in 0..<n {
+            let op = ops[locks[k]]
+            if op.channel != previous { op.kind.lock(op.channel) }
+            previous = op.channel
+        }
+    }
+
+    /// Unlocks what `lockAll` locked.
+    static func unlockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
+        var previous: UnsafeRawPointer?
+        for k in 0..<n {
+            let op = ops[locks[k]]
+            if op.channel != previous { op.kind.unlock(op.channel) }
+            previous = op.channel
+        }
+    }
+}
+
+extension UnsafeMutablePointer where Pointee == Int {
+    @inline(__always)
+    fileprivate func swapAt(_ i: Int, _ j: Int) {
+        let t = self[i]
+        self[i] = self[j]
+        self[j] = t
     }
 }
 
@@ -503,12 +646,19 @@ struct SelectOperation {
         }
     }
 
-    /// Queues `waiter` (fresh, on the select's stack) for `waker`; false
-    /// (nothing queued) if the operation could complete now. A receive's
-    /// counterpart will write the value into `slot`.
-    func register(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: Waker) -> Bool {
+    /// `poll` for a select that holds every channel lock of its cases:
+    /// never unlocks, and returns the counterpart it claimed (already given
+    /// its value or result), to be resumed once every lock is released.
+    func pollHeld(_ slot: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        kind.pollHeld(channel, sendAddress ?? slot)
+    }
+
+    /// Queues `waiter` (fresh, on the select's stack) for `waker`, under
+    /// the channel's lock, which the select holds. A receive's counterpart
+    /// will write the value into `slot`.
+    func enqueueHeld(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: UnownedWaker) {
         waiter.pointee.elem = sendAddress ?? slot
-        return kind.register(channel, waiter, waker)
+        kind.enqueueHeld(channel, waiter, waker)
     }
 
     /// Unlinks `waiter` if it is still queued.
@@ -531,8 +681,20 @@ class ChannelCaseKind {
     class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
         fatalError("subclass responsibility")
     }
-    /// `Channel.register` on this kind's queue.
-    class func register(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: Waker) -> Bool {
+    /// `poll` under a lock the caller holds (see `SelectOperation.pollHeld`).
+    class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        fatalError("subclass responsibility")
+    }
+    /// `Channel.enqueueHeld` on this kind's queue.
+    class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        fatalError("subclass responsibility")
+    }
+    /// The channel's lock, taken and released by a select around its
+    /// one-instant poll.
+    class func lock(_ channel: UnsafeRawPointer) {
+        fatalError("subclass responsibility")
+    }
+    class func unlock(_ channel: UnsafeRawPointer) {
         fatalError("subclass responsibility")
     }
     /// `Channel.unregister` from this kind's queue.
@@ -561,8 +723,29 @@ final class ReceiveKind<Element: Sendable>: ChannelCaseKind {
         }
     }
 
-    override class func register(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: Waker) -> Bool {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.register(waiter, in: .receivers, waker: waker) }
+    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        switch Self.channel(channel)._withUnsafeGuaranteedRef({
+            $0.receiveStep(into: value.assumingMemoryBound(to: Element.self))
+        }) {
+        case .done: return (.done, nil)
+        case .handOff(let sender):
+            sender.pointee.outcome = .completed
+            return (.done, sender)
+        case .closed: return (.closed, nil)
+        case .wouldBlock: return (.wouldBlock, nil)
+        }
+    }
+
+    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .receivers, waker: waker) }
+    }
+
+    override class func lock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
+    }
+
+    override class func unlock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
     }
 
     override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
@@ -589,8 +772,28 @@ final class SendKind<Element: Sendable>: ChannelCaseKind {
         }
     }
 
-    override class func register(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: Waker) -> Bool {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.register(waiter, in: .senders, waker: waker) }
+    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        let value = UnsafePointer(value.assumingMemoryBound(to: Element.self))
+        switch Self.channel(channel)._withUnsafeGuaranteedRef({ $0.sendStep(value) }) {
+        case .done: return (.done, nil)
+        case .handOff(let receiver):
+            Channel<Element>.fill(receiver, with: value)
+            return (.done, receiver)
+        case .closed: return (.closed, nil)
+        case .wouldBlock: return (.wouldBlock, nil)
+        }
+    }
+
+    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .senders, waker: waker) }
+    }
+
+    override class func lock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
+    }
+
+    override class func unlock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
     }
 
     override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {

@@ -163,22 +163,6 @@ extension UnsafeMutablePointer where Pointee == Waiter {
         pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.resume(cause) }
     }
 
-    /// Whether this wait is still open (nobody claimed it yet).
-    @inline(__always)
-    var isPending: Bool {
-        let ticket = pointee.ticket
-        return pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef {
-            $0.claim.load(ordering: .acquiring) == ticket
-        }
-    }
-
-    /// Whether this waiter belongs to the very same wait as `waker` (a
-    /// select's own registration on another case).
-    @inline(__always)
-    func isSameWait(as waker: Waker) -> Bool {
-        pointee.target.unsafelyUnwrapped.toOpaque() == Unmanaged.passUnretained(waker.target).toOpaque()
-            && pointee.ticket == waker.ticket
-    }
 }
 
 /// An intrusive doubly linked FIFO of waiters: O(1) append, pop and
@@ -252,21 +236,5 @@ struct WaiterList {
             if node.claim() { return node }
         }
         return nil
-    }
-
-    /// Whether some queued waiter could be claimed right now, not counting
-    /// the waits of `own` (a select's registrations on other cases). Dead
-    /// waiters met on the way are unlinked.
-    mutating func hasLiveWaiter(otherThan own: Waker) -> Bool {
-        var node = head
-        while let n = node {
-            node = n.pointee.next
-            if !n.isPending {
-                remove(n)
-            } else if !n.isSameWait(as: own) {
-                return true
-            }
-        }
-        return false
     }
 }
