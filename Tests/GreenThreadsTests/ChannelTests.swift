@@ -562,7 +562,7 @@ struct SelectTests {
 
     @Test func selectWithNoCasesThrows() throws {
         #expect(throws: SelectError.noCases) {
-            try select { () -> [SelectCase<Int>] in return [] }
+            let _: Int = try select {}
         }
         let none: [Channel<Int>] = []
         #expect(throws: SelectError.noCases) {

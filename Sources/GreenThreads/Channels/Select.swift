@@ -137,119 +137,73 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   chosen body throws.
 /// - Precondition: at most one `default` case.
 @inlinable
-public func select<Result>(@SelectBuilder<Result> _ cases: () throws -> [SelectCase<Result>]) throws -> Result {
-    let all = try cases()
-    // The cases are read in place, through pointers: copying one costs a
-    // retain and a release per reference it holds.
-    return try all.withUnsafeBufferPointer { top in
-        let count = SelectPlan.operationCount(top)
-        // The channel operations, type-erased and unretained, in a stack
-        // buffer: `all` keeps every channel and send value alive.
-        return try withUnsafeTemporaryAllocation(of: SelectOperation.self, capacity: max(count, 1)) { buffer in
-            var plan = SelectPlan<Result>(operations: buffer.baseAddress.unsafelyUnwrapped)
-            plan.add(top)
-            if plan.count == 0 && plan.timeoutCase == nil && plan.defaultCase == nil { throw SelectError.noCases }
+public func select<Result, Clauses: SelectClause>(
+    @SelectBuilder<Result> _ cases: () throws -> Clauses
+) throws -> Result where Clauses.Result == Result {
+    let clauses = try cases()
+    var shape = _SelectShape()
+    clauses._measure(&shape)
+    if shape.operations == 0 && shape.timeouts == 0 && shape.defaults == 0 { throw SelectError.noCases }
+    precondition(shape.defaults <= 1, "GreenThreads: a select may have at most one default case")
+    var first = -1
+    if shape.operations > 0 {
+        // The fast path (step 2 of the file header), specialized here.
+        first = _selectFirstCase(of: shape.operations)
+        var k = first
+        var result: Result?
+        if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
+    }
+    return try _selectSlow(clauses, shape, first: first)
+}
+
+/// Steps 3-5 of the file header for `select`: the cases as type-erased
+/// operations on the stack, then the unspecialized loop, then the body of
+/// the case that happened.
+@inlinable
+func _selectSlow<Clauses: SelectClause>(_ clauses: Clauses, _ shape: _SelectShape, first: Int) throws -> Clauses.Result {
+    try withUnsafeTemporaryAllocation(of: SelectOperation.self, capacity: max(shape.operations, 1)) { ops in
+        try withUnsafeTemporaryAllocation(byteCount: max(shape.sendBytes, 1), alignment: shape.sendAlignment) { values in
+            var erasure = _SelectErasure(operations: ops.baseAddress.unsafelyUnwrapped, values: values.baseAddress.unsafelyUnwrapped)
+            clauses._erase(&erasure)
+            defer {
+                // The send values' copies: a receiver copied what it took.
+                var again = _SelectErasure(operations: erasure.operations, values: erasure.values)
+                clauses._destroyErased(&again)
+            }
             // One value slot for every receive case: only the case that
             // fires ever writes it (a poll that succeeds, or the one
             // counterpart that wins the wait's claim).
-            return try withUnsafeTemporaryAllocation(byteCount: plan.slotSize, alignment: plan.slotAlignment) { slot in
+            return try withUnsafeTemporaryAllocation(byteCount: shape.slotSize, alignment: shape.slotAlignment) { slot in
                 let value = slot.baseAddress.unsafelyUnwrapped
                 let chosen = try _select(
-                    plan.operations, count: plan.count, slot: value,
-                    timeout: plan.timeoutCase?.pointee.duration, hasDefault: plan.defaultCase != nil)
+                    erasure.operations, count: shape.operations, slot: value, first: first,
+                    timeout: shape.earliestTimeout, hasDefault: shape.defaults > 0)
+                var result: Clauses.Result?
                 switch chosen {
-                case _selectDefault: return try plan.defaultCase.unsafelyUnwrapped.pointee.body.unsafelyUnwrapped()
-                case _selectTimedOut: return try plan.timeoutCase.unsafelyUnwrapped.pointee.body.unsafelyUnwrapped()
+                case _selectDefault:
+                    _ = try clauses._runDefault(&result)
+                case _selectTimedOut:
+                    var k = shape.earliestTimeoutIndex
+                    _ = try clauses._runTimeout(&k, &result)
                 default:
                     var k = chosen
-                    let c = SelectPlan.channelCase(&k, in: top).unsafelyUnwrapped
-                    return try c.pointee.run(closed: plan.operations[chosen].closed, slot: value)
+                    _ = try clauses._run(&k, closed: erasure.operations[chosen].closed, slot: value, &result)
                 }
+                return result.unsafelyUnwrapped
             }
         }
     }
 }
 
-/// What one select call found in its cases, read in place: pointers into
-/// the case arrays, which stay valid for the whole call because `select`
-/// holds the outer array (which holds the nested ones) and nothing
-/// mutates them.
+/// The first case a select polls: uniform over its `count` channel cases.
 @usableFromInline
-struct SelectPlan<Result> {
-    /// The channel operations, in visit order (the indexes `_select`
-    /// reports), and their number.
-    @usableFromInline let operations: UnsafeMutablePointer<SelectOperation>
-    @usableFromInline var count = 0
-    /// The earliest timeout case, and the default case.
-    @usableFromInline var timeoutCase: UnsafePointer<SelectCase<Result>>?
-    @usableFromInline var defaultCase: UnsafePointer<SelectCase<Result>>?
-    /// A slot that fits the value of every receive case.
-    @usableFromInline var slotSize = 1
-    @usableFromInline var slotAlignment = 1
-
-    @inlinable
-    init(operations: UnsafeMutablePointer<SelectOperation>) { self.operations = operations }
-
-    /// Channel operations in `cases`, groups included.
-    @inlinable
-    static func operationCount(_ cases: UnsafeBufferPointer<SelectCase<Result>>) -> Int {
-        guard let base = cases.baseAddress else { return 0 }
-        var n = 0
-        for i in cases.indices {
-            switch base[i].tag {
-            case .channel: n += 1
-            case .timeout, .default: break
-            case .group: n += base[i].group.unsafelyUnwrapped.withUnsafeBufferPointer { operationCount($0) }
-            }
-        }
-        return n
+func _selectFirstCase(of count: Int) -> Int {
+    if count == 1 { return 0 }
+    if let raw = gt_current_worker() {
+        return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.local.pointee.rng.next(below: count) }
     }
-
-    /// Visits `cases` in order, groups depth-first.
-    @inlinable
-    mutating func add(_ cases: UnsafeBufferPointer<SelectCase<Result>>) {
-        guard let base = cases.baseAddress else { return }
-        for i in cases.indices {
-            let c = base + i
-            switch c.pointee.tag {
-            case .channel:
-                (operations + count).initialize(to: c.pointee.operation)
-                count += 1
-                slotSize = max(slotSize, c.pointee.valueSize)
-                slotAlignment = max(slotAlignment, c.pointee.valueAlignment)
-            case .timeout:
-                if timeoutCase == nil || c.pointee.duration.unsafelyUnwrapped < timeoutCase.unsafelyUnwrapped.pointee.duration.unsafelyUnwrapped {
-                    timeoutCase = c
-                }
-            case .default:
-                precondition(defaultCase == nil, "GreenThreads: a select may have at most one default case")
-                defaultCase = c
-            case .group:
-                c.pointee.group.unsafelyUnwrapped.withUnsafeBufferPointer { add($0) }
-            }
-        }
-    }
-
-    /// The channel case `add` visited as number `k` (counted down to 0).
-    @inlinable
-    static func channelCase(_ k: inout Int, in cases: UnsafeBufferPointer<SelectCase<Result>>) -> UnsafePointer<SelectCase<Result>>? {
-        guard let base = cases.baseAddress else { return nil }
-        for i in cases.indices {
-            let c = base + i
-            switch c.pointee.tag {
-            case .channel:
-                if k == 0 { return c }
-                k -= 1
-            case .group:
-                if let found = c.pointee.group.unsafelyUnwrapped.withUnsafeBufferPointer({ channelCase(&k, in: $0) }) {
-                    return found
-                }
-            case .timeout, .default:
-                break
-            }
-        }
-        return nil
-    }
+    var rng = FastRandom(seed: gt_random_seed())
+    return rng.next(below: count)
 }
 
 /// `_select` chose the default case.
@@ -262,7 +216,7 @@ struct SelectPlan<Result> {
 /// receive that happened left its value in `slot`.
 @usableFromInline
 func _select(
-    _ ops: UnsafeMutablePointer<SelectOperation>, count n: Int, slot: UnsafeMutableRawPointer,
+    _ ops: UnsafeMutablePointer<SelectOperation>, count n: Int, slot: UnsafeMutableRawPointer, first: Int,
     timeout: Duration?, hasDefault: Bool
 ) throws -> Int {
     let deadline = timeout.map { Park.deadline(after: $0) }
@@ -272,14 +226,9 @@ func _select(
         try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(2 * n, 1)) { scratch in
             let order = scratch.baseAddress.unsafelyUnwrapped
             let lockOrder = order + n
-            // 1. The poll order: a fresh uniform permutation (Go's
-            // pollorder), from the worker's generator or our own.
-            SelectOrder.shuffle(order, count: n)
-            // 2. The fast path: the first case of that order, alone under
-            // its own lock. Completing it is linearizable on its own (it
-            // was ready at the instant it completed); only a "nothing was
-            // ready" answer needs every lock.
-            if n > 0 && ops[order[0]].poll(slot) { return order[0] }
+            // 1. The poll order: a uniform permutation (Go's pollorder)
+            // that starts with the case the fast path (step 2) polled.
+            SelectOrder.shuffle(order, count: n, first: first)
             SelectOrder.sortByChannel(lockOrder, count: n, ops)
             while true {
                 // 3. Every channel locked (address order, each once), then
@@ -346,32 +295,30 @@ func _select(
 /// global lock order (channel address) that keeps two selects from
 /// deadlocking on each other's locks.
 enum SelectOrder {
-    /// Writes a uniform permutation of 0..<n into `order` (inside-out
-    /// Fisher-Yates), drawing from the worker's generator, or on a plain
+    /// Writes into `order` a uniform permutation of 0..<n that starts
+    /// with `first` (drawn uniformly by the caller), the rest shuffled
+    /// inside-out (Fisher-Yates) from the worker's generator, or on a plain
     /// OS thread from a generator seeded for this call. (Unretained: a
     /// strong reference to the worker would cost an atomic retain/release
     /// pair per select.)
-    @inline(__always)
-    static func shuffle(_ order: UnsafeMutablePointer<Int>, count n: Int) {
-        if n == 1 {
-            order[0] = 0
-            return
+    static func shuffle(_ order: UnsafeMutablePointer<Int>, count n: Int, first: Int) {
+        guard n > 0 else { return }
+        order[0] = first
+        let rest = order + 1
+        func fill(_ next: (Int) -> Int) {
+            for i in 0..<(n - 1) {
+                let j = next(i + 1)
+                if j != i { rest[i] = rest[j] }
+                rest[j] = i < first ? i : i + 1
+            }
         }
         if let raw = gt_current_worker() {
             Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { worker in
-                for i in 0..<n {
-                    let j = worker.local.pointee.rng.next(below: i + 1)
-                    if j != i { order[i] = order[j] }
-                    order[j] = i
-                }
+                fill { worker.local.pointee.rng.next(below: $0) }
             }
         } else {
             var rng = FastRandom(seed: gt_random_seed())
-            for i in 0..<n {
-                let j = rng.next(below: i + 1)
-                if j != i { order[i] = order[j] }
-                order[j] = i
-            }
+            fill { rng.next(below: $0) }
         }
     }
 
@@ -437,366 +384,5 @@ extension UnsafeMutablePointer where Pointee == Int {
         let t = self[i]
         self[i] = self[j]
         self[j] = t
-    }
-}
-
-/// One case of a `select`: `Case.receive`, `Case.send`, `Case.timeout` or
-/// `Case.default`, written inside the select's braces. `Result` is what
-/// the case bodies, and so the select, return.
-public struct SelectCase<Result> {
-    /// A case is a flat value: building one allocates nothing (a send case
-    /// boxes its value), and copying one is a retain per reference it
-    /// holds (most are nil for any one kind).
-    @usableFromInline
-    enum Tag: UInt8 { case channel, timeout, `default`, group }
-
-    @usableFromInline let tag: Tag
-    /// A channel case: the select loop's form of it (unretained)...
-    @usableFromInline let operation: SelectOperation
-    /// ...and what keeps its channel (and a send's value) alive.
-    @usableFromInline let owner: AnyObject?
-    /// A receive case's element size and alignment (0 and 1 otherwise):
-    /// the select gives all its receive cases one slot that fits each.
-    @usableFromInline let valueSize: Int
-    @usableFromInline let valueAlignment: Int
-    /// The body of any single case. A receive case's
-    /// `(Element?) throws -> Result` body is stored reinterpreted as this
-    /// type so that the case need not be generic over `Element`: every
-    /// Swift closure is the same pair of a function pointer and a
-    /// reference-counted context, so storing and copying it this way is
-    /// exact, and only `deliver` ever calls it, after casting it back.
-    @usableFromInline let body: (() throws -> Result)?
-    /// A receive case's call of `body` with the value at the pointer
-    /// (moved out), or with nil.
-    @usableFromInline let deliver: ((@escaping () throws -> Result, UnsafeMutableRawPointer?) throws -> Result)?
-    /// A timeout case's duration.
-    @usableFromInline let duration: Duration?
-    /// The members of a group (a block of several cases, an `if` or a
-    /// `for`). An array, not a group object: the variadic array
-    /// `buildBlock` gets is all a plain list of cases costs.
-    @usableFromInline let group: [SelectCase<Result>]?
-
-    @inlinable
-    init(
-        tag: Tag, operation: SelectOperation = SelectOperation(), owner: AnyObject? = nil,
-        valueSize: Int = 0, valueAlignment: Int = 1, body: (() throws -> Result)?,
-        deliver: ((@escaping () throws -> Result, UnsafeMutableRawPointer?) throws -> Result)? = nil,
-        duration: Duration? = nil, group: [SelectCase<Result>]? = nil
-    ) {
-        self.tag = tag
-        self.operation = operation
-        self.owner = owner
-        self.valueSize = valueSize
-        self.valueAlignment = valueAlignment
-        self.body = body
-        self.deliver = deliver
-        self.duration = duration
-        self.group = group
-    }
-
-    @inlinable
-    init(group: [SelectCase<Result>]) { self.init(tag: .group, body: nil, group: group) }
-
-    /// Runs the body of the channel case that happened. `closed`: its
-    /// channel was closed (a receive then passes nil; a send throws).
-    @inlinable
-    func run(closed: Bool, slot: UnsafeMutableRawPointer) throws -> Result {
-        if let deliver { return try deliver(body.unsafelyUnwrapped, closed ? nil : slot) }
-        if closed { throw ChannelError.closed }
-        return try body.unsafelyUnwrapped()
-    }
-
-    /// Receives from `channel`. The body gets the value, or nil if the
-    /// channel is closed and drained (a closed channel is always ready).
-    @inlinable
-    public static func receive<Element>(
-        _ channel: Channel<Element>, _ body: @escaping (Element?) throws -> Result
-    ) -> SelectCase {
-        SelectCase(
-            tag: .channel,
-            operation: SelectOperation(
-                channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
-                kind: ReceiveKind<Element>.self, sendAddress: nil),
-            owner: channel,
-            valueSize: MemoryLayout<Element>.size, valueAlignment: MemoryLayout<Element>.alignment,
-            // SAFETY: `deliver` below casts it back to this very type (see
-            // `body`).
-            body: unsafeBitCast(body, to: (() throws -> Result).self),
-            // No captures: written here, where `Element` is concrete, it is
-            // a plain function pointer, and the unspecialized select loop
-            // never forms an `Element?` (see Channel.swift, "Specialization").
-            deliver: { erased, value in
-                let body = unsafeBitCast(erased, to: ((Element?) throws -> Result).self)
-                return try body(value.map { $0.assumingMemoryBound(to: Element.self).move() })
-            })
-    }
-
-    /// Sends `value` on `channel`, then runs the body. If the channel is
-    /// closed this case is ready and the select throws `ChannelError.closed`.
-    @inlinable
-    public static func send<Element>(
-        _ channel: Channel<Element>, _ value: Element, _ body: @escaping () throws -> Result
-    ) -> SelectCase {
-        // The value needs an address that stays put while the select is
-        // parked (a receiver copies it from there): a box, one allocation,
-        // which also holds the channel. The value is the tuple's first
-        // element, at the header's address.
-        let box = ManagedBuffer<(Element, Channel<Element>), UInt8>.create(minimumCapacity: 0) { _ in (value, channel) }
-        return SelectCase(
-            tag: .channel,
-            operation: SelectOperation(
-                channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
-                kind: SendKind<Element>.self,
-                sendAddress: UnsafeMutableRawPointer(box.withUnsafeMutablePointerToHeader { $0 })),
-            owner: box, body: body)
-    }
-
-    /// Runs the body if no other case became ready within `duration`
-    /// (measured from the start of the select).
-    @inlinable
-    public static func timeout(_ duration: Duration, _ body: @escaping () throws -> Result) -> SelectCase {
-        SelectCase(tag: .timeout, body: body, duration: duration)
-    }
-
-    /// Runs the body at once if no other case is ready: the select never
-    /// waits.
-    @inlinable
-    public static func `default`(_ body: @escaping () throws -> Result) -> SelectCase {
-        SelectCase(tag: .default, body: body)
-    }
-}
-
-/// The short name cases are written with: `Case.receive(ch) { v in ... }`.
-/// (Where it clashes with a type of your own, write `SelectCase`.)
-public typealias Case<Result> = SelectCase<Result>
-
-/// Collects a select's cases; supports `if`, `if`/`else`, `switch` and `for`.
-///
-/// Every component is a single `SelectCase` (a block of several, an `if`
-/// or a `for` becomes a group), so a plain list of cases costs the variadic
-/// array of `buildBlock` only, instead of an array per case.
-@resultBuilder
-public enum SelectBuilder<Result> {
-    @inlinable
-    public static func buildExpression(_ c: consuming SelectCase<Result>) -> SelectCase<Result> { c }
-    @inlinable
-    public static func buildBlock(_ cases: SelectCase<Result>...) -> SelectCase<Result> {
-        cases.count == 1 ? cases[0] : SelectCase(group: cases)
-    }
-    @inlinable
-    public static func buildOptional(_ c: SelectCase<Result>?) -> SelectCase<Result> {
-        c ?? SelectCase(group: [])
-    }
-    @inlinable
-    public static func buildEither(first c: consuming SelectCase<Result>) -> SelectCase<Result> { c }
-    @inlinable
-    public static func buildEither(second c: consuming SelectCase<Result>) -> SelectCase<Result> { c }
-    @inlinable
-    public static func buildArray(_ cases: [SelectCase<Result>]) -> SelectCase<Result> {
-        SelectCase(group: cases)
-    }
-    @inlinable
-    public static func buildFinalResult(_ c: consuming SelectCase<Result>) -> [SelectCase<Result>] {
-        c.tag == .group ? c.group.unsafelyUnwrapped : [c]
-    }
-}
-
-// MARK: - Operations
-
-/// A channel case of one select call, type-erased for the select loop.
-/// Used only by the selecting thread, except for its waiter, which follows
-/// the hand-over protocol in Waiter.swift.
-@usableFromInline
-struct SelectOperation {
-    /// The `Channel<Element>` that `kind` knows the type of.
-    @usableFromInline let channel: UnsafeRawPointer
-    @usableFromInline let kind: ChannelCaseKind.Type
-    /// A send's value; nil for a receive, which uses the select's slot.
-    @usableFromInline let sendAddress: UnsafeMutableRawPointer?
-    /// Set by the loop on the operation that happened: its channel was
-    /// closed, so nothing moved.
-    @usableFromInline var closed = false
-
-    /// What a case that is not a channel case holds; never used. (Not an
-    /// optional `operation`: measured, that made the optimizer copy every
-    /// case in the builder, through value witnesses.)
-    @inlinable
-    init() {
-        channel = UnsafeRawPointer(bitPattern: 1).unsafelyUnwrapped
-        kind = ChannelCaseKind.self
-        sendAddress = nil
-    }
-
-    @inlinable
-    init(channel: UnsafeRawPointer, kind: ChannelCaseKind.Type, sendAddress: UnsafeMutableRawPointer?) {
-        self.channel = channel
-        self.kind = kind
-        self.sendAddress = sendAddress
-    }
-
-    /// Completes the operation now if that needs no waiting (a receive
-    /// moves its value into `slot`).
-    mutating func poll(_ slot: UnsafeMutableRawPointer) -> Bool {
-        switch kind.poll(channel, sendAddress ?? slot) {
-        case .done: return true
-        case .closed:
-            closed = true
-            return true
-        case .wouldBlock: return false
-        }
-    }
-
-    /// `poll` for a select that holds every channel lock of its cases:
-    /// never unlocks, and returns the counterpart it claimed (already given
-    /// its value or result), to be resumed once every lock is released.
-    func pollHeld(_ slot: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        kind.pollHeld(channel, sendAddress ?? slot)
-    }
-
-    /// Queues `waiter` (fresh, on the select's stack) for `waker`, under
-    /// the channel's lock, which the select holds. A receive's counterpart
-    /// will write the value into `slot`.
-    func enqueueHeld(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: UnownedWaker) {
-        waiter.pointee.elem = sendAddress ?? slot
-        kind.enqueueHeld(channel, waiter, waker)
-    }
-
-    /// Unlinks `waiter` if it is still queued.
-    func unregister(_ waiter: WaiterRef) { kind.unregister(channel, waiter) }
-
-    /// After a wait in which a counterpart completed this case (or closed
-    /// its channel): records the outcome for the body.
-    mutating func collect(_ waiter: WaiterRef) { closed = waiter.pointee.outcome == .closed }
-}
-
-/// How a poll went, for any element type.
-enum SelectAttempt { case done, closed, wouldBlock }
-
-/// The element-typed channel calls of a select case, reached through the
-/// metatype of a subclass (one word, no allocation, no reference count).
-/// The channel code they call runs unspecialized, as it did before.
-@usableFromInline
-class ChannelCaseKind {
-    /// A poll: `value` is the receive slot or the send value.
-    class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
-        fatalError("subclass responsibility")
-    }
-    /// `poll` under a lock the caller holds (see `SelectOperation.pollHeld`).
-    class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        fatalError("subclass responsibility")
-    }
-    /// `Channel.enqueueHeld` on this kind's queue.
-    class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
-        fatalError("subclass responsibility")
-    }
-    /// The channel's lock, taken and released by a select around its
-    /// one-instant poll.
-    class func lock(_ channel: UnsafeRawPointer) {
-        fatalError("subclass responsibility")
-    }
-    class func unlock(_ channel: UnsafeRawPointer) {
-        fatalError("subclass responsibility")
-    }
-    /// `Channel.unregister` from this kind's queue.
-    class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
-        fatalError("subclass responsibility")
-    }
-}
-
-/// A receive case's channel calls. The value ends up in the select's
-/// shared slot: moved there by a poll, or written there by a sender while
-/// the select is parked.
-@usableFromInline
-final class ReceiveKind<Element: Sendable>: ChannelCaseKind {
-    @inline(__always)
-    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
-        Unmanaged.fromOpaque(p)
-    }
-
-    override class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
-        switch Self.channel(channel)._withUnsafeGuaranteedRef({
-            $0.pollReceive(into: value.assumingMemoryBound(to: Element.self))
-        }) {
-        case .done: return .done
-        case .closed: return .closed
-        case .wouldBlock: return .wouldBlock
-        }
-    }
-
-    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        switch Self.channel(channel)._withUnsafeGuaranteedRef({
-            $0.receiveStep(into: value.assumingMemoryBound(to: Element.self))
-        }) {
-        case .done: return (.done, nil)
-        case .handOff(let sender):
-            sender.pointee.outcome = .completed
-            return (.done, sender)
-        case .closed: return (.closed, nil)
-        case .wouldBlock: return (.wouldBlock, nil)
-        }
-    }
-
-    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .receivers, waker: waker) }
-    }
-
-    override class func lock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
-    }
-
-    override class func unlock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
-    }
-
-    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .receivers) }
-    }
-}
-
-/// A send case's channel calls. The value stays in the case's box; a
-/// receiver copies it from there.
-@usableFromInline
-final class SendKind<Element: Sendable>: ChannelCaseKind {
-    @inline(__always)
-    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
-        Unmanaged.fromOpaque(p)
-    }
-
-    override class func poll(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> SelectAttempt {
-        switch Self.channel(channel)._withUnsafeGuaranteedRef({
-            $0.pollSend(from: value.assumingMemoryBound(to: Element.self))
-        }) {
-        case .done: return .done
-        case .closed: return .closed
-        case .wouldBlock: return .wouldBlock
-        }
-    }
-
-    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        let value = UnsafePointer(value.assumingMemoryBound(to: Element.self))
-        switch Self.channel(channel)._withUnsafeGuaranteedRef({ $0.sendStep(value) }) {
-        case .done: return (.done, nil)
-        case .handOff(let receiver):
-            Channel<Element>.fill(receiver, with: value)
-            return (.done, receiver)
-        case .closed: return (.closed, nil)
-        case .wouldBlock: return (.wouldBlock, nil)
-        }
-    }
-
-    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .senders, waker: waker) }
-    }
-
-    override class func lock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
-    }
-
-    override class func unlock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
-    }
-
-    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .senders) }
     }
 }

@@ -1,0 +1,579 @@
+// SelectClauses.swift: what a select's braces build (the cases and their
+// groups) and the result builder that builds it.
+//
+// Every case is its own small struct, typed by its channel's element
+// (`ReceiveClause<Element, Result>`, `SendClause<Element, Result>`), and a
+// block of cases nested pairs (`SelectPair`), an `if` an optional,
+// an `if`/`else` or `switch` an either, a `for` an array. So a select over
+// a fixed list of cases builds one stack value: no array, no box for a
+// send's value, no type erasure, and `select` (inlinable) runs its fast
+// path, a poll of one case, fully specialized in the caller: for a
+// buffered `Int` channel, the same plain loads and stores as `tryReceive`.
+// Only a `for` group allocates (its array).
+//
+// The clause protocol's requirements are the select's passes over its
+// cases, each counting channel cases down with `k` to reach the k-th:
+//  * `_measure`: how many channel cases, the receive slot and send value
+//    sizes, the earliest timeout, the default;
+//  * `_pollOne`: the fast path, one case under its own lock;
+//  * `_erase` / `_destroyErased`: the slow path's type-erased operations
+//    (SelectOperation.swift), with copies of the send values at addresses
+//    that stay put while the select is parked (a receiver copies from
+//    there);
+//  * `_run`, `_runTimeout`, `_runDefault`: the body of the case that won.
+
+/// A case, or a group of cases, of a `select`: what `Case.receive`,
+/// `Case.send`, `Case.timeout` and `Case.default` return, and what the
+/// select builder makes of blocks, `if`, `switch` and `for`.
+///
+/// The requirements are the select's internal passes; conforming types of
+/// your own are not supported.
+public protocol SelectClause<Result> {
+    /// What the case bodies, and so the select, return.
+    associatedtype Result
+    func _measure(_ shape: inout _SelectShape)
+    func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool
+    func _erase(_ erasure: inout _SelectErasure)
+    func _destroyErased(_ erasure: inout _SelectErasure)
+    func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool
+    func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool
+    func _runDefault(_ result: inout Result?) throws -> Bool
+}
+
+/// A select's cases, measured: see `SelectClause`.
+public struct _SelectShape {
+    /// Channel cases, groups included.
+    @usableFromInline var operations = 0
+    /// A slot that fits the value of every receive case.
+    @usableFromInline var slotSize = 1
+    @usableFromInline var slotAlignment = 1
+    /// Room for a copy of every send case's value, laid out in case order.
+    @usableFromInline var sendBytes = 0
+    @usableFromInline var sendAlignment = 1
+    /// Timeout cases, and the earliest one (its index among them).
+    @usableFromInline var timeouts = 0
+    @usableFromInline var earliestTimeout: Duration?
+    @usableFromInline var earliestTimeoutIndex = 0
+    @usableFromInline var defaults = 0
+
+    @inlinable init() {}
+
+    /// Where the next send value goes, `sendBytes` counting so far.
+    @inlinable
+    static func place(_ offset: Int, size: Int, alignment: Int) -> Int {
+        (offset + alignment - 1) & ~(alignment - 1)
+    }
+}
+
+/// A select's slow-path operations being written: see `SelectClause`.
+public struct _SelectErasure {
+    @usableFromInline let operations: UnsafeMutablePointer<SelectOperation>
+    @usableFromInline var count = 0
+    /// The copies of the send values (`_SelectShape.sendBytes`).
+    @usableFromInline let values: UnsafeMutableRawPointer
+    @usableFromInline var valueOffset = 0
+
+    @inlinable
+    init(operations: UnsafeMutablePointer<SelectOperation>, values: UnsafeMutableRawPointer) {
+        self.operations = operations
+        self.values = values
+    }
+
+    /// The address of the next send value of type `T`.
+    @inlinable
+    mutating func nextValue<T>(_: T.Type) -> UnsafeMutablePointer<T> {
+        let offset = _SelectShape.place(valueOffset, size: MemoryLayout<T>.size, alignment: MemoryLayout<T>.alignment)
+        valueOffset = offset + MemoryLayout<T>.size
+        return (values + offset).assumingMemoryBound(to: T.self)
+    }
+}
+
+/// The namespace cases are written with: `Case.receive(ch) { v in ... }`.
+///
+/// Each case names its type (`Case.`, or `SelectCase.`): a line starting
+/// with a bare `.receive` would continue the previous line's expression as
+/// a method call, not start a new case. (Where `Case` clashes with a type
+/// of your own, write `SelectCase`.)
+public enum SelectCase<Result> {
+    /// Receives from `channel`. The body gets the value, or nil if the
+    /// channel is closed and drained (a closed channel is always ready).
+    @inlinable
+    public static func receive<Element>(
+        _ channel: Channel<Element>, _ body: @escaping (Element?) throws -> Result
+    ) -> ReceiveClause<Element, Result> {
+        ReceiveClause(channel: channel, body: body)
+    }
+
+    /// Sends `value` on `channel`, then runs the body. If the channel is
+    /// closed this case is ready and the select throws `ChannelError.closed`.
+    @inlinable
+    public static func send<Element>(
+        _ channel: Channel<Element>, _ value: Element, _ body: @escaping () throws -> Result
+    ) -> SendClause<Element, Result> {
+        SendClause(channel: channel, value: value, body: body)
+    }
+
+    /// Runs the body if no other case became ready within `duration`
+    /// (measured from the start of the select).
+    @inlinable
+    public static func timeout(_ duration: Duration, _ body: @escaping () throws -> Result) -> TimeoutClause<Result> {
+        TimeoutClause(duration: duration, body: body)
+    }
+
+    /// Runs the body at once if no other case is ready: the select never
+    /// waits.
+    @inlinable
+    public static func `default`(_ body: @escaping () throws -> Result) -> DefaultClause<Result> {
+        DefaultClause(body: body)
+    }
+}
+
+/// The short name cases are written with: `Case.receive(ch) { v in ... }`.
+public typealias Case<Result> = SelectCase<Result>
+
+/// A receive case (`Case.receive`).
+public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
+    @usableFromInline let channel: Channel<Element>
+    @usableFromInline let body: (Element?) throws -> Result
+
+    @inlinable
+    init(channel: Channel<Element>, body: @escaping (Element?) throws -> Result) {
+        self.channel = channel
+        self.body = body
+    }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {
+        shape.operations += 1
+        shape.slotSize = max(shape.slotSize, MemoryLayout<Element>.size)
+        shape.slotAlignment = max(shape.slotAlignment, MemoryLayout<Element>.alignment)
+    }
+
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        k -= 1
+        guard k == -1 else { return false }
+        return try withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
+            let slot = buffer.baseAddress.unsafelyUnwrapped
+            switch channel.pollReceive(into: slot) {
+            case .done: result = try body(slot.move())
+            case .closed: result = try body(nil)
+            case .wouldBlock: return false
+            }
+            return true
+        }
+    }
+
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {
+        erasure.operations[erasure.count] = SelectOperation(
+            channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
+            kind: ReceiveKind<Element>.self, sendAddress: nil)
+        erasure.count += 1
+    }
+
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {}
+
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
+        k -= 1
+        guard k == -1 else { return false }
+        result = try body(closed ? nil : slot.assumingMemoryBound(to: Element.self).move())
+        return true
+    }
+
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
+}
+
+/// A send case (`Case.send`).
+public struct SendClause<Element: Sendable, Result>: SelectClause {
+    @usableFromInline let channel: Channel<Element>
+    @usableFromInline let value: Element
+    @usableFromInline let body: () throws -> Result
+
+    @inlinable
+    init(channel: Channel<Element>, value: Element, body: @escaping () throws -> Result) {
+        self.channel = channel
+        self.value = value
+        self.body = body
+    }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {
+        shape.operations += 1
+        let alignment = MemoryLayout<Element>.alignment
+        shape.sendBytes = _SelectShape.place(shape.sendBytes, size: MemoryLayout<Element>.size, alignment: alignment)
+            + MemoryLayout<Element>.size
+        shape.sendAlignment = max(shape.sendAlignment, alignment)
+    }
+
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        k -= 1
+        guard k == -1 else { return false }
+        switch withUnsafePointer(to: value, { channel.pollSend(from: $0) }) {
+        case .done: result = try body()
+        case .closed: throw ChannelError.closed
+        case .wouldBlock: return false
+        }
+        return true
+    }
+
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {
+        // A copy that stays put while the select is parked: a receiver
+        // copies the value from there.
+        let copy = erasure.nextValue(Element.self)
+        copy.initialize(to: value)
+        erasure.operations[erasure.count] = SelectOperation(
+            channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
+            kind: SendKind<Element>.self, sendAddress: UnsafeMutableRawPointer(copy))
+        erasure.count += 1
+    }
+
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {
+        erasure.nextValue(Element.self).deinitialize(count: 1)
+    }
+
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
+        k -= 1
+        guard k == -1 else { return false }
+        if closed { throw ChannelError.closed }
+        result = try body()
+        return true
+    }
+
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
+}
+
+/// A timeout case (`Case.timeout`).
+public struct TimeoutClause<Result>: SelectClause {
+    @usableFromInline let duration: Duration
+    @usableFromInline let body: () throws -> Result
+
+    @inlinable
+    init(duration: Duration, body: @escaping () throws -> Result) {
+        self.duration = duration
+        self.body = body
+    }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {
+        if shape.earliestTimeout.map({ duration < $0 }) ?? true {
+            shape.earliestTimeout = duration
+            shape.earliestTimeoutIndex = shape.timeouts
+        }
+        shape.timeouts += 1
+    }
+
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
+
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        k -= 1
+        guard k == -1 else { return false }
+        result = try body()
+        return true
+    }
+
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
+}
+
+/// A default case (`Case.default`).
+public struct DefaultClause<Result>: SelectClause {
+    @usableFromInline let body: () throws -> Result
+
+    @inlinable
+    init(body: @escaping () throws -> Result) { self.body = body }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) { shape.defaults += 1 }
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool {
+        result = try body()
+        return true
+    }
+}
+
+// MARK: - Groups
+
+/// Two consecutive parts of a block of cases: the builder folds a block of
+/// any length into nested pairs (`buildPartialBlock`).
+public struct SelectPair<First: SelectClause, Second: SelectClause>: SelectClause
+where First.Result == Second.Result {
+    public typealias Result = First.Result
+    @usableFromInline let first: First
+    @usableFromInline let second: Second
+
+    @inlinable
+    init(_ first: First, _ second: Second) {
+        self.first = first
+        self.second = second
+    }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {
+        first._measure(&shape)
+        second._measure(&shape)
+    }
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        if try first._pollOne(&k, &result) { return true }
+        return k >= 0 ? try second._pollOne(&k, &result) : false
+    }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {
+        first._erase(&erasure)
+        second._erase(&erasure)
+    }
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {
+        first._destroyErased(&erasure)
+        second._destroyErased(&erasure)
+    }
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
+        if try first._run(&k, closed: closed, slot: slot, &result) { return true }
+        return k >= 0 ? try second._run(&k, closed: closed, slot: slot, &result) : false
+    }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        if try first._runTimeout(&k, &result) { return true }
+        return k >= 0 ? try second._runTimeout(&k, &result) : false
+    }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool {
+        if try first._runDefault(&result) { return true }
+        return try second._runDefault(&result)
+    }
+}
+
+/// An empty block: no case at all.
+public struct SelectEmpty<Result>: SelectClause {
+    @inlinable init() {}
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {}
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
+}
+
+/// An `if` without `else`: its cases take part only when the condition held.
+public struct SelectOptional<Clause: SelectClause>: SelectClause {
+    public typealias Result = Clause.Result
+    @usableFromInline let clause: Clause?
+
+    @inlinable
+    init(_ clause: Clause?) { self.clause = clause }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) { clause?._measure(&shape) }
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        try clause?._pollOne(&k, &result) ?? false
+    }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) { clause?._erase(&erasure) }
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) { clause?._destroyErased(&erasure) }
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
+        try clause?._run(&k, closed: closed, slot: slot, &result) ?? false
+    }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        try clause?._runTimeout(&k, &result) ?? false
+    }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool {
+        try clause?._runDefault(&result) ?? false
+    }
+}
+
+/// One branch of an `if`/`else` or a `switch`.
+public enum SelectEither<First: SelectClause, Second: SelectClause>: SelectClause
+where First.Result == Second.Result {
+    public typealias Result = First.Result
+    case first(First)
+    case second(Second)
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {
+        switch self {
+        case .first(let c): c._measure(&shape)
+        case .second(let c): c._measure(&shape)
+        }
+    }
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        switch self {
+        case .first(let c): return try c._pollOne(&k, &result)
+        case .second(let c): return try c._pollOne(&k, &result)
+        }
+    }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {
+        switch self {
+        case .first(let c): c._erase(&erasure)
+        case .second(let c): c._erase(&erasure)
+        }
+    }
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {
+        switch self {
+        case .first(let c): c._destroyErased(&erasure)
+        case .second(let c): c._destroyErased(&erasure)
+        }
+    }
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
+        switch self {
+        case .first(let c): return try c._run(&k, closed: closed, slot: slot, &result)
+        case .second(let c): return try c._run(&k, closed: closed, slot: slot, &result)
+        }
+    }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        switch self {
+        case .first(let c): return try c._runTimeout(&k, &result)
+        case .second(let c): return try c._runTimeout(&k, &result)
+        }
+    }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool {
+        switch self {
+        case .first(let c): return try c._runDefault(&result)
+        case .second(let c): return try c._runDefault(&result)
+        }
+    }
+}
+
+/// The cases of a `for` loop, one group per iteration.
+public struct SelectArray<Clause: SelectClause>: SelectClause {
+    public typealias Result = Clause.Result
+    @usableFromInline let clauses: [Clause]
+
+    @inlinable
+    init(_ clauses: [Clause]) { self.clauses = clauses }
+
+    @inlinable
+    public func _measure(_ shape: inout _SelectShape) {
+        for c in clauses { c._measure(&shape) }
+    }
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        for c in clauses where k >= 0 {
+            if try c._pollOne(&k, &result) { return true }
+        }
+        return false
+    }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {
+        for c in clauses { c._erase(&erasure) }
+    }
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {
+        for c in clauses { c._destroyErased(&erasure) }
+    }
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
+        for c in clauses where k >= 0 {
+            if try c._run(&k, closed: closed, slot: slot, &result) { return true }
+        }
+        return false
+    }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool {
+        for c in clauses where k >= 0 {
+            if try c._runTimeout(&k, &result) { return true }
+        }
+        return false
+    }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool {
+        for c in clauses {
+            if try c._runDefault(&result) { return true }
+        }
+        return false
+    }
+}
+
+/// Collects a select's cases; supports `if`, `if`/`else`, `switch` and
+/// `for`. A plain list of cases builds one value on the stack (see the
+/// file header); only a `for` allocates, for its array.
+@resultBuilder
+public enum SelectBuilder<Result> {
+    @inlinable
+    public static func buildExpression<C: SelectClause>(_ clause: C) -> C where C.Result == Result { clause }
+
+    @inlinable
+    public static func buildBlock() -> SelectEmpty<Result> { SelectEmpty() }
+
+    @inlinable
+    public static func buildPartialBlock<C: SelectClause>(first clause: C) -> C where C.Result == Result { clause }
+
+    @inlinable
+    public static func buildPartialBlock<A: SelectClause, N: SelectClause>(accumulated: A, next: N) -> SelectPair<A, N>
+    where A.Result == Result, N.Result == Result {
+        SelectPair(accumulated, next)
+    }
+
+    @inlinable
+    public static func buildOptional<C: SelectClause>(_ clause: C?) -> SelectOptional<C> where C.Result == Result {
+        SelectOptional(clause)
+    }
+
+    @inlinable
+    public static func buildEither<F: SelectClause, S: SelectClause>(first clause: F) -> SelectEither<F, S>
+    where F.Result == Result, S.Result == Result {
+        .first(clause)
+    }
+
+    @inlinable
+    public static func buildEither<F: SelectClause, S: SelectClause>(second clause: S) -> SelectEither<F, S>
+    where F.Result == Result, S.Result == Result {
+        .second(clause)
+    }
+
+    @inlinable
+    public static func buildArray<C: SelectClause>(_ clauses: [C]) -> SelectArray<C> where C.Result == Result {
+        SelectArray(clauses)
+    }
+}

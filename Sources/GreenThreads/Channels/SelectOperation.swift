@@ -1,0 +1,173 @@
+// SelectOperation.swift: a select's channel cases, type-erased for the
+// select loop (Select.swift), which runs unspecialized.
+//
+// An operation is three words and a flag: the channel (unretained: the
+// select's clauses hold it), the metatype of an element-typed subclass of
+// `ChannelCaseKind` (one word, no allocation, no reference count) through
+// which the loop reaches the channel's element-typed calls, and, for a
+// send, the address of its value. Values move only through typed pointers
+// at the two ends, never as an `Element?` or another generic type built in
+// the unspecialized loop (see Channel.swift, "Specialization").
+
+/// A channel case of one select call, type-erased for the select loop.
+/// Used only by the selecting thread, except for its waiter, which follows
+/// the hand-over protocol in Waiter.swift.
+@usableFromInline
+struct SelectOperation {
+    /// The `Channel<Element>` that `kind` knows the type of.
+    @usableFromInline let channel: UnsafeRawPointer
+    @usableFromInline let kind: ChannelCaseKind.Type
+    /// A send's value; nil for a receive, which uses the select's slot.
+    @usableFromInline let sendAddress: UnsafeMutableRawPointer?
+    /// Set by the loop on the operation that happened: its channel was
+    /// closed, so nothing moved.
+    @usableFromInline var closed = false
+
+    /// What a case that is not a channel case holds; never used. (Not an
+    /// optional `operation`: measured, that made the optimizer copy every
+    /// case in the builder, through value witnesses.)
+    @inlinable
+    init() {
+        channel = UnsafeRawPointer(bitPattern: 1).unsafelyUnwrapped
+        kind = ChannelCaseKind.self
+        sendAddress = nil
+    }
+
+    @inlinable
+    init(channel: UnsafeRawPointer, kind: ChannelCaseKind.Type, sendAddress: UnsafeMutableRawPointer?) {
+        self.channel = channel
+        self.kind = kind
+        self.sendAddress = sendAddress
+    }
+
+    /// A poll for a select that holds every channel lock of its cases:
+    /// never unlocks, and returns the counterpart it claimed (already given
+    /// its value or result), to be resumed once every lock is released.
+    func pollHeld(_ slot: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        kind.pollHeld(channel, sendAddress ?? slot)
+    }
+
+    /// Queues `waiter` (fresh, on the select's stack) for `waker`, under
+    /// the channel's lock, which the select holds. A receive's counterpart
+    /// will write the value into `slot`.
+    func enqueueHeld(_ waiter: WaiterRef, _ slot: UnsafeMutableRawPointer, _ waker: UnownedWaker) {
+        waiter.pointee.elem = sendAddress ?? slot
+        kind.enqueueHeld(channel, waiter, waker)
+    }
+
+    /// Unlinks `waiter` if it is still queued.
+    func unregister(_ waiter: WaiterRef) { kind.unregister(channel, waiter) }
+
+    /// After a wait in which a counterpart completed this case (or closed
+    /// its channel): records the outcome for the body.
+    mutating func collect(_ waiter: WaiterRef) { closed = waiter.pointee.outcome == .closed }
+}
+
+/// How a poll went, for any element type.
+enum SelectAttempt { case done, closed, wouldBlock }
+
+/// The element-typed channel calls of a select case, reached through the
+/// metatype of a subclass (one word, no allocation, no reference count).
+/// The channel code they call runs unspecialized, as it did before.
+@usableFromInline
+class ChannelCaseKind {
+    /// A poll under a lock the caller holds (see `SelectOperation.pollHeld`):
+    /// `value` is the receive slot or the send value.
+    class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        fatalError("subclass responsibility")
+    }
+    /// `Channel.enqueueHeld` on this kind's queue.
+    class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        fatalError("subclass responsibility")
+    }
+    /// The channel's lock, taken and released by a select around its
+    /// one-instant poll.
+    class func lock(_ channel: UnsafeRawPointer) {
+        fatalError("subclass responsibility")
+    }
+    class func unlock(_ channel: UnsafeRawPointer) {
+        fatalError("subclass responsibility")
+    }
+    /// `Channel.unregister` from this kind's queue.
+    class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        fatalError("subclass responsibility")
+    }
+}
+
+/// A receive case's channel calls. The value ends up in the select's
+/// shared slot: moved there by a poll, or written there by a sender while
+/// the select is parked.
+@usableFromInline
+final class ReceiveKind<Element: Sendable>: ChannelCaseKind {
+    @inline(__always)
+    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
+        Unmanaged.fromOpaque(p)
+    }
+
+    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        switch Self.channel(channel)._withUnsafeGuaranteedRef({
+            $0.receiveStep(into: value.assumingMemoryBound(to: Element.self))
+        }) {
+        case .done: return (.done, nil)
+        case .handOff(let sender):
+            sender.pointee.outcome = .completed
+            return (.done, sender)
+        case .closed: return (.closed, nil)
+        case .wouldBlock: return (.wouldBlock, nil)
+        }
+    }
+
+    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .receivers, waker: waker) }
+    }
+
+    override class func lock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
+    }
+
+    override class func unlock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
+    }
+
+    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .receivers) }
+    }
+}
+
+/// A send case's channel calls. The value stays in the case's box; a
+/// receiver copies it from there.
+@usableFromInline
+final class SendKind<Element: Sendable>: ChannelCaseKind {
+    @inline(__always)
+    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
+        Unmanaged.fromOpaque(p)
+    }
+
+    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
+        let value = UnsafePointer(value.assumingMemoryBound(to: Element.self))
+        switch Self.channel(channel)._withUnsafeGuaranteedRef({ $0.sendStep(value) }) {
+        case .done: return (.done, nil)
+        case .handOff(let receiver):
+            Channel<Element>.fill(receiver, with: value)
+            return (.done, receiver)
+        case .closed: return (.closed, nil)
+        case .wouldBlock: return (.wouldBlock, nil)
+        }
+    }
+
+    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .senders, waker: waker) }
+    }
+
+    override class func lock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
+    }
+
+    override class func unlock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
+    }
+
+    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .senders) }
+    }
+}
