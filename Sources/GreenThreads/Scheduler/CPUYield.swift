@@ -40,6 +40,6 @@ extension Worker {
         // Stamped after the yield: time spent off the CPU does not count
         // toward the next one.
         local.pointee.lastCPUYield = gt_now_ns()
-        Self.bump(cpuYieldCount)
+        Self.bump(counters.cpuYields)
     }
 }

@@ -13,8 +13,7 @@ import Synchronization
 ///
 /// Elements are `Unmanaged<Fiber>` bit patterns; the deque owns no retain.
 final class WorkStealingDeque: @unchecked Sendable {
-    static let capacity = 1024
-    private static let mask = capacity - 1
+    static let defaultCapacity = 1024
 
     /// Next slot to steal. Advanced by thieves (and the owner's last-item
     /// pop) with a CAS; never decreases, so a stale value is never ABA.
@@ -25,14 +24,23 @@ final class WorkStealingDeque: @unchecked Sendable {
     /// Next free slot. Written only by the owner, read by thieves.
     private let bottom = Atomic<Int>(0)
     private let slots: UnsafeMutablePointer<Atomic<UInt>>
+    /// A power of two. Beside `bottom` and `slots`, on the line every push
+    /// and pop reads anyway.
+    let capacity: Int
+    private let mask: Int
 
-    init() {
-        slots = .allocate(capacity: Self.capacity)
-        for i in 0..<Self.capacity { (slots + i).initialize(to: Atomic(0)) }
+    /// `capacity` other than the default is for tests: a small ring reaches
+    /// wrap-around and the full deque in a few operations.
+    init(capacity: Int = WorkStealingDeque.defaultCapacity) {
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "deque capacity must be a power of two")
+        self.capacity = capacity
+        mask = capacity - 1
+        slots = .allocate(capacity: capacity)
+        for i in 0..<capacity { (slots + i).initialize(to: Atomic(0)) }
     }
 
     deinit {
-        slots.deinitialize(count: Self.capacity)
+        slots.deinitialize(count: capacity)
         slots.deallocate()
     }
 
@@ -42,8 +50,8 @@ final class WorkStealingDeque: @unchecked Sendable {
         let b = bottom.load(ordering: .relaxed)
         // A stale `top` only understates free room: the check is conservative.
         let t = top.load(ordering: .acquiring)
-        if b &- t >= Self.capacity { return false }
-        slots[b & Self.mask].store(item, ordering: .relaxed)
+        if b &- t >= capacity { return false }
+        slots[b & mask].store(item, ordering: .relaxed)
         // Release: the slot's contents happen-before a thief that reads the
         // new bottom with acquire.
         atomicMemoryFence(ordering: .releasing)
@@ -65,7 +73,7 @@ final class WorkStealingDeque: @unchecked Sendable {
             bottom.store(b &+ 1, ordering: .relaxed)  // was empty; undo
             return nil
         }
-        let item = slots[b & Self.mask].load(ordering: .relaxed)
+        let item = slots[b & mask].load(ordering: .relaxed)
         if t == b {
             // The last item: race the thieves for it on top.
             let won = top.compareExchange(
@@ -95,7 +103,7 @@ final class WorkStealingDeque: @unchecked Sendable {
         if t >= b { return .empty }
         // Read before the CAS: once top moves past t the owner may reuse
         // the slot. A value read from a slot we then fail to claim is dropped.
-        let item = slots[t & Self.mask].load(ordering: .relaxed)
+        let item = slots[t & mask].load(ordering: .relaxed)
         guard top.compareExchange(
             expected: t, desired: t &+ 1,
             successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed
@@ -131,7 +139,7 @@ final class WorkStealingDeque: @unchecked Sendable {
             // slot it vacated may be overwritten only by us.
             let t = top.load(ordering: .acquiring)
             if t >= b { return nil }
-            let item = slots[t & Self.mask].load(ordering: .relaxed)
+            let item = slots[t & mask].load(ordering: .relaxed)
             if top.compareExchange(
                 expected: t, desired: t &+ 1,
                 successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed
