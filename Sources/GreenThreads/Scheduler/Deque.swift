@@ -1,17 +1,81 @@
 import Synchronization
 
-/// A bounded Chase–Lev work-stealing deque of green threads.
-///
-/// The owning worker pushes and pops at the bottom (LIFO, so fork-join work
-/// stays cache-hot); any worker, the owner included, steals from the top
-/// (FIFO, so thieves take the oldest and usually largest piece of work).
-/// Memory orderings follow Lê, Pop, Cohen and Zappa Nardelli, "Correct and
-/// Efficient Work-Stealing for Weak Memory Models" (PPoPP 2013), with the
-/// buffer fixed in size: when it is full the owner spills half of it to the
-/// injection queue instead of growing, so no buffer is ever reclaimed under
-/// a thief's feet.
-///
-/// Elements are `Unmanaged<Fiber>` bit patterns; the deque owns no retain.
+// Deque.swift: each worker's work-stealing deque, a bounded Chase–Lev deque.
+//
+// The owning worker pushes and pops at the bottom (LIFO, so fork-join work
+// stays cache-hot); any worker, the owner included, steals from the top
+// (FIFO, so thieves take the oldest and usually largest piece of work).
+// Orderings follow Lê, Pop, Cohen and Zappa Nardelli, "Correct and Efficient
+// Work-Stealing for Weak Memory Models" (PPoPP 2013). `bottom` is written
+// only by the owner; `top` only advances, by CAS (thieves, and the owner's
+// last-item pop); slots are atomics accessed relaxed, so a racing read and
+// overwrite is not undefined behaviour. Elements are `Unmanaged<Fiber>` bit
+// patterns; the deque owns no retain.
+//
+// ## Why a fixed buffer
+//
+// Chase–Lev grows its array when full. Growing means retiring the old
+// buffer while a slow thief may still read it, which needs epoch or
+// hazard-pointer reclamation (as in crossbeam). Here a full deque refuses
+// the push, and the owner spills the new item and the oldest half to the
+// injection queue instead (Worker+RunQueue.swift, "Overflow and the
+// injector"), as Tokio does.
+//
+// ## Push
+//
+// Write the slot, release fence, store `bottom`: a thief that reads the new
+// `bottom` with acquire sees the slot. `top` is read with acquire: a stale
+// value only understates the free room, and a fresh one means the slot about
+// to be overwritten was read by whoever claimed it (their sequentially
+// consistent CAS releases; our acquire synchronises with it).
+//
+// ## The StoreLoad fence in pop
+//
+// The owner stores `bottom = b` (claiming slot b), then a full fence, then
+// loads `top`. A thief loads `top`, a full fence, then loads `bottom`. Only a
+// full fence orders an earlier store before a later load.
+//
+// Claim: the owner and a thief never both take item b. Suppose the thief
+// took b. It read the old `bottom` (b+1) after its fence, so its fence comes
+// before the owner's in the single total order S, or it would have seen the
+// owner's store. It read `top == b`, written by a sequentially consistent CAS
+// that precedes its fence in S (or the initial value). By the fence rule the
+// owner's load of `top`, after its own fence, sees b or later. Above b, the
+// deque is empty and the owner undoes its claim. At b, this is the last item,
+// and both sides CAS `top` from b to b+1: exactly one wins. In the other
+// order (the owner's fence first) the thief sees `bottom == b` and leaves
+// slot b alone. This is why the CASes on `top` are sequentially consistent
+// and not merely acquire-release.
+//
+// The last item: on `t == b` the owner CASes `top` and then restores
+// `bottom = b+1` whether it won or lost, so `top == bottom` and the deque is
+// empty either way.
+//
+// ## Steal
+//
+// A thief reads the slot *before* its CAS. Once `top` moves past t the owner
+// may wrap around and reuse slot `t & mask`, so a read after the CAS could
+// return the new occupant. A read before is safe: if the owner had already
+// overwritten the slot, `top` must be past t (a push needs `b - top <
+// capacity`), the CAS fails, and the value is dropped, which leaks nothing
+// since slots own no retain. `top` never decreases and is a 64-bit `Int`, so
+// a CAS with a stale `expected` never succeeds: no ABA. `steal` reports
+// `.retry` when it loses a race; `stealOne` loops until it wins or sees the
+// deque empty. `count` is approximate, for heuristics (steal half, spill
+// sizes, `hasVisibleWork`) and tests.
+//
+// ## The owner's oldest-first take
+//
+// `takeOldest` (a yield's round robin, the fairness tick, a spill) is a
+// steal without the full fence. That fence orders a *thief's* read of `top`
+// before its read of `bottom`, against the owner's `pop`. The owner reads its
+// own `bottom`, which nobody else writes, and is never inside its own `pop`
+// meanwhile, so only the CAS on `top` is needed: it settles a race with a
+// thief for the same item exactly as two thieves settle theirs. On x86 the
+// fence is an `mfence`, about a sixth of a yield.
+
+/// A bounded Chase–Lev work-stealing deque of green threads (see the
+/// header above).
 final class WorkStealingDeque: @unchecked Sendable {
     static let defaultCapacity = 1024
 

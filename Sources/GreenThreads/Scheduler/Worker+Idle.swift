@@ -1,6 +1,55 @@
 import CContext
 import Synchronization
 
+// Worker+Idle.swift: what a worker does with no work of its own: spin,
+// steal, and park. The handshake that keeps a parking worker from missing
+// new work is in Worker.swift's header ("The spin/park handshake"); the
+// counters it runs on are Idle.swift's.
+//
+// ## Spinning
+//
+// A worker allowed to spin (`Idle.tryStartSpinning`; a refused one parks at
+// once) loops over stealing, the injectors and its own queues with a
+// growing `cpu_relax` back-off, for up to `spinNanos`. A futex sleep and
+// wake costs microseconds and a syscall on both sides, and bursty work (a
+// spawn loop, a producer) usually comes back within the window; while anyone
+// spins, submitters wake nobody. While green threads wait on sockets the
+// window shrinks to `ioSpinNanos`: their work arrives through epoll, where
+// the worker blocked in epoll_wait gets it as soon as a spinner would, and
+// a longer spin only takes CPU from whatever shares the cores. A runtime
+// with one worker never spins: there is nobody to steal from, and outside
+// work arrives with a wake-up. Under a virtual clock, once every other
+// worker sleeps, a worker parks at once: the only thing left is a timer,
+// and spinning would cost real time per simulated event.
+//
+// ## Stealing
+//
+// `stealFromOthers` walks the worker's steal groups, its own node's first,
+// each from a random start (a per-worker generator, so thieves do not move
+// in step, and separate from the one a program's `select` observes). It
+// takes one thread to run and about half of the rest into its own deque,
+// each with its own `stealOne` CAS. A victim's run-next slot is taken only
+// when its deque is empty and only after `runNextGraceNanos` of spinning
+// (Worker+RunQueue.swift, "The run-next slot").
+//
+// ## Parking
+//
+// `parkIdle`: join the sleeper list, stop spinning, full fence, re-check
+// every queue, the earliest deadline and `stopping` (leave if any); return
+// decayed stacks to the system in slices (StackPool.swift), leaving as soon
+// as work, a due timer or shutdown shows up; then read the clock again
+// (trimming took time) and sleep until the earliest deadline of any worker,
+// or the pool's next trim, whichever is first. A sleep with no timer at all
+// may be a deadlock: it wakes after a confirmation delay and reports one if
+// nothing moved (`RuntimeCore.mayBeDeadlocked`). The sleep is on the
+// worker's futex word (parker.c), or, for at most one idle worker once any
+// fd is registered, in epoll_wait (Net/Poller.swift).
+//
+// A wake-up from a notifier means it took this worker off the sleeper list
+// and handed it a spinning count. A timeout means the worker takes itself
+// off; if a notifier claimed it meanwhile, an unpark is on its way, which
+// `leaveSleepers` consumes before taking over the spinning count.
+
 extension Worker {
     /// How long a spinning worker keeps looking before it sleeps. A futex
     /// sleep and wake costs microseconds and a syscall on both sides; work
@@ -12,10 +61,10 @@ extension Worker {
     /// arrives through epoll, where an idle worker blocked in epoll_wait
     /// gets it as soon as a spinner would, so spinning mostly burns CPU that
     /// the rest of the machine (a client on the same cores) needs; a spinner
-    /// is preempted instead of yielding. Measured on the echo benchmark (2
-    /// workers, 100 connections, load generator on the same 2 cores): CPU
-    /// per request 5.2–6.8 µs with the 50 µs window, 4.6–4.8 µs with 5 µs,
-    /// and a quarter of the involuntary context switches.
+    /// is preempted instead of yielding. On the echo benchmark (2 workers,
+    /// 100 connections, load generator on the same 2 cores) the 50 µs window
+    /// costs 5.2–6.8 µs of server CPU per request against 4.6–4.8 µs with
+    /// this one, and four times the involuntary context switches.
     static let ioSpinNanos: Int64 = 5_000
 
     /// A victim's run-next slot is left alone for this long into a spin.

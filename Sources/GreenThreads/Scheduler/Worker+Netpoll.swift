@@ -1,12 +1,30 @@
 import CContext
 import Synchronization
 
+// Worker+Netpoll.swift: handing out what a netpoll readied.
+//
+// Readiness ends waits through the ordinary wakers, and a wake made on a
+// worker lands in its run-next slot. For a netpoll that readies dozens of
+// threads at once that would be wrong twice over: each wake would displace
+// the previous one into the deque and pay a notification (a fence) of its
+// own, and the one idle worker it woke would be alone against the whole
+// batch. So a worker that polls collects (Go's netpoll + injectglist): while
+// `collectingPolled` is set, readied threads go straight to its deque,
+// where thieves can take them, and are counted; then one idle worker is
+// woken per thread it will not run itself, up to the number asleep
+// (`Idle.notifyWork(surplus:)`).
+//
+// A busy worker polls at its injector tick only when no idle worker is
+// blocked in epoll_wait to collect readiness, and, while its deque still
+// holds work, no more than every `busyPollNanos` (why: at that constant).
+
 extension Worker {
     /// How often a busy worker whose deque still holds work polls the
     /// netpoller at its injector tick. The deque is LIFO for its owner: a
     /// batch polled on top of the last one runs first, and the older
     /// batch's threads wait behind every newer one (at 1,000 echo
-    /// connections and 128-event batches, p99 went from 47 ms to 330 ms).
+    /// connections and 128-event batches, polling at every injector tick
+    /// puts p99 at 330 ms instead of 47 ms).
     /// So, as in Go (a busy P never polls; sysmon does, after 10 ms), a
     /// worker works through what it polled before it polls again, and
     /// falls back to this bound only when its deque never empties.

@@ -1,6 +1,70 @@
 import CContext
 import Synchronization
 
+// Worker+RunQueue.swift: where a worker's runnable green threads wait, and
+// the order it takes them in (the pick order: Worker.swift's header).
+//
+// A worker's runnable threads sit in three places, all owned by it:
+// the run-next slot (one thread), the work-stealing deque (Deque.swift) and
+// the yield queue (YieldQueue.swift). Only the deque and the run-next slot
+// are visible to thieves. Queue entries are `Unmanaged<Fiber>` bit patterns
+// and own no retain.
+//
+// ## The run-next slot
+//
+// A thread woken on a worker (`RuntimeCore.schedule` → `wakeNext`) goes to
+// that worker's run-next slot and runs at its next switch, ahead of the
+// deque: a producer and the consumer it wakes hand off on one core, with the
+// channel's cache lines staying put (Go's runnext, Tokio's LIFO slot). The
+// slot's previous occupant moves to the deque, where thieves can see it. A
+// thief takes a victim's slot only when the victim's deque is empty, and
+// only after the first 5 µs of its spin (Worker+Idle.swift): the slot
+// usually holds a hand-off's partner that the owner runs within
+// microseconds, and stealing it at once splits the pair across cores.
+//
+// Only the owner fills the slot and thieves only empty it, so a slot seen
+// empty stays empty until the owner's store: filling an empty slot is a
+// plain release store, not an exchange.
+//
+// ## Quiet hand-off
+//
+// A wake into an *empty* slot notifies no idle worker; only a wake that
+// displaces an occupant (surplus work, now in the deque) calls
+// `Idle.notifyWork`. The waker nearly always parks within nanoseconds (a
+// send and then a receive, a mutex hand-over), so its own worker runs the
+// woken thread. A worker woken instead would spin on this worker's run-next
+// and deque cache lines, turning each of the owner's writes into a
+// cross-core miss, and after the grace period steal the partner and split
+// the pair. The risk is a waker that keeps running and strands the woken
+// thread while another worker sleeps. Three things bound it:
+//
+// * `passingRunNext`: when a tick makes the owner run something else ahead
+//   of an occupied slot, it notifies;
+// * sysmon notifies for a worker that has not switched for a whole round
+//   while its run-next slot or deque holds threads and nobody spins
+//   (Sysmon.swift): within 20 µs when busy, ~10 ms after a quiet spell;
+// * a spinning thief takes the slot after its grace period.
+//
+// The second needs sysmon, so a runtime without it (virtual clock, or both
+// sysmon thresholds off) notifies on every wake; the slot's sequentially
+// consistent exchange then stands in for `notifyWork`'s fence
+// (`Idle.notifyWorkAfterSeqCstPublish`). What the quiet hand-off gives up:
+// an idle worker is woken only once surplus appears (a spawn, a displaced
+// occupant, sysmon), so a burst that follows a quiet hand-off may start on
+// one worker until the wake of its first spawn lands.
+//
+// ## Overflow and the injector
+//
+// The deque is fixed in size (Deque.swift). When a push finds it full,
+// `spill` moves the new item and the oldest half to this node's injector in
+// one locked push of a `FiberBatch`, linked through `Fiber.queueNext`, so
+// the batch allocates nothing. A worker taking from the injector takes a
+// batch too (`takeInjected`: one to run, up to 64 more into its deque, no
+// more than half the deque's capacity), so spilled work comes back at
+// deque speed, and a refilling worker does not fight a spilling one for the
+// lock once per item. A worker drains its own node's injector first, then
+// the others'.
+
 extension Worker {
     /// Queues a runnable green thread on this worker (owner only).
     @inline(__always)
@@ -18,8 +82,8 @@ extension Worker {
     /// (a send then a receive, a mutex hand-over) and this worker runs the
     /// woken thread itself; a woken idle worker would only spin on this
     /// worker's cache lines and, after the grace period, steal the partner
-    /// and split the pair (pingpong at 2 workers took twice as long as at
-    /// 1). Only a displaced occupant is surplus work worth a wake-up. A waker
+    /// and split the pair (pingpong at 2 workers would take twice as long
+    /// as at 1). Only a displaced occupant is surplus work worth a wake-up. A waker
     /// that keeps running instead is caught by sysmon, which notifies for a
     /// worker that has not switched for a round while its slot is occupied;
     /// `passingRunNext` notifies when a switch runs something else first;
@@ -62,7 +126,7 @@ extension Worker {
     /// its run-next slot (an injector or fairness tick): that thread is
     /// surplus now, so an idle worker is told (a quiet hand-off assumed
     /// this worker would run it next). Out of line: inlined, its call to
-    /// `notifyWork` cost every switch two instructions (callgrind, pingpong).
+    /// `notifyWork` would add two instructions to every switch.
     @inline(never)
     private func passingRunNext(_ next: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
         if quietHandOff, runNext.load(ordering: .relaxed) != 0 { idle.notifyWork() }

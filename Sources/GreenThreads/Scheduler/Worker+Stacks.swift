@@ -1,6 +1,19 @@
 import CContext
 import Synchronization
 
+// Worker+Stacks.swift: binding a stack when a green thread first runs, and
+// taking it back when it ends.
+//
+// A spawned thread gets no stack: it gets one when it first *runs*
+// (`contextToRun`, which every resume passes through). A thread that runs to
+// completion without blocking returns its stack to the worker's pool, and
+// the next new thread takes that same, cache-hot stack, so a burst of spawns
+// touches one stack instead of one each. The same place copies a compacted
+// stack back (StackCompaction.swift) and enters the thread in the registry,
+// on the worker that usually also retires it, so spawn and exit never
+// contend on one registry shard. Pool sizes, spilling and trimming are
+// StackPool.swift's.
+
 extension Worker {
     /// The context to switch into, binding a stack on the first run and
     /// copying a compacted one back (every resume passes here).

@@ -1,6 +1,89 @@
 import CContext
 import Synchronization
 
+// Worker+Switch.swift: how a green thread leaves the CPU and the next one
+// gets it.
+//
+// The machine part, saving callee-saved registers and swapping stacks, is
+// `gt_context_transfer` in the C layer (context.c and the switch_*.S files,
+// whose headers describe the frame and the exclusivity bracket). This file
+// is the scheduler's part: what to run next, and what to do with the thread
+// that left.
+//
+// ## Direct switching, with a pending action
+//
+// `switchAway(action)` picks the next local thread (`nextLocal`) and
+// transfers straight into it; only when nothing is local does it transfer
+// to the worker's own stack, where the scheduling loop runs. A yield or park
+// so costs one transfer, not two. The leaving thread cannot carry out its
+// own action: until the transfer has saved its registers, another worker
+// must not be able to resume it (two CPUs would run on one stack), and a
+// finished thread cannot free the stack it stands on. So it records the
+// action in `WorkerLocal.pending`, and `finishSwitch` carries it out first
+// thing at every landing site (after the transfer in `switchAway`, at the
+// top of a fresh thread's entry, after the transfer in `runLoop`), on
+// whichever worker the code now runs:
+//
+// * `.requeue` (a yield the yield queue could not take before the switch):
+//   `runState = queued` (release), then the yield queue, or the deque if the
+//   ring is full. A yielder may join the yield queue *before* the transfer,
+//   with no action left pending: nobody but this worker reads the ring while
+//   it switches (thieves never see it; it is exposed or handed to sysmon only
+//   after the switch, YieldQueue.swift). The deque is different: a thief
+//   could resume a context it finds there before its registers are saved.
+// * `.park`: CAS `parking → parked` (release: publishes the saved context to
+//   whoever readies the thread, whose CAS acquires). If the CAS fails, the
+//   state is `wakePending`: the thread was woken during the switch, and is
+//   queued on this worker's run-next slot here (`settleParked`).
+// * `.retire`: `finished`; the stack goes back to the local pool; the
+//   scheduler's +1 (taken at spawn) moves into the worker's fiber cache for
+//   reuse, or the fiber leaves the registry and the +1 is dropped.
+//
+// A lone yielder, one for which the pick (ticks and their timers, netpoll
+// and injector included) found nothing else runnable, just goes on: the
+// scheduling loop would pick it straight back after two transfers for
+// nothing.
+//
+// Once the runtime stops, or a spare worker must retire, every switch goes
+// back to the scheduling loop (`Interrupt.toLoop`, one relaxed load): green
+// threads handing the CPU to each other directly would otherwise keep the
+// worker from ever exiting.
+//
+// ## Raw pointers only across the final transfer
+//
+// A retiring thread's frames are never returned to, so any retain held in
+// them (even a temporary one for a property read) leaks that object. So the
+// switch reaches the worker and the fiber through `Unmanaged` and
+// `_withUnsafeGuaranteedRef`, and passes only context pointers to the
+// transfer; a fiber's body runs in a separate non-inlined function that has
+// returned, and released everything, before `retireCurrent` runs.
+// Guaranteed references also keep `finishSwitch` free of retain/release
+// pairs: workers and queued fibers outlive every switch.
+//
+// `WorkerLocal` (current thread, pending action, the scheduler's context) is
+// raw memory for the same reason as the contexts: the switch writes through
+// its address, and a class `var` would pay a dynamic exclusivity check on
+// every switch.
+//
+// ## The resumer hands its worker over
+//
+// The scheduler switches with `gt_context_transfer_passing(from, to,
+// worker)`: the raw switch returns its third argument to the side it
+// resumes (a register move before its `ret`), so a thread resumed in
+// `switchAway` learns which worker it now runs on without a thread-local
+// read. Every switch into a suspended scheduled context comes from
+// `switchAway` or `runLoop`, which both pass their worker; only a fresh
+// context's first landing reads the thread-local.
+//
+// ## Stale thread-locals
+//
+// Once inlined, a thread-local's address is computed once and reused after
+// the thread migrates. So `gt_current_worker` is an out-of-line C function
+// and `Worker.current` calls it every time, and after `switchAway` returns,
+// any `Worker` held in a local variable may be another thread's. Runtime
+// locks are the owner-less `SpinLock`, never held across a switch:
+// `Synchronization.Mutex` records its owner thread and breaks when a holder
+// migrates.
 
 /// What the code that resumes after a switch must do for the green thread
 /// that just left the CPU. It cannot do these itself: until the switch has
@@ -76,7 +159,7 @@ extension Worker {
     static func finishSwitch(inGreenThread: Bool = true, on worker: UnsafeMutableRawPointer = gt_current_worker().unsafelyUnwrapped) {
         // Guaranteed references throughout: workers and queued fibers
         // outlive every switch, and a strong local would cost a retain and
-        // a release on every switch (a quarter of a yield, measured).
+        // a release on every switch (a quarter of a yield's cost).
         Unmanaged<Worker>.fromOpaque(worker)._withUnsafeGuaranteedRef { w in
             let l = w.local
             let action = l.pointee.pending

@@ -1,6 +1,161 @@
 import CContext
 import Synchronization
 
+// Worker.swift: the green-thread scheduler's worker and its scheduling loop.
+//
+// One `Worker` is one OS thread, pinned to a CPU when configured, that runs
+// green threads (Go's M and P in one). Its parts, one idea per file:
+//
+//   Worker+Switch.swift    leaving one green thread for the next
+//   Worker+RunQueue.swift  the owner's pick, the run-next slot, the ticks,
+//                          deque overflow and the injector
+//   Worker+Idle.swift      spinning, stealing and parking an idle worker
+//   Worker+Netpoll.swift   handing out what a netpoll readied, as a batch
+//   Worker+Stacks.swift    binding a stack at a thread's first run
+//   Deque.swift, YieldQueue.swift, Injector.swift, Idle.swift
+//                          the queues and the idle-worker bookkeeping
+//
+// ## The problem
+//
+// Green threads are multiplexed M:N over one worker per CPU. Two goals pull
+// against each other. Every CPU should be busy while runnable work exists,
+// which means spreading work and waking idle workers. And a runtime with
+// nothing to do should cost nothing, nor should a hand-off between two
+// threads cost a cross-core cache miss, which means letting workers sleep
+// and keeping work where it was made. The run queues are distributed, so
+// no worker knows the whole state, and the right moment to park a worker
+// would need to know whether work is about to arrive.
+//
+// ## Rejected designs
+//
+// * One central run queue under a lock (Go before 1.1). Every spawn, wake
+//   and pick takes the same cache line on every core. Here each worker has
+//   its own queues; only work from plain OS threads and the overflow of a
+//   full deque pass through a shared FIFO, one per node (Injector.swift).
+// * Waking an idle worker for every green thread made runnable. Most
+//   readied threads are the partner of the thread that readied them, and a
+//   futex wake costs a syscall on both sides; the woken worker would mostly
+//   find nothing. Waking none strands work. The spinning-worker protocol
+//   below wakes at most one worker per burst and ramps up one at a time
+//   while work keeps turning up.
+// * Handing a woken thread to another (idle) worker. It splits a producer
+//   from its consumer across cores, and every message then moves the
+//   channel's cache lines between them. A thread woken on a worker runs next
+//   on that worker (the run-next slot, Worker+RunQueue.swift).
+// * A growable Chase–Lev deque. Growing means retiring a buffer a slow
+//   thief may still read, which needs epoch or hazard-pointer reclamation.
+//   The deque is fixed; a full one spills half to the injector (Deque.swift).
+// * Returning to the scheduling loop on every switch. A yield or park would
+//   be two transfers. The leaving thread picks the next one and transfers
+//   straight into it (Worker+Switch.swift).
+//
+// ## Pick order
+//
+// `nextLocal` is the owner's pick, made on every switch: it never steals and
+// reads the clock only at the injector tick. `tick` counts picks:
+//
+//   1. every 61st pick (`injectorTick`): this worker's due timers, a
+//      netpoll if one is due (Worker+Netpoll.swift), then a batch from the
+//      injector;
+//   2. otherwise every 31st (`fairnessTick`): the oldest waiting item,
+//      alternately from the deque and the yield queue, each falling back to
+//      the other;
+//   3. the run-next slot: a relaxed load, and an exchange only if occupied;
+//   4. the deque, if two relaxed loads say it holds anything: the newest
+//      (LIFO keeps fork-join work cache-hot), or the oldest for a yield;
+//   5. the yield queue, oldest first.
+//
+// The ticks keep a LIFO hot loop (or two threads handing the run-next slot
+// back and forth) from starving the injector and the deque's older items,
+// and a deque that keeps refilling from starving the yielders. 61 and 31
+// are coprime, so the two rarely coincide, and `nextTickDuty` holds the
+// next multiple of either, so a pick pays one compare instead of two
+// divisions. Go checks timers on every schedule; here a timer check every
+// 8th pick costs every switch about 4% and does not make timers fire
+// closer to their deadline, because a sleeping or spinning worker serves the
+// due timers of busy ones (Idle.swift, "Timed sleep").
+//
+// A yielder runs after everything else runnable on its worker, the round
+// robin a Go user expects of Gosched. So a yield takes the deque's oldest
+// item, not its newest: what the yield queue overflowed went to the bottom
+// of the deque, and the newest would hand the CPU back to the most recent
+// yielder and starve everything older.
+//
+// When `nextLocal` finds nothing, `findRunnable` looks further, cheapest
+// first: the injectors (this node's first, a batch at a time); due timers,
+// this worker's and then anyone's; while threads wait on sockets, a stalled
+// peer's queue (StalledPeers.swift), a CPU yield (CPUYield.swift) and a
+// non-blocking netpoll; the stack compactions enlisted so far; then
+// spinning, and last parking (Worker+Idle.swift).
+//
+// ## The spin/park handshake
+//
+// Idle workers follow Go's spinning-M scheme. A *spinning* worker has no
+// work and is looking for some to steal; a *sleeping* one is parked on its
+// futex (or in epoll_wait). `Idle` counts both. Two patterns meet:
+//
+//   Submitting work (`Idle.notifyWork`, after every publish that should
+//   bring in an idle worker: a spawn, a displaced run-next occupant, a spill):
+//     1. publish the work (deque push, run-next store, injector push);
+//     2. full fence (StoreLoad);
+//     3. read `spinning` and `sleeping`: if nobody spins and someone sleeps,
+//        wake one (`spinning` 0 → 1 by CAS, and the woken worker inherits
+//        that count).
+//
+//   Going from spinning to sleeping (`parkIdle`):
+//     1. join the sleeper list (`sleeping` += 1), stop spinning
+//        (`spinning` -= 1);
+//     2. full fence (StoreLoad);
+//     3. re-check every injector, deque and run-next slot
+//        (`hasVisibleWork`), the earliest timer and `stopping`; sleep only
+//        if all are quiet.
+//
+// No work is stranded. The two fences, F_S of a submitter S publishing W and
+// F_P of a worker P going to sleep, are ordered in the single total order of
+// sequentially consistent operations:
+//
+// * F_S before F_P: P's re-check, after F_P, sees W, and P does not sleep.
+// * F_P before F_S: S's loads, after F_S, see P's registration and P's
+//   decrement. If S sees `spinning == 0`, it wakes a sleeper, which starts
+//   out spinning and searches every queue. If `spinning > 0`, each spinner
+//   whose decrement S missed has its own fence after F_S, so the same two
+//   cases apply to it; a spinner that finds work stops spinning and, if it
+//   was the last, calls `notifyWork` itself (`found`). By induction over the
+//   spinners, someone finds W.
+//
+// Each side stores and then loads; acquire and release order a store before
+// later stores and a load before later loads, never a store before a later
+// load, so both fences must be full. The pairs in the code:
+//
+// * the fence in `Idle.notifyWork` (and `notifyWork(surplus:)`) pairs with
+//   the fence in `parkIdle` after `addSleeper` and `stopSpinning`;
+// * `Idle.notifyWorkAfterSeqCstPublish`: the sequentially consistent
+//   exchange that published a thread to the run-next slot takes the
+//   submitter's fence's place (the argument is at that function);
+// * `Worker.unpark` and `Poller.blockIdle`: a Dekker pair on the parker word
+//   and `inPoll`, so a worker asleep in epoll_wait also gets the eventfd
+//   (Net/Poller.swift's header, "Contract with the scheduling loop").
+//
+// The one publication without a notification is the quiet hand-off: a wake
+// into an *empty* run-next slot (Worker+RunQueue.swift). It is not a W of
+// the argument above; its guarantee is that the slot's owner is running and
+// takes it at its next switch, and sysmon notifies on the owner's behalf if
+// that switch does not come within a round (Sysmon.swift).
+//
+// ## Parking
+//
+// A parking worker sleeps until the earliest timer of any worker, so any
+// sleeper doubles as the timer thread of busy workers. While it sleeps it
+// returns stacks that went unused for a whole decay period (StackPool.swift)
+// in slices, leaving as soon as work, a due timer or shutdown shows up. At
+// most one idle worker sleeps in epoll_wait instead of on its futex
+// (Net/Poller.swift). A worker woken by a notifier was taken off the sleeper
+// list by it and holds the spinning count it was handed; one that timed out
+// takes itself off, and if a notifier claimed it meanwhile, consumes the
+// unpark on its way and takes that count. Under a virtual clock the last
+// worker to fall idle advances the clock to the next deadline instead of
+// sleeping (Clock.swift).
+
 /// State only the worker's own OS thread touches. Kept in raw memory, not
 /// in class properties: class `var`s pay a dynamic exclusivity check on
 /// every access, and this is read on every switch.
