@@ -242,7 +242,8 @@ extension Worker {
     /// its futex word, so it also gets the eventfd. A Dekker pair with
     /// `Poller.blockIdle`: here store NOTIFIED, fence, load `inPoll`; there
     /// store `inPoll`, fence, load the word. At least one side sees the
-    /// other's store (docs/ARCHITECTURE.md §12).
+    /// other's store (Net/Poller.swift's header, "Contract with the
+    /// scheduling loop").
     func unpark() {
         gt_parker_unpark(parker)
         atomicMemoryFence(ordering: .sequentiallyConsistent)

@@ -1,7 +1,8 @@
 import CContext
 import Synchronization
 
-/// Compaction of sleeping stacks (docs/ARCHITECTURE.md §10).
+/// Compaction of sleeping stacks (where the stacks come from and how idle
+/// ones are trimmed: StackPool.swift's header).
 ///
 /// A green thread's stack cannot move (its frames hold absolute pointers
 /// into it), but while it sleeps nobody reads it. So a worker copies the
