@@ -88,9 +88,10 @@ final class WorkStealingDeque: @unchecked Sendable {
     /// Next free slot. Written only by the owner, read by thieves.
     private let bottom = Atomic<Int>(0)
     private let slots: UnsafeMutablePointer<Atomic<UInt>>
-    /// A power of two. Beside `bottom` and `slots`, on the line every push
-    /// and pop reads anyway.
+    /// A power of two.
     let capacity: Int
+    /// `capacity - 1`: the hot paths read only this, beside `bottom` and
+    /// `slots` on the cache line every push and pop reads anyway.
     private let mask: Int
 
     /// `capacity` other than the default is for tests: a small ring reaches
@@ -114,7 +115,7 @@ final class WorkStealingDeque: @unchecked Sendable {
         let b = bottom.load(ordering: .relaxed)
         // A stale `top` only understates free room: the check is conservative.
         let t = top.load(ordering: .acquiring)
-        if b &- t >= capacity { return false }
+        if b &- t > mask { return false }  // holds `capacity` items
         slots[b & mask].store(item, ordering: .relaxed)
         // Release: the slot's contents happen-before a thief that reads the
         // new bottom with acquire.

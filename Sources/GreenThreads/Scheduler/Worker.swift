@@ -95,7 +95,8 @@ import Synchronization
 // futex (or in epoll_wait). `Idle` counts both. Two patterns meet:
 //
 //   Submitting work (`Idle.notifyWork`, after every publish that should
-//   bring in an idle worker: a spawn, a displaced run-next occupant, a spill):
+//   bring in an idle worker: a spawn, a displaced run-next occupant,
+//   yielders exposed to thieves):
 //     1. publish the work (deque push, run-next store, injector push);
 //     2. full fence (StoreLoad);
 //     3. read `spinning` and `sleeping`: if nobody spins and someone sleeps,
