@@ -54,7 +54,7 @@ struct CPUYieldTests {
         }.join()
         try server.join()
         result.span = gt_now_ns() - before
-        result.yields = rt.core.workers.reduce(0) { $0 + $1.cpuYieldCount.load(ordering: .relaxed) }
+        result.yields = rt.core.workers.reduce(0) { $0 + $1.counters.cpuYields.load(ordering: .relaxed) }
         result.coversEveryCPU = rt.core.topology.workersCoverEveryCPU
         result.cpus = Topology.availableCPUs().count
         return result
@@ -108,7 +108,7 @@ struct CPUYieldTests {
             for h in hs { try h.join() }
             usleep(200)
         }
-        #expect(rt.core.workers.reduce(0) { $0 + $1.cpuYieldCount.load(ordering: .relaxed) } == 0)
+        #expect(rt.core.workers.reduce(0) { $0 + $1.counters.cpuYields.load(ordering: .relaxed) } == 0)
     }
 }
 }

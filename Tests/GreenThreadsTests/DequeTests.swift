@@ -21,10 +21,10 @@ struct DequeTests {
     @Test func refusesPushWhenFullAndWrapsAround() {
         let d = WorkStealingDeque()
         for round in 0..<3 {
-            for i in 0..<WorkStealingDeque.capacity { #expect(d.push(UInt(round * 1000 + i + 1))) }
+            for i in 0..<d.capacity { #expect(d.push(UInt(round * 1000 + i + 1))) }
             #expect(!d.push(99_999))
-            #expect(d.count == WorkStealingDeque.capacity)
-            for i in 0..<WorkStealingDeque.capacity { #expect(d.stealOne() == UInt(round * 1000 + i + 1)) }
+            #expect(d.count == d.capacity)
+            for i in 0..<d.capacity { #expect(d.stealOne() == UInt(round * 1000 + i + 1)) }
             #expect(d.isEmpty)
         }
     }

@@ -9,7 +9,7 @@ import Glibc
 extension NetSuites {
 /// Green threads queued on a worker that is off its CPU (here: stuck in a
 /// raw blocking call; on shared cores: descheduled by the kernel) are taken
-/// by a worker that stays busy serving sockets (Scheduler/StalledPeers.swift).
+/// by a worker that stays busy serving sockets (Scheduler/Monitor/StalledPeers.swift).
 /// Before, that worker only polled for new readiness whenever its deque ran
 /// dry, and the queued threads waited for the stuck worker to come back.
 @Suite("StalledPeer")

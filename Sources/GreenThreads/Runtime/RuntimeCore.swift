@@ -266,7 +266,7 @@ final class RuntimeCore: @unchecked Sendable {
     func activityEpoch() -> Int {
         var sum = externalSpawns.load(ordering: .relaxed) &+ externalWakes.load(ordering: .relaxed)
         for w in workers {
-            sum &+= w.switchCount.load(ordering: .relaxed) &+ w.spawnedCount.load(ordering: .relaxed)
+            sum &+= w.switchCount.load(ordering: .relaxed) &+ w.counters.spawned.load(ordering: .relaxed)
         }
         return sum
     }
@@ -410,7 +410,7 @@ final class RuntimeCore: @unchecked Sendable {
     var liveCount: Int {
         var n = externalSpawns.load(ordering: .relaxed)
         for w in workers {
-            n += w.spawnedCount.load(ordering: .relaxed) - w.completedCount.load(ordering: .relaxed)
+            n += w.counters.spawned.load(ordering: .relaxed) - w.counters.completed.load(ordering: .relaxed)
         }
         return n
     }
@@ -432,18 +432,18 @@ final class RuntimeCore: @unchecked Sendable {
         var restored = 0
         s.workers = baseWorkerCount
         for w in workers {
-            s.spawned += w.spawnedCount.load(ordering: .relaxed)
-            s.completed += w.completedCount.load(ordering: .relaxed)
-            s.steals += w.stealCount.load(ordering: .relaxed)
-            s.parks += w.parkCount.load(ordering: .relaxed)
+            s.spawned += w.counters.spawned.load(ordering: .relaxed)
+            s.completed += w.counters.completed.load(ordering: .relaxed)
+            s.steals += w.counters.steals.load(ordering: .relaxed)
+            s.parks += w.counters.parks.load(ordering: .relaxed)
             s.switches += (w.switchCount.load(ordering: .relaxed) &- 1) >> 1  // two bumps per switch, from 1
         }
         // Copy-backs first (acquire), then compactions: a compaction is
         // counted (release) before its thread can run, so every copy-back
         // seen here has its compaction seen below, and the difference is
         // never negative.
-        for w in workers { restored += w.restoredCount.load(ordering: .acquiring) }
-        for w in workers { s.stackCompactions += w.compactedCount.load(ordering: .acquiring) }
+        for w in workers { restored += w.counters.restoredStacks.load(ordering: .acquiring) }
+        for w in workers { s.stackCompactions += w.counters.compactedStacks.load(ordering: .acquiring) }
         s.stacksCompacted = s.stackCompactions - restored
         s.spawned += externalSpawns.load(ordering: .relaxed)
         s.live = s.spawned - s.completed

@@ -19,7 +19,7 @@ struct Topology: Sendable {
     private let stealGroups: [[[Int]]]
     /// Whether there is a worker for every CPU this process may run on (or
     /// the mask is unknown), so that the kernel has no CPU to spare for
-    /// other threads (Scheduler/CPUYield.swift).
+    /// other threads (Scheduler/Monitor/CPUYield.swift).
     let workersCoverEveryCPU: Bool
 
     init(workers: Int, mode: Runtime.NUMAMode) {

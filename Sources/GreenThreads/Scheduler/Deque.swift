@@ -1,20 +1,83 @@
 import Synchronization
 
-/// A bounded Chase–Lev work-stealing deque of green threads.
-///
-/// The owning worker pushes and pops at the bottom (LIFO, so fork-join work
-/// stays cache-hot); any worker, the owner included, steals from the top
-/// (FIFO, so thieves take the oldest and usually largest piece of work).
-/// Memory orderings follow Lê, Pop, Cohen and Zappa Nardelli, "Correct and
-/// Efficient Work-Stealing for Weak Memory Models" (PPoPP 2013), with the
-/// buffer fixed in size: when it is full the owner spills half of it to the
-/// injection queue instead of growing, so no buffer is ever reclaimed under
-/// a thief's feet.
-///
-/// Elements are `Unmanaged<Fiber>` bit patterns; the deque owns no retain.
+// Deque.swift: each worker's work-stealing deque, a bounded Chase–Lev deque.
+//
+// The owning worker pushes and pops at the bottom (LIFO, so fork-join work
+// stays cache-hot); any worker, the owner included, steals from the top
+// (FIFO, so thieves take the oldest and usually largest piece of work).
+// Orderings follow Lê, Pop, Cohen and Zappa Nardelli, "Correct and Efficient
+// Work-Stealing for Weak Memory Models" (PPoPP 2013). `bottom` is written
+// only by the owner; `top` only advances, by CAS (thieves, and the owner's
+// last-item pop); slots are atomics accessed relaxed, so a racing read and
+// overwrite is not undefined behaviour. Elements are `Unmanaged<Fiber>` bit
+// patterns; the deque owns no retain.
+//
+// ## Why a fixed buffer
+//
+// Chase–Lev grows its array when full. Growing means retiring the old
+// buffer while a slow thief may still read it, which needs epoch or
+// hazard-pointer reclamation (as in crossbeam). Here a full deque refuses
+// the push, and the owner spills the new item and the oldest half to the
+// injection queue instead (Worker+RunQueue.swift, "Overflow and the
+// injector"), as Tokio does.
+//
+// ## Push
+//
+// Write the slot, release fence, store `bottom`: a thief that reads the new
+// `bottom` with acquire sees the slot. `top` is read with acquire: a stale
+// value only understates the free room, and a fresh one means the slot about
+// to be overwritten was read by whoever claimed it (their sequentially
+// consistent CAS releases; our acquire synchronises with it).
+//
+// ## The StoreLoad fence in pop
+//
+// The owner stores `bottom = b` (claiming slot b), then a full fence, then
+// loads `top`. A thief loads `top`, a full fence, then loads `bottom`. Only a
+// full fence orders an earlier store before a later load.
+//
+// Claim: the owner and a thief never both take item b. Suppose the thief
+// took b. It read the old `bottom` (b+1) after its fence, so its fence comes
+// before the owner's in the single total order S, or it would have seen the
+// owner's store. It read `top == b`, written by a sequentially consistent CAS
+// that precedes its fence in S (or the initial value). By the fence rule the
+// owner's load of `top`, after its own fence, sees b or later. Above b, the
+// deque is empty and the owner undoes its claim. At b, this is the last item,
+// and both sides CAS `top` from b to b+1: exactly one wins. In the other
+// order (the owner's fence first) the thief sees `bottom == b` and leaves
+// slot b alone. This is why the CASes on `top` are sequentially consistent
+// and not merely acquire-release.
+//
+// The last item: on `t == b` the owner CASes `top` and then restores
+// `bottom = b+1` whether it won or lost, so `top == bottom` and the deque is
+// empty either way.
+//
+// ## Steal
+//
+// A thief reads the slot *before* its CAS. Once `top` moves past t the owner
+// may wrap around and reuse slot `t & mask`, so a read after the CAS could
+// return the new occupant. A read before is safe: if the owner had already
+// overwritten the slot, `top` must be past t (a push needs `b - top <
+// capacity`), the CAS fails, and the value is dropped, which leaks nothing
+// since slots own no retain. `top` never decreases and is a 64-bit `Int`, so
+// a CAS with a stale `expected` never succeeds: no ABA. `steal` reports
+// `.retry` when it loses a race; `stealOne` loops until it wins or sees the
+// deque empty. `count` is approximate, for heuristics (steal half, spill
+// sizes, `hasVisibleWork`) and tests.
+//
+// ## The owner's oldest-first take
+//
+// `takeOldest` (a yield's round robin, the fairness tick, a spill) is a
+// steal without the full fence. That fence orders a *thief's* read of `top`
+// before its read of `bottom`, against the owner's `pop`. The owner reads its
+// own `bottom`, which nobody else writes, and is never inside its own `pop`
+// meanwhile, so only the CAS on `top` is needed: it settles a race with a
+// thief for the same item exactly as two thieves settle theirs. On x86 the
+// fence is an `mfence`, about a sixth of a yield.
+
+/// A bounded Chase–Lev work-stealing deque of green threads (see the
+/// header above).
 final class WorkStealingDeque: @unchecked Sendable {
-    static let capacity = 1024
-    private static let mask = capacity - 1
+    static let defaultCapacity = 1024
 
     /// Next slot to steal. Advanced by thieves (and the owner's last-item
     /// pop) with a CAS; never decreases, so a stale value is never ABA.
@@ -25,14 +88,24 @@ final class WorkStealingDeque: @unchecked Sendable {
     /// Next free slot. Written only by the owner, read by thieves.
     private let bottom = Atomic<Int>(0)
     private let slots: UnsafeMutablePointer<Atomic<UInt>>
+    /// A power of two.
+    let capacity: Int
+    /// `capacity - 1`: the hot paths read only this, beside `bottom` and
+    /// `slots` on the cache line every push and pop reads anyway.
+    private let mask: Int
 
-    init() {
-        slots = .allocate(capacity: Self.capacity)
-        for i in 0..<Self.capacity { (slots + i).initialize(to: Atomic(0)) }
+    /// `capacity` other than the default is for tests: a small ring reaches
+    /// wrap-around and the full deque in a few operations.
+    init(capacity: Int = WorkStealingDeque.defaultCapacity) {
+        precondition(capacity > 0 && capacity & (capacity - 1) == 0, "deque capacity must be a power of two")
+        self.capacity = capacity
+        mask = capacity - 1
+        slots = .allocate(capacity: capacity)
+        for i in 0..<capacity { (slots + i).initialize(to: Atomic(0)) }
     }
 
     deinit {
-        slots.deinitialize(count: Self.capacity)
+        slots.deinitialize(count: capacity)
         slots.deallocate()
     }
 
@@ -42,8 +115,8 @@ final class WorkStealingDeque: @unchecked Sendable {
         let b = bottom.load(ordering: .relaxed)
         // A stale `top` only understates free room: the check is conservative.
         let t = top.load(ordering: .acquiring)
-        if b &- t >= Self.capacity { return false }
-        slots[b & Self.mask].store(item, ordering: .relaxed)
+        if b &- t > mask { return false }  // holds `capacity` items
+        slots[b & mask].store(item, ordering: .relaxed)
         // Release: the slot's contents happen-before a thief that reads the
         // new bottom with acquire.
         atomicMemoryFence(ordering: .releasing)
@@ -65,7 +138,7 @@ final class WorkStealingDeque: @unchecked Sendable {
             bottom.store(b &+ 1, ordering: .relaxed)  // was empty; undo
             return nil
         }
-        let item = slots[b & Self.mask].load(ordering: .relaxed)
+        let item = slots[b & mask].load(ordering: .relaxed)
         if t == b {
             // The last item: race the thieves for it on top.
             let won = top.compareExchange(
@@ -95,7 +168,7 @@ final class WorkStealingDeque: @unchecked Sendable {
         if t >= b { return .empty }
         // Read before the CAS: once top moves past t the owner may reuse
         // the slot. A value read from a slot we then fail to claim is dropped.
-        let item = slots[t & Self.mask].load(ordering: .relaxed)
+        let item = slots[t & mask].load(ordering: .relaxed)
         guard top.compareExchange(
             expected: t, desired: t &+ 1,
             successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed
@@ -131,7 +204,7 @@ final class WorkStealingDeque: @unchecked Sendable {
             // slot it vacated may be overwritten only by us.
             let t = top.load(ordering: .acquiring)
             if t >= b { return nil }
-            let item = slots[t & Self.mask].load(ordering: .relaxed)
+            let item = slots[t & mask].load(ordering: .relaxed)
             if top.compareExchange(
                 expected: t, desired: t &+ 1,
                 successOrdering: .sequentiallyConsistent, failureOrdering: .relaxed

@@ -1,25 +1,68 @@
 import CContext
 import Synchronization
 
+// Idle.swift: which workers are looking for work, which are asleep, and
+// whom to wake when work appears (Go's spinning-M bookkeeping).
+//
+// Why wake at most one worker per burst, and why a parking worker cannot
+// miss work published meanwhile, is argued in Worker.swift's header ("The
+// spin/park handshake"). This file holds the counters that argument runs on:
+// two atomic counters, `spinning` and `sleeping`, and a sleeper list under a
+// `SpinLock`.
+//
+// ## Spinning
+//
+// `tryStartSpinning` allows a new spinner while 2·spinning < workers −
+// sleeping (Go: 2*nmspinning < nprocs - npidle): beyond half of the busy
+// workers, more spinners only fight over the same cache lines. The check and
+// the increment are separate steps, so the cap can be overshot for a moment;
+// it is only an optimisation. A spinner that finds work stops spinning, and
+// if it was the last one it calls `notifyWork`, so someone keeps looking:
+// wake-ups ramp up one worker at a time while work keeps turning up.
+//
+// ## Waking
+//
+// `notifyWork` runs after a publish: full fence, then, if nobody spins and
+// someone sleeps, `wakeOne`. That wins `spinning` 0 → 1 by CAS, pops the
+// *last* sleeper (the warmest cache; passing over the one in epoll_wait
+// while another exists, since that one keeps watching the fds), and unparks
+// it. The woken worker **inherits** that spinning count; with no sleeper to
+// pop, the count is given back. So one submission wakes at most one worker,
+// and so does a burst of concurrent ones: only a winner of 0 → 1 wakes
+// anyone, and the count stays at 1 or more until the woken worker finds work
+// or sleeps again. A netpoll batch (`notifyWork(surplus:)`) wakes up to one
+// sleeper per surplus thread, less the workers already spinning, the first
+// through the same CAS; each extra one also starts out spinning and hands its
+// count back on finding work or sleeping again.
+//
+// `removeSleeper` (a worker that stopped sleeping by itself) and the
+// notifiers settle races under the lock: whoever takes a worker off the list
+// owns its wake-up. A worker that finds itself already taken off knows an
+// unpark and a spinning count are on their way.
+//
+// ## Timed sleep
+//
+// A worker sleeps no later than the earliest deadline of *any* worker's
+// timers, so every sleeping worker doubles as the timer thread of busy ones:
+// timers are fired under a try-lock by whoever gets there, and the threads
+// they wake land in the *firing* worker's run-next slot, so they move to the
+// idle worker. `sleepUntil` is about the earliest moment a sleeper wakes by
+// itself; a green thread arming an earlier timer while nobody spins wakes
+// one (`timerAdded`), so a worker stuck in a long computation does not make
+// its sleepers oversleep.
+//
+// ## The parker
+//
+// A worker sleeps on a `gt_parker` (parker.c), a one-waiter futex word:
+// EMPTY / NOTIFIED / SLEEPING. `unpark` exchanges in NOTIFIED (release) and
+// makes the `FUTEX_WAKE` syscall only if the old value was SLEEPING, so
+// unparking a worker that is not asleep costs no syscall. `park` consumes a
+// pending notification without sleeping, treats futex returns as possibly
+// spurious, and leaves SLEEPING by CAS on timeout, so a notification landing
+// at that moment is not lost.
+
 /// Coordinates idle workers: who is spinning (looking for work to steal),
 /// who is asleep, and whom to wake when work appears.
-///
-/// The protocol is Go's "spinning M" scheme. Waking a worker for every new
-/// green thread would thrash; waking none loses work. So:
-///
-/// * A submitter publishes work, issues a full fence, and then wakes one
-///   sleeper only if *no* worker is spinning (`spinning` 0 → 1 by CAS, so
-///   concurrent submitters wake at most one between them). A woken worker
-///   starts out spinning; when it finds work it stops spinning and, if it
-///   was the last spinner, wakes the next one: wake-ups ramp up one at a
-///   time while there is work to find.
-/// * A worker going to sleep first enters the sleeper list, then stops
-///   spinning (full fence), then re-checks every queue. A submitter whose
-///   fence came after our decrement sees `spinning == 0` and a sleeper to
-///   wake; one whose fence came before it published work that our re-check
-///   sees. Either way the work is not stranded (see docs/ARCHITECTURE.md).
-/// * At most half of the busy workers spin at once: beyond that, more
-///   spinners only fight over the same cache lines.
 final class Idle: @unchecked Sendable {
     let spinning = Atomic<Int>(0)
     let sleeping = Atomic<Int>(0)

@@ -1,16 +1,161 @@
 import CContext
 import Synchronization
 
-/// What the code that resumes after a switch must do for the green thread
-/// that just left the CPU. It cannot do these itself: until the switch has
-/// saved its registers, another worker must not be able to resume it, and
-/// a finished thread cannot free the stack it is standing on.
-enum PendingAction: UInt8 {
-    case none
-    case requeue  // yield: to the local yield queue (YieldQueue.swift)
-    case park     // commit the park (or queue it, if woken meanwhile)
-    case retire   // finished: recycle the stack, drop the scheduler's +1
-}
+// Worker.swift: the green-thread scheduler's worker and its scheduling loop.
+//
+// One `Worker` is one OS thread, pinned to a CPU when configured, that runs
+// green threads (Go's M and P in one). Its parts, one idea per file:
+//
+//   Worker+Switch.swift    leaving one green thread for the next
+//   Worker+RunQueue.swift  the owner's pick, the run-next slot, the ticks,
+//                          deque overflow and the injector
+//   Worker+Idle.swift      spinning, stealing and parking an idle worker
+//   Worker+Netpoll.swift   handing out what a netpoll readied, as a batch
+//   Worker+Stacks.swift    binding a stack at a thread's first run
+//   Deque.swift, YieldQueue.swift, Injector.swift, Idle.swift
+//                          the queues and the idle-worker bookkeeping
+//
+// ## The problem
+//
+// Green threads are multiplexed M:N over one worker per CPU. Two goals pull
+// against each other. Every CPU should be busy while runnable work exists,
+// which means spreading work and waking idle workers. And a runtime with
+// nothing to do should cost nothing, nor should a hand-off between two
+// threads cost a cross-core cache miss, which means letting workers sleep
+// and keeping work where it was made. The run queues are distributed, so
+// no worker knows the whole state, and the right moment to park a worker
+// would need to know whether work is about to arrive.
+//
+// ## Rejected designs
+//
+// * One central run queue under a lock (Go before 1.1). Every spawn, wake
+//   and pick takes the same cache line on every core. Here each worker has
+//   its own queues; only work from plain OS threads and the overflow of a
+//   full deque pass through a shared FIFO, one per node (Injector.swift).
+// * Waking an idle worker for every green thread made runnable. Most
+//   readied threads are the partner of the thread that readied them, and a
+//   futex wake costs a syscall on both sides; the woken worker would mostly
+//   find nothing. Waking none strands work. The spinning-worker protocol
+//   below wakes at most one worker per burst and ramps up one at a time
+//   while work keeps turning up.
+// * Handing a woken thread to another (idle) worker. It splits a producer
+//   from its consumer across cores, and every message then moves the
+//   channel's cache lines between them. A thread woken on a worker runs next
+//   on that worker (the run-next slot, Worker+RunQueue.swift).
+// * A growable Chase–Lev deque. Growing means retiring a buffer a slow
+//   thief may still read, which needs epoch or hazard-pointer reclamation.
+//   The deque is fixed; a full one spills half to the injector (Deque.swift).
+// * Returning to the scheduling loop on every switch. A yield or park would
+//   be two transfers. The leaving thread picks the next one and transfers
+//   straight into it (Worker+Switch.swift).
+//
+// ## Pick order
+//
+// `nextLocal` is the owner's pick, made on every switch: it never steals and
+// reads the clock only at the injector tick. `tick` counts picks:
+//
+//   1. every 61st pick (`injectorTick`): this worker's due timers, a
+//      netpoll if one is due (Worker+Netpoll.swift), then a batch from the
+//      injector;
+//   2. otherwise every 31st (`fairnessTick`): the oldest waiting item,
+//      alternately from the deque and the yield queue, each falling back to
+//      the other;
+//   3. the run-next slot: a relaxed load, and an exchange only if occupied;
+//   4. the deque, if two relaxed loads say it holds anything: the newest
+//      (LIFO keeps fork-join work cache-hot), or the oldest for a yield;
+//   5. the yield queue, oldest first.
+//
+// The ticks keep a LIFO hot loop (or two threads handing the run-next slot
+// back and forth) from starving the injector and the deque's older items,
+// and a deque that keeps refilling from starving the yielders. 61 and 31
+// are coprime, so the two rarely coincide, and `nextTickDuty` holds the
+// next multiple of either, so a pick pays one compare instead of two
+// divisions. Go checks timers on every schedule; here a timer check every
+// 8th pick costs every switch about 4% and does not make timers fire
+// closer to their deadline, because a sleeping or spinning worker serves the
+// due timers of busy ones (Idle.swift, "Timed sleep").
+//
+// A yielder runs after everything else runnable on its worker, the round
+// robin a Go user expects of Gosched. So a yield takes the deque's oldest
+// item, not its newest: what the yield queue overflowed went to the bottom
+// of the deque, and the newest would hand the CPU back to the most recent
+// yielder and starve everything older.
+//
+// When `nextLocal` finds nothing, `findRunnable` looks further, cheapest
+// first: the injectors (this node's first, a batch at a time); due timers,
+// this worker's and then anyone's; while threads wait on sockets, a stalled
+// peer's queue (StalledPeers.swift), a CPU yield (CPUYield.swift) and a
+// non-blocking netpoll; the stack compactions enlisted so far; then
+// spinning, and last parking (Worker+Idle.swift).
+//
+// ## The spin/park handshake
+//
+// Idle workers follow Go's spinning-M scheme. A *spinning* worker has no
+// work and is looking for some to steal; a *sleeping* one is parked on its
+// futex (or in epoll_wait). `Idle` counts both. Two patterns meet:
+//
+//   Submitting work (`Idle.notifyWork`, after every publish that should
+//   bring in an idle worker: a spawn, a displaced run-next occupant,
+//   yielders exposed to thieves):
+//     1. publish the work (deque push, run-next store, injector push);
+//     2. full fence (StoreLoad);
+//     3. read `spinning` and `sleeping`: if nobody spins and someone sleeps,
+//        wake one (`spinning` 0 → 1 by CAS, and the woken worker inherits
+//        that count).
+//
+//   Going from spinning to sleeping (`parkIdle`):
+//     1. join the sleeper list (`sleeping` += 1), stop spinning
+//        (`spinning` -= 1);
+//     2. full fence (StoreLoad);
+//     3. re-check every injector, deque and run-next slot
+//        (`hasVisibleWork`), the earliest timer and `stopping`; sleep only
+//        if all are quiet.
+//
+// No work is stranded. The two fences, F_S of a submitter S publishing W and
+// F_P of a worker P going to sleep, are ordered in the single total order of
+// sequentially consistent operations:
+//
+// * F_S before F_P: P's re-check, after F_P, sees W, and P does not sleep.
+// * F_P before F_S: S's loads, after F_S, see P's registration and P's
+//   decrement. If S sees `spinning == 0`, it wakes a sleeper, which starts
+//   out spinning and searches every queue. If `spinning > 0`, each spinner
+//   whose decrement S missed has its own fence after F_S, so the same two
+//   cases apply to it; a spinner that finds work stops spinning and, if it
+//   was the last, calls `notifyWork` itself (`found`). By induction over the
+//   spinners, someone finds W.
+//
+// Each side stores and then loads; acquire and release order a store before
+// later stores and a load before later loads, never a store before a later
+// load, so both fences must be full. The pairs in the code:
+//
+// * the fence in `Idle.notifyWork` (and `notifyWork(surplus:)`) pairs with
+//   the fence in `parkIdle` after `addSleeper` and `stopSpinning`;
+// * `Idle.notifyWorkAfterSeqCstPublish`: the sequentially consistent
+//   exchange that published a thread to the run-next slot takes the
+//   submitter's fence's place (the argument is at that function);
+// * `Worker.unpark` and `Poller.blockIdle`: a Dekker pair on the parker word
+//   and `inPoll`, so a worker asleep in epoll_wait also gets the eventfd
+//   (Net/Poller.swift's header, "Contract with the scheduling loop").
+//
+// The one publication without a notification is the quiet hand-off: a wake
+// into an *empty* run-next slot (Worker+RunQueue.swift). It is not a W of
+// the argument above; its guarantee is that the slot's owner is running and
+// takes it at its next switch, and sysmon notifies on the owner's behalf if
+// that switch does not come within a round (Sysmon.swift).
+//
+// ## Parking
+//
+// A parking worker sleeps until the earliest timer of any worker, so any
+// sleeper doubles as the timer thread of busy workers. While it sleeps it
+// returns stacks that went unused for a whole decay period (StackPool.swift)
+// in slices, leaving as soon as work, a due timer or shutdown shows up. At
+// most one idle worker sleeps in epoll_wait instead of on its futex
+// (Net/Poller.swift). A worker woken by a notifier was taken off the sleeper
+// list by it and holds the spinning count it was handed; one that timed out
+// takes itself off, and if a notifier claimed it meanwhile, consumes the
+// unpark on its way and takes that count. Under a virtual clock the last
+// worker to fall idle advances the clock to the next deadline instead of
+// sleeping (Clock.swift).
 
 /// State only the worker's own OS thread touches. Kept in raw memory, not
 /// in class properties: class `var`s pay a dynamic exclusivity check on
@@ -22,7 +167,7 @@ struct WorkerLocal: ~Copyable {
     var tick: UInt32 = 0
     /// The next `tick` that is a multiple of `Worker.fairnessTick` or
     /// `Worker.injectorTick`: one compare per pick instead of two divisions.
-    var tickDuty: UInt32 = Worker.fairnessTick
+    var nextTickDuty: UInt32 = Worker.fairnessTick
     /// Choices a program can observe (which ready case a `select` takes).
     var rng: FastRandom
     /// Steal victims. Separate, because how often an idle worker tries to
@@ -52,6 +197,24 @@ struct WorkerLocal: ~Copyable {
     var fibers = FiberCache()
     /// The worker thread's own stack: where the scheduling loop runs.
     var schedulerContext = gt_context()
+}
+
+/// What a worker has done, for `Runtime.stats`, `liveCount` and tests.
+/// Each counter is written only by its worker, so a bump is a plain load
+/// and store (`Worker.bump`), no read-modify-write; anyone reads them.
+struct WorkerCounters: ~Copyable {
+    let spawned = Atomic<Int>(0)
+    let completed = Atomic<Int>(0)
+    let steals = Atomic<Int>(0)
+    /// Idle sleeps (futex or epoll_wait).
+    let parks = Atomic<Int>(0)
+    /// CPU yields before polling (CPUYield.swift).
+    let cpuYields = Atomic<Int>(0)
+    /// Sleeping stacks compacted, and compacted stacks copied back
+    /// (StackCompaction.swift). Both stored with release: see
+    /// `RuntimeCore.stats` for the reader's side.
+    let compactedStacks = Atomic<Int>(0)
+    let restoredStacks = Atomic<Int>(0)
 }
 
 /// One OS thread that runs green threads: its deque, its "run next" slot,
@@ -122,12 +285,7 @@ final class Worker: @unchecked Sendable {
     /// stale activation can never pass for an `Idle` wake-up.
     let spareParker: UnsafeMutablePointer<gt_parker>
 
-    // Counters, written only by this worker (plain load+store), read by anyone.
-    let spawnedCount = Atomic<Int>(0)
-    let completedCount = Atomic<Int>(0)
-    let stealCount = Atomic<Int>(0)
-    let parkCount = Atomic<Int>(0)
-    let cpuYieldCount = Atomic<Int>(0)
+    let counters = WorkerCounters()
     /// Whether this worker gives its CPU away before polling (CPUYield.swift).
     let yieldsCPU: Bool
     /// Bumped when a switch starts and again when a green thread's code is
@@ -138,8 +296,6 @@ final class Worker: @unchecked Sendable {
     let switchCount = Atomic<Int>(1)
     /// `YieldClaim`: sysmon taking over the yield queue (YieldQueue.swift).
     let yieldClaim = Atomic<UInt8>(0)
-    let compactedCount = Atomic<Int>(0)
-    let restoredCount = Atomic<Int>(0)
 
     /// Every 61st pick serves the injection queue first and every 31st the
     /// oldest local item, so neither can starve behind a LIFO hot loop.
@@ -200,399 +356,6 @@ final class Worker: @unchecked Sendable {
         guard let raw = gt_current_worker() else { return nil }
         return Unmanaged<Worker>.fromOpaque(raw).takeUnretainedValue()
     }
-
-    // MARK: Local queue
-
-    /// Queues a runnable green thread on this worker (owner only).
-    @inline(__always)
-    func pushLocal(_ fiber: Unmanaged<Fiber>) {
-        let bits = UInt(bitPattern: fiber.toOpaque())
-        if !deque.push(bits) { spill(bits) }
-    }
-
-    /// Queues a green thread this worker just woke in its run-next slot
-    /// (whatever was there moves to the deque, where thieves can see it),
-    /// and tells the idle workers about it when they should know.
-    ///
-    /// A quiet hand-off (Tokio's LIFO-slot rule): a wake into an *empty*
-    /// slot notifies nobody. The waker usually parks within nanoseconds
-    /// (a send then a receive, a mutex hand-over) and this worker runs the
-    /// woken thread itself; a woken idle worker would only spin on this
-    /// worker's cache lines and, after the grace period, steal the partner
-    /// and split the pair (pingpong at 2 workers took twice as long as at
-    /// 1). Only a displaced occupant is surplus work worth a wake-up. A waker
-    /// that keeps running instead is caught by sysmon, which notifies for a
-    /// worker that has not switched for a round while its slot is occupied;
-    /// `passingRunNext` notifies when a switch runs something else first;
-    /// and a spinning thief takes the slot after its grace period anyway.
-    /// Without sysmon to back that up, every wake notifies.
-    @inline(__always)
-    func wakeNext(_ fiber: Unmanaged<Fiber>) {
-        if quietHandOff {
-            if pushRunNext(fiber) { idle.notifyWork() }
-        } else {
-            // Sequentially consistent: the exchange is the publish that
-            // `notifyWorkAfterSeqCstPublish` relies on instead of a fence
-            // (the same instruction as acquire-release on x86 and arm64).
-            let old = runNext.exchange(UInt(bitPattern: fiber.toOpaque()), ordering: .sequentiallyConsistent)
-            if old != 0, !deque.push(old) { spill(old) }
-            idle.notifyWorkAfterSeqCstPublish()
-        }
-    }
-
-    /// Puts `fiber` in the run-next slot. Returns true when that moved a
-    /// previous occupant to the deque (the caller must then notify).
-    @inline(__always)
-    private func pushRunNext(_ fiber: Unmanaged<Fiber>) -> Bool {
-        let bits = UInt(bitPattern: fiber.toOpaque())
-        // Only the owner fills the slot; thieves only empty it. So a slot
-        // seen empty stays empty until this store, which needs no
-        // read-modify-write (release: publishes the thread to the thief's
-        // or our own acquiring exchange).
-        if runNext.load(ordering: .relaxed) == 0 {
-            runNext.store(bits, ordering: .releasing)
-            return false
-        }
-        let old = runNext.exchange(bits, ordering: .acquiringAndReleasing)
-        if old == 0 { return false }  // a thief emptied it meanwhile
-        if !deque.push(old) { spill(old) }
-        return true
-    }
-
-    /// The owner is about to run `next` instead of the thread waiting in
-    /// its run-next slot (an injector or fairness tick): that thread is
-    /// surplus now, so an idle worker is told (a quiet hand-off assumed
-    /// this worker would run it next). Out of line: inlined, its call to
-    /// `notifyWork` cost every switch two instructions (callgrind, pingpong).
-    @inline(never)
-    private func passingRunNext(_ next: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
-        if quietHandOff, runNext.load(ordering: .relaxed) != 0 { idle.notifyWork() }
-        return next
-    }
-
-    /// The deque is full: move half of it (the oldest) and the new item to
-    /// the injection queue in one batch.
-    @inline(never)
-    private func spill(_ bits: UInt) {
-        var batch = FiberBatch()
-        batch.append(bits)
-        for _ in 0..<(WorkStealingDeque.capacity / 2) {
-            guard let stolen = deque.takeOldest() else { break }
-            batch.append(stolen)
-        }
-        homeInjector.push(batch)
-    }
-
-    @inline(__always)
-    static func fiber(_ bits: UInt) -> Unmanaged<Fiber> {
-        // Never 0: every queue checks for emptiness before it hands out bits.
-        Unmanaged<Fiber>.fromOpaque(UnsafeRawPointer(bitPattern: bits).unsafelyUnwrapped)
-    }
-
-    /// Whether anything waits in this worker's run-next slot, deque or
-    /// yield queue (owner only: the yield queue is).
-    @inline(__always)
-    var hasLocalWork: Bool {
-        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty || !local.pointee.yields.isEmpty
-    }
-
-    /// The owner's fast pick: no stealing, no clock reads except at the
-    /// injector tick. Used on every switch. Order: the periodic ticks, the
-    /// run-next slot, the deque, and last the yield queue, so a yielder
-    /// runs after everything else runnable here (round robin, what a Go
-    /// user expects of Gosched).
-    ///
-    /// A yield takes the deque's *oldest* item instead of the newest: what
-    /// the yield queue overflowed (or exposed to thieves) went to the
-    /// bottom, and taking from the bottom would hand the CPU back to the
-    /// most recent yielder and starve everything older.
-    @inline(__always)
-    func nextLocal(oldestFirst: Bool = false) -> Unmanaged<Fiber>? {
-        let l = local
-        l.pointee.tick &+= 1
-        if l.pointee.tick == l.pointee.tickDuty, let f = tickDuty() { return f }
-        if runNext.load(ordering: .relaxed) != 0 {
-            let bits = runNext.exchange(0, ordering: .acquiring)
-            if bits != 0 { return Self.fiber(bits) }
-        }
-        // Relaxed loads first: `pop` needs a full fence and `takeOldest` a
-        // CAS even on an empty deque. The owner's own `bottom` is exact and
-        // a stale `top` is only lower, so this never reads a non-empty
-        // deque as empty.
-        if !deque.isEmptyForOwner, let bits = oldestFirst ? deque.takeOldest() : deque.pop() {
-            return Self.fiber(bits)
-        }
-        if let bits = l.pointee.yields.take() { return Self.fiber(bits) }
-        return nil
-    }
-
-    /// The periodic part of `nextLocal` (the current tick is a multiple of
-    /// `injectorTick` or `fairnessTick`), out of line to keep the common
-    /// path short.
-    @inline(never)
-    private func tickDuty() -> Unmanaged<Fiber>? {
-        let tick = local.pointee.tick
-        Self.scheduleTickDuty(local)
-        let f = tick % Self.injectorTick == 0 ? serviceTick() : takeOldestWaiting(round: tick / Self.fairnessTick)
-        return f.map(passingRunNext)
-    }
-
-    /// Sets `tickDuty` to the next multiple of either tick after `tick`.
-    static func scheduleTickDuty(_ l: UnsafeMutablePointer<WorkerLocal>) {
-        let tick = l.pointee.tick
-        let ahead = min(injectorTick - tick % injectorTick, fairnessTick - tick % fairnessTick)
-        l.pointee.tickDuty = tick &+ ahead
-    }
-
-    /// The fairness tick's pick: the oldest item of the deque and of the
-    /// yield queue in turn, each falling back to the other. The deque's
-    /// oldest would otherwise starve behind a LIFO hot loop, and a yielder
-    /// behind a deque that keeps refilling.
-    private func takeOldestWaiting(round: UInt32) -> Unmanaged<Fiber>? {
-        if round & 1 == 0, let bits = local.pointee.yields.take() { return Self.fiber(bits) }
-        if let bits = deque.takeOldest() { return Self.fiber(bits) }
-        if let bits = local.pointee.yields.take() { return Self.fiber(bits) }
-        return nil
-    }
-
-    /// The injector tick's duties: due timers and the injection queue.
-    private func serviceTick() -> Unmanaged<Fiber>? {
-        timers.fireExpiredIfAny()
-        // A busy worker still notices I/O readiness when no idle worker is
-        // blocked in epoll_wait to collect it (woken threads land here).
-        if poller.worthPolling, deque.isEmptyForOwner || gt_now_ns() - local.pointee.lastPoll >= Self.busyPollNanos {
-            _ = pollReady(keepOne: false)
-        }
-        return takeInjected()
-    }
-
-    /// How often a busy worker whose deque still holds work polls the
-    /// netpoller at its injector tick. The deque is LIFO for its owner: a
-    /// batch polled on top of the last one runs first, and the older
-    /// batch's threads wait behind every newer one (at 1,000 echo
-    /// connections and 128-event batches, p99 went from 47 ms to 330 ms).
-    /// So, as in Go (a busy P never polls; sysmon does, after 10 ms), a
-    /// worker works through what it polled before it polls again, and
-    /// falls back to this bound only when its deque never empties.
-    static let busyPollNanos: Int64 = 10_000_000
-
-    /// This node's injection queue first, then the others.
-    @inline(__always)
-    private func popInjected(max: Int = 1) -> Unmanaged<Fiber>? {
-        if let f = homeInjector.popBatch(max: max) { return f }
-        return injectors.count > 1 ? popRemoteInjected(max: max) : nil
-    }
-
-    @inline(never)
-    private func popRemoteInjected(max: Int) -> Unmanaged<Fiber>? {
-        for i in injectors.indices where i != node {
-            if let f = injectors[i].popBatch(max: max) { return f }
-        }
-        return nil
-    }
-
-    /// Takes a batch from the injection queue: one to run, the rest into
-    /// the local deque, so a burst that spilled (or arrived from outside)
-    /// comes back at deque speed rather than one lock round trip each.
-    private func takeInjected() -> Unmanaged<Fiber>? {
-        let room = WorkStealingDeque.capacity / 2 - deque.count
-        guard let first = popInjected(max: 1 + max(0, min(room, 64))) else { return nil }
-        var next = first._withUnsafeGuaranteedRef { f in
-            let rest = f.queueNext
-            f.queueNext = nil
-            return rest
-        }
-        while let f = next {
-            next = f._withUnsafeGuaranteedRef { f in
-                let rest = f.queueNext
-                f.queueNext = nil
-                return rest
-            }
-            pushLocal(f)
-        }
-        return first
-    }
-
-    // MARK: Switching
-
-    /// Leaves the running green thread with `action` pending and runs the
-    /// next local one directly (green-to-green, no trip through the
-    /// scheduler stack), or the scheduling loop when there is none.
-    /// Returns when the green thread is resumed, possibly on another worker.
-    @inline(__always)
-    func switchAway(_ action: PendingAction) {
-        let l = local
-        let from = l.pointee.current.unsafelyUnwrapped
-        enterSwitch()
-        // Only raw pointers may be live across the transfer: when `from` is
-        // retiring, this frame is abandoned, and any retain held in it (even
-        // a temporary one for a property read) would leak that object.
-        let fromContext = from._withUnsafeGuaranteedRef { $0.context }
-        // Once the runtime stops (or this spare must retire), every switch
-        // goes back to the scheduling loop, so that green threads handing the
-        // CPU to each other directly cannot keep a worker from exiting.
-        let toLoop = interrupts.load(ordering: .relaxed) & Interrupt.toLoop != 0
-        if !toLoop, let next = nextLocal(oldestFirst: action == .requeue) {
-            // A yielder may join the yield queue before its context is
-            // saved: nobody else can take it from there while this worker
-            // switches (thieves never see the ring, and it is exposed or
-            // handed to sysmon only after the switch). If the ring is full
-            // or disabled, the yielder goes to the deque, after the switch.
-            if action == .requeue, l.pointee.yields.push(UInt(bitPattern: from.toOpaque())) {
-                from._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-            } else {
-                l.pointee.pending = action
-                l.pointee.pendingFiber = from
-            }
-            l.pointee.current = next
-            let toContext = next._withUnsafeGuaranteedRef { n in
-                n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
-                return contextToRun(n)
-            }
-            // The worker that resumes us hands itself over (it is the one we
-            // then run on): no thread-local read after the switch.
-            let resumer = gt_context_transfer_passing(fromContext, toContext, Unmanaged.passUnretained(self).toOpaque())
-            Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
-        } else if action == .requeue && !toLoop {
-            // Nothing else is runnable here (the pick above also served the
-            // periodic duties: timers, netpoll, injector): the scheduling
-            // loop would pick the yielder straight back, so it just goes on,
-            // without two transfers for nothing.
-            leaveSwitch()
-            return
-        } else {
-            l.pointee.pending = action
-            l.pointee.pendingFiber = from
-            l.pointee.current = nil
-            let resumer = gt_context_transfer_passing(
-                fromContext, &l.pointee.schedulerContext, Unmanaged.passUnretained(self).toOpaque())
-            Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
-        }
-    }
-
-    /// Runs the action the previous green thread left behind. Called first
-    /// thing after every switch, on whichever worker we now are;
-    /// `inGreenThread` is false only in the scheduling loop.
-    @inline(__always)
-    static func finishSwitch(inGreenThread: Bool = true, on worker: UnsafeMutableRawPointer = gt_current_worker().unsafelyUnwrapped) {
-        // Guaranteed references throughout: workers and queued fibers
-        // outlive every switch, and a strong local would cost a retain and
-        // a release on every switch (a quarter of a yield, measured).
-        Unmanaged<Worker>.fromOpaque(worker)._withUnsafeGuaranteedRef { w in
-            let l = w.local
-            let action = l.pointee.pending
-            if action != .none {
-                l.pointee.pending = .none
-                let f = l.pointee.pendingFiber.unsafelyUnwrapped
-                l.pointee.pendingFiber = nil
-                switch action {
-                case .requeue:
-                    f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-                    w.queueYielder(f)
-                case .park:
-                    // Release: the context the switch just saved is published to
-                    // whoever readies the thread (their CAS acquires).
-                    w.settleParked(f, from: .parking)
-                case .retire:
-                    w.retire(f)
-                case .none:
-                    break
-                }
-            }
-            if inGreenThread { w.afterSwitch() }
-        }
-    }
-
-    /// Ends a transient state of a parked thread (`parking` after its switch
-    /// out, `compacting` after its stack was saved): `parked` (release: the
-    /// saved context or stack is published to whoever readies it, whose CAS
-    /// acquires), or, if a wake came meanwhile (`wakePending`), queued on
-    /// our run-next slot (`wakeNext`).
-    @inline(__always)
-    func settleParked(_ f: Unmanaged<Fiber>, from state: Fiber.RunState) {
-        let settled = f._withUnsafeGuaranteedRef { fiber in
-            fiber.runState.compareExchange(
-                expected: state.rawValue, desired: Fiber.RunState.parked.rawValue,
-                successOrdering: .releasing, failureOrdering: .acquiring
-            ).exchanged
-        }
-        if !settled {
-            f._withUnsafeGuaranteedRef { $0.runState.store(Fiber.RunState.queued.rawValue, ordering: .releasing) }
-            wakeNext(f)
-        }
-    }
-
-    @inline(__always)
-    func notifyWork() {
-        idle.notifyWork()
-    }
-
-    /// Ends the running green thread: the last thing on its stack.
-    static func retireCurrent() -> Never {
-        let raw = gt_current_worker().unsafelyUnwrapped
-        // Guaranteed reference: no retain is taken in this frame, which is
-        // never returned to.
-        Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.switchAway(.retire) }
-        preconditionFailure("GreenThreads: a finished green thread was resumed")
-    }
-
-    private func retire(_ f: Unmanaged<Fiber>) {
-        let recyclable = f._withUnsafeGuaranteedRef { fiber in
-            fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
-            // A fiber going to the cache keeps its registry entry.
-            if !fiber.recyclable {
-                registry.remove(fiber)
-                fiber.isRegistered = false
-            }
-            recycle(fiber.takeStack())
-            return fiber.recyclable
-        }
-        Self.bump(completedCount)
-        // The scheduler's reference, taken at spawn: to the cache, or dropped.
-        if recyclable { cacheFiber(f) } else { f.release() }
-    }
-
-    // MARK: Stacks
-
-    /// The context to switch into, binding a stack on the first run and
-    /// copying a compacted one back (every resume passes here).
-    @inline(__always)
-    private func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context> {
-        if !fiber.hasStack { bindStack(fiber) } else if fiber.compactedStack != nil { restoreStack(fiber) }
-        return fiber.context
-    }
-
-    /// A thread's first run: its stack, and its entry in the registry.
-    @inline(never)
-    private func bindStack(_ fiber: Fiber) {
-        fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
-        if !fiber.isRegistered {
-            registry.insert(fiber, shard: index)
-            fiber.isRegistered = true
-        }
-        if closing.load(ordering: .acquiring) { fiber.cancelled.store(true, ordering: .relaxed) }
-    }
-
-    func takeStack() -> gt_stack? {
-        if let s = local.pointee.stacks.take() { return s }
-        if sharedStacks.take(upTo: StackPool.refillBatch, into: &local.pointee.stacks) {
-            return local.pointee.stacks.take()
-        }
-        return nil
-    }
-
-    private func recycle(_ stack: gt_stack) {
-        local.pointee.stacks.put(stack)
-        if local.pointee.stacks.count > StackPool.spillAt {
-            // Stacks enter the shared pool clean: nobody trims it, and after
-            // a mass wake (compacted sleepers each faulted a page back in)
-            // its stacks would keep their pages until reused.
-            local.pointee.stacks.trimOldestHalf()
-            local.pointee.stacks.spillHalf(into: sharedStacks)
-        }
-    }
-
-    // MARK: The scheduling loop
 
     /// The worker thread's body: find a green thread, run it until it
     /// switches back here, repeat; return when the runtime stops.
@@ -659,255 +422,5 @@ final class Worker: @unchecked Sendable {
             }
             parkIdle()
         }
-    }
-
-    // MARK: Netpoll batches
-
-    /// A non-blocking netpoll whose woken green threads are handed out as a
-    /// batch (Go's netpoll + injectglist): all of them go to our deque, where
-    /// thieves can take them, and idle workers are woken for the surplus.
-    /// `keepOne`: the caller is about to run one of them itself (it is out
-    /// of work); otherwise (a busy worker's periodic poll) all are surplus.
-    /// Returns how many green threads it queued.
-    @inline(never)
-    func pollReady(keepOne: Bool) -> Int {
-        local.pointee.collectingPolled = true
-        local.pointee.lastPoll = gt_now_ns()
-        poller.poll(into: pollEvents)
-        return distributePolled(keepOne: keepOne)
-    }
-
-    /// Ends a collection begun by setting `collectingPolled`: wakes one idle
-    /// worker per queued green thread we will not run next, up to the number
-    /// asleep. One wake-up per readied thread (the default path) would pay a
-    /// fence each and still wake at most one worker while any spins; one
-    /// wake-up per batch would leave the other idle workers asleep while
-    /// this one works through the whole batch alone.
-    @inline(__always)
-    func distributePolled(keepOne: Bool) -> Int {
-        let l = local
-        l.pointee.collectingPolled = false
-        let n = l.pointee.polledCount
-        l.pointee.polledCount = 0
-        let surplus = keepOne ? n - 1 : n
-        if surplus > 0 { idle.notifyWork(surplus: surplus) }
-        return n
-    }
-
-    /// Queues a green thread readied during a netpoll batch (see
-    /// `pollReady`). Returns false when no batch is being collected.
-    @inline(__always)
-    func collectPolled(_ fiber: Unmanaged<Fiber>) -> Bool {
-        let l = local
-        guard l.pointee.collectingPolled else { return false }
-        pushLocal(fiber)
-        l.pointee.polledCount += 1
-        return true
-    }
-
-    /// How long a spinning worker keeps looking before it sleeps. A futex
-    /// sleep and wake costs microseconds and a syscall on both sides; work
-    /// that arrives in bursts (a spawn loop, a producer) usually comes back
-    /// within this window, and while anyone spins, submitters wake nobody.
-    static let spinNanos: Int64 = 50_000
-
-    /// The spin window while green threads wait on sockets. Their work
-    /// arrives through epoll, where an idle worker blocked in epoll_wait
-    /// gets it as soon as a spinner would, so spinning mostly burns CPU that
-    /// the rest of the machine (a client on the same cores) needs; a spinner
-    /// is preempted instead of yielding. Measured on the echo benchmark (2
-    /// workers, 100 connections, load generator on the same 2 cores): CPU
-    /// per request 5.2–6.8 µs with the 50 µs window, 4.6–4.8 µs with 5 µs,
-    /// and a quarter of the involuntary context switches.
-    static let ioSpinNanos: Int64 = 5_000
-
-    /// A victim's run-next slot is left alone for this long into a spin.
-    /// It usually holds the partner of a hand-off (a consumer its producer
-    /// just woke) that the owner will run within microseconds; stealing it
-    /// at once splits the pair across cores and every message then crosses
-    /// between them (Go waits ~3 µs for the same reason).
-    static let runNextGraceNanos: Int64 = 5_000
-
-    private func spinForWork() -> Unmanaged<Fiber>? {
-        let start = gt_now_ns()
-        var round = 0
-        var takeRunNext = false
-        while true {
-            if let f = stealFromOthers(takeRunNext: takeRunNext) { return f }
-            if let f = popInjected() { return f }
-            if let f = nextLocal() { return f }
-            round += 1
-            for _ in 0..<min(round, 32) { gt_cpu_relax() }
-            if round % 8 == 0 {
-                if poller.worthPolling, pollReady(keepOne: true) > 0, let f = nextLocal() { return f }
-                let spun = gt_now_ns() - start
-                let window = poller.ioWaiters.load(ordering: .relaxed) > 0 ? Self.ioSpinNanos : Self.spinNanos
-                if stopping.load(ordering: .relaxed) || spun > window { return nil }
-                takeRunNext = spun > Self.runNextGraceNanos
-            }
-        }
-    }
-
-    /// Leaves the spinning state on finding work; the last spinner out wakes
-    /// a replacement so that further work still gets found.
-    @inline(__always)
-    private func found(_ f: Unmanaged<Fiber>) -> Unmanaged<Fiber> {
-        if local.pointee.isSpinning {
-            local.pointee.isSpinning = false
-            if idle.stopSpinning() { idle.notifyWork() }
-        }
-        return f
-    }
-
-    /// Steals from the other workers: this node's first, from a random
-    /// start; then the other nodes. Takes one to run and up to half of the
-    /// rest into the local deque.
-    private func stealFromOthers(takeRunNext: Bool) -> Unmanaged<Fiber>? {
-        for group in victims {
-            let n = group.count
-            if n == 0 { continue }
-            let start = local.pointee.stealRng.next(below: n)
-            for k in 0..<n {
-                let found = group[(start + k) % n]._withUnsafeGuaranteedRef { victim in
-                    victim === self ? nil : steal(from: victim, takeRunNext: takeRunNext)
-                }
-                if let found { return found }
-            }
-        }
-        return nil
-    }
-
-    func steal(from victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
-        guard let first = victim.deque.stealOne() else {
-            // An empty deque but a run-next slot: take that instead (after
-            // the grace period), so a green thread is never stranded
-            // behind a busy owner.
-            if takeRunNext, victim.runNext.load(ordering: .relaxed) != 0 {
-                let bits = victim.runNext.exchange(0, ordering: .acquiring)
-                if bits != 0 {
-                    Self.bump(stealCount)
-                    return Self.fiber(bits)
-                }
-            }
-            return nil
-        }
-        Self.bump(stealCount)
-        var extra = victim.deque.count / 2
-        while extra > 0, let bits = victim.deque.stealOne() {
-            pushLocal(Self.fiber(bits))
-            extra -= 1
-        }
-        return Self.fiber(first)
-    }
-
-    /// Sleeps until notified of work or until the earliest timer anywhere.
-    private func parkIdle() {
-        idle.addSleeper(self)
-        if local.pointee.isSpinning {
-            local.pointee.isSpinning = false
-            _ = idle.stopSpinning()
-        }
-        // StoreLoad: we are visible as a sleeper (and no longer spinning)
-        // before we look at the queues one last time; pairs with the fence
-        // in Idle.notifyWork.
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        var now = clock.now()
-        if core.hasVisibleWork() || core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
-            leaveSleepers()
-            // Serve due timers here, whoever owns them, so that returning to
-            // the loop makes progress instead of coming straight back.
-            _ = core.fireRemoteTimers(now: now)
-            return
-        }
-        var deadline = core.earliestDeadline()
-        if clock.isVirtual && deadline != Int64.max {
-            // Virtual time: the last worker to fall idle jumps the clock to
-            // the next deadline instead of sleeping until it. The others
-            // sleep without a timeout; whatever the timers wake is
-            // scheduled here and spreads through the usual notifications.
-            if idle.sleeping.load(ordering: .acquiring) == core.workers.count {
-                clock.advance(to: deadline)
-                leaveSleepers()
-                return
-            }
-        }
-        // Slice by slice, giving way to new work, due timers and shutdown:
-        // after a million sleepers this is seconds of syscalls. Only stacks
-        // that went unused for a whole decay period (StackPool); under a
-        // virtual clock, whose sleeps take no real time, all of them at once.
-        let decay = clock.isVirtual ? 0 : StackPool.decayNanos
-        while !local.pointee.stacks.trim(now: gt_now_ns(), decay: decay) {
-            if core.hasVisibleWork() || core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
-                leaveSleepers()
-                return
-            }
-        }
-        Self.bump(parkCount)
-        // Read the clock again: trimming took time, and a timeout computed
-        // from before it would oversleep the deadline by as much.
-        deadline = core.earliestDeadline()
-        now = clock.now()
-        var timeout: Int64 = deadline == Int64.max || clock.isVirtual ? -1 : max(0, deadline - now)
-        var watchingForDeadlock = timeout < 0 && core.mayBeDeadlocked()
-        if watchingForDeadlock { timeout = RuntimeCore.deadlockConfirmNanos }
-        // Wake to trim once the stacks pooled now have gone unused a whole
-        // period. (Not a deadlock confirmation, if that comes first: the
-        // next sleep watches again.)
-        if let due = local.pointee.stacks.trimDue(decay: decay) {
-            let untilTrim = max(0, due &- gt_now_ns())
-            if timeout < 0 || untilTrim < timeout {
-                timeout = untilTrim
-                watchingForDeadlock = false
-            }
-        }
-        let epoch = core.activityEpoch()
-        if !clock.isVirtual { idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline) }
-        defer { idle.sleepUntil.store(Int64.max, ordering: .relaxed) }
-        // At most one idle worker sleeps in epoll_wait (once any fd was
-        // registered); the others sleep on their futex. See Net/Poller.swift.
-        let woken: Bool
-        if poller.inUse.load(ordering: .relaxed), !poller.blockerRole.load(ordering: .relaxed),
-           poller.blockerRole.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged {
-            local.pointee.collectingPolled = true
-            woken = poller.blockIdle(worker: self, timeout: timeout)
-            local.pointee.lastPoll = gt_now_ns()
-        } else {
-            woken = gt_parker_park(parker, timeout)
-        }
-        // Having slept, we just gave our CPU away (CPUYield.swift).
-        local.pointee.lastCPUYield = gt_now_ns()
-        if woken {
-            // A notifier took us out of the list and gave us its spinning count.
-            local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
-        } else {
-            if watchingForDeadlock, core.mayBeDeadlocked(), core.activityEpoch() == epoch {
-                core.reportDeadlock()
-            }
-            leaveSleepers()
-        }
-        // What epoll_wait readied is in our deque; we run one, and wake the
-        // others only now that we are off the sleeper list (while on it, we
-        // could have been picked to wake ourselves).
-        if local.pointee.collectingPolled { _ = distributePolled(keepOne: true) }
-    }
-
-    /// Ends this worker's sleep (Idle.wakeOne/wakeAll, after taking it
-    /// off the sleeper list). A worker asleep in epoll_wait does not watch
-    /// its futex word, so it also gets the eventfd. A Dekker pair with
-    /// `Poller.blockIdle`: here store NOTIFIED, fence, load `inPoll`; there
-    /// store `inPoll`, fence, load the word. At least one side sees the
-    /// other's store (docs/ARCHITECTURE.md §12).
-    func unpark() {
-        gt_parker_unpark(parker)
-        atomicMemoryFence(ordering: .sequentiallyConsistent)
-        if inPoll.load(ordering: .relaxed) { poller.signal() }
-    }
-
-    private func leaveSleepers() {
-        if idle.removeSleeper(self) { return }
-        // A notifier claimed us concurrently: consume its unpark and take
-        // over the spinning count it handed us.
-        while !gt_parker_park(parker, -1) {}
-        local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
     }
 }

@@ -31,7 +31,7 @@ extension Worker {
     /// Inlined into the caller, so that `TypedFiber<T>` is named where `T`
     /// is concrete: its metadata is then cached per call site, where in
     /// this module's unspecialized code every mention would cost a hashed
-    /// metadata lookup (~300 instructions, measured).
+    /// metadata lookup (~300 instructions).
     ///
     /// Static, on an unretained worker, and consuming `body`: the closure's
     /// context passes from the caller to the fiber without a retain and
@@ -100,7 +100,7 @@ extension Worker {
         // first runs (bindStack), on the worker that will most likely also
         // retire it, so spawn and exit never contend on a shard lock.
         if !fiber.isRegistered { fiber.registryShard = index }
-        Self.bump(spawnedCount)
+        Self.bump(counters.spawned)
         pushLocal(Unmanaged.passRetained(fiber))  // the scheduler's reference, dropped or cached at retire
         // With this worker the only active one, nobody can be asleep: skip
         // the full fence. (A spare activated meanwhile that misses the push

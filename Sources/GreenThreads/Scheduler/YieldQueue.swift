@@ -6,13 +6,13 @@ import Synchronization
 /// Go's Gosched sending a goroutine behind everything else).
 ///
 /// ## Why not the deque
-/// A yield used to push the yielder on the work-stealing deque and take the
-/// oldest item back with a CAS on `top`: a locked instruction per yield,
-/// about a third of a yield's time. Thieves can take from the deque at any
+/// Putting the yielder on the work-stealing deque and taking the oldest item
+/// back costs a CAS on `top`: a locked instruction per yield, about a third
+/// of a yield's time. Thieves can take from the deque at any
 /// moment, so the owner's take has to race them; a ring nobody else reads
 /// needs no atomics at all.
 ///
-/// ## Invariants (see docs/ARCHITECTURE.md, "The yield queue")
+/// ## Invariants
 /// * Owner only: pushed by `Worker.switchAway` (a yield, before its switch:
 ///   nobody else can take it from here meanwhile) or `finishSwitch`, taken by
 ///   `Worker.nextLocal` after the run-next slot and the deque, and at every

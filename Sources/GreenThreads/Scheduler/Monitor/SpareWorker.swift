@@ -16,7 +16,7 @@ enum SpareState: UInt8 {
 
 /// How a replacement worker joins and leaves the scheduler.
 ///
-/// Invariants (see docs/ARCHITECTURE.md, "Sysmon and hand-off"):
+/// Invariants (when and why sysmon hands off: Sysmon.swift's header):
 /// * Only sysmon activates a spare, and only the spare deactivates itself,
 ///   from its scheduling loop (no green thread on its stack), after moving
 ///   everything in its deque, run-next slot and yield queue to the injector.

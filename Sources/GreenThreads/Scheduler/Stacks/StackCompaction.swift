@@ -1,7 +1,8 @@
 import CContext
 import Synchronization
 
-/// Compaction of sleeping stacks (docs/ARCHITECTURE.md §10).
+/// Compaction of sleeping stacks (where the stacks come from and how idle
+/// ones are trimmed: StackPool.swift's header).
 ///
 /// A green thread's stack cannot move (its frames hold absolute pointers
 /// into it), but while it sleeps nobody reads it. So a worker copies the
@@ -156,7 +157,7 @@ extension Worker {
             _ = gt_stacks_discard(ranges, Int32(k))
             // Counted before any of them can run (and be counted restored):
             // see `RuntimeCore.stats` for the reader's side.
-            compactedCount.store(compactedCount.load(ordering: .relaxed) &+ k, ordering: .releasing)
+            counters.compactedStacks.store(counters.compactedStacks.load(ordering: .relaxed) &+ k, ordering: .releasing)
             for j in 0..<k { settleParked(claimed[j], from: .compacting) }
         }
         for i in 0..<n { candidates[i].fiber.release() }
@@ -172,7 +173,7 @@ extension Worker {
         fiber.compactedStack = nil
         let stack = fiber.stack
         gt_stack_restore(saved, UnsafeMutableRawPointer(stack.base.unsafelyUnwrapped) + stack.size)
-        restoredCount.store(restoredCount.load(ordering: .relaxed) &+ 1, ordering: .releasing)
+        counters.restoredStacks.store(counters.restoredStacks.load(ordering: .relaxed) &+ 1, ordering: .releasing)
     }
 }
 

@@ -13,10 +13,10 @@ import Synchronization
 /// and the `warmCount` most recent.
 ///
 /// Why the decay: trimming everything beyond the warm set whenever a worker
-/// fell idle made each burst of work fault its stacks back in. A fork-join
-/// fib(27) holds ~6,000 stacks at its peak; run after run it took ~5,800
-/// page faults and a hundred `process_madvise` calls, each flushing the
-/// other worker's TLB, ~5 % of a run. Go returns stack memory through its
+/// falls idle makes each burst of work fault its stacks back in. A fork-join
+/// fib(27) holds ~6,000 stacks at its peak; trimmed at every idle moment,
+/// each run takes ~5,800 page faults and a hundred `process_madvise` calls,
+/// each flushing the other worker's TLB, ~5 % of a run. Go returns stack memory through its
 /// background scavenger, jemalloc after its decay time, for the same reason.
 struct StackPool: ~Copyable {
     static let warmCount = 64

@@ -1,0 +1,55 @@
+import CContext
+import Synchronization
+
+// Worker+Stacks.swift: binding a stack when a green thread first runs, and
+// taking it back when it ends.
+//
+// A spawned thread gets no stack: it gets one when it first *runs*
+// (`contextToRun`, which every resume passes through). A thread that runs to
+// completion without blocking returns its stack to the worker's pool, and
+// the next new thread takes that same, cache-hot stack, so a burst of spawns
+// touches one stack instead of one each. The same place copies a compacted
+// stack back (StackCompaction.swift) and enters the thread in the registry,
+// on the worker that usually also retires it, so spawn and exit never
+// contend on one registry shard. Pool sizes, spilling and trimming are
+// StackPool.swift's.
+
+extension Worker {
+    /// The context to switch into, binding a stack on the first run and
+    /// copying a compacted one back (every resume passes here).
+    @inline(__always)
+    func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context> {
+        if !fiber.hasStack { bindStack(fiber) } else if fiber.compactedStack != nil { restoreStack(fiber) }
+        return fiber.context
+    }
+
+    /// A thread's first run: its stack, and its entry in the registry.
+    @inline(never)
+    private func bindStack(_ fiber: Fiber) {
+        fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
+        if !fiber.isRegistered {
+            registry.insert(fiber, shard: index)
+            fiber.isRegistered = true
+        }
+        if closing.load(ordering: .acquiring) { fiber.cancelled.store(true, ordering: .relaxed) }
+    }
+
+    func takeStack() -> gt_stack? {
+        if let s = local.pointee.stacks.take() { return s }
+        if sharedStacks.take(upTo: StackPool.refillBatch, into: &local.pointee.stacks) {
+            return local.pointee.stacks.take()
+        }
+        return nil
+    }
+
+    func recycle(_ stack: gt_stack) {
+        local.pointee.stacks.put(stack)
+        if local.pointee.stacks.count > StackPool.spillAt {
+            // Stacks enter the shared pool clean: nobody trims it, and after
+            // a mass wake (compacted sleepers each faulted a page back in)
+            // its stacks would keep their pages until reused.
+            local.pointee.stacks.trimOldestHalf()
+            local.pointee.stacks.spillHalf(into: sharedStacks)
+        }
+    }
+}
