@@ -145,22 +145,40 @@ public func select<Result, Clauses: SelectClause>(
     clauses._measure(&shape)
     if shape.operations == 0 && shape.timeouts == 0 && shape.defaults == 0 { throw SelectError.noCases }
     precondition(shape.defaults <= 1, "GreenThreads: a select may have at most one default case")
-    var first = -1
-    if shape.operations > 0 {
-        // The fast path (step 2 of the file header), specialized here.
-        first = _selectFirstCase(of: shape.operations)
-        var k = first
-        var result: Result?
-        if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
+    let n = shape.operations
+    guard n > 0 else { return try _selectSlow(clauses, shape, order: nil) }
+    // The fast path (step 2 of the file header), specialized here.
+    let first = _selectFirstCase(of: n)
+    var k = first
+    var result: Result?
+    if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
+    if shape.defaults > 0 || n == 1 {
+        // A select with default that found its first case empty is most
+        // often polling idle channels: straight to the one locked poll.
+        return try _selectSlow(clauses, shape, order: nil, first: first)
     }
-    return try _selectSlow(clauses, shape, first: first)
+    // A select that would wait polls its other cases too, one by one in
+    // the poll order, each specialized under its own lock: completing one
+    // is linearizable on its own, and finding a ready case here saves
+    // taking every lock.
+    return try withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { buffer in
+        let order = buffer.baseAddress.unsafelyUnwrapped
+        SelectOrder.shuffle(order, count: n, first: first)
+        for i in 1..<n {
+            k = order[i]
+            if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
+        }
+        return try _selectSlow(clauses, shape, order: UnsafePointer(order), first: first)
+    }
 }
 
 /// Steps 3-5 of the file header for `select`: the cases as type-erased
 /// operations on the stack, then the unspecialized loop, then the body of
 /// the case that happened.
 @inlinable
-func _selectSlow<Clauses: SelectClause>(_ clauses: Clauses, _ shape: _SelectShape, first: Int) throws -> Clauses.Result {
+func _selectSlow<Clauses: SelectClause>(
+    _ clauses: Clauses, _ shape: _SelectShape, order: UnsafePointer<Int>?, first: Int = 0
+) throws -> Clauses.Result {
     try withUnsafeTemporaryAllocation(of: SelectOperation.self, capacity: max(shape.operations, 1)) { ops in
         try withUnsafeTemporaryAllocation(byteCount: max(shape.sendBytes, 1), alignment: shape.sendAlignment) { values in
             var erasure = _SelectErasure(operations: ops.baseAddress.unsafelyUnwrapped, values: values.baseAddress.unsafelyUnwrapped)
@@ -176,7 +194,7 @@ func _selectSlow<Clauses: SelectClause>(_ clauses: Clauses, _ shape: _SelectShap
             return try withUnsafeTemporaryAllocation(byteCount: shape.slotSize, alignment: shape.slotAlignment) { slot in
                 let value = slot.baseAddress.unsafelyUnwrapped
                 let chosen = try _select(
-                    erasure.operations, count: shape.operations, slot: value, first: first,
+                    erasure.operations, count: shape.operations, slot: value, order: order, first: first,
                     timeout: shape.earliestTimeout, hasDefault: shape.defaults > 0)
                 var result: Clauses.Result?
                 switch chosen {
@@ -216,7 +234,8 @@ func _selectFirstCase(of count: Int) -> Int {
 /// receive that happened left its value in `slot`.
 @usableFromInline
 func _select(
-    _ ops: UnsafeMutablePointer<SelectOperation>, count n: Int, slot: UnsafeMutableRawPointer, first: Int,
+    _ ops: UnsafeMutablePointer<SelectOperation>, count n: Int, slot: UnsafeMutableRawPointer,
+    order presetOrder: UnsafePointer<Int>?, first: Int,
     timeout: Duration?, hasDefault: Bool
 ) throws -> Int {
     let deadline = timeout.map { Park.deadline(after: $0) }
@@ -228,7 +247,11 @@ func _select(
             let lockOrder = order + n
             // 1. The poll order: a uniform permutation (Go's pollorder)
             // that starts with the case the fast path (step 2) polled.
-            SelectOrder.shuffle(order, count: n, first: first)
+            if let presetOrder {
+                order.update(from: presetOrder, count: n)
+            } else {
+                SelectOrder.shuffle(order, count: n, first: first)
+            }
             SelectOrder.sortByChannel(lockOrder, count: n, ops)
             while true {
                 // 3. Every channel locked (address order, each once), then
@@ -294,6 +317,7 @@ func _select(
 /// The orders a select visits its cases in: a uniform poll order, and the
 /// global lock order (channel address) that keeps two selects from
 /// deadlocking on each other's locks.
+@usableFromInline
 enum SelectOrder {
     /// Writes into `order` a uniform permutation of 0..<n that starts
     /// with `first` (drawn uniformly by the caller), the rest shuffled
@@ -301,6 +325,7 @@ enum SelectOrder {
     /// OS thread from a generator seeded for this call. (Unretained: a
     /// strong reference to the worker would cost an atomic retain/release
     /// pair per select.)
+    @usableFromInline
     static func shuffle(_ order: UnsafeMutablePointer<Int>, count n: Int, first: Int) {
         guard n > 0 else { return }
         order[0] = first
