@@ -74,7 +74,7 @@ final class BlockingPool: @unchecked Sendable {
         let arg = Unmanaged.passRetained(ThreadArgs(pool: self, slot: slot)).toOpaque()
         var handle: UInt64 = 0
         let rc = gt_thread_start(blockingThreadMain, arg, &handle)
-        precondition(rc == 0, "GreenThreads: could not start a blocking-pool thread (errno \(rc))")
+        precondition(rc == 0, "GreenThreads: could not start a blocking-pool thread (errno \(-rc))")
         lock.withLock { slot.thread = handle }
     }
 

@@ -119,7 +119,7 @@ final class RuntimeCore: @unchecked Sendable {
         let arg = Unmanaged.passRetained(w).toOpaque()
         var handle: UInt64 = 0
         let rc = gt_thread_start(workerMain, arg, &handle)
-        precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(rc))")
+        precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(-rc))")
         w.thread = handle
     }
 
@@ -172,10 +172,10 @@ final class RuntimeCore: @unchecked Sendable {
     func mapStack() -> gt_stack {
         var s = gt_stack()
         let injected = injectedStackMapErrno.load(ordering: .relaxed)
-        let rc = injected != 0 ? injected : gt_stack_alloc(configuration.stackSize, &s)
+        let rc = injected != 0 ? -injected : gt_stack_alloc(configuration.stackSize, &s)
         if rc != 0 {
             fatalError(StackMapFailure(
-                errno: rc, stackSize: configuration.stackSize,
+                errno: -rc, stackSize: configuration.stackSize,
                 stacksMapped: stacksMapped.load(ordering: .relaxed),
                 maxMapCount: StackMapFailure.currentMaxMapCount()
             ).description)
