@@ -8,6 +8,11 @@ import Glibc
 /// spawn, wake, deadlock and shutdown paths that touch all of them.
 @usableFromInline
 final class RuntimeCore: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `workers` and `sysmon` are written only in
+    // init, before the threads that read them start (thread creation orders the
+    // writes before their reads); `externalWaiters` and `lastDeadlock` are
+    // guarded by `waitersLock`; every other field is immutable, atomic, or an
+    // object that guards its own state.
     let configuration: Runtime.Configuration
     let topology: Topology
     let clock: RuntimeClock
