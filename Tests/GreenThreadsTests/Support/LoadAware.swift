@@ -87,41 +87,24 @@ struct TimingBound: CustomStringConvertible {
 /// or `attempts` runs have failed; then records the last run's failed
 /// bounds, checked as written on a quiet machine and with their loaded
 /// limits on a busy one (see the top of this file).
-/// Returns the last run's value.
-@discardableResult
-func expectTimely<T>(
-    attempts: Int = 3,
-    sourceLocation: SourceLocation = #_sourceLocation,
-    _ trial: () throws -> (T, [TimingBound])
-) rethrows -> T {
-    precondition(attempts >= 1)
-    var attempt = 1
-    while true {
-        let before = CPULoad.sample()
-        let (value, bounds) = try trial()
-        let load = CPULoad.since(before)
-        let failed = bounds.filter { !$0.holds }
-        if failed.isEmpty { return value }
-        if attempt == attempts {
-            let busy = load.isBusy
-            for bound in failed where !busy || !bound.holdsWhenLoaded {
-                Issue.record("\(bound); \(attempts) attempts, the last \(busy ? "busy" : "quiet"): \(load)",
-                             sourceLocation: sourceLocation)
-            }
-            return value
-        }
-        attempt += 1
-    }
-}
-
-/// `expectTimely` for a trial that returns only its bounds.
 func expectTimely(
     attempts: Int = 3,
     sourceLocation: SourceLocation = #_sourceLocation,
     _ trial: () throws -> [TimingBound]
 ) rethrows {
-    try expectTimely(attempts: attempts, sourceLocation: sourceLocation) { () throws -> ((), [TimingBound]) in
-        ((), try trial())
+    precondition(attempts >= 1)
+    for attempt in 1...attempts {
+        let before = CPULoad.sample()
+        let bounds = try trial()
+        let load = CPULoad.since(before)
+        let failed = bounds.filter { !$0.holds }
+        if failed.isEmpty { return }
+        guard attempt == attempts else { continue }
+        let busy = load.isBusy
+        for bound in failed where !busy || !bound.holdsWhenLoaded {
+            Issue.record("\(bound); \(attempts) attempts, the last \(busy ? "busy" : "quiet"): \(load)",
+                         sourceLocation: sourceLocation)
+        }
     }
 }
 
