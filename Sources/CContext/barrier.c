@@ -20,15 +20,15 @@
 
 int gt_membarrier_register(void) {
     // Idempotent: every runtime of the process may call it.
-    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return errno;
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_REGISTER_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
     return 0;
 }
 
 int gt_membarrier(void) {
-    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) return errno;
+    if (syscall(__NR_membarrier, MEMBARRIER_CMD_PRIVATE_EXPEDITED, 0, 0) != 0) return -errno;
     return 0;
 }
 #else
-int gt_membarrier_register(void) { return ENOSYS; }
-int gt_membarrier(void) { return ENOSYS; }
+int gt_membarrier_register(void) { return -ENOSYS; }
+int gt_membarrier(void) { return -ENOSYS; }
 #endif

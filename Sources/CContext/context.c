@@ -1,6 +1,7 @@
 // Creating contexts and the single switch path.
 #include "CContext.h"
 #include "exclusivity.h"
+#include "switch_frame.h"
 #include <string.h>
 
 // Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
@@ -58,27 +59,22 @@ void gt_context_make(gt_context *ctx, void *base, size_t size,
     ctx->stack_base = base;
     ctx->stack_size = size;
 
+    // The frame the first gt_switch_raw into this context restores from
+    // (switch_frame.h): zeroed callee-saved registers, default control
+    // words, the trampoline as return address, and the function and
+    // argument in the registers the trampoline reads them from.
     uintptr_t top = ((uintptr_t)base + size) & ~(uintptr_t)15;
+    char *frame = (char *)(top - GT_FRAME_TOP_GAP - GT_FRAME_SIZE);
+    memset(frame, 0, GT_FRAME_SIZE);
 #if defined(__x86_64__)
-    // Lay out the frame gt_switch_raw pops (see the table in the .S file).
-    uint64_t *frame = (uint64_t *)(top - 16) - 9;
-    memset(frame, 0, 9 * sizeof(uint64_t));
-    frame[0] = 0x037F;                       // x87 default control word
-    frame[1] = 0x1F80;                       // MXCSR default: all exceptions masked
-    frame[4] = (uint64_t)(uintptr_t)ctx;     // r13: argument
-    frame[5] = (uint64_t)(uintptr_t)gt_context_bootstrap; // r12: function
-    frame[8] = (uint64_t)(uintptr_t)gt_entry_trampoline;  // return address
-    ctx->sp = frame;
-#elif defined(__aarch64__)
-    uint64_t *frame = (uint64_t *)(top - 176);
-    memset(frame, 0, 176);
-    frame[8] = (uint64_t)(uintptr_t)gt_context_bootstrap; // x19: function
-    frame[9] = (uint64_t)(uintptr_t)ctx;                  // x20: argument
-    frame[19] = (uint64_t)(uintptr_t)gt_entry_trampoline; // x30
-    ctx->sp = frame;
-#else
-#error "GreenThreads supports x86_64 and aarch64"
+    *(uint64_t *)(frame + GT_FRAME_X87CW) = GT_X87CW_DEFAULT;
+    *(uint64_t *)(frame + GT_FRAME_MXCSR) = GT_MXCSR_DEFAULT;
 #endif
+    // aarch64's FPCR slot stays 0: round to nearest, no traps, the default.
+    *(uint64_t *)(frame + GT_FRAME_ENTRY_ARG) = (uint64_t)(uintptr_t)ctx;
+    *(uint64_t *)(frame + GT_FRAME_ENTRY_FN) = (uint64_t)(uintptr_t)gt_context_bootstrap;
+    *(uint64_t *)(frame + GT_FRAME_ENTRY_PC) = (uint64_t)(uintptr_t)gt_entry_trampoline;
+    ctx->sp = frame;
 }
 
 // The switch of a green stack that must run the runtime's hooks: its

@@ -43,11 +43,11 @@ static int map_single(size_t size, size_t page, gt_stack *out) {
     // their full size against the commit limit; pages appear on first touch.
     void *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (m == MAP_FAILED) return errno;
+    if (m == MAP_FAILED) return -errno;
     if (mprotect(m, page, PROT_NONE) != 0) {
         int e = errno;
         munmap(m, total);
-        return e;
+        return -e;
     }
     out->mapping = m;
     out->mapping_size = total;
@@ -81,13 +81,13 @@ static int guards_work(size_t page) {
 }
 
 // Called with slab_lock held, guard regions known to work.
-static int new_slab(size_t stride, size_t page) {
+static int new_slab(size_t stride) {
     if (slab_left > 0) munmap(slab_next, slab_left * slab_stride);
     slab_left = 0;
     size_t total = stride * slab_stacks;
     char *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
-    if (m == MAP_FAILED) return errno;
+    if (m == MAP_FAILED) return -errno;
     // One stack must never be backed by a 2 MiB huge page: that would be
     // 2 MiB of RSS for a green thread that touched 4 KiB. (MAP_STACK
     // implies this on recent kernels; say it anyway.)
@@ -108,7 +108,7 @@ int gt_stack_alloc(size_t size, gt_stack *out) {
         return map_single(size, page, out);
     }
     if (slab_left == 0 || slab_stride != stride) {
-        int rc = new_slab(stride, page);
+        int rc = new_slab(stride);
         if (rc != 0) {
             pthread_mutex_unlock(&slab_lock);
             return rc;
@@ -122,7 +122,7 @@ int gt_stack_alloc(size_t size, gt_stack *out) {
     if (madvise(m, page, MADV_GUARD_INSTALL) != 0) {
         int e = errno;
         munmap(m, stride);
-        return e;
+        return -e;
     }
     out->mapping = m;
     out->mapping_size = stride;
@@ -236,7 +236,7 @@ int gt_stacks_discard(const gt_stack *stacks, int count) {
     }
     int err = 0;
     for (int i = done; i < count; i++) {
-        if (madvise(stacks[i].base, stacks[i].size, MADV_DONTNEED) != 0) err = errno;
+        if (madvise(stacks[i].base, stacks[i].size, MADV_DONTNEED) != 0) err = -errno;
     }
     return err;
 }

@@ -1,23 +1,12 @@
 /*
  * gt_switch_raw / gt_entry_trampoline for AArch64, AAPCS64, ELF.
  *
- * Frame saved on the suspended stack by gt_switch_raw (sp points at slot 0):
- *
- *   offset  contents
- *   0x00    d8,  d9
- *   0x10    d10, d11
- *   0x20    d12, d13
- *   0x30    d14, d15
- *   0x40    x19, x20  <- entry function, entry argument for a fresh context
- *   0x50    x21, x22
- *   0x60    x23, x24
- *   0x70    x25, x26
- *   0x80    x27, x28
- *   0x90    x29 (fp), x30 (lr: gt_entry_trampoline for a fresh context)
- *   0xa0    FPCR (rounding mode belongs to the green thread), padding
- *
- * 176 bytes keep sp 16-byte aligned, as AAPCS64 requires at all times.
+ * The frame gt_switch_raw saves on the suspended stack (sp points at its
+ * offset 0) is laid out in switch_frame.h, which gt_context_make builds a
+ * fresh context's frame from too: every offset below is one of its names.
  */
+#include "switch_frame.h"
+
 #if defined(__aarch64__) && defined(__ELF__)
 
     .text
@@ -25,22 +14,23 @@
     .hidden gt_switch_raw
     .type gt_switch_raw, %function
     .p2align 4
-/* void gt_switch_raw(void **save_sp, void *load_sp) */
+/* void *gt_switch_raw(void **save_sp, void *load_sp, void *data): returns,
+ * once resumed, the `data` of whoever resumed us (x2 is never touched). */
 gt_switch_raw:
     .cfi_startproc
-    sub sp, sp, #176
-    stp d8,  d9,  [sp, #0x00]
-    stp d10, d11, [sp, #0x10]
-    stp d12, d13, [sp, #0x20]
-    stp d14, d15, [sp, #0x30]
-    stp x19, x20, [sp, #0x40]
-    stp x21, x22, [sp, #0x50]
-    stp x23, x24, [sp, #0x60]
-    stp x25, x26, [sp, #0x70]
-    stp x27, x28, [sp, #0x80]
-    stp x29, x30, [sp, #0x90]
+    sub sp, sp, #GT_FRAME_SIZE
+    stp d8,  d9,  [sp, #GT_FRAME_D8_D9]
+    stp d10, d11, [sp, #GT_FRAME_D10_D11]
+    stp d12, d13, [sp, #GT_FRAME_D12_D13]
+    stp d14, d15, [sp, #GT_FRAME_D14_D15]
+    stp x19, x20, [sp, #GT_FRAME_X19_X20]
+    stp x21, x22, [sp, #GT_FRAME_X21_X22]
+    stp x23, x24, [sp, #GT_FRAME_X23_X24]
+    stp x25, x26, [sp, #GT_FRAME_X25_X26]
+    stp x27, x28, [sp, #GT_FRAME_X27_X28]
+    stp x29, x30, [sp, #GT_FRAME_FP_LR]
     mrs x9, fpcr
-    str x9, [sp, #0xa0]
+    str x9, [sp, #GT_FRAME_FPCR]
 
     mov x10, sp
     str x10, [x0]              /* publish where we stopped */
@@ -48,22 +38,22 @@ gt_switch_raw:
 
     /* Writing FPCR can stall the pipeline, and is a no-op when both
      * contexts use the same modes (almost always): write only a change. */
-    ldr x10, [sp, #0xa0]
+    ldr x10, [sp, #GT_FRAME_FPCR]
     cmp x9, x10
     b.eq 1f
     msr fpcr, x10
 1:
-    ldp d8,  d9,  [sp, #0x00]
-    ldp d10, d11, [sp, #0x10]
-    ldp d12, d13, [sp, #0x20]
-    ldp d14, d15, [sp, #0x30]
-    ldp x19, x20, [sp, #0x40]
-    ldp x21, x22, [sp, #0x50]
-    ldp x23, x24, [sp, #0x60]
-    ldp x25, x26, [sp, #0x70]
-    ldp x27, x28, [sp, #0x80]
-    ldp x29, x30, [sp, #0x90]
-    add sp, sp, #176
+    ldp d8,  d9,  [sp, #GT_FRAME_D8_D9]
+    ldp d10, d11, [sp, #GT_FRAME_D10_D11]
+    ldp d12, d13, [sp, #GT_FRAME_D12_D13]
+    ldp d14, d15, [sp, #GT_FRAME_D14_D15]
+    ldp x19, x20, [sp, #GT_FRAME_X19_X20]
+    ldp x21, x22, [sp, #GT_FRAME_X21_X22]
+    ldp x23, x24, [sp, #GT_FRAME_X23_X24]
+    ldp x25, x26, [sp, #GT_FRAME_X25_X26]
+    ldp x27, x28, [sp, #GT_FRAME_X27_X28]
+    ldp x29, x30, [sp, #GT_FRAME_FP_LR]
+    add sp, sp, #GT_FRAME_SIZE
     mov x0, x2                 /* the resumer's `data` is what the resumed call returns */
     ret                        /* to x30: the other context's caller, or the trampoline */
     .cfi_endproc

@@ -1,22 +1,12 @@
 /*
  * gt_switch_raw / gt_entry_trampoline for x86_64, System V ABI, ELF.
  *
- * Frame saved on the suspended stack by gt_switch_raw (sp points at slot 0):
- *
- *   offset  contents
- *   0x00    x87 control word (2 bytes used)
- *   0x08    MXCSR (4 bytes used)
- *   0x10    r15
- *   0x18    r14
- *   0x20    r13      <- entry argument for a fresh context
- *   0x28    r12      <- entry function for a fresh context
- *   0x30    rbx
- *   0x38    rbp
- *   0x40    return address (gt_entry_trampoline for a fresh context)
- *
- * Only callee-saved state is kept: the caller of gt_switch_raw already
- * assumes every caller-saved register is clobbered by the call.
+ * The frame gt_switch_raw saves on the suspended stack (sp points at its
+ * offset 0) is laid out in switch_frame.h, which gt_context_make builds a
+ * fresh context's frame from too: every offset below is one of its names.
  */
+#include "switch_frame.h"
+
 #if defined(__x86_64__) && defined(__ELF__)
 
     .text
@@ -28,29 +18,31 @@
  * once resumed, the `data` of whoever resumed us (rdx is never touched). */
 gt_switch_raw:
     .cfi_startproc
+    /* The pushes fill GT_FRAME_RBP down to GT_FRAME_R15, in the order
+     * switch_frame.h checks; the control words go below them. */
     pushq %rbp
     pushq %rbx
     pushq %r12
     pushq %r13
     pushq %r14
     pushq %r15
-    subq $16, %rsp
-    fnstcw (%rsp)              /* rounding/precision modes belong to the green thread */
-    stmxcsr 8(%rsp)
+    subq $GT_FRAME_CONTROL_SIZE, %rsp
+    fnstcw GT_FRAME_X87CW(%rsp) /* rounding/precision modes belong to the green thread */
+    stmxcsr GT_FRAME_MXCSR(%rsp)
 
     movq %rsp, (%rdi)          /* publish where we stopped */
-    movl 8(%rsp), %eax         /* keep our control words (rax, rcx are scratch) */
-    movzwl (%rsp), %ecx
+    movl GT_FRAME_MXCSR(%rsp), %eax  /* keep our control words (rax, rcx are scratch) */
+    movzwl GT_FRAME_X87CW(%rsp), %ecx
     movq %rsi, %rsp            /* adopt the other stack */
 
     /* Reloading a control register is slow (microcoded, it stalls the
      * pipeline) and a no-op when both contexts use the same modes, which
      * is almost always: load only what differs. */
-    cmpl 8(%rsp), %eax
+    cmpl GT_FRAME_MXCSR(%rsp), %eax
     jne 2f
-1:  cmpw (%rsp), %cx
+1:  cmpw GT_FRAME_X87CW(%rsp), %cx
     jne 3f
-0:  addq $16, %rsp
+0:  addq $GT_FRAME_CONTROL_SIZE, %rsp
     popq %r15
     popq %r14
     popq %r13
@@ -59,9 +51,9 @@ gt_switch_raw:
     popq %rbp
     movq %rdx, %rax            /* the resumer's `data` is what the resumed call returns */
     ret                        /* into the other context's caller, or the trampoline */
-2:  ldmxcsr 8(%rsp)
+2:  ldmxcsr GT_FRAME_MXCSR(%rsp)
     jmp 1b
-3:  fldcw (%rsp)
+3:  fldcw GT_FRAME_X87CW(%rsp)
     jmp 0b
     .cfi_endproc
     .size gt_switch_raw, .-gt_switch_raw

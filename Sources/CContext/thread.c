@@ -34,12 +34,12 @@ static void *thread_main(void *p) {
 
 int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out) {
     struct start_args *a = malloc(sizeof *a);
-    if (!a) return ENOMEM;
+    if (!a) return -ENOMEM;
     a->fn = fn;
     a->arg = arg;
     pthread_t t;
     int rc = pthread_create(&t, NULL, thread_main, a);
-    if (rc != 0) { free(a); return rc; }
+    if (rc != 0) { free(a); return -rc; }
     *handle_out = (uint64_t)t;
     return 0;
 }
@@ -54,7 +54,7 @@ int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns) {
     ts.tv_sec += timeout_ns / 1000000000;
     ts.tv_nsec += timeout_ns % 1000000000;
     if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-    return pthread_timedjoin_np((pthread_t)handle, NULL, &ts);
+    return -pthread_timedjoin_np((pthread_t)handle, NULL, &ts);
 }
 
 int gt_thread_install_altstack(void) {
@@ -62,8 +62,8 @@ int gt_thread_install_altstack(void) {
     if (sigaltstack(NULL, &current) == 0 && !(current.ss_flags & SS_DISABLE)) return 0;
     size_t size = 64 * 1024;
     stack_t ss = { .ss_sp = malloc(size), .ss_size = size, .ss_flags = 0 };
-    if (!ss.ss_sp) return ENOMEM;
-    if (sigaltstack(&ss, NULL) != 0) { int e = errno; free(ss.ss_sp); return e; }
+    if (!ss.ss_sp) return -ENOMEM;
+    if (sigaltstack(&ss, NULL) != 0) { int e = errno; free(ss.ss_sp); return -e; }
     return 0;  // kept for the thread's lifetime, like the main thread's
 }
 
@@ -73,7 +73,7 @@ int gt_thread_pin(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
-    return pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
 int gt_available_cpus(int *cpus, int cap) {

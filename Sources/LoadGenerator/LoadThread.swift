@@ -24,6 +24,10 @@ final class RunShared: Sendable {
 /// instance (level-triggered: a connection has at most one message in
 /// flight, so there is never a backlog of readiness to drain).
 final class LoadThread: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the mutable fields are touched only by the
+    // thread running `main()`, and the coordinator reads the results only after
+    // joining it (the join orders the two); `shared` is Sendable.
+
     // Written only by the thread itself; read by the coordinator after join.
     private(set) var histogram = LatencyHistogram()
     private(set) var failedConnections = 0

@@ -36,6 +36,8 @@ struct OSThread {
 /// All the load threads and the coordinator meet here once every connection
 /// is up, so the timed phase starts everywhere at once. Single use.
 final class Barrier: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `remaining` is guarded by `mutex`; `mutex`
+    // and `condition` are touched only through pthread calls.
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
     /// Parties yet to arrive; guarded by `mutex`.

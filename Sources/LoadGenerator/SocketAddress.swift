@@ -5,6 +5,8 @@ import Glibc
 
 /// An IPv4 or IPv6 socket address, resolved once before the threads start.
 struct SocketAddress: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: a plain value (a sockaddr's bytes and their
+    // length, no pointer), so every copy stands alone.
     var storage = sockaddr_storage()
     var length: socklen_t = 0
 

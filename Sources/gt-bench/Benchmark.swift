@@ -117,6 +117,8 @@ func busyWork(_ seed: UInt64, iterations: Int) -> UInt64 {
 /// Go twin measures a warmed Go runtime, not the cost of mapping stacks
 /// into a brand-new one each time.
 final class BenchRuntimes: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `runtimes` is read and written only under
+    // `lock`; nothing else is mutable.
     private static let shared = BenchRuntimes()
     private let lock = PthreadLock()
     private var runtimes: [Int: Runtime] = [:]
@@ -151,6 +153,9 @@ final class BenchRuntimes: @unchecked Sendable {
 /// A plain pthread mutex: gt-bench's bookkeeping runs on the main thread,
 /// never across a green-thread switch.
 final class PthreadLock: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `mutex` is touched only through
+    // pthread_mutex_*, which serialize the threads that share it; a stored
+    // property of a class, it never moves.
     private var mutex = pthread_mutex_t()
     init() { pthread_mutex_init(&mutex, nil) }
     deinit { pthread_mutex_destroy(&mutex) }

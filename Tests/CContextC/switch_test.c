@@ -128,7 +128,7 @@ static void green_make(green *g, size_t size, void (*entry)(void *), void *arg) 
     memset(g, 0, sizeof *g);
     int e = gt_stack_alloc(size, &g->stack);
     if (e != 0) {
-        fprintf(stderr, "gt_stack_alloc(%zu) failed: %s\n", size, strerror(e));
+        fprintf(stderr, "gt_stack_alloc(%zu) failed: %s\n", size, strerror(-e));
         exit(2);
     }
     gt_context_make(&g->ctx, g->stack.base, g->stack.size, entry, arg);
@@ -789,7 +789,7 @@ static void test_guard_page(void) {
     size_t page = gt_page_size();
     gt_stack st;
     int e = gt_stack_alloc(64 * 1024, &st);
-    CHECK(e == 0, "gt_stack_alloc failed: %s", strerror(e));
+    CHECK(e == 0, "gt_stack_alloc failed: %s", strerror(-e));
     if (e) return;
     CHECK(((uintptr_t)st.base % page) == 0, "base %p is not page-aligned", st.base);
     CHECK((char *)st.mapping == (char *)st.base - page, "mapping %p is not one page below base %p",
@@ -827,7 +827,7 @@ static void test_guard_page(void) {
 
     // Unbounded recursion on a green stack stops at the guard page.
     e = gt_stack_alloc(64 * 1024, &ovf_stack);
-    CHECK(e == 0, "gt_stack_alloc failed: %s", strerror(e));
+    CHECK(e == 0, "gt_stack_alloc failed: %s", strerror(-e));
     if (e == 0) {
         gt_context_make(&ovf_ctx, ovf_stack.base, ovf_stack.size, overflow_entry, NULL);
         status = run_in_child(child_overflow, NULL);
@@ -848,7 +848,7 @@ static void test_many_guards(void) {
     for (int i = 0; i < n; i++) {
         size_t size = (i / 100 == 1 ? 32 : 64) * 1024;  // the middle hundred: another size
         int e = gt_stack_alloc(size, &st[i]);
-        CHECK(e == 0, "gt_stack_alloc #%d failed: %s", i, strerror(e));
+        CHECK(e == 0, "gt_stack_alloc #%d failed: %s", i, strerror(-e));
         if (e) return;
         memset(st[i].base, 0xA5, 64);
         memset((char *)st[i].base + st[i].size - 64, 0x5A, 64);

@@ -75,7 +75,7 @@ struct CPUYieldTests {
             let rc = gt_thread_pin(Int32(cpu))
             let r: Result<PingPong, any Error> = rc == 0
                 ? Result { try pingPong() }
-                : .failure(NetError(.other, errno: rc, operation: "pin"))
+                : .failure(NetError(.other, errno: -rc, operation: "pin"))
             outcome.withLock { $0 = r }
         }
         joinThread(thread)

@@ -10,11 +10,6 @@ private func onRuntime<T: Sendable>(workers: Int = 2, _ body: @escaping @Sendabl
     return try rt.run(body)
 }
 
-/// Milliseconds since `start` (monotonic).
-private func millis(since start: Int64) -> Int64 {
-    (gt_now_ns() - start) / 1_000_000
-}
-
 /// Counts live instances, for the select cases' values and captures (its
 /// own counter: the suites run in parallel).
 private final class Counted: @unchecked Sendable {
@@ -329,19 +324,22 @@ struct SelectTests {
     }
 
     @Test func timeoutFiresWhenNothingIsReady() throws {
-        let (result, ms, waiters) = try onRuntime { () throws -> (String, Int64, Int) in
-            let ch = Channel<Int>()
-            let start = gt_now_ns()
-            let r = try select {
-                Case.receive(ch) { v in "got \(v ?? -1)" }
-                Case.timeout(.milliseconds(30)) { "timeout" }
-                Case.timeout(.milliseconds(5_000)) { "late timeout" }
+        try expectTimely { () throws -> [TimingBound] in
+            let (result, ns, waiters) = try onRuntime { () throws -> (String, Int64, Int) in
+                let ch = Channel<Int>()
+                let start = gt_now_ns()
+                let r = try select {
+                    Case.receive(ch) { v in "got \(v ?? -1)" }
+                    Case.timeout(.milliseconds(30)) { "timeout" }
+                    Case.timeout(.milliseconds(5_000)) { "late timeout" }
+                }
+                return (r, gt_now_ns() - start, ch.waiterCount)
             }
-            return (r, millis(since: start), ch.waiterCount)
+            #expect(result == "timeout")
+            #expect(ns >= 29_000_000, "the 30 ms timeout fired after \(ns / 1_000_000) ms")
+            #expect(waiters == 0)
+            return [.below("a select's 30 ms timeout", ns, 2_000_000_000)]
         }
-        #expect(result == "timeout")
-        #expect(ms >= 29 && ms < 2_000, "took \(ms) ms")
-        #expect(waiters == 0)
     }
 
     @Test func timeoutDoesNotFireWhenACaseIsReadyInTime() throws {

@@ -188,25 +188,27 @@ struct NetTCPTests {
     @Test func readDeadlineFires() throws {
         let rt = Runtime(workers: 1)
         defer { rt.shutdown() }
-        try rt.run {
-            let listener = try TCPListener(host: "127.0.0.1", port: 0)
-            let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
-            let peer = try listener.accept()
-            let t0 = gt_now_ns()
-            do {
-                _ = try s.read(upTo: 10, timeout: .milliseconds(50))
-                Issue.record("read returned without data")
-            } catch let e as NetError {
-                #expect(e.kind == .timedOut)
+        try expectTimely {
+            try rt.run { () throws -> [TimingBound] in
+                let listener = try TCPListener(host: "127.0.0.1", port: 0)
+                let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+                let peer = try listener.accept()
+                let t0 = gt_now_ns()
+                do {
+                    _ = try s.read(upTo: 10, timeout: .milliseconds(50))
+                    Issue.record("read returned without data")
+                } catch let e as NetError {
+                    #expect(e.kind == .timedOut)
+                }
+                let waited = gt_now_ns() - t0
+                #expect(waited >= 50_000_000, "the deadline fired early")
+                // The stream still works after a timeout.
+                try peer.write([9])
+                #expect(try s.read(upTo: 10, timeout: .seconds(5)) == [9])
+                // An accept deadline too.
+                #expect(throws: NetError.self) { _ = try listener.accept(timeout: .milliseconds(20)) }
+                return [.below("a 50 ms read deadline", waited, 2_000_000_000)]
             }
-            let waited = gt_now_ns() - t0
-            #expect(waited >= 50_000_000)
-            #expect(waited < 2_000_000_000)
-            // The stream still works after a timeout.
-            try peer.write([9])
-            #expect(try s.read(upTo: 10, timeout: .seconds(5)) == [9])
-            // An accept deadline too.
-            #expect(throws: NetError.self) { _ = try listener.accept(timeout: .milliseconds(20)) }
         }
     }
 

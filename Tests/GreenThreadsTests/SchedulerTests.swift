@@ -121,35 +121,37 @@ struct SchedulerTests {
     @Test func sleepTakesAboutAsLongAsAsked() throws {
         let rt = Runtime(workers: 1)
         defer { rt.shutdown() }
-        let elapsed = try rt.run { () -> Int64 in
-            let t0 = gt_now_ns()
-            GreenThread.sleep(for: .milliseconds(30))
-            return gt_now_ns() - t0
+        try expectTimely { () throws -> [TimingBound] in
+            let elapsed = try rt.run { () -> Int64 in
+                let t0 = gt_now_ns()
+                GreenThread.sleep(for: .milliseconds(30))
+                return gt_now_ns() - t0
+            }
+            #expect(elapsed >= 30_000_000, "a 30 ms sleep ended after \(elapsed) ns")
+            return [.below("a 30 ms sleep", elapsed, 1_000_000_000)]
         }
-        #expect(elapsed >= 30_000_000)
-        #expect(elapsed < 1_000_000_000)
     }
 
     @Test func timerArmedWhileEveryWorkerSleepsStillFires() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         let core = rt.core
-        // Wait until both workers sleep with no timer: nothing would wake them.
-        let t0 = gt_now_ns()
-        while core.idle.sleeping.load(ordering: .acquiring) < 2 && gt_now_ns() - t0 < 2_000_000_000 { sched_yield() }
-        #expect(core.idle.sleeping.load(ordering: .acquiring) == 2)
-        // Arm a timer on a worker's heap from outside, as a green thread on a
-        // busy worker would, and wait on it from this OS thread.
-        let waiter = ThreadWaiter()
-        let ticket = waiter.arm()
-        let deadline = gt_now_ns() + 10_000_000
-        core.workers[0].timers.add(deadline: deadline, waker: Waker(target: waiter, ticket: ticket))
-        core.idle.timerAdded(deadline: deadline)
-        let cause = waiter.block(ticket: ticket, deadline: deadline + 1_000_000_000)
-        // Fired by a woken worker (.timedOut through the timer), not by our
-        // own one-second fallback.
-        #expect(cause == .timedOut)
-        #expect(gt_now_ns() - deadline < 500_000_000)
+        expectTimely { () -> [TimingBound] in
+            // Wait until both workers sleep with no timer: nothing would wake them.
+            #expect(eventually { core.idle.sleeping.load(ordering: .acquiring) == 2 })
+            // Arm a timer on a worker's heap from outside, as a green thread
+            // on a busy worker would, and wait on it from this OS thread.
+            let waiter = ThreadWaiter()
+            let ticket = waiter.arm()
+            let deadline = gt_now_ns() + 10_000_000
+            core.workers[0].timers.add(deadline: deadline, waker: Waker(target: waiter, ticket: ticket))
+            core.idle.timerAdded(deadline: deadline)
+            let cause = waiter.block(ticket: ticket, deadline: deadline + 10_000_000_000)
+            // Fired by a woken worker (.timedOut through the timer), not by
+            // our own ten-second fallback.
+            #expect(cause == .timedOut)
+            return [.below("a 10 ms timer's lateness", gt_now_ns() - deadline, 500_000_000)]
+        }
     }
 
     @Test func stealingShowsUpUnderSkew() throws {
@@ -176,18 +178,20 @@ struct SchedulerTests {
     @Test func cancelWakesASleeper() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
-        let (cancelled, elapsed) = try rt.run { () throws -> (Bool, Int64) in
-            let t0 = gt_now_ns()
-            let h = go { () -> Bool in
-                GreenThread.sleep(for: .seconds(3600))
-                return GreenThread.isCancelled
+        try expectTimely { () throws -> [TimingBound] in
+            let (cancelled, elapsed) = try rt.run { () throws -> (Bool, Int64) in
+                let t0 = gt_now_ns()
+                let h = go { () -> Bool in
+                    GreenThread.sleep(for: .seconds(3600))
+                    return GreenThread.isCancelled
+                }
+                GreenThread.sleep(for: .milliseconds(10))
+                h.cancel()
+                return (try h.join(), gt_now_ns() - t0)
             }
-            GreenThread.sleep(for: .milliseconds(10))
-            h.cancel()
-            return (try h.join(), gt_now_ns() - t0)
+            #expect(cancelled)
+            return [.below("a cancelled hour-long sleep", elapsed, 5_000_000_000)]
         }
-        #expect(cancelled)
-        #expect(elapsed < 5_000_000_000)
     }
 
     @Test func cancelledJoinerThrowsCancellationError() throws {
@@ -232,55 +236,60 @@ struct SchedulerTests {
     @Test func deadlockIsDetectedAndReported() throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
-        let t0 = gt_now_ns()
-        do {
-            try rt.run {
-                // Two green threads joining each other: nothing can ever finish.
-                let box = HandleBox()
-                let a = go { () throws -> Int in
-                    while box.other == nil { GreenThread.yield() }
-                    return try box.other!.join()
+        try expectTimely { () throws -> [TimingBound] in
+            let t0 = gt_now_ns()
+            do {
+                try rt.run {
+                    // Two green threads joining each other: nothing can ever finish.
+                    let box = HandleBox()
+                    let a = go { () throws -> Int in
+                        while box.other == nil { GreenThread.yield() }
+                        return try box.other!.join()
+                    }
+                    box.other = go { () throws -> Int in try a.join() }
+                    _ = try a.join()
                 }
-                box.other = go { () throws -> Int in try a.join() }
-                _ = try a.join()
+                Issue.record("run returned although every green thread is parked forever")
+            } catch RuntimeError.deadlock(let report) {
+                #expect(report.blocked.count == 3)
+                #expect(report.description.contains("join of green thread"))
             }
-            Issue.record("run returned although every green thread is parked forever")
-        } catch RuntimeError.deadlock(let report) {
-            #expect(report.blocked.count == 3)
-            #expect(report.description.contains("join of green thread"))
+            return [.below("deadlock detection", gt_now_ns() - t0, 5_000_000_000)]
         }
-        #expect(gt_now_ns() - t0 < 5_000_000_000)
     }
 
     @Test func shutdownUnwindsParkedThreadsAndFreesEveryStack() throws {
-        let rt = Runtime(workers: 2)
-        let unwound = Atomic<Int>(0)
-        try rt.run {
-            for _ in 0..<100 {
-                go {
-                    defer { unwound.add(1, ordering: .relaxed) }
-                    GreenThread.sleep(for: .seconds(3600))
+        try expectTimely { () throws -> [TimingBound] in
+            let rt = Runtime(workers: 2)
+            let unwound = Atomic<Int>(0)
+            try rt.run {
+                for _ in 0..<100 {
+                    go {
+                        defer { unwound.add(1, ordering: .relaxed) }
+                        GreenThread.sleep(for: .seconds(3600))
+                    }
                 }
+                let blocker = go { GreenThread.sleep(for: .seconds(3600)) }
+                for _ in 0..<50 { go { try blocker.join() } }
+                GreenThread.sleep(for: .milliseconds(20))
             }
-            let blocker = go { GreenThread.sleep(for: .seconds(3600)) }
-            for _ in 0..<50 { go { try blocker.join() } }
-            GreenThread.sleep(for: .milliseconds(20))
+            #expect(rt.stats.live == 151)
+            let t0 = gt_now_ns()
+            rt.shutdown()
+            rt.shutdown()  // idempotent
+            let shutdownTook = gt_now_ns() - t0
+            #expect(unwound.load(ordering: .relaxed) == 100)
+            #if DEBUG
+            // No green thread object outlives its work (a retain held in an
+            // abandoned frame would keep one alive).
+            #expect(rt.core.fiberObjects.load(ordering: .relaxed) == 0)
+            #endif
+            let s = rt.stats
+            #expect(s.live == 0)
+            #expect(s.stacksMapped == 0)
+            #expect(s.spawned == s.completed)
+            return [.below("shutdown of 151 parked threads", shutdownTook, 3_000_000_000)]
         }
-        #expect(rt.stats.live == 151)
-        let t0 = gt_now_ns()
-        rt.shutdown()
-        rt.shutdown()  // idempotent
-        #expect(gt_now_ns() - t0 < 3_000_000_000)
-        #expect(unwound.load(ordering: .relaxed) == 100)
-        #if DEBUG
-        // No green thread object outlives its work (a retain held in an
-        // abandoned frame would keep one alive).
-        #expect(rt.core.fiberObjects.load(ordering: .relaxed) == 0)
-        #endif
-        let s = rt.stats
-        #expect(s.live == 0)
-        #expect(s.stacksMapped == 0)
-        #expect(s.spawned == s.completed)
     }
 
     @Test func theCoreIsFreedOnceTheRuntimeAndEveryHandleAreGone() throws {
@@ -303,22 +312,25 @@ struct SchedulerTests {
     }
 
     @Test func shutdownDoesNotHangOnThreadsThatIgnoreCancellation() throws {
-        let rt = Runtime(configuration: .init(workers: 2, shutdownGracePeriod: .milliseconds(100)))
-        let spinning = Atomic<Int>(0)
-        try rt.run {
-            // Two threads handing the CPU to each other forever, deaf to cancel.
-            for _ in 0..<2 {
-                go {
-                    spinning.add(1, ordering: .relaxed)
-                    while true { GreenThread.yield() }
+        try expectTimely { () throws -> [TimingBound] in
+            let rt = Runtime(configuration: .init(workers: 2, shutdownGracePeriod: .milliseconds(100)))
+            let spinning = Atomic<Int>(0)
+            try rt.run {
+                // Two threads handing the CPU to each other forever, deaf to cancel.
+                for _ in 0..<2 {
+                    go {
+                        spinning.add(1, ordering: .relaxed)
+                        while true { GreenThread.yield() }
+                    }
                 }
+                while spinning.load(ordering: .relaxed) < 2 { GreenThread.yield() }
             }
-            while spinning.load(ordering: .relaxed) < 2 { GreenThread.yield() }
+            let t0 = gt_now_ns()
+            rt.shutdown()
+            let shutdownTook = gt_now_ns() - t0
+            #expect(rt.stats.live == 2)  // abandoned, reported on stderr
+            return [.below("shutdown beside threads deaf to cancellation", shutdownTook, 2_000_000_000)]
         }
-        let t0 = gt_now_ns()
-        rt.shutdown()
-        #expect(gt_now_ns() - t0 < 2_000_000_000)
-        #expect(rt.stats.live == 2)  // abandoned, reported on stderr
     }
 
     @Test func yieldInterleavesOnOneWorker() throws {

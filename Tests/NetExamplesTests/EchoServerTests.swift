@@ -94,28 +94,33 @@ struct EchoServerTests {
     /// Whichever thread sleeps last must still be watching the sockets:
     /// the next burst's connections must be accepted and served.
     @Test func aRetiringSpareLeavesTheSocketsWatched() throws {
-        let rounds = getenv("GT_BURST_ROUNDS").flatMap { Int(String(cString: $0)) } ?? 20
-        let rt = Runtime(configuration: .init(
-            workers: 1, preemptionThreshold: .microseconds(200), handoffThreshold: .microseconds(500)))
-        defer { rt.shutdown() }
-        let (listener, server) = try startServer(on: rt) { listener in
-            try serveConnections(listener, log: { _ in }) { conn in
-                defer { conn.close() }
-                while let bytes = try? conn.readExactly(64) {
-                    usleep(300)  // unannounced: only sysmon notices
-                    if (try? conn.write(bytes)) == nil { return }
+        // Whether sysmon catches a 300 µs handler over its 500 µs threshold
+        // depends on when the kernel runs the worker and sysmon: a trial
+        // without a single hand-off exercised nothing, and runs again.
+        try expectTimely { () throws -> [TimingBound] in
+            let rounds = getenv("GT_BURST_ROUNDS").flatMap { Int(String(cString: $0)) } ?? 20
+            let rt = Runtime(configuration: .init(
+                workers: 1, preemptionThreshold: .microseconds(200), handoffThreshold: .microseconds(500)))
+            defer { rt.shutdown() }
+            let (listener, server) = try startServer(on: rt) { listener in
+                try serveConnections(listener, log: { _ in }) { conn in
+                    defer { conn.close() }
+                    while let bytes = try? conn.readExactly(64) {
+                        usleep(300)  // unannounced: only sysmon notices
+                        if (try? conn.write(bytes)) == nil { return }
+                    }
                 }
             }
+            for round in 0..<rounds {
+                let result = try serveRound(port: listener.port, connections: 16, threads: 1, .milliseconds(30))
+                #expect(result.failedConnections == 0, "round \(round): \(result.firstFailure ?? "")")
+                #expect(result.requests > 0, "round \(round): the server stopped serving (\(rt.stats))")
+                usleep(20_000)  // silence: the spare retires, everyone sleeps
+            }
+            listener.close()
+            try server.join()
+            return [.atLeast("hand-offs the blocking handlers forced", rt.stats.handoffs, 1, loaded: 1)]
         }
-        for round in 0..<rounds {
-            let result = try serveRound(port: listener.port, connections: 16, threads: 1, .milliseconds(30))
-            #expect(result.failedConnections == 0, "round \(round): \(result.firstFailure ?? "")")
-            #expect(result.requests > 0, "round \(round): the server stopped serving (\(rt.stats))")
-            usleep(20_000)  // silence: the spare retires, everyone sleeps
-        }
-        listener.close()
-        try server.join()
-        #expect(rt.stats.handoffs > 0, "the blocking handlers were meant to force hand-offs")
     }
 
     @Test func serveReturnsOnlyAfterOpenConnectionsEnd() throws {

@@ -3,6 +3,16 @@
 // Everything here is either assembly (the register switch) or a thin shim
 // over a Linux system call. Scheduling decisions live in Swift; this layer
 // only moves stacks, allocates them and puts OS threads to sleep.
+//
+// Errors: a function that can fail returns 0 (or its non-negative result)
+// on success and a negative errno on failure, never a positive one and
+// never through errno itself. The value is read in C right after the
+// failing call because errno lives in thread-local storage: a green thread
+// that reads it from Swift may have migrated to another worker between the
+// call and the read, and Swift may cache the thread-local address across
+// that switch. gt_resolve alone adds a second range for getaddrinfo codes
+// (GT_EAI_BASE). Functions that take an errno (gt_strerror) take it
+// positive, as strerror does.
 #ifndef GT_CCONTEXT_H
 #define GT_CCONTEXT_H
 
@@ -79,7 +89,7 @@ typedef struct gt_stack {
 
 /// Carves a lazily committed stack with a guard page from a shared slab
 /// (or maps it alone where the kernel lacks guard regions). Thread-safe.
-/// Returns 0 or an errno.
+/// Returns 0 or a negative errno.
 int gt_stack_alloc(size_t size, gt_stack *out);
 /// Whether stacks come from slabs with guard regions (64 stacks per kernel
 /// mapping) rather than two mappings each.
@@ -94,7 +104,8 @@ size_t gt_page_size(void);
 /// Returns the pages of `count` stacks to the kernel (MADV_DONTNEED over
 /// each whole usable range; mappings and guard pages stay). One
 /// process_madvise(2) per 64 stacks where the kernel accepts it for the
-/// calling process, else one madvise each. Returns 0 or the last errno.
+/// calling process, else one madvise each. Returns 0 or the last failing
+/// madvise's negative errno.
 int gt_stacks_discard(const gt_stack *stacks, int count);
 /// 1 if gt_stacks_discard batches (process_madvise works here), else 0.
 int gt_stacks_discard_batched(void);
@@ -139,19 +150,20 @@ void gt_set_current_worker(void *worker);
 void *gt_current_fiber(void);
 void gt_set_current_fiber(void *fiber);
 
-/// Starts a detached-joinable OS thread running fn(arg). Returns 0 or an errno.
+/// Starts a joinable OS thread running fn(arg). Returns 0 or a negative errno.
 int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out);
 /// Joins a thread started by gt_thread_start.
 void gt_thread_join(uint64_t handle);
-/// Joins with a timeout. Returns 0 when joined, ETIMEDOUT otherwise.
+/// Joins with a timeout. Returns 0 when joined, -ETIMEDOUT otherwise.
 int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns);
 /// Installs an alternate signal stack so a stack overflow on this thread
-/// reaches a handler instead of killing the process silently.
+/// reaches a handler instead of killing the process silently. Returns 0
+/// (also when the thread already has one) or a negative errno.
 int gt_thread_install_altstack(void);
 /// Gives the calling thread's CPU to other runnable threads, if any
 /// (sched_yield: cannot fail on Linux).
 void gt_thread_yield_cpu(void);
-/// Pins the calling thread to one CPU. Returns 0 or an errno.
+/// Pins the calling thread to one CPU. Returns 0 or a negative errno.
 int gt_thread_pin(int cpu);
 /// Fills `cpus` (capacity `cap`) with the CPUs this process may run on;
 /// returns how many.
@@ -171,11 +183,11 @@ void gt_cpu_relax(void);
 
 // MARK: - Asymmetric barriers (barrier.c)
 
-/// Registers the process for gt_membarrier. Returns 0 or an errno (ENOSYS,
-/// EINVAL on kernels before 4.14 or where the call is filtered).
+/// Registers the process for gt_membarrier. Returns 0 or a negative errno
+/// (-ENOSYS, -EINVAL on kernels before 4.14 or where the call is filtered).
 int gt_membarrier_register(void);
 /// A full memory barrier executed by every running thread of the process
-/// (membarrier PRIVATE_EXPEDITED). Returns 0 or an errno.
+/// (membarrier PRIVATE_EXPEDITED). Returns 0 or a negative errno.
 int gt_membarrier(void);
 /// Keeps the compiler from moving memory accesses across this point, and
 /// costs no instruction: the hot side of a gt_membarrier handshake.
@@ -207,7 +219,7 @@ typedef struct gt_poll_event {
 /// How many events one netpoll asks for (Go's netpoll takes 128 too).
 #define GT_POLL_BATCH 128
 
-// Every call below returns its result, or a negative errno read at once.
+// Every call below returns its result, or a negative errno (see the top).
 int gt_epoll_create(void);
 int gt_epoll_add(int epfd, int fd, uint32_t events, uint64_t data);
 int gt_epoll_del(int epfd, int fd);

@@ -9,6 +9,9 @@ import Synchronization
 /// only after the body has returned, by the job's `Waker`, and its wait is
 /// not cancellable: nothing can resume it while the body still runs.
 final class BlockingPool: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the job queue, the slot lists, each slot's
+    // `thread` and `stopping` are guarded by `lock`; `maxThreads` is immutable
+    // and `inFlight` atomic.
     final class Job {
         /// Dropped before the waiter is woken: the caller's
         /// `withoutActuallyEscaping` traps if the closure is still
@@ -74,7 +77,7 @@ final class BlockingPool: @unchecked Sendable {
         let arg = Unmanaged.passRetained(ThreadArgs(pool: self, slot: slot)).toOpaque()
         var handle: UInt64 = 0
         let rc = gt_thread_start(blockingThreadMain, arg, &handle)
-        precondition(rc == 0, "GreenThreads: could not start a blocking-pool thread (errno \(rc))")
+        precondition(rc == 0, "GreenThreads: could not start a blocking-pool thread (errno \(-rc))")
         lock.withLock { slot.thread = handle }
     }
 

@@ -106,10 +106,10 @@ final class CoroutineStackPool: @unchecked Sendable {
 
     private func map(_ size: Int) -> gt_stack {
         var s = gt_stack()
-        let err = gt_stack_alloc(size, &s)
-        if err != 0 {
+        let rc = gt_stack_alloc(size, &s)
+        if rc != 0 {
             fatalError(StackMapFailure(
-                errno: err, stackSize: size, stacksMapped: mapped.load(ordering: .relaxed),
+                errno: -rc, stackSize: size, stacksMapped: mapped.load(ordering: .relaxed),
                 maxMapCount: StackMapFailure.currentMaxMapCount(), owner: "the coroutine stack pool"
             ).description)
         }

@@ -50,6 +50,12 @@ enum WaitReason: Sendable, CustomStringConvertible {
 /// compacting worker queues the thread once its stack is consistent.
 @usableFromInline
 class Fiber: WaitTarget, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `runState` and the cancellation flags are
+    // atomics, and a change of `runState` hands the fiber over: its unchecked
+    // fields belong to the one worker that runs (or parks, queues, compacts)
+    // it, until that worker publishes the next state. The registry links are
+    // guarded by their registry shard's lock, `queueNext` by the queue that
+    // holds the fiber.
     enum RunState: UInt8 {
         case queued = 0, running, parking, parked, wakePending, finished, compacting
     }

@@ -70,6 +70,8 @@ struct FiberCache: ~Copyable {
 /// Bounded: past `limit` a spill drops its fibers instead (a million
 /// sleepers that all finish at once need not stay allocated).
 final class SharedFiberCache: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the ring (`items`, `head`, `count`) is read
+    // and written only under `lock`.
     static let limit = 1 << 16
     private static let mask = limit - 1
     private let lock = SpinLock()

@@ -12,6 +12,11 @@ import Synchronization
 /// an existential.
 @usableFromInline
 final class TypedFiber<T>: Fiber, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the outcome and the joiners are guarded by
+    // `lock` (and settled once `done` is set); `body` is stored before the
+    // fiber is queued and read only by the worker that runs it. The rest is
+    // Fiber's (see there).
+
     /// Set by `Worker.spawnFiber` for a reused fiber, in the inlined caller:
     /// stored there, the caller's reference moves in. Passed to a method of
     /// this module instead, it was turned into a borrowed argument, retained

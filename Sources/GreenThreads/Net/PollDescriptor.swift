@@ -28,6 +28,9 @@ import Glibc
 // operation to leave) deregisters and closes the fd. So a green thread never
 // issues a syscall on an fd number that was closed (and maybe reused).
 final class PollDescriptor: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `fd` and `ownsFD` are immutable, the use
+    // count and the read hints are atomics, `registrationTag` is guarded by the
+    // poller's `tableLock` and the waiters and ready flags by `lock`.
     enum Direction: Int { case read = 0, write = 1 }
 
     let fd: Int32

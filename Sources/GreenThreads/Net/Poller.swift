@@ -8,10 +8,11 @@ import Glibc
 //
 // ## Contract with the scheduling loop (see Worker.findRunnable/parkIdle)
 //
-// * `poll(timeout: 0)`: any worker, any time, concurrently with the others
-//   (epoll allows it; each event goes to one caller). Readiness wakes the
-//   waiting green threads through their ordinary `Waker`s; a wake made on a
-//   worker lands in that worker's run-next slot.
+// * `poll(into:)` (a zero-timeout epoll_wait): any worker, any time,
+//   concurrently with the others (epoll allows it; each event goes to one
+//   caller). Readiness wakes the waiting green threads through their
+//   ordinary `Waker`s; a wake made on a worker lands in that worker's
+//   run-next slot.
 // * `blockIdle(worker:timeout:)`: at most one idle worker at a time (the
 //   `blockerRole` CAS) sleeps in `epoll_wait` instead of on its futex. It is
 //   still an ordinary sleeper in `Idle`: `Idle.wakeOne` unparks its futex
@@ -38,6 +39,8 @@ import Glibc
 // longer matches is dropped. `table` is guarded by `tableLock`, which also
 // orders `epoll_ctl` against closing the epoll fd at shutdown.
 final class Poller: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the fds are immutable, the flags atomics,
+    // and `table`, `freeSlots` and `closed` are guarded by `tableLock`.
     private let epfd: Int32
     private let wakeFD: Int32
     /// Tag of the eventfd's registration (no table slot has it).

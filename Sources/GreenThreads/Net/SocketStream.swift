@@ -17,6 +17,10 @@ import Glibc
 /// usable. Cancelling the green thread (`JoinHandle.cancel`) ends a parked
 /// call with `CancellationError`.
 public class SocketStream: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: both fields are immutable references to
+    // objects that guard their own state (PollDescriptor, GreenMutex).
+    // Unchecked only because the class is open to subclasses (TCPStream,
+    // UnixStream), which add no stored state.
     let descriptor: PollDescriptor
     /// Serializes whole writes (a partial write parks mid-way).
     private let writeLock = GreenMutex()

@@ -16,6 +16,8 @@ import Glibc
 /// `SO_REUSEADDR` is set, so a restarted server can bind the port its
 /// predecessor's connections still hold in TIME_WAIT.
 public final class TCPListener: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: both fields are immutable (PollDescriptor
+    // guards its own state).
     let descriptor: PollDescriptor
     /// The address actually bound (its port is the one picked for port 0).
     public let localAddress: SocketAddress

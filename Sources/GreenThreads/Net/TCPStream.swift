@@ -14,6 +14,8 @@ import Glibc
 /// Nagle's algorithm is off (TCP_NODELAY), as in Go: small writes go out
 /// at once.
 public final class TCPStream: SocketStream, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: no stored state beyond SocketStream's (see
+    // there).
     override init(descriptor: PollDescriptor) {
         _ = gt_setsockopt_int(descriptor.fd, Int32(IPPROTO_TCP), TCP_NODELAY, 1)
         super.init(descriptor: descriptor)

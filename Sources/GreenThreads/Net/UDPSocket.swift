@@ -12,6 +12,8 @@ import Glibc
 /// let (bytes, from) = try b.receive()        // parks until a datagram arrives
 /// ```
 public final class UDPSocket: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: both fields are immutable (PollDescriptor
+    // guards its own state).
     let descriptor: PollDescriptor
     /// The address bound (its port is the one picked for port 0).
     public let localAddress: SocketAddress

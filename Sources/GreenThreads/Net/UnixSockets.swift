@@ -9,6 +9,8 @@ import Glibc
 /// The socket file is created by `init` and removed by `close()` (as Go's
 /// `net.UnixListener` does); a path that already exists is `.addressInUse`.
 public final class UnixListener: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `descriptor` and `path` are immutable
+    // (PollDescriptor guards its own state) and `unlinked` is atomic.
     let descriptor: PollDescriptor
     /// The socket's path.
     public let path: String
@@ -42,6 +44,9 @@ public final class UnixListener: @unchecked Sendable {
 
 /// A connected Unix-domain stream socket.
 public final class UnixStream: SocketStream, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: no stored state beyond SocketStream's (see
+    // there).
+
     /// Connects to the listener at `path`.
     /// - Throws: `NetError` (`.connectionRefused` if nobody listens there,
     ///   ENOENT as `.other` if the path does not exist, `.badAddress`).

@@ -5,7 +5,11 @@
 /// Sharded by worker so that spawn and exit, which almost always happen on
 /// one worker, take an uncontended lock.
 final class Registry: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the shard arrays are immutable after init,
+    // and each shard's list is guarded by that shard's lock.
     private final class Shard: @unchecked Sendable {
+        // SAFETY: @unchecked Sendable: `head` (and the links of the fibers on
+        // its list) are read and written only under `lock`.
         let lock = SpinLock()
         @exclusivity(unchecked) var head: Unmanaged<Fiber>?  // under `lock`
     }

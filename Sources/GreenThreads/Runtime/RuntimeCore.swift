@@ -8,6 +8,11 @@ import Glibc
 /// spawn, wake, deadlock and shutdown paths that touch all of them.
 @usableFromInline
 final class RuntimeCore: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `workers` and `sysmon` are written only in
+    // init, before the threads that read them start (thread creation orders the
+    // writes before their reads); `externalWaiters` and `lastDeadlock` are
+    // guarded by `waitersLock`; every other field is immutable, atomic, or an
+    // object that guards its own state.
     let configuration: Runtime.Configuration
     let topology: Topology
     let clock: RuntimeClock
@@ -119,7 +124,7 @@ final class RuntimeCore: @unchecked Sendable {
         let arg = Unmanaged.passRetained(w).toOpaque()
         var handle: UInt64 = 0
         let rc = gt_thread_start(workerMain, arg, &handle)
-        precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(rc))")
+        precondition(rc == 0, "GreenThreads: could not start a worker thread (errno \(-rc))")
         w.thread = handle
     }
 
@@ -172,10 +177,10 @@ final class RuntimeCore: @unchecked Sendable {
     func mapStack() -> gt_stack {
         var s = gt_stack()
         let injected = injectedStackMapErrno.load(ordering: .relaxed)
-        let rc = injected != 0 ? injected : gt_stack_alloc(configuration.stackSize, &s)
+        let rc = injected != 0 ? -injected : gt_stack_alloc(configuration.stackSize, &s)
         if rc != 0 {
             fatalError(StackMapFailure(
-                errno: rc, stackSize: configuration.stackSize,
+                errno: -rc, stackSize: configuration.stackSize,
                 stacksMapped: stacksMapped.load(ordering: .relaxed),
                 maxMapCount: StackMapFailure.currentMaxMapCount()
             ).description)

@@ -16,6 +16,8 @@ import Glibc
 /// contended wait stays out of line.
 @usableFromInline
 struct SpinLock: ~Copyable, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: its only state is an atomic flag, and
+    // ~Copyable keeps it one instance that every user shares.
     @usableFromInline let held = Atomic<Bool>(false)
 
     @inlinable init() {}

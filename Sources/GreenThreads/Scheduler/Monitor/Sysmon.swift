@@ -95,7 +95,7 @@ final class Sysmon: @unchecked Sendable {
 
     func start() {
         let rc = gt_thread_start(sysmonMain, Unmanaged.passRetained(self).toOpaque(), &thread)
-        precondition(rc == 0, "GreenThreads: could not start the sysmon thread (errno \(rc))")
+        precondition(rc == 0, "GreenThreads: could not start the sysmon thread (errno \(-rc))")
     }
 
     /// Stops and joins the thread (shutdown).

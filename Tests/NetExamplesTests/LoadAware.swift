@@ -1,0 +1,1 @@
+../GreenThreadsTests/Support/LoadAware.swift
