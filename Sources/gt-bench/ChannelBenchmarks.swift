@@ -17,6 +17,7 @@ enum ChannelBenchmarks {
         Benchmark(name: "select", unit: "ns/message",
                   summary: "fan-in: one select over 4 channels (capacity 128) fed by 4 producers, 10^6 ints",
                   measure: selectBenchmark),
+    ] + SelectBenchmarks.variants + [
         Benchmark(name: "mutex", unit: "ns/op",
                   summary: "8 green threads incrementing one counter under a GreenMutex, 2*10^6 increments",
                   measure: mutexBenchmark),

@@ -172,46 +172,82 @@ public func select<Result, Clauses: SelectClause>(
     }
 }
 
-/// Steps 3-5 of the file header for `select`: the cases as type-erased
-/// operations on the stack, then the unspecialized loop, then the body of
-/// the case that happened.
+/// Steps 3-5 of the file header for `select`, specialized like the fast
+/// path except for the wait itself: the cases as type-erased operations on
+/// the stack (for locking and parking), every lock taken, the one-instant
+/// poll, then default, or the unspecialized park (`_selectPark`), then the
+/// body of the case that happened.
 @inlinable
 func _selectSlow<Clauses: SelectClause>(
-    _ clauses: Clauses, _ shape: _SelectShape, order: UnsafePointer<Int>?, first: Int = 0
+    _ clauses: Clauses, _ shape: _SelectShape, order presetOrder: UnsafePointer<Int>?, first: Int = 0
 ) throws -> Clauses.Result {
-    try withUnsafeTemporaryAllocation(of: SelectOperation.self, capacity: max(shape.operations, 1)) { ops in
+    let n = shape.operations
+    let deadline = shape.earliestTimeout.map { _selectDeadline(after: $0) }
+    return try withUnsafeTemporaryAllocation(of: SelectOperation.self, capacity: max(n, 1)) { opsBuffer in
         try withUnsafeTemporaryAllocation(byteCount: max(shape.sendBytes, 1), alignment: shape.sendAlignment) { values in
-            var erasure = _SelectErasure(operations: ops.baseAddress.unsafelyUnwrapped, values: values.baseAddress.unsafelyUnwrapped)
+            var erasure = _SelectErasure(operations: opsBuffer.baseAddress.unsafelyUnwrapped, values: values.baseAddress.unsafelyUnwrapped)
             clauses._erase(&erasure)
             defer {
                 // The send values' copies: a receiver copied what it took.
                 var again = _SelectErasure(operations: erasure.operations, values: erasure.values)
                 clauses._destroyErased(&again)
             }
-            // One value slot for every receive case: only the case that
-            // fires ever writes it (a poll that succeeds, or the one
-            // counterpart that wins the wait's claim).
-            return try withUnsafeTemporaryAllocation(byteCount: shape.slotSize, alignment: shape.slotAlignment) { slot in
-                let value = slot.baseAddress.unsafelyUnwrapped
-                let chosen = try _select(
-                    erasure.operations, count: shape.operations, slot: value, order: order, first: first,
-                    timeout: shape.earliestTimeout, hasDefault: shape.defaults > 0)
-                var result: Clauses.Result?
-                switch chosen {
-                case _selectDefault:
-                    _ = try clauses._runDefault(&result)
-                case _selectTimedOut:
-                    var k = shape.earliestTimeoutIndex
-                    _ = try clauses._runTimeout(&k, &result)
-                default:
-                    var k = chosen
-                    _ = try clauses._run(&k, closed: erasure.operations[chosen].closed, slot: value, &result)
+            let ops = erasure.operations
+            return try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(2 * n, 1)) { scratch in
+                let order = scratch.baseAddress.unsafelyUnwrapped, lockOrder = order + n
+                if let presetOrder { order.update(from: presetOrder, count: n) } else {
+                    SelectOrder.shuffle(order, count: n, first: first)
                 }
-                return result.unsafelyUnwrapped
+                SelectOrder.sortByChannel(lockOrder, count: n, ops)
+                // One value slot for every receive case: only the case that
+                // fires ever writes it (a poll that succeeds, or the one
+                // counterpart that wins the wait's claim).
+                return try withUnsafeTemporaryAllocation(byteCount: shape.slotSize, alignment: shape.slotAlignment) { slotBuffer in
+                    let slot = slotBuffer.baseAddress.unsafelyUnwrapped
+                    var result: Clauses.Result?
+                    while true {
+                        // 3. One instant: every lock, then every poll.
+                        SelectOrder.lockAll(ops, lockOrder, count: n)
+                        for i in 0..<n {
+                            var k = order[i]
+                            let polled = clauses._pollHeld(&k, slot: slot)
+                            if polled.attempt != .wouldBlock {
+                                SelectOrder.unlockAll(ops, lockOrder, count: n)
+                                polled.counterpart?.resume()
+                                k = order[i]
+                                _ = try clauses._run(&k, closed: polled.attempt == .closed, slot: slot, &result)
+                                return result.unsafelyUnwrapped
+                            }
+                        }
+                        if shape.defaults > 0 {
+                            SelectOrder.unlockAll(ops, lockOrder, count: n)
+                            _ = try clauses._runDefault(&result)
+                            return result.unsafelyUnwrapped
+                        }
+                        // 4-5. Wait, still holding every lock until queued.
+                        let chosen = try _selectPark(ops, count: n, slot: slot, lockOrder: lockOrder, deadline: deadline)
+                        switch chosen {
+                        case _selectRetry:
+                            continue
+                        case _selectTimedOut:
+                            var k = shape.earliestTimeoutIndex
+                            _ = try clauses._runTimeout(&k, &result)
+                        default:
+                            var k = chosen
+                            _ = try clauses._run(&k, closed: ops[chosen].closed, slot: slot, &result)
+                        }
+                        return result.unsafelyUnwrapped
+                    }
+                }
             }
         }
     }
 }
+
+/// The monotonic deadline of a select's timeout, fixed when the select
+/// starts.
+@usableFromInline
+func _selectDeadline(after duration: Duration) -> Int64 { Park.deadline(after: duration) }
 
 /// The first case a select polls: uniform over its `count` channel cases.
 @usableFromInline
@@ -224,92 +260,57 @@ func _selectFirstCase(of count: Int) -> Int {
     return rng.next(below: count)
 }
 
-/// `_select` chose the default case.
-@usableFromInline let _selectDefault = -1
-/// `_select`'s timeout passed.
+/// `_selectPark`'s timeout passed.
 @usableFromInline let _selectTimedOut = -2
+/// `_selectPark` woke with no case fired: poll again.
+@usableFromInline let _selectRetry = -3
 
-/// The select loop (see the file header). Returns the index of the
-/// operation that happened, `_selectDefault` or `_selectTimedOut`. A
-/// receive that happened left its value in `slot`.
+/// Steps 4 and 5 of the file header. Called holding every lock of the
+/// select (`lockOrder`) after a poll found no case ready; releases them.
+/// Returns the index of the operation that happened (a receive's value is
+/// in `slot`), `_selectTimedOut` or `_selectRetry`.
 @usableFromInline
-func _select(
+func _selectPark(
     _ ops: UnsafeMutablePointer<SelectOperation>, count n: Int, slot: UnsafeMutableRawPointer,
-    order presetOrder: UnsafePointer<Int>?, first: Int,
-    timeout: Duration?, hasDefault: Bool
+    lockOrder: UnsafeMutablePointer<Int>, deadline: Int64?
 ) throws -> Int {
-    let deadline = timeout.map { Park.deadline(after: $0) }
-    // One waiter per case, on this stack (see Waiter.swift): step 5 unlinks
-    // every one of them before the loop goes round or returns.
-    return try Waiter.withTemporary(count: max(n, 1)) { waiters in
-        try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(2 * n, 1)) { scratch in
-            let order = scratch.baseAddress.unsafelyUnwrapped
-            let lockOrder = order + n
-            // 1. The poll order: a uniform permutation (Go's pollorder)
-            // that starts with the case the fast path (step 2) polled.
-            if let presetOrder {
-                order.update(from: presetOrder, count: n)
+    // One waiter per case, on this stack (see Waiter.swift): every one of
+    // them is unlinked before this returns.
+    try Waiter.withTemporary(count: max(n, 1)) { waiters in
+        // Queue a waiter on every case while still holding every lock, so
+        // no counterpart can come between the poll and the queueing, then
+        // release them and park.
+        var queued = false
+        let cause = Park.waitQueued(reason: .select, deadline: deadline, cancellable: true) { waker in
+            for i in 0..<n { ops[i].enqueueHeld(waiters + i, slot, waker) }
+            queued = true
+            SelectOrder.unlockAll(ops, lockOrder, count: n)
+            return true
+        }
+        if !queued {
+            // Cancelled before the wait began: nothing was queued.
+            SelectOrder.unlockAll(ops, lockOrder, count: n)
+            throw CancellationError()
+        }
+        // Withdraw the losing registrations, then report the winner: the
+        // one waiter a counterpart (or close) claimed.
+        var fired = -1
+        for i in 0..<n {
+            if waiters[i].outcome != .waiting {
+                ops[i].collect(waiters + i)
+                fired = i
             } else {
-                SelectOrder.shuffle(order, count: n, first: first)
+                ops[i].unregister(waiters + i)
             }
-            SelectOrder.sortByChannel(lockOrder, count: n, ops)
-            while true {
-                // 3. Every channel locked (address order, each once), then
-                // poll in the poll order: one consistent instant.
-                SelectOrder.lockAll(ops, lockOrder, count: n)
-                for k in 0..<n {
-                    let i = order[k]
-                    let (attempt, counterpart) = ops[i].pollHeld(slot)
-                    if attempt != .wouldBlock {
-                        SelectOrder.unlockAll(ops, lockOrder, count: n)
-                        ops[i].closed = attempt == .closed
-                        counterpart?.resume()
-                        return i
-                    }
-                }
-                if hasDefault {
-                    SelectOrder.unlockAll(ops, lockOrder, count: n)
-                    return _selectDefault
-                }
-                // 4. Nothing was ready at that instant: queue a waiter on
-                // every case while still holding every lock, so no
-                // counterpart can come between the poll and the queueing,
-                // then release them and park.
-                var queued = false
-                let cause = Park.waitQueued(reason: .select, deadline: deadline, cancellable: true) { waker in
-                    for i in 0..<n { ops[i].enqueueHeld(waiters + i, slot, waker) }
-                    queued = true
-                    SelectOrder.unlockAll(ops, lockOrder, count: n)
-                    return true
-                }
-                if !queued {
-                    // Cancelled before the wait began: nothing was queued.
-                    SelectOrder.unlockAll(ops, lockOrder, count: n)
-                    throw CancellationError()
-                }
-                // 5. Withdraw the losing registrations, then report the
-                // winner: the one waiter a counterpart (or close) claimed.
-                var fired = -1
-                for i in 0..<n {
-                    if waiters[i].outcome != .waiting {
-                        ops[i].collect(waiters + i)
-                        fired = i
-                    } else {
-                        ops[i].unregister(waiters + i)
-                    }
-                }
-                if fired >= 0 { return fired }
-                switch cause {
-                case .notified:
-                    // Unreachable by the protocol (a notification is a claim
-                    // of one of our waiters); polling again is the safe
-                    // answer to a bare wake.
-                    for i in 0..<n { waiters[i] = Waiter() }
-                    continue
-                case .timedOut: return _selectTimedOut
-                case .cancelled, .deadlock: throw CancellationError()
-                }
-            }
+        }
+        if fired >= 0 { return fired }
+        switch cause {
+        case .notified:
+            // Unreachable by the protocol (a notification is a claim of one
+            // of our waiters); polling again is the safe answer.
+            return _selectRetry
+        case .timedOut: return _selectTimedOut
+        case .cancelled, .deadlock: throw CancellationError()
         }
     }
 }
@@ -350,6 +351,7 @@ enum SelectOrder {
     /// Writes 0..<n into `locks`, sorted by channel address: insertion sort
     /// for the usual handful of cases, heapsort (no allocation, n log n)
     /// beyond that.
+    @usableFromInline
     static func sortByChannel(_ locks: UnsafeMutablePointer<Int>, count n: Int, _ ops: UnsafeMutablePointer<SelectOperation>) {
         for i in 0..<n { locks[i] = i }
         @inline(__always) func key(_ k: Int) -> UInt { UInt(bitPattern: ops[locks[k]].channel) }
@@ -383,6 +385,7 @@ enum SelectOrder {
     }
 
     /// Locks every distinct channel, in `locks` order.
+    @usableFromInline
     static func lockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
         var previous: UnsafeRawPointer?
         for k in 0..<n {
@@ -393,6 +396,7 @@ enum SelectOrder {
     }
 
     /// Unlocks what `lockAll` locked.
+    @usableFromInline
     static func unlockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
         var previous: UnsafeRawPointer?
         for k in 0..<n {

@@ -16,6 +16,9 @@
 //  * `_measure`: how many channel cases, the receive slot and send value
 //    sizes, the earliest timeout, the default;
 //  * `_pollOne`: the fast path, one case under its own lock;
+//  * `_pollHeld`: one case under every lock of the select, which it does
+//    not release: a receive leaves its value in the select's slot, and a
+//    claimed counterpart is returned, to be resumed after unlocking;
 //  * `_erase` / `_destroyErased`: the slow path's type-erased operations
 //    (SelectOperation.swift), with copies of the send values at addresses
 //    that stay put while the select is parked (a receiver copies from
@@ -33,6 +36,7 @@ public protocol SelectClause<Result> {
     associatedtype Result
     func _measure(_ shape: inout _SelectShape)
     func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool
+    func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled
     func _erase(_ erasure: inout _SelectErasure)
     func _destroyErased(_ erasure: inout _SelectErasure)
     func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool
@@ -62,6 +66,19 @@ public struct _SelectShape {
     @inlinable
     static func place(_ offset: Int, size: Int, alignment: Int) -> Int {
         (offset + alignment - 1) & ~(alignment - 1)
+    }
+}
+
+/// What `_pollHeld` found: how the poll went and, if it claimed a parked
+/// counterpart, that counterpart, to be resumed once every lock is released.
+public struct _SelectPolled {
+    @usableFromInline let attempt: SelectAttempt
+    @usableFromInline let counterpart: WaiterRef?
+
+    @inlinable
+    init(_ attempt: SelectAttempt, _ counterpart: WaiterRef? = nil) {
+        self.attempt = attempt
+        self.counterpart = counterpart
     }
 }
 
@@ -165,6 +182,20 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
+        k -= 1
+        guard k == -1 else { return _SelectPolled(.wouldBlock) }
+        switch channel.receiveStep(into: slot.assumingMemoryBound(to: Element.self)) {
+        case .done: return _SelectPolled(.done)
+        case .handOff(let sender):
+            sender.pointee.outcome = .completed
+            return _SelectPolled(.done, sender)
+        case .closed: return _SelectPolled(.closed)
+        case .wouldBlock: return _SelectPolled(.wouldBlock)
+        }
+    }
+
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
         erasure.operations[erasure.count] = SelectOperation(
             channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
@@ -224,6 +255,22 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
+        k -= 1
+        guard k == -1 else { return _SelectPolled(.wouldBlock) }
+        return withUnsafePointer(to: value) { value in
+            switch channel.sendStep(value) {
+            case .done: return _SelectPolled(.done)
+            case .handOff(let receiver):
+                Channel<Element>.fill(receiver, with: value)
+                return _SelectPolled(.done, receiver)
+            case .closed: return _SelectPolled(.closed)
+            case .wouldBlock: return _SelectPolled(.wouldBlock)
+            }
+        }
+    }
+
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
         // A copy that stays put while the select is parked: a receiver
         // copies the value from there.
@@ -278,6 +325,8 @@ public struct TimeoutClause<Result>: SelectClause {
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
     @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {}
     @inlinable
     public func _destroyErased(_ erasure: inout _SelectErasure) {}
@@ -307,6 +356,8 @@ public struct DefaultClause<Result>: SelectClause {
     public func _measure(_ shape: inout _SelectShape) { shape.defaults += 1 }
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {}
     @inlinable
@@ -350,6 +401,11 @@ where First.Result == Second.Result {
         return k >= 0 ? try second._pollOne(&k, &result) : false
     }
     @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
+        let polled = first._pollHeld(&k, slot: slot)
+        return k >= 0 ? second._pollHeld(&k, slot: slot) : polled
+    }
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
         first._erase(&erasure)
         second._erase(&erasure)
@@ -384,6 +440,8 @@ public struct SelectEmpty<Result>: SelectClause {
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
     @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {}
     @inlinable
     public func _destroyErased(_ erasure: inout _SelectErasure) {}
@@ -408,6 +466,10 @@ public struct SelectOptional<Clause: SelectClause>: SelectClause {
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
         try clause?._pollOne(&k, &result) ?? false
+    }
+    @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
+        clause?._pollHeld(&k, slot: slot) ?? _SelectPolled(.wouldBlock)
     }
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) { clause?._erase(&erasure) }
@@ -446,6 +508,13 @@ where First.Result == Second.Result {
         switch self {
         case .first(let c): return try c._pollOne(&k, &result)
         case .second(let c): return try c._pollOne(&k, &result)
+        }
+    }
+    @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
+        switch self {
+        case .first(let c): return c._pollHeld(&k, slot: slot)
+        case .second(let c): return c._pollHeld(&k, slot: slot)
         }
     }
     @inlinable
@@ -503,6 +572,14 @@ public struct SelectArray<Clause: SelectClause>: SelectClause {
             if try c._pollOne(&k, &result) { return true }
         }
         return false
+    }
+    @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
+        for c in clauses where k >= 0 {
+            let polled = c._pollHeld(&k, slot: slot)
+            if k < 0 { return polled }
+        }
+        return _SelectPolled(.wouldBlock)
     }
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {

@@ -40,13 +40,6 @@ struct SelectOperation {
         self.sendAddress = sendAddress
     }
 
-    /// A poll for a select that holds every channel lock of its cases:
-    /// never unlocks, and returns the counterpart it claimed (already given
-    /// its value or result), to be resumed once every lock is released.
-    func pollHeld(_ slot: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        kind.pollHeld(channel, sendAddress ?? slot)
-    }
-
     /// Queues `waiter` (fresh, on the select's stack) for `waker`, under
     /// the channel's lock, which the select holds. A receive's counterpart
     /// will write the value into `slot`.
@@ -64,6 +57,7 @@ struct SelectOperation {
 }
 
 /// How a poll went, for any element type.
+@usableFromInline
 enum SelectAttempt { case done, closed, wouldBlock }
 
 /// The element-typed channel calls of a select case, reached through the
@@ -71,11 +65,6 @@ enum SelectAttempt { case done, closed, wouldBlock }
 /// The channel code they call runs unspecialized, as it did before.
 @usableFromInline
 class ChannelCaseKind {
-    /// A poll under a lock the caller holds (see `SelectOperation.pollHeld`):
-    /// `value` is the receive slot or the send value.
-    class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        fatalError("subclass responsibility")
-    }
     /// `Channel.enqueueHeld` on this kind's queue.
     class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
         fatalError("subclass responsibility")
@@ -104,19 +93,6 @@ final class ReceiveKind<Element: Sendable>: ChannelCaseKind {
         Unmanaged.fromOpaque(p)
     }
 
-    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        switch Self.channel(channel)._withUnsafeGuaranteedRef({
-            $0.receiveStep(into: value.assumingMemoryBound(to: Element.self))
-        }) {
-        case .done: return (.done, nil)
-        case .handOff(let sender):
-            sender.pointee.outcome = .completed
-            return (.done, sender)
-        case .closed: return (.closed, nil)
-        case .wouldBlock: return (.wouldBlock, nil)
-        }
-    }
-
     override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
         Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .receivers, waker: waker) }
     }
@@ -141,18 +117,6 @@ final class SendKind<Element: Sendable>: ChannelCaseKind {
     @inline(__always)
     private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
         Unmanaged.fromOpaque(p)
-    }
-
-    override class func pollHeld(_ channel: UnsafeRawPointer, _ value: UnsafeMutableRawPointer) -> (SelectAttempt, WaiterRef?) {
-        let value = UnsafePointer(value.assumingMemoryBound(to: Element.self))
-        switch Self.channel(channel)._withUnsafeGuaranteedRef({ $0.sendStep(value) }) {
-        case .done: return (.done, nil)
-        case .handOff(let receiver):
-            Channel<Element>.fill(receiver, with: value)
-            return (.done, receiver)
-        case .closed: return (.closed, nil)
-        case .wouldBlock: return (.wouldBlock, nil)
-        }
     }
 
     override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {

@@ -3,7 +3,7 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|mutex|timers|parkmany ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|parkmany ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
@@ -34,6 +34,9 @@ const (
 	selPerProd   = 250_000
 	selProducers = 4
 	selCap       = 128
+	selDefaults  = 10_000_000
+	selTimeoutN  = 1_000_000
+	selPingN     = 1_000_000
 	mutexThreads = 8
 	mutexPerG    = 250_000
 	timerSleeps  = 1_000_000
@@ -51,19 +54,22 @@ type benchmark struct {
 }
 
 var benchmarks = map[string]benchmark{
-	"switch":   {"ns/switch", benchSwitch, true},
-	"spawn":    {"ns/spawn", benchSpawn, false},
-	"fib":      {"ms", benchFib, false},
-	"skew":     {"ms", benchSkew, false},
-	"pingpong": {"ns/roundtrip", benchPingpong, false},
-	"chan":     {"ns/message", benchChan, false},
-	"select":   {"ns/message", benchSelect, false},
-	"mutex":    {"ns/op", benchMutex, false},
-	"timers":   {"ns/sleeper", benchTimers, false},
-	"parkmany": {"ns/thread", benchParkMany, false},
+	"switch":          {"ns/switch", benchSwitch, true},
+	"spawn":           {"ns/spawn", benchSpawn, false},
+	"fib":             {"ms", benchFib, false},
+	"skew":            {"ms", benchSkew, false},
+	"pingpong":        {"ns/roundtrip", benchPingpong, false},
+	"chan":            {"ns/message", benchChan, false},
+	"select":          {"ns/message", benchSelect, false},
+	"select-default":  {"ns/select", benchSelectDefault, false},
+	"select-timeout":  {"ns/message", benchSelectTimeout, false},
+	"select-pingpong": {"ns/roundtrip", benchSelectPingpong, false},
+	"mutex":           {"ns/op", benchMutex, false},
+	"timers":          {"ns/sleeper", benchTimers, false},
+	"parkmany":        {"ns/thread", benchParkMany, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "mutex", "timers", "parkmany"}
+var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "parkmany"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -204,6 +210,100 @@ func benchChan() float64 {
 		os.Exit(1)
 	}
 	return float64(elapsed.Nanoseconds()) / chanMessages
+}
+
+// benchSelectDefault: a select over two empty channels with default, the
+// polling cost.
+func benchSelectDefault() float64 {
+	a, b := make(chan int), make(chan int)
+	hits, misses := 0, 0
+	start := time.Now()
+	for i := 0; i < selDefaults; i++ {
+		select {
+		case <-a:
+			hits++
+		case <-b:
+			hits++
+		default:
+			misses++
+		}
+	}
+	elapsed := time.Since(start)
+	if hits != 0 || misses != selDefaults {
+		fmt.Fprintln(os.Stderr, "select-default: a case fired")
+		os.Exit(1)
+	}
+	return float64(elapsed.Nanoseconds()) / selDefaults
+}
+
+// benchSelectTimeout: receive or a 1 s timeout that never fires, one
+// producer on a channel of capacity 128.
+func benchSelectTimeout() float64 {
+	ch := make(chan int, selCap)
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		for i := 0; i < selTimeoutN; i++ {
+			ch <- i
+		}
+		close(done)
+	}()
+	sum, timeouts := 0, 0
+	for i := 0; i < selTimeoutN; i++ {
+		select {
+		case v := <-ch:
+			sum += v
+		case <-time.After(time.Second):
+			timeouts++
+		}
+	}
+	<-done
+	elapsed := time.Since(start)
+	if timeouts != 0 || sum != selTimeoutN*(selTimeoutN-1)/2 {
+		fmt.Fprintln(os.Stderr, "select-timeout: wrong sum or a timeout fired")
+		os.Exit(1)
+	}
+	return float64(elapsed.Nanoseconds()) / selTimeoutN
+}
+
+// benchSelectPingpong: an unbuffered round trip where both sides select on
+// the exchange channel and on a quit channel.
+func benchSelectPingpong() float64 {
+	ping, pong, quit := make(chan int), make(chan int), make(chan struct{})
+	done := make(chan struct{})
+	start := time.Now()
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case v := <-ping:
+				select {
+				case pong <- v:
+				case <-quit:
+					return
+				}
+			case <-quit:
+				return
+			}
+		}
+	}()
+	for i := 0; i < selPingN; i++ {
+		select {
+		case ping <- i:
+		case <-quit:
+		}
+		select {
+		case v := <-pong:
+			if v != i {
+				fmt.Fprintln(os.Stderr, "select-pingpong: wrong value")
+				os.Exit(1)
+			}
+		case <-quit:
+		}
+	}
+	close(quit)
+	<-done
+	return float64(time.Since(start).Nanoseconds()) / selPingN
 }
 
 // benchSelect: fan-in of four producers through one select.
