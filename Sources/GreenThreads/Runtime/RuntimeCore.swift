@@ -64,7 +64,7 @@ import Glibc
 // Idempotent, and refused from one of the runtime's own green threads.
 //
 // 1. `closed` (and each worker's `closing`): outside spawns fail a
-//    precondition, and threads that first run from now on start cancelled.
+//    precondition, and threads that first run from then on start cancelled.
 // 2. Until no thread is live (`liveCount`, spawned minus retired from the
 //    per-worker counters, so queued threads never run count too) or
 //    `shutdownGracePeriod` ends: cancel every registered thread and drain

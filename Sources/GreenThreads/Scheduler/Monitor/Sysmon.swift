@@ -57,8 +57,9 @@ import Synchronization
 /// fences after its decrement and rings the bell if `asleep` is set. Either
 /// the worker sees `asleep` or sysmon sees the decrement, so a worker that
 /// goes on to stall is always watched. On waking, every stall clock
-/// restarts (a count seen before the sleep says nothing about now). An idle
-/// runtime costs no CPU, a busy one about a hundred wake-ups a second.
+/// restarts (a count seen before the sleep says nothing about the present).
+/// An idle runtime costs no CPU, a busy one about a hundred wake-ups a
+/// second.
 ///
 /// **Off switches.** `preemptionThreshold: nil` and `handoffThreshold: nil`
 /// turn either part off; both off, there is no sysmon thread and no spare,

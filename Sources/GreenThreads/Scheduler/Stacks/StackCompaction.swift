@@ -68,10 +68,10 @@ import Synchronization
 ///
 /// **Accounting and shutdown.** A compacted stack stays mapped and bound to
 /// its thread (`stats.stacksMapped` unchanged); `stacksCompacted` counts
-/// the ones compacted now and `stackCompactions` all so far. A worker
-/// leaving its loop drops its candidates (their retains); shutdown's cancel
-/// wakes every sleeper, which is copied back like any other; an abandoned
-/// thread's saved block is freed with its stack. `gt_stack_save` and
+/// the stacks compacted at the moment and `stackCompactions` all so far. A
+/// worker leaving its loop drops its candidates (their retains); shutdown's
+/// cancel wakes every sleeper, which is copied back like any other; an
+/// abandoned thread's saved block is freed with its stack. `gt_stack_save` and
 /// `gt_stack_restore` are the only code that touches another thread's
 /// parked stack, so they are where sanitizer fiber support must copy
 /// uninstrumented (stack.c, "Compaction of parked stacks").
