@@ -149,7 +149,7 @@ void gt_stack_discard(gt_stack *stack) {
     madvise(stack->base, stack->size, MADV_DONTNEED);
 }
 
-// MARK: - Compaction of parked stacks (see GreenThreads/Scheduler/StackCompaction.swift)
+// MARK: - Compaction of parked stacks (see GreenThreads/Scheduler/Stacks/StackCompaction.swift)
 //
 // SANITIZER HOOK (ASan fibers): gt_stack_save and gt_stack_restore read and
 // write a *parked* stack whose frames carry ASan's poisoned redzones, and

@@ -7,7 +7,22 @@ import Glibc
 /// Go's, SwiftNIO's) the same way. Each connection sends one message, waits
 /// for all of it to come back, checks it, records the round trip and sends
 /// the next: the request rate is what the server sustains at that many
-/// connections in flight.
+/// connections in flight. With `Configuration.rate` it sends on a fixed
+/// schedule instead (wrk2's open loop; see there).
+///
+/// It is deliberately not built on GreenThreads: a generator that shared
+/// the runtime under test could not load Go's or SwiftNIO's servers the
+/// same way, and its own scheduling would be part of what it measures.
+///
+/// A run: each thread (LoadThread.swift) owns its share of the connections
+/// and one epoll instance; all threads meet at a barrier once every
+/// connection is up, so connection setup is not timed; waits take
+/// nanosecond timeouts (`epoll_pwait2`, through CEpoll's one shim, which
+/// also makes `<sys/epoll.h>` importable); every round trip goes into the
+/// thread's log-linear histogram (LatencyHistogram.swift), and the
+/// coordinator merges the histograms after joining the threads. How many
+/// threads, and why beside how many server workers, is
+/// `threads(besideServerWorkers:)`.
 public enum LoadGenerator {
     public struct Configuration: Sendable {
         public var host: String

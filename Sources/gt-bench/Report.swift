@@ -5,7 +5,8 @@ import Glibc
 #endif
 
 /// The `--json` document: `{"machine": {...}, "results": [...]}`, the
-/// shape outside tools read (see ../shared/API.md).
+/// shape outside tools (scripts/compare.sh) read: one row per benchmark and
+/// worker count, the median as `value`, and a field per extra.
 struct Report {
     let results: [Measurement]
 

@@ -4,10 +4,33 @@ import Synchronization
 /// The OS threads behind `GreenThread.blocking`: a bounded pool, started on
 /// demand, each thread parked on its own futex word while idle.
 ///
-/// A job runs a body that lives on the stack of a parked green thread (the
-/// caller's non-escaping closure). That is safe because the caller is woken
-/// only after the body has returned, by the job's `Waker`, and its wait is
-/// not cancellable: nothing can resume it while the body still runs.
+/// The problem: a blocking call (file I/O, a C library, `getaddrinfo`) on
+/// a green thread holds its worker's OS thread and every green thread
+/// queued behind it. Sysmon's hand-off (Sysmon.swift) rescues the others
+/// only after a threshold, at the price of one more OS thread running
+/// green code. A call the program announces can instead leave the worker
+/// at once: the green thread parks and a pool thread makes the call.
+///
+/// The protocol (API/GreenThread+Blocking.swift):
+/// 1. The caller wraps its non-escaping body with `withoutActuallyEscaping`
+///    in a `Job` and parks with a non-cancellable `Park.wait` whose
+///    register step submits the job (at most `Configuration.blockingThreads`
+///    threads, 64 by default; jobs queue FIFO when all are busy).
+/// 2. A pool thread runs the body, which stores its result or error in the
+///    caller's frame, drops the closure (else `withoutActuallyEscaping`
+///    traps: the closure would still be referenced when the caller
+///    returns), and wakes the caller through the job's `Waker`.
+/// 3. The caller resumes and returns the value, or rethrows the error
+///    through a `rescue` closure, the way Dispatch's `sync` keeps
+///    `rethrows`.
+///
+/// A job runs a body that lives on the stack of a parked green thread. That
+/// is safe because the caller is woken only after the body has returned,
+/// and its wait is not cancellable: nothing can resume it while the body
+/// still runs. Cancellation therefore does not abandon the body;
+/// `isCancelled` is still set when it returns. On a plain OS thread, or
+/// once the pool has shut down, the body runs inline. `inFlight` counts the
+/// bodies running, which deadlock detection treats as activity.
 final class BlockingPool: @unchecked Sendable {
     // SAFETY: @unchecked Sendable: the job queue, the slot lists, each slot's
     // `thread` and `stopping` are guarded by `lock`; `maxThreads` is immutable

@@ -38,6 +38,68 @@ import Glibc
 // a slot in `table` plus a generation, and a lookup whose generation no
 // longer matches is dropped. `table` is guarded by `tableLock`, which also
 // orders `epoll_ctl` against closing the epoll fd at shutdown.
+//
+// ## When workers poll
+//
+// `findRunnable` polls with timeout 0 after the local queues, the injectors
+// and the timers, before spinning; a spinner polls every 8th round; a busy
+// worker polls at its injector tick only when its deque is empty or its
+// last poll is `busyPollNanos` old (Worker+Netpoll.swift). Each of those
+// polls only if `worthPolling`: some green thread waits on an fd and no
+// worker is blocked in epoll_wait already (Go's rule). A poll's wakes are
+// one batch, queued on the polling worker's deque with one notification per
+// thread it will not run itself (Worker+Netpoll.swift). A batch is handed
+// out newest event first, so the owner, popping its deque newest first,
+// runs the threads in the order they became ready; and a busy worker does
+// not poll on top of a batch it has not worked through, or the older
+// batch's threads would wait behind every newer one. Each worker polls into
+// its own heap buffer of 128 events (`PollEvents`, Go's netpoll size).
+//
+// ## Who blocks in epoll_wait, and why no wake-up is lost
+//
+// Once any fd is registered (`inUse`), an idle worker in `parkIdle` that
+// wins the `blockerRole` CAS sleeps in `blockIdle` instead of on its futex,
+// with the same timeout. It stays an ordinary member of `Idle`'s sleeper
+// list, so the whole spin/park protocol (Worker.swift's header) applies;
+// only how it is woken differs. `Worker.unpark` stores NOTIFIED in the
+// parker word, fences, and writes the eventfd if `inPoll`; `blockIdle`
+// stores `inPoll`, fences, and calls epoll_wait only if no notification is
+// pending. Each side stores, fences, then loads the other's variable, so at
+// least one sees the other; the eventfd is level-triggered, so a write that
+// lands before the blocker enters epoll_wait still ends it at once.
+// `Idle.wakeOne` prefers a futex sleeper when it has a choice, so the
+// blocker keeps watching the fds.
+//
+// ## Why no readiness is lost
+//
+// An edge reaches either the blocker or a descriptor's `ready` flag, read
+// at the next non-blocking poll, so a poll must follow every park on an fd
+// made while nobody holds the role. If the parking thread's worker has
+// nothing else queued, that worker is the one: its switch finds no local
+// thread and goes to `findRunnable`, which polls, spins, and in `parkIdle`
+// takes the free role or finds it taken. Only if it has more queued work
+// does the parking thread call `Idle.notifyWork`, so that a sleeping worker
+// comes round and takes the role. Two states still leave readiness without
+// a collector (the role's holder woke for one event whose thread runs on
+// without switching, or the holder was a spare that retired); sysmon covers
+// them (`Sysmon.watchSockets`, using `lastPolled`), and a retiring spare
+// notifies whenever sockets are in use.
+//
+// ## Outside the worker protocol
+//
+// * Plain OS threads never register: they poll(2) the one fd in 50 ms
+//   slices (the slice bounds how long a `close()` from another thread
+//   takes to reach them; poll does not wake on close).
+// * User fds (`GreenThread.waitReadable/waitWritable`): a poll(2) with
+//   timeout 0 first, then a temporary non-owning descriptor registered for
+//   the one wait; EPOLL_CTL_ADD reports an fd already ready, so nothing
+//   slips between the check and the registration.
+// * Deadlock detection treats `ioWaiters > 0` as activity: those threads
+//   wait for the outside world (RuntimeCore.swift).
+// * Shutdown cancels parked I/O like any cancellable wait, then, once the
+//   workers are joined, `close()` shuts the epoll fd and the eventfd;
+//   sockets that outlive the runtime re-register with the runtime of their
+//   next green-thread wait.
 final class Poller: @unchecked Sendable {
     // SAFETY: @unchecked Sendable: the fds are immutable, the flags atomics,
     // and `table`, `freeSlots` and `closed` are guarded by `tableLock`.

@@ -24,8 +24,11 @@ public final class TCPStream: SocketStream, @unchecked Sendable {
     /// Connects to `host` (a numeric IPv4/IPv6 address, or a name resolved
     /// through getaddrinfo on a blocking thread) at `port`, trying each
     /// resolved address in turn.
-    /// - Parameter timeout: for the whole call, resolution included; nil
-    ///   waits as long as the kernel does.
+    /// - Parameters:
+    ///   - host: a numeric IPv4 or IPv6 address, or a host name.
+    ///   - port: the TCP port, 0-65535.
+    ///   - timeout: for the whole call, resolution included; nil waits as
+    ///     long as the kernel does.
     /// - Throws: `NetError` (`.connectionRefused`, `.timedOut`,
     ///   `.badAddress`, `.resolutionFailed`, ...) for the last address
     ///   tried, or `CancellationError`.

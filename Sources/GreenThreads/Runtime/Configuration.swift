@@ -110,7 +110,8 @@ extension Runtime {
     ///
     /// The price is time: a compaction and the page fault of the copy back
     /// cost several microseconds per sleep, so only sleeps that are long
-    /// and numerous are compacted (docs/BENCHMARKS.md, "timers").
+    /// and numerous are compacted (gt-bench `timers` and `timers-rss`
+    /// measure both sides: docs/BENCHMARKS.md).
     ///
     /// Only `GreenThread.sleep` compacts, since nothing else holds the
     /// address of a sleeper's stack. The one rule for user code: while a

@@ -4,6 +4,95 @@ import Synchronization
 import Glibc
 #endif
 
+// RuntimeCore.swift: what one runtime shares between its workers, and the
+// paths that touch all of them: spawn and wake from outside, deadlock
+// detection, cancellation and shutdown.
+//
+// ## Where a woken thread goes
+//
+// `schedule` sends a wake made on one of this runtime's workers to that
+// worker (`Worker.wakeNext`: the run-next slot, Worker+RunQueue.swift; or,
+// during a netpoll, the batch, Worker+Netpoll.swift). A wake from anywhere
+// else goes to the injector of the node whose worker spawned the thread
+// (`registryShard`), then `Idle.notifyWork`. A spawn from a plain OS thread
+// (`submitExternal`) goes to `injectors[0]`. Green threads keep the core
+// alive through their worker's `CoreAnchor` (CoreAnchor.swift), not by
+// retaining it.
+//
+// ## Deadlock detection
+//
+// The problem: an OS thread blocked in `Runtime.run` or `JoinHandle.join`
+// waits for a green thread that nothing will ever wake. Only the runtime
+// can see that, and only when *everything* is quiet. `mayBeDeadlocked`
+// holds when detection is on and the runtime is not closing, every active
+// worker (configured ones and the spares in use, SpareWorker.swift) is in
+// the sleeper list, nothing is visible in any queue, no timer is pending,
+// no green thread waits on an fd or in `GreenThread.blocking` (those wait
+// for the outside world), and at least one OS thread is in a registered
+// wait (`beginExternalWait`, which wakes a sleeping worker when the rest
+// holds, so that the last one re-checks). Comparing `sleeping` with
+// `activeWorkers`, not with the configured count, keeps a worker stuck in a
+// blocking call, beside its sleeping replacement, from passing for
+// "everyone asleep".
+//
+// The last worker to sleep sees this, records `activityEpoch()` (every
+// worker's switch and spawn counters plus the outside spawns and wakes) and
+// sleeps only `deadlockConfirmNanos`. If it times out with the condition
+// still true and the epoch unchanged, it calls `reportDeadlock`: a
+// `DeadlockReport` of every parked thread's `WaitReason`, stored, and every
+// registered OS-thread waiter woken with `.deadlock`, so `join` throws
+// `RuntimeError.deadlock`. The parked green threads stay parked. The
+// confirmation delay filters transients, such as an OS thread about to
+// spawn or wake something: reporting at the first quiet moment would give
+// a false report whenever an outside thread is a few microseconds late.
+//
+// What it cannot see: an OS thread outside any runtime call that will later
+// send or spawn (after the delay, a false report); a deadlock among some
+// green threads while others run (as in Go); OS threads blocked in channel
+// or Sync operations, which register no wait (they neither trigger a report
+// nor receive one).
+//
+// ## Cancellation
+//
+// `cancel` stores the flag (sequentially consistent), then reads
+// `cancellableWait` and the armed ticket; a parking thread arms its ticket,
+// then reads the flag (Park.swift). Dekker: at least one side sees the
+// other, so a cancel never misses a wait that began before it.
+//
+// ## Shutdown
+//
+// Idempotent, and refused from one of the runtime's own green threads.
+//
+// 1. `closed` (and each worker's `closing`): outside spawns fail a
+//    precondition, and threads that first run from then on start cancelled.
+// 2. Until no thread is live (`liveCount`, spawned minus retired from the
+//    per-worker counters, so queued threads never run count too) or
+//    `shutdownGracePeriod` ends: cancel every registered thread and drain
+//    every timer heap, waking each entry `.cancelled`, so every thread
+//    unwinds through its own code (defers run, stacks come back); then
+//    sleep 1 ms, up to 20 times, and repeat.
+// 3. Drain the timer heaps again: stale entries retain their threads, and
+//    those retain the core.
+// 4. Stop and join sysmon (nothing activates a spare after that), then
+//    `stopping` and `Interrupt.stop` on every worker, spares included, wake
+//    the sleepers and the dormant spares. From here every switch returns to
+//    the scheduling loop, so threads handing the CPU to each other directly
+//    cannot keep a worker from exiting.
+// 5. Join every started worker thread within one second in all: a worker
+//    merely descheduled on a loaded machine must not pass for a stuck one.
+// 6. If all were joined, every thread still registered is abandoned
+//    (nothing will resume it): its stack is unmapped, what its frames retain
+//    leaks, and a count goes to stderr; then every pooled stack is unmapped,
+//    every cached fiber released and every worker's anchor dropped (breaking
+//    the core → worker → anchor → core cycle), and the epoll fd closed.
+// 7. If one was not joined, step 6 is skipped entirely. That worker may be
+//    stuck for good, or descheduled between reading `interrupts` and
+//    switching into a queued thread; either way it may still touch any
+//    stack, its pools and its fds. Everything stays (said on stderr): a leak
+//    instead of a use-after-free. It keeps an `unowned(unsafe)` reference to
+//    the core, which therefore must outlive it: an abandoned fiber is never
+//    released, and it retains the core through its anchor.
+
 /// The shared state of one runtime: its workers and queues, and the
 /// spawn, wake, deadlock and shutdown paths that touch all of them.
 @usableFromInline

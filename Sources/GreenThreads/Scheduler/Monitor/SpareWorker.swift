@@ -16,6 +16,18 @@ enum SpareState: UInt8 {
 
 /// How a replacement worker joins and leaves the scheduler.
 ///
+/// With hand-off on, the core builds `max(2, workers)` spares up front
+/// (indices `baseWorkerCount..<workers.count`) but starts no thread for
+/// them: a spare's thread starts at its first activation and parks dormant
+/// between uses. A spare is a full worker (deque, run-next slot, timer
+/// heap, stack pool, parker); spare `i` mirrors configured worker `i % n`
+/// for its node and steal order, and is never pinned. Because every spare
+/// exists from the start, the fixed arrays never grow under concurrent
+/// readers: the steal victims (a dormant spare's empty deque costs a thief
+/// two loads), the registry shards, and every loop over the workers. A
+/// spare can itself stall and be replaced; when every spare is in use,
+/// stalled workers wait.
+///
 /// Invariants (when and why sysmon hands off: Sysmon.swift's header):
 /// * Only sysmon activates a spare, and only the spare deactivates itself,
 ///   from its scheduling loop (no green thread on its stack), after moving
@@ -24,6 +36,15 @@ enum SpareState: UInt8 {
 ///   active spares; a dormant spare is neither sleeping nor spinning.
 /// * A dormant spare's timers stay in its heap, which every worker's timer
 ///   scan covers; its deque is empty, so stealing from it finds nothing.
+/// * Activation: count up, then `active` (release), then start or unpark;
+///   retirement: queues empty, count down, then `dormant` (release, paired
+///   with sysmon's acquire load).
+/// * A dormant spare waits on `spareParker`, never on `parker`: a stale
+///   wake-up token on the `Idle` parker would pass for a wake-up and
+///   corrupt the spinning count.
+/// * Workers running green code number at most the configured count plus
+///   the stalled ones, and are back to the configured count once those
+///   switch again.
 extension Worker {
     /// Called by a spare at the top of its search for work: returns
     /// at once unless sysmon asked it to retire; then retires, waits

@@ -4,6 +4,14 @@ import Synchronization
 /// The runtime's monitor: one OS thread, outside the scheduler, that
 /// watches for workers stuck inside one green thread (Go's sysmon).
 ///
+/// The problem: scheduling is cooperative. A green thread that computes for
+/// a long time, or blocks in a system call the runtime does not know about
+/// (`usleep`, a blocking `read`, a C library), holds its worker's OS thread,
+/// and nothing can take the CPU from it. What the runtime can do is what Go
+/// does for a goroutine in a system call: ask it to yield where it offers
+/// to (`GreenThread.checkpoint()`), and give the *other* green threads a new
+/// OS thread to run on.
+///
 /// A worker is *stalled* when it has been inside a green thread (its
 /// `runningGreen` flag) and its switch counter has not moved since sysmon
 /// first saw that count: the same green thread has held it all along, in a
@@ -11,7 +19,12 @@ import Synchronization
 /// waiting (queued green threads anywhere, or a due timer) matters:
 ///
 /// 1. After `preemptionThreshold` sysmon sets the worker's preemption
-///    request, which `GreenThread.checkpoint()` honours by yielding.
+///    request (`Interrupt.preempt`, Preemption.swift), which
+///    `GreenThread.checkpoint()` honours by yielding. Before it yields it
+///    fires every due timer and moves its tick to the injector tick: a
+///    plain yield only rotates the local queue, and a thread alone on its
+///    worker would get the CPU straight back. Yielders waiting behind the
+///    stall count as waiting work too (looked at once per stall).
 /// 2. After `handoffThreshold`, if the request was not honoured (within a
 ///    grace period) and no worker is idle to pick the work up, sysmon
 ///    activates a spare worker (SpareWorker.swift) that takes over the
@@ -30,10 +43,31 @@ import Synchronization
 /// (`Worker.wakeNext`), and this is what keeps a waker that keeps running
 /// from stranding the thread it woke.
 ///
-/// Sysmon sleeps between rounds: 20 µs at first, doubling up to 10 ms
-/// after 50 quiet rounds. When every worker has slept for a while it parks
-/// without a timeout, and a worker that stops sleeping rings `SysmonBell`
-/// to wake it: an idle runtime costs no CPU.
+/// And green threads waiting on sockets must always have a worker to
+/// collect their readiness: when none holds the poller role and no
+/// `epoll_wait` has returned for `unwatchedNanos`, sysmon wakes a sleeper,
+/// which polls and takes the role (`watchSockets`).
+///
+/// **Sleeping.** Rounds start 20 µs apart and the delay doubles after 50
+/// quiet rounds, up to 10 ms (Go's schedule); any action resets it. After
+/// `idleRoundsBeforeParking` rounds at 10 ms with every active worker
+/// asleep and no spare in use, sysmon parks without a timeout: it sets
+/// `SysmonBell.asleep`, issues a full fence and re-checks; a worker that
+/// leaves the sleeper list (`Idle.wakeOne`, `wakeMore`, `removeSleeper`)
+/// fences after its decrement and rings the bell if `asleep` is set. Either
+/// the worker sees `asleep` or sysmon sees the decrement, so a worker that
+/// goes on to stall is always watched. On waking, every stall clock
+/// restarts (a count seen before the sleep says nothing about the present).
+/// An idle runtime costs no CPU, a busy one about a hundred wake-ups a
+/// second.
+///
+/// **Off switches.** `preemptionThreshold: nil` and `handoffThreshold: nil`
+/// turn either part off; both off, there is no sysmon thread and no spare,
+/// and wakes into the run-next slot notify every time (nobody would catch
+/// a stranded one). A `.virtual` clock never starts sysmon: a replacement
+/// worker would make a seeded single-worker run depend on wall-clock time.
+/// Shutdown stops and joins sysmon before it stops the workers, so nothing
+/// activates a spare after that (RuntimeCore.swift).
 final class Sysmon: @unchecked Sendable {
     unowned(unsafe) let core: RuntimeCore
     let bell: SysmonBell

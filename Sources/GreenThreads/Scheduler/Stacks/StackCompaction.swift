@@ -36,6 +36,45 @@ import Synchronization
 /// also means no green code runs while the worker holds a stack: a worker
 /// stuck in a long green thread delays nobody's wake-up, it only leaves its
 /// (at most `batchSize`) candidates resident.
+///
+/// **Which waits.** Only `GreenThread.sleep` (`Park.wait(compactible:
+/// true)`). A channel, select or Sync wait publishes a `Waiter` on its own
+/// stack (Waiting/Waiter.swift), and a write into a released page would be
+/// lost when the copy comes back. The same holds for user code: while a
+/// green thread sleeps, no other thread may read or write its stack (a
+/// pointer to a local handed elsewhere); `Runtime.StackCompaction`'s
+/// documentation says so, and `stackCompaction: nil` turns compaction off.
+/// A sleep is enlisted when it is at least `minimumSleep` long (50 ms by
+/// default) and at least `minimumSleepers` timers (4,096) are pending in
+/// the runtime, summed over the heaps' lock-free counts: below that the
+/// pages at stake (16 MiB) are not worth the time, and at 50 ms a
+/// compaction round trip is a small fraction of the sleep. A virtual clock
+/// compacts nothing (a simulated hour may last a microsecond).
+///
+/// **When a worker flushes.** When its list is full (checked as the next
+/// sleep enlists, so every earlier entry has finished switching out: its
+/// `finishSwitch` ran on this thread first), whenever it runs out of work
+/// (`findRunnable`, before spinning), and when a spare retires (a dormant
+/// spare would keep its candidates resident). The copy back, in
+/// `contextToRun` (Worker+Stacks.swift), costs one page fault for the
+/// thread and one load of `compactedStack` per switch-in for every other.
+///
+/// **The kernel call.** `gt_stacks_discard` passes up to 64 ranges to one
+/// `process_madvise(2)` on `PIDFD_SELF_PROCESS` (no fd is opened, so none
+/// leaks or survives a fork); where the kernel refuses (ENOSYS, EBADF,
+/// EINVAL, EPERM) it remembers that and calls `madvise` per stack. Most of
+/// what remains per stack is freeing the page, which no batching removes.
+/// Pool trimming (StackPool.swift) uses the same call.
+///
+/// **Accounting and shutdown.** A compacted stack stays mapped and bound to
+/// its thread (`stats.stacksMapped` unchanged); `stacksCompacted` counts
+/// the stacks compacted at the moment and `stackCompactions` all so far. A
+/// worker leaving its loop drops its candidates (their retains); shutdown's
+/// cancel wakes every sleeper, which is copied back like any other; an
+/// abandoned thread's saved block is freed with its stack. `gt_stack_save` and
+/// `gt_stack_restore` are the only code that touches another thread's
+/// parked stack, so they are where sanitizer fiber support must copy
+/// uninstrumented (stack.c, "Compaction of parked stacks").
 struct StackCompactor: ~Copyable {
     /// Candidates per batch: one process_madvise, at most this many stack
     /// pages still resident per worker before compaction catches up.

@@ -18,6 +18,50 @@ import Synchronization
 /// each run takes ~5,800 page faults and a hundred `process_madvise` calls,
 /// each flushing the other worker's TLB, ~5 % of a run. Go returns stack memory through its
 /// background scavenger, jemalloc after its decay time, for the same reason.
+///
+/// **The decay period.** The pool tracks the low-water mark of its count
+/// since the period began: the entries below it, the oldest, were not taken
+/// all period. A worker about to sleep after the period ended trims those
+/// and starts a new period; while any stack beyond the warm set still holds
+/// pages it sleeps no longer than the period's end, so a burst's stacks go
+/// back one to two seconds after the last burst. Under a virtual clock
+/// sleeps take no real time, so everything beyond the warm set is trimmed
+/// at once. `cleanBelow` keeps trimming from discarding a stack twice, and
+/// trimming goes `trimSlice` stacks at a time, `parkIdle` checking for
+/// work, due timers and shutdown between slices. A sleep cut short to trim
+/// does not count as a deadlock confirmation (RuntimeCore.swift), so a
+/// deadlock right after a burst is reported up to a period later. A pool
+/// that spills hands its oldest half on trimmed (`trimOldestHalf`): nobody
+/// trims the shared pool, and after a mass wake of compacted sleepers
+/// (StackCompaction.swift) each of those stacks has its top page back.
+///
+/// **Where stacks come from** (stack.c's header): slabs of 64 stacks, one
+/// `MAP_NORESERVE` mapping each, every stack with a guard region
+/// (`MADV_GUARD_INSTALL`, Linux 6.13+) that lives in the page tables and
+/// does not split the mapping; elsewhere one mapping per stack with a
+/// `PROT_NONE` page. Pages are committed on first touch, so a thread costs
+/// the pages it uses, not `stackSize`. Stacks never grow or move: an
+/// overflow hits the guard and is a SIGSEGV, delivered on the worker's
+/// alternate signal stack. Mappings are released only at shutdown, so
+/// `stats.stacksMapped` is the peak concurrency.
+///
+/// **The mapping limit.** With guard regions a million stacks are about
+/// 16k mappings, far below the default `vm.max_map_count` (65,530). Without
+/// them each stack is two VMAs (the guard's permissions differ, so
+/// neighbours cannot merge): about 32k live threads fit under the default.
+/// `scripts/setup.sh` raises the limit where it can, or prints the
+/// `sysctl` line. Running out is fatal, with a message that names the limit
+/// or the memory and the fix (StackMapFailure.swift): a stack is bound when
+/// a thread first runs, long after `go` returned, so there is no caller to
+/// hand an error to.
+///
+/// **Memory per green thread.** A live thread touches at least its top page
+/// (the context and the first frames): 4 KiB of RSS, unless it sleeps
+/// compacted. Beside it come the fiber object and the body's closure (a few
+/// hundred bytes), a 32-byte timer entry while it sleeps, and outside RSS a
+/// share of a VMA and of a page-table page. Go's sleeping goroutine costs
+/// about 2.5-3 KB because Go can move stacks; these cannot move, so below
+/// one page only a compacted sleeper goes.
 struct StackPool: ~Copyable {
     static let warmCount = 64
     /// High enough that a worker's own burst (fib's ~6,000) stays local and

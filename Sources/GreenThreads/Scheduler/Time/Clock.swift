@@ -4,10 +4,28 @@ import Synchronization
 /// A runtime's notion of "now", in nanoseconds: the monotonic clock, or a
 /// virtual clock for discrete-event simulation.
 ///
-/// Virtual time stands still while any green thread can run and jumps to
-/// the next timer's deadline the moment every worker is idle (see
-/// `Worker.parkIdle`), so a simulation of years runs in milliseconds and,
-/// on one worker with a fixed seed, gives the same interleaving every run.
+/// Every deadline is computed from `now()` (through `Park.deadline(after:)`,
+/// which asks the caller's worker for its runtime's clock), so a virtual
+/// clock needs nothing else to change. It is an atomic counter that moves
+/// only in `Worker.parkIdle`: the worker that finds every worker asleep
+/// (itself included), no visible work and a pending timer advances it to
+/// the earliest deadline, leaves the sleeper list and fires the due timers;
+/// the others sleep without a timeout, and a worker whose peers all sleep
+/// skips its spin (only a timer can bring work). Time therefore stands
+/// still while any green thread can run and jumps the moment every worker
+/// is idle, so a year of simulated events costs only their scheduling (the
+/// ChargingStation example). Sockets still work in real time beside it:
+/// the worker blocked in epoll_wait sleeps without a timeout, and the last
+/// idle worker still advances the clock.
+///
+/// **Seeded runs.** `Configuration.seed` fixes each worker's two
+/// generators: `rng` for choices a program can observe (which ready case a
+/// `select` takes) and `stealRng` for steal victims. They are separate
+/// because how often an idle worker tries to steal depends on wall-clock
+/// spinning; one shared generator would make seeded runs diverge. With one
+/// worker and a virtual clock the same program and seed replay the same
+/// interleaving. A virtual clock starts no sysmon (Sysmon.swift), whose
+/// wall-clock decisions would break that.
 final class RuntimeClock: @unchecked Sendable {
     let isVirtual: Bool
     /// `now()` at the runtime's start: `Runtime.now` counts from here.
