@@ -9,7 +9,7 @@ import Testing
 // exactly once, and nothing else is.
 
 /// SplitMix64: a small seeded generator, so a failing round can be named.
-private struct Mix: Sendable {
+struct Mix: Sendable {
     var state: UInt64
     init(_ seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {
