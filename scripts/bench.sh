@@ -23,7 +23,7 @@ if [ $peers = 1 ]; then
     compare=()
     for b in "$@"; do
         [ "$b" = echo1000 ] && b=echo
-        case " switch spawn fib skew pingpong chan select mutex generator timers parkmany echo " in
+        case " switch spawn fib skew pingpong chan select select-default select-timeout select-pingpong mutex generator timers parkmany echo " in
             *" $b "*) [[ " ${compare[*]:-} " == *" $b "* ]] || compare+=("$b") ;;
         esac
     done

@@ -8,7 +8,7 @@
 # generator (`gt-bench loadgen`: 64-byte messages, 100 and 1,000 connections),
 # and prints requests/s and p99 latency.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|mutex|generator|timers|parkmany|echo ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany|echo ...]
 #                                                        (default: all of them)
 # Env:   ROUNDS=3       rounds; each round runs every implementation once per
 #                       benchmark, in turn, so machine drift hits all alike
@@ -29,16 +29,16 @@ peers_dir="$root/scripts/peers"
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pingpong | chan | select | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
+        switch | spawn | fib | skew | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
         -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pingpong, chan, select, mutex, generator, timers, parkmany, echo)" >&2
+                "(switch, spawn, fib, skew, pingpong, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
             exit 2
             ;;
     esac
 done
-((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select mutex generator timers parkmany echo)
+((${#benches[@]})) || benches=(switch spawn fib skew pingpong chan select select-default select-timeout select-pingpong mutex generator timers parkmany echo)
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
 echo_seconds=${ECHO_SECONDS:-5}
@@ -115,7 +115,7 @@ for r in rows:
 peer_has() {
     case $1 in
         go) [[ $2 != generator ]] ;;
-        boostfiber) [[ $2 != select && $2 != generator ]] ;;   # Boost.Fiber has no select
+        boostfiber) [[ $2 != select* && $2 != generator ]] ;;   # Boost.Fiber has no select
         swiftconc) [[ " switch spawn fib skew timers parkmany " == *" $2 "* ]] ;;
         python) [[ $2 == generator ]] ;;   # reports peer=python-gen and peer=greenlet
         *) false ;;
