@@ -35,10 +35,10 @@
 // `receiveLocked`: the buffer, a hand-over to or from a parked
 // counterpart, a closed channel) is `@inlinable`, and the public calls run
 // it in the caller, specialized for `Element`: a buffered `Int` moves with
-// plain loads and stores. Unspecialized, every move of a value was a value
-// witness call and a generic `moveInitialize` (a `memmove`): measured on
-// gt-bench `chan` at one worker, 253 instructions per message, two thirds
-// of them that. Only waiting (`parkSend`, `parkReceive`) is out of line,
+// plain loads and stores. Unspecialized, every move of a value would be a
+// value witness call and a generic `moveInitialize` (a `memmove`): two
+// thirds of the instructions of a message on gt-bench `chan` at one
+// worker. Only waiting (`parkSend`, `parkReceive`) is out of line,
 // in the unspecialized core, which moves values through typed pointers
 // only: it never builds an `Element?` or any other generic type around
 // `Element`, each of which would cost a metadata lookup per call (see

@@ -1,3 +1,106 @@
+// Park.swift: how anything in GreenThreads waits, and how the wait ends.
+//
+// Every blocking operation (a join, a sleep, a channel or select, a Sync
+// primitive, a socket) ends in `Park.wait` or `Park.waitQueued`. On a green
+// thread the wait *parks* it: its worker saves its context and runs other
+// green threads until something makes it runnable again. On a plain OS
+// thread it blocks on a futex.
+//
+// ## The problem
+//
+// A wait can end in several ways that race: the event it waits for (a value,
+// a permit, a joined thread's end), its deadline, a cancellation, and for a
+// select each of its cases. Exactly one of them may resume the thread, once,
+// and none may be lost: an event that comes after the thread published its
+// waker but before its switch has finished must still wake it, and a
+// cancellation that comes just before it parks must still end the wait.
+// And a wait is the hot path of every channel round trip, so it may not
+// allocate, and should change no reference count.
+//
+// ## Tickets and wakers (WaitTarget.swift)
+//
+// Each wait is *armed* with a fresh odd ticket on its `WaitTarget` (the
+// fiber, or a `ThreadWaiter`). Everything that may end it holds a waker
+// naming that ticket (the event's queue entry, the timer, the runtime's
+// cancellation, every case of a select) and must win the CAS of the target's
+// `claim` from the ticket to ticket+1 before it writes `cause` and resumes
+// the thread. So exactly one party resumes each wait, and a waker left over
+// from an earlier wait (a stale timer, a losing select case) holds an old
+// ticket and its CAS fails. Channels split the wake into `claim` and
+// `resume`, so they can hand the value over between the two (Waiter.swift).
+//
+// Rejected: removing every other waker when one fires. Each would need the
+// lock of every place the wait is registered (a timer heap, several
+// channels), on the hot path of every wake; the ticket costs one CAS, and a
+// stale waker is dropped lazily where it lives (TimerHeap.swift).
+//
+// ## Parking a green thread (`parkGreen`)
+//
+//  1. Cancelled already? A cancellable wait of a cancelled thread returns
+//     `.cancelled` at once, before anything is published. Otherwise the
+//     thread records whether cancellation may end this wait
+//     (`cancellableWait`).
+//  2. Arm: `ticket = fiber.arm()`, the next odd value `(claim | 1) + 2`, so
+//     tickets are unique and only increase (releasing store: a claimer's
+//     acquiring CAS sees what the waiter wrote before arming).
+//  3. Parking state: `runState = parking` (releasing), *before* the waker is
+//     visible to anyone. A wake that arrives while the switch is still
+//     saving the context finds `parking` and leaves `wakePending` instead of
+//     queueing a half-saved thread; the worker that finishes the switch
+//     queues it (Fiber.swift, `Fiber.RunState`).
+//  4. Register: `register(waker)` publishes the waker (a joiner slot, a
+//     channel queue, a poll descriptor). It returns false if the event has
+//     already happened; then `disarm(ticket)` withdraws the wait and it
+//     returns `.notified` without parking, unless a waker's claim won first:
+//     that waker's `ready()` is on its way, so the thread parks to consume
+//     it. Queued waiters (channels, Sync, joiners) use `waitQueued`, whose
+//     register step gets an `UnownedWaker`: their queue entry is gone before
+//     the wait can end, so it needs no reference to the fiber.
+//  5. Timer: with a deadline, a strong `Waker` goes into the *current*
+//     worker's `TimerHeap` (it outlives the wait: lazy deletion), and an
+//     idle worker that would sleep past it is told (`Idle.timerAdded`). A
+//     wait that ends some other way reports its stale entry (`noteStale`).
+//  6. Cancel (Dekker): `RuntimeCore.cancel` stores `cancelled` and then
+//     reads `cancellableWait` and the armed ticket; the waiter stored both
+//     (steps 2 and 1) and then reads `cancelled`. A sequentially consistent
+//     fence between the waiter's stores and its load pairs with the seq_cst
+//     accesses of `cancel`, so at least one side sees the other's write: if
+//     the waiter misses the flag, `cancel` sees the ticket and wakes it.
+//  7. Switch: `switchAway(.park)`; `finishSwitch` moves `parking` to
+//     `parked` (releasing CAS: the saved context, for whoever readies it).
+//     Resume: the claimer wrote `cause` and then called `ready()`, whose
+//     releasing store (or CAS, if still `parking`) publishes it to the
+//     worker that switches the thread back in; the thread reads `cause`,
+//     clears its wait state and returns.
+//
+// | operation                             | ordering  | pairs with                                |
+// |---------------------------------------|-----------|-------------------------------------------|
+// | arm: claim = ticket                   | release   | the claimer's acquiring CAS on `claim`    |
+// | runState = parking                    | release   | `ready()`'s acquiring load                |
+// | step 6: fence, then load `cancelled`  | seq_cst   | `cancel`: seq_cst store of `cancelled`,   |
+// |                                       |           | then seq_cst loads of the wait state      |
+// | finishSwitch: parking -> parked (CAS) | release   | `ready()`'s acquiring load                |
+// | claimer: cause, then parked -> queued | release   | the scheduler's acquire of the thread     |
+//
+// ## No reference counting
+//
+// The park reaches its worker and fiber through unretained references (the
+// worker outlives the wait; the scheduler holds the fiber's +1), and
+// `waitQueued` hands out an `UnownedWaker`: a park or a wake changes no
+// reference count. Only a deadline's timer entry and the strong `Waker` of
+// other waits hold one. `WaitReason` is trivial (its `.other` case holds a
+// `StaticString`), so recording it is a plain store.
+//
+// ## Plain OS threads (`waitOnThread`)
+//
+// Without a current fiber the wait arms a `ThreadWaiter` (a `WaitTarget`
+// with a futex word) and blocks in `ThreadWaiter.block` with the remaining
+// timeout: a deadline is the futex's job here, not a timer heap's. On
+// timeout the thread claims its own ticket with `disarm`; if that fails, a
+// waker won, and the thread waits for its unpark and returns that waker's
+// cause. Only waits that pass `core:` (joins, and so `Runtime.run` and
+// `JoinHandle.join`) count for deadlock reports (`beginExternalWait`).
+
 import CContext
 import Synchronization
 
@@ -36,8 +139,10 @@ enum Park {
     }
 
     /// `wait` for a waiter that keeps its target unretained and is out of
-    /// every queue before the wait ends (a channel or Sync `Waiter`): it
-    /// gets an `UnownedWaker`, so the park takes no reference.
+    /// every queue before the wait ends (a channel or Sync `Waiter`, a
+    /// joiner): it gets an `UnownedWaker`, so the park takes no reference.
+    /// A `Waiter` in a `WaiterList` parks through the overload in
+    /// WaiterList.swift, which also queues and unlinks it.
     static func waitQueued(
         reason: @autoclosure () -> WaitReason,
         deadline: Int64? = nil,
@@ -63,7 +168,7 @@ enum Park {
         }
     }
 
-    /// `wait` on a green thread: steps 1-7 of ARCHITECTURE.md §7.
+    /// `wait` on a green thread: steps 1-7 of the file header.
     @inline(__always)
     private static func parkGreen(
         _ worker: Worker, _ fiber: Fiber, reason: () -> WaitReason, deadline: Int64?, cancellable: Bool,
@@ -98,9 +203,9 @@ enum Park {
             // sleeper needs waking for a new timer.)
             if !worker.clock.isVirtual { worker.idle.timerAdded(deadline: deadline) }
         }
-        // Dekker with RuntimeCore.cancel: it stores the flag then reads our
-        // ticket; we stored the ticket (arm) and now read the flag. The
-        // fence orders our store before our load, so at least one side
+        // Step 6, Dekker with RuntimeCore.cancel: it stores the flag, then
+        // reads our ticket; we stored the ticket (arm), then read the flag.
+        // The fence orders our store before our load, so at least one side
         // sees the other's write and the wait cannot miss its cancel.
         if cancellable {
             atomicMemoryFence(ordering: .sequentiallyConsistent)

@@ -12,7 +12,10 @@
 //    register step, before the switch. A wait that ended other than by a
 //    claim (cancellation, the deadline) was not dequeued, because a claimer
 //    always dequeues what it claims; its own thread unlinks it under the
-//    lock before the stack frame holding it can go.
+//    lock before the stack frame holding it can go. (GreenMutex keeps its
+//    own loop on the same rules: its register step may take the mutex
+//    instead of queueing, and a woken waiter that loses the race re-queues
+//    at the front.)
 //
 //  * The waking side (`popClaimed`, `claimAll`). A waiter is claimed only
 //    while it is dequeued under the lock, and resumed only after the lock is
