@@ -172,7 +172,7 @@ extension Park {
     static func waitQueued(
         _ waiter: WaiterRef,
         lock: borrowing SpinLock,
-        reason: @autoclosure () -> WaitReason,
+        reason: WaitReason,
         deadline: Int64? = nil,
         releasing mutex: GreenMutex? = nil,
         enqueue: (WaiterRef) -> Void,
@@ -184,7 +184,9 @@ extension Park {
         // through `enqueue` would be an indirect call per park.
         enqueue(waiter)
         var registered = false
-        let cause = waitQueued(reason: reason(), deadline: deadline, cancellable: true) { waker in
+        // `reason` by value (it is trivial): an autoclosure here would be
+        // called through Park's own, one more indirect call per park.
+        let cause = waitQueued(reason: reason, deadline: deadline, cancellable: true) { waker in
             waiter.attach(waker)
             registered = true
             lock.unlock()
