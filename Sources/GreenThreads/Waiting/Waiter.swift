@@ -127,15 +127,8 @@ struct Waiter {
 typealias WaiterRef = UnsafeMutablePointer<Waiter>
 
 extension UnsafeMutablePointer where Pointee == Waiter {
-    /// Binds this waiter to `waker`'s wait, before queueing it.
-    @inline(__always)
-    func attach(_ waker: Waker) {
-        pointee.target = Unmanaged.passUnretained(waker.target)
-        pointee.ticket = waker.ticket
-        pointee.outcome = .waiting
-    }
-
-    /// `attach` for a wait parked with `Park.waitQueued`.
+    /// Binds this waiter to `waker`'s wait (parked with `Park.waitQueued`),
+    /// under the queue's lock, before any claimer can see it.
     @inline(__always)
     func attach(_ waker: UnownedWaker) {
         pointee.target = Unmanaged.passUnretained(waker.target)
