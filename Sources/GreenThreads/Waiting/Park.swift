@@ -55,7 +55,9 @@
 //     that waker's `ready()` is on its way, so the thread parks to consume
 //     it. Queued waiters (channels, Sync, joiners) use `waitQueued`, whose
 //     register step gets an `UnownedWaker`: their queue entry is gone before
-//     the wait can end, so it needs no reference to the fiber.
+//     the wait can end, so it needs no reference to the fiber. A `Waiter`
+//     in a `WaiterList` parks through the overload in WaiterList.swift,
+//     which queues it under the list's lock and unlinks it afterwards.
 //  5. Timer: with a deadline, a strong `Waker` goes into the *current*
 //     worker's `TimerHeap` (it outlives the wait: lazy deletion), and an
 //     idle worker that would sleep past it is told (`Idle.timerAdded`). A
