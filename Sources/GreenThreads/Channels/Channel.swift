@@ -35,10 +35,10 @@
 // `receiveLocked`: the buffer, a hand-over to or from a parked
 // counterpart, a closed channel) is `@inlinable`, and the public calls run
 // it in the caller, specialized for `Element`: a buffered `Int` moves with
-// plain loads and stores. Unspecialized, every move of a value was a value
-// witness call and a generic `moveInitialize` (a `memmove`): measured on
-// gt-bench `chan` at one worker, 253 instructions per message, two thirds
-// of them that. Only waiting (`parkSend`, `parkReceive`) is out of line,
+// plain loads and stores. Unspecialized, every move of a value would be a
+// value witness call and a generic `moveInitialize` (a `memmove`): two
+// thirds of the instructions of a message on gt-bench `chan` at one
+// worker. Only waiting (`parkSend`, `parkReceive`) is out of line,
 // in the unspecialized core, which moves values through typed pointers
 // only: it never builds an `Element?` or any other generic type around
 // `Element`, each of which would cost a metadata lookup per call (see
@@ -49,7 +49,7 @@
 //
 // One SpinLock per channel guards everything. It is never held across a
 // switch: a parking operation queues its waiter and releases the lock inside
-// `Park.wait`'s register step, before the green thread switches away, and
+// Park's register step, before the green thread switches away, and
 // waiters are resumed only after the lock is released (a resume may wake a
 // sleeping worker through a futex). Only a select holds several channel
 // locks at once, always in address order (see Select.swift); every other
@@ -380,21 +380,12 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             return
         }
         closed = true
-        // Claim every live waiter under the lock, resume them after it:
-        // chain them through `next`, which popClaimed just cleared.
-        var woken: WaiterRef?
-        while let w = receivers.popClaimed() ?? senders.popClaimed() {
-            w.pointee.outcome = .closed
-            w.pointee.next = woken
-            woken = w
-        }
+        // Everyone parked wakes with nothing moved: claimed under the lock,
+        // resumed after it.
+        var woken = receivers.claimAll(outcome: .closed)
+        senders.claimAll(outcome: .closed, into: &woken)
         lock.unlock()
-        while let w = woken {
-            // Read and cleared before the resume hands the waiter back.
-            woken = w.pointee.next
-            w.pointee.next = nil
-            w.resume()
-        }
+        woken.resumeAll()
     }
 
     /// Whether `close` has been called.
@@ -425,29 +416,31 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     ///
     /// The lock is held from the failed attempt until the waiter is queued,
     /// so no sender or `close` can slip in between and leave us waiting for
-    /// something that already happened.
+    /// something that already happened (see WaiterList.swift).
     @inline(__always)
     private func parkLocked(_ waiter: WaiterRef, in queue: Queue, reason: WaitReason) -> Waiter.Outcome {
-        var queued = false
-        let cause = Park.waitQueued(reason: reason, cancellable: true) { waker in
-            waiter.attach(waker)
-            switch queue {
-            case .senders: senders.append(waiter)
-            case .receivers: receivers.append(waiter)
-            }
-            queued = true
-            lock.unlock()
-            return true
-        }
-        if !queued {
-            // Already cancelled: Park.wait returned before registering.
-            lock.unlock()
-        } else if cause != .notified {
-            // Nobody dequeued us (a claimer always dequeues): unlink now so
-            // no dead waiter lingers.
-            unregister(waiter, from: queue)
-        }
+        let cause = Park.waitQueued(waiter, lock: lock, reason: reason,
+                                    enqueue: { append($0, to: queue) },
+                                    unlink: { remove($0, from: queue) })
         return cause == .notified ? waiter.pointee.outcome : .waiting
+    }
+
+    /// Queues `waiter` at the back of `queue`. Under `lock`.
+    @inline(__always)
+    private func append(_ waiter: WaiterRef, to queue: Queue) {
+        switch queue {
+        case .senders: senders.append(waiter)
+        case .receivers: receivers.append(waiter)
+        }
+    }
+
+    /// Unlinks `waiter` from `queue` if it is still there. Under `lock`.
+    @inline(__always)
+    private func remove(_ waiter: WaiterRef, from queue: Queue) {
+        switch queue {
+        case .senders: senders.remove(waiter)
+        case .receivers: receivers.remove(waiter)
+        }
     }
 
     // MARK: Select support
@@ -457,19 +450,13 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// cases, and has just found none of them ready (see Select.swift).
     func enqueueHeld(_ waiter: WaiterRef, in queue: Queue, waker: UnownedWaker) {
         waiter.attach(waker)
-        switch queue {
-        case .receivers: receivers.append(waiter)
-        case .senders: senders.append(waiter)
-        }
+        append(waiter, to: queue)
     }
 
     /// Unlinks a waiter if it is still queued.
     func unregister(_ waiter: WaiterRef, from queue: Queue) {
         lock.lock()
-        switch queue {
-        case .senders: senders.remove(waiter)
-        case .receivers: receivers.remove(waiter)
-        }
+        remove(waiter, from: queue)
         lock.unlock()
     }
 

@@ -3,7 +3,7 @@
 // ## Design
 //
 // A FIFO of parked waiters under a SpinLock. `wait` queues itself *before*
-// releasing the mutex (both inside Park.wait's register step, before the
+// releasing the mutex (both inside Park's register step, before the
 // switch), so a `signal` made by whoever takes the mutex next always finds
 // it: no wake-up is lost between unlock and park.
 //
@@ -53,23 +53,15 @@ public final class GreenCondition: @unchecked Sendable {
     }
 
     private func wait(_ mutex: GreenMutex, deadline: Int64?) throws -> Bool {
-        var queued = false
-        let cause = Waiter.withTemporary { me -> WakeCause in
-            let cause = Park.waitQueued(reason: .other("GreenCondition.wait"), deadline: deadline, cancellable: true) { waker in
-                lock.lock()
-                me.attach(waker)
-                waiters.append(me)
-                queued = true
-                lock.unlock()
-                // Queued first, unlocked second: see the file header.
-                mutex.unlock()
-                return true
-            }
-            if queued && cause != .notified { lock.withLock { waiters.remove(me) } }
-            return cause
+        let cause = Waiter.withTemporary { me -> WakeCause? in
+            lock.lock()
+            // Queued first, the mutex released second: see the file header.
+            return Park.waitQueued(me, lock: lock, reason: .other("GreenCondition.wait"), deadline: deadline,
+                                   releasing: mutex,
+                                   enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
         // Cancelled before queueing: the mutex was never released.
-        guard queued else { throw CancellationError() }
+        guard let cause else { throw CancellationError() }
         mutex.lockUncancellable()
         switch cause {
         case .notified: return true
@@ -89,20 +81,10 @@ public final class GreenCondition: @unchecked Sendable {
 
     /// Wakes every waiting thread.
     public func broadcast() {
-        // Claimed under the lock, chained through `next` (which popClaimed
-        // just cleared), resumed after it.
-        var woken: WaiterRef?
         lock.lock()
-        while let w = waiters.popClaimed() {
-            w.pointee.next = woken
-            woken = w
-        }
+        let woken = waiters.claimAll()
         lock.unlock()
-        while let w = woken {
-            woken = w.pointee.next  // before the resume hands the waiter back
-            w.pointee.next = nil
-            w.resume()
-        }
+        woken.resumeAll()
     }
 
     /// Queued waiters, live or dead (for tests).

@@ -63,8 +63,8 @@ public final class GreenMutex: @unchecked Sendable {
 
     // The uncontended paths below are @inlinable, so that a client's
     // `withLock` compiles to the two atomics and the body, with no call into
-    // this module and no unspecialized generic closure call (measured: two
-    // thirds of an uncontended lock/unlock pair were that overhead).
+    // this module and no unspecialized generic closure call (otherwise two
+    // thirds of an uncontended lock/unlock pair).
     @usableFromInline static let locked: UInt32 = 1
     private static let waiting: UInt32 = 2
     /// Go's starvationThresholdNs.

@@ -66,29 +66,16 @@ public final class GreenSemaphore: @unchecked Sendable {
             lock.unlock()
             return true
         }
-        var queued = false
-        let cause = Waiter.withTemporary { me -> WakeCause in
-            let cause = Park.waitQueued(reason: .other("GreenSemaphore.acquire"), deadline: deadline, cancellable: true) { waker in
-                // Still under `lock` from the check above: a release cannot
-                // slip in between and bank a permit we would not see.
-                me.attach(waker)
-                waiters.append(me)
-                queued = true
-                lock.unlock()
-                return true
-            }
-            // Not notified: nobody claimed (so nobody dequeued) us.
-            if queued && cause != .notified { lock.withLock { waiters.remove(me) } }
-            return cause
-        }
-        guard queued else {
-            lock.unlock()
-            throw CancellationError()
+        // Still under `lock` from the check above: a release cannot slip in
+        // between and bank a permit we would not see.
+        let cause = Waiter.withTemporary { me in
+            Park.waitQueued(me, lock: lock, reason: .other("GreenSemaphore.acquire"), deadline: deadline,
+                            enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
         switch cause {
         case .notified: return true  // the releaser handed us its permit
         case .timedOut: return false
-        case .cancelled, .deadlock: throw CancellationError()
+        case .cancelled, .deadlock, nil: throw CancellationError()
         }
     }
 

@@ -34,22 +34,10 @@ public final class WaitGroup: @unchecked Sendable {
         lock.lock()
         counter += delta
         let now = counter
-        // Claimed under the lock, chained through `next` (which popClaimed
-        // just cleared), resumed after it.
-        var woken: WaiterRef?
-        if now == 0 {
-            while let w = waiters.popClaimed() {
-                w.pointee.next = woken
-                woken = w
-            }
-        }
+        let woken = now == 0 ? waiters.claimAll() : ClaimedWaiters()
         lock.unlock()
         precondition(now >= 0, "GreenThreads: WaitGroup counter went negative (more done() than add())")
-        while let w = woken {
-            woken = w.pointee.next  // before the resume hands the waiter back
-            w.pointee.next = nil
-            w.resume()
-        }
+        woken.resumeAll()
     }
 
     /// Decrements the counter by one.
@@ -68,26 +56,11 @@ public final class WaitGroup: @unchecked Sendable {
             lock.unlock()
             return
         }
-        let ended = Waiter.withTemporary { me -> Bool in
-            var queued = false
-            let cause = Park.waitQueued(reason: .other("WaitGroup.wait"), cancellable: true) { waker in
-                me.attach(waker)
-                waiters.append(me)
-                queued = true
-                lock.unlock()
-                return true
-            }
-            guard queued else {
-                lock.unlock()
-                return false
-            }
-            if cause != .notified {
-                lock.withLock { waiters.remove(me) }
-                return false
-            }
-            return true
+        let cause = Waiter.withTemporary { me in
+            Park.waitQueued(me, lock: lock, reason: .other("WaitGroup.wait"),
+                            enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
-        if !ended { throw CancellationError() }
+        if cause != .notified { throw CancellationError() }
     }
 
     /// Adds one to the counter and runs `body` in a new green thread of the

@@ -1,13 +1,18 @@
-// Waiter.swift: a parked operation (Go's sudog) and the intrusive FIFO list
-// that channels and the Sync primitives keep their waiters in.
+// Waiter.swift: a parked operation (Go's sudog), kept in a `WaiterList`
+// (WaiterList.swift) by channels and the Sync primitives.
 //
-// Both are deliberately non-generic. Channel code that is generic over the
-// element type runs unspecialized when called from another module, and
-// there every use of a generic type such as `WaiterList<Node<Element>>`
-// costs a runtime metadata lookup (tens of nanoseconds, measured as most of
-// a buffered send). A waiter therefore carries the value as a raw pointer
-// into its own thread's stack, as Go's `sudog.elem` does: only the code at
-// the two ends of a hand-off knows the type.
+// A waiter records the wait (its thread, unretained, and the ticket), a
+// pointer to the value it offers or expects, the outcome its claimer writes
+// and the intrusive list links.
+//
+// Both the waiter and its list are deliberately non-generic. Channel code
+// that is generic over the element type runs unspecialized when called from
+// another module, and there every use of a generic type such as
+// `WaiterList<Node<Element>>` costs a runtime metadata lookup, tens of
+// nanoseconds: as much as the rest of a buffered send. A waiter therefore
+// carries the value as a raw pointer into its own thread's stack, as Go's
+// `sudog.elem` does: only the code at the two ends of a hand-off knows the
+// type.
 //
 // ## Where a waiter lives
 //
@@ -17,11 +22,14 @@
 // claimer dequeues it; a wait that ended otherwise unlinks it itself). So
 // the stack frame outlives every use of the waiter, and a wait costs no
 // allocation and no reference counting: the list links, the queue heads and
-// the waiter's reference to its thread are plain pointers. (Go must keep
-// sudogs on the heap, with a per-P cache, because goroutine stacks move.)
-// Measured on pingpong: the heap `Waiter` class and its strong links were
-// a third of the instructions of a round trip, mostly atomic
-// retain/release.
+// the waiter's reference to its thread are plain pointers. `withTemporary`
+// checks the rule on the way out. (Go must keep sudogs on the heap, with a
+// per-P cache, because goroutine stacks move; stackful green threads need
+// neither.)
+//
+// Rejected: a heap `Waiter` class with strong links. Each wait would cost an
+// allocation, and every link, queue head and thread reference an atomic
+// retain/release pair: a third of the instructions of a channel round trip.
 //
 // ## Ownership of a waiter
 //
@@ -29,7 +37,8 @@
 // one of them at a time:
 //
 // 1. Its *waiting thread*, which fills it in (the value it offers, if it
-//    sends) before queueing it.
+//    sends; the wait it belongs to) while holding the queue's lock, before
+//    any claimer can see it.
 // 2. The *queue's lock* (a channel's or a primitive's SpinLock) while it is
 //    queued. Anyone holding that lock may unlink it.
 // 3. Whoever wins its claim (see `claim`). A channel claims a waiter only
@@ -42,7 +51,9 @@
 //
 // A waiter whose wait ended some other way (cancellation, a timeout, another
 // select case) stays queued until its own thread, or a channel operation
-// that finds its claim dead, unlinks it under the queue lock.
+// that finds its claim dead, unlinks it under the queue lock. The thread of
+// a plain send, receive or Sync wait does so in `Park.waitQueued(_:lock:...)`
+// (WaiterList.swift), a select in its step 5 (Select.swift).
 
 /// One green thread or OS thread parked in a channel operation (a plain
 /// `send`/`receive`, or one case of a `select`), or in a Sync primitive.
@@ -60,8 +71,8 @@ struct Waiter {
     @usableFromInline
     enum Outcome: UInt8 {
         case waiting    // not claimed (yet)
-        case completed  // a value moved (sent or received), or a mutex or a
-                        // semaphore permit was handed over
+        case completed  // a value moved (sent or received), or a mutex was
+                        // handed over (GreenMutex's starvation mode)
         case closed     // the channel was closed: nothing moved
     }
 
@@ -116,15 +127,8 @@ struct Waiter {
 typealias WaiterRef = UnsafeMutablePointer<Waiter>
 
 extension UnsafeMutablePointer where Pointee == Waiter {
-    /// Binds this waiter to `waker`'s wait, before queueing it.
-    @inline(__always)
-    func attach(_ waker: Waker) {
-        pointee.target = Unmanaged.passUnretained(waker.target)
-        pointee.ticket = waker.ticket
-        pointee.outcome = .waiting
-    }
-
-    /// `attach` for a wait parked with `Park.wait(queue:)`.
+    /// Binds this waiter to `waker`'s wait (parked with `Park.waitQueued`),
+    /// under the queue's lock, before any claimer can see it.
     @inline(__always)
     func attach(_ waker: UnownedWaker) {
         pointee.target = Unmanaged.passUnretained(waker.target)
@@ -161,80 +165,5 @@ extension UnsafeMutablePointer where Pointee == Waiter {
     @inline(__always)
     func resume(_ cause: WakeCause) {
         pointee.target.unsafelyUnwrapped._withUnsafeGuaranteedRef { $0.resume(cause) }
-    }
-
-}
-
-/// An intrusive doubly linked FIFO of waiters: O(1) append, pop and
-/// removal from the middle (a cancelled waiter, a losing select case).
-///
-/// Not thread-safe: every use is under the owning primitive's lock.
-@usableFromInline
-struct WaiterList {
-    @usableFromInline private(set) var head: WaiterRef?
-    private var tail: WaiterRef?
-    /// Queued nodes, including ones whose wait already ended (not yet
-    /// unlinked).
-    private(set) var count = 0
-
-    @inlinable
-    var isEmpty: Bool { head == nil }
-
-    mutating func append(_ node: WaiterRef) {
-        precondition(!node.pointee.isQueued, "GreenThreads: waiter queued twice")
-        node.pointee.isQueued = true
-        node.pointee.next = nil
-        node.pointee.prev = tail
-        if let t = tail { t.pointee.next = node } else { head = node }
-        tail = node
-        count += 1
-    }
-
-    /// Puts `node` first: a mutex waiter that was woken and lost the race to
-    /// a newcomer keeps its place at the head (Go's LIFO re-queue).
-    mutating func prepend(_ node: WaiterRef) {
-        precondition(!node.pointee.isQueued, "GreenThreads: waiter queued twice")
-        node.pointee.isQueued = true
-        node.pointee.prev = nil
-        node.pointee.next = head
-        if let h = head { h.pointee.prev = node } else { tail = node }
-        head = node
-        count += 1
-    }
-
-    mutating func popFirst() -> WaiterRef? {
-        guard let node = head else { return nil }
-        remove(node)
-        return node
-    }
-
-    /// Unlinks `node` if it is still queued; a no-op otherwise (a waker
-    /// dequeued it first).
-    mutating func remove(_ node: WaiterRef) {
-        guard node.pointee.isQueued else { return }
-        let next = node.pointee.next, prev = node.pointee.prev
-        if let p = prev { p.pointee.next = next } else { head = next }
-        if let n = next { n.pointee.prev = prev } else { tail = prev }
-        node.pointee.next = nil
-        node.pointee.prev = nil
-        node.pointee.isQueued = false
-        count -= 1
-    }
-
-    /// Dequeues the first waiter whose claim the caller wins, dropping the
-    /// dead ones in front of it (lazy removal: their own threads would
-    /// unlink them anyway, and finding them here costs one failed CAS).
-    /// The caller must `resume` the returned waiter.
-    @inlinable @inline(__always)
-    mutating func popClaimed() -> WaiterRef? {
-        head == nil ? nil : popClaimedSlow()
-    }
-
-    @usableFromInline
-    mutating func popClaimedSlow() -> WaiterRef? {
-        while let node = popFirst() {
-            if node.claim() { return node }
-        }
-        return nil
     }
 }

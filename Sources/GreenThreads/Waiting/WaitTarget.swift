@@ -1,3 +1,34 @@
+// WaitTarget.swift: the claim that lets exactly one party end a wait.
+//
+// A `WaitTarget` is what waits (a green thread's `Fiber`, or a
+// `ThreadWaiter` for a plain OS thread). Its `claim` word is the whole
+// arbitration between the parties that may end a wait (Park.swift):
+//
+//  * even: not waiting, or the current wait is already claimed;
+//  * odd: armed with that ticket. The waiter arms a fresh ticket per wait.
+//    Whoever moves the word from the ticket to ticket+1 (one CAS) owns the
+//    wake: it writes `cause`, then resumes the thread, exactly once. The
+//    waiter's own `disarm` is the same CAS, for a wait that ended before it
+//    slept (its event already happened, or an OS thread's timeout).
+//
+// Tickets only increase, so a waker from an earlier wait (a stale timer, a
+// losing select case) can never match again: it needs no removal, only
+// its one failed CAS.
+//
+// Three kinds of waker carry a ticket. `Waker` holds its target strongly:
+// for a party that may outlive the wait (a timer entry, the runtime's
+// cancellation). `UnownedWaker` holds it unretained: for a queue that drops
+// its entry before the wait can end some other way (a joiner slot, see
+// `Park.waitQueued`), so a park costs no retain/release pair. A queued
+// `Waiter` (Waiter.swift) records target and ticket itself, unretained, on
+// the same rule.
+//
+// A plain OS thread's `ThreadWaiter` blocks on a futex word (`gt_parker`)
+// and handles its own deadline with the futex timeout. Its resume holds a
+// reference across the unpark: the blocked thread may return, and free the
+// waiter, as soon as the word changes, and queued waiters reach it
+// unretained.
+
 import CContext
 import Synchronization
 
@@ -14,13 +45,17 @@ enum WakeCause: UInt8 {
 /// a runtime call.
 ///
 /// Every wait is *armed* with a fresh odd ticket. Anything that may end the
-/// wait (a joined thread finishing, a timer, cancellation, later a channel
-/// or a select) holds a `Waker` naming that ticket and must win a CAS from
+/// wait (a joined thread finishing, a timer, cancellation, a channel or a
+/// select) holds a waker naming that ticket and must win a CAS from
 /// the ticket to ticket+1 before resuming the waiter. So exactly one of
 /// them resumes it, and a waker left behind from an earlier wait (a stale
 /// timer, a losing select case) fails its CAS and does nothing.
 @usableFromInline
 class WaitTarget: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `claim` is atomic, and `cause` is written
+    // only by the winner of the claim before it resumes the waiter, and read
+    // by the waiter after it resumed; the resume (a fiber's run-state
+    // release/acquire, or the futex) orders the two.
     /// Odd: armed with that ticket. Even: not waiting (or already claimed).
     let claim = Atomic<UInt64>(0)
     /// Written by the claimer before it resumes the waiter.
@@ -79,7 +114,7 @@ class WaitTarget: @unchecked Sendable {
 }
 
 /// A claim on one specific wait of one target.
-struct Waker: @unchecked Sendable {
+struct Waker: Sendable {
     let target: WaitTarget
     let ticket: UInt64
 
@@ -98,8 +133,8 @@ struct Waker: @unchecked Sendable {
 
 /// A claim on one wait that does not own its target: what a waiter that
 /// records its target unretained needs (channel and Sync waiters, see
-/// Waiter.swift), handed out by `Park.wait(queue:)` without the retain and
-/// release a `Waker` costs (two atomic operations per park). Valid only
+/// Waiter.swift; joiners), handed out by `Park.waitQueued` without the
+/// retain and release a `Waker` costs (two atomic operations per park). Valid only
 /// while the wait is open: whoever keeps one must drop it before the wait
 /// can end some other way, as a waiter queue does (a claimer dequeues the
 /// waiter; any other ending unlinks it first).
@@ -143,6 +178,9 @@ struct UnownedWaker {
 
 /// A plain OS thread blocked in a runtime call: parks on a futex.
 final class ThreadWaiter: WaitTarget, @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `parker` never changes after init, and
+    // the futex word it points at is only touched through the atomic
+    // gt_parker_park / gt_parker_unpark calls.
     private let parker: UnsafeMutablePointer<gt_parker>
 
     override init() {
