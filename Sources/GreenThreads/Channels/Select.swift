@@ -69,28 +69,26 @@
 //
 // ## Specialization and allocation
 //
-// `select`, the case constructors and the builder are `@inlinable`, so
-// building the cases is specialized in the caller. A case is a flat value
-// (`SelectCase`): no object per case, and no type erasure by boxing. Its
-// channel calls are reached through the metatype of an element-typed
-// subclass (`ReceiveKind`/`SendKind`), its channel through an unretained
-// pointer that the case's one strong reference keeps valid, and a receive
-// body through a capture-free `deliver` closure written where `Element` is
-// concrete. `select` reads the cases in place, through pointers: copying
-// one would cost a retain and a release per reference it holds (measured:
-// that, and dynamic exclusivity checks on variables captured by recursive
-// local functions, each cost more than the poll).
+// `select` is `@inlinable` and generic over the clause tree its builder
+// makes (SelectClauses.swift, SelectGroups.swift), so in the caller every
+// pass over the cases is specialized for their element types: the fast
+// path (step 2), the one-by-one polls, the locked poll of step 3 and the
+// bodies move values with the element's own code, and a list of cases is
+// one value on the stack. Only the wait itself (`_selectPark`: queueing a
+// waiter per case, parking, unlinking) runs unspecialized, over type-erased
+// `SelectOperation`s (SelectOperation.swift) that reach each channel
+// through the metatype of an element-typed class and move values only
+// through typed pointers (see Channel.swift, "Specialization").
 //
-// The loop above is the non-generic `_select`, over type-erased
-// `SelectOperation`s that move values only through typed pointers (see
-// Channel.swift, "Specialization"). What a select puts on the stack: the
-// operation list, the poll order, one waiter per case (see Waiter.swift)
-// and one value slot shared by all receive cases (only the case that fires
-// ever writes it). What it allocates: the builder's one case array, and a
-// box per send case for its value (it must stay put while the select is
-// parked). Go's selectgo allocates nothing; parameter packs would remove
-// the array too, but `if` and `for` cases need a runtime-sized list anyway,
-// and the array is one allocation, not one per case.
+// What a select puts on its stack, on the slow path only: the operations,
+// a copy of each send value (it must stay put while the select is parked:
+// a receiver copies it from there), the poll and lock orders, one value
+// slot shared by all receive cases (only the case that fires writes it)
+// and one waiter per case (Waiting/Waiter.swift). Waiters need no cache
+// (Go's per-P sudog cache): a green thread's stack never moves, so they
+// live in the parked frame itself. A select allocates nothing, except the
+// array of a `for` group. Building the cases retains each channel (a case
+// may name a channel nothing else holds, as Go's `<-time.After(d)` does).
 //
 import CContext
 
