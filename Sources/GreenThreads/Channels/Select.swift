@@ -385,21 +385,26 @@ enum SelectOrder {
     /// Locks every distinct channel, in `locks` order.
     @usableFromInline
     static func lockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
-        var previous: UnsafeRawPointer?
-        for k in 0..<n {
-            let op = ops[locks[k]]
-            if op.channel != previous { op.kind.lock(op.channel) }
-            previous = op.channel
-        }
+        forEachChannel(ops, locks, count: n) { $0.kind.lock($0.channel) }
     }
 
     /// Unlocks what `lockAll` locked.
     @usableFromInline
     static func unlockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
+        forEachChannel(ops, locks, count: n) { $0.kind.unlock($0.channel) }
+    }
+
+    /// Calls `body` with one operation per distinct channel, in `locks`
+    /// order (duplicates are adjacent there).
+    @inline(__always)
+    private static func forEachChannel(
+        _ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int,
+        _ body: (SelectOperation) -> Void
+    ) {
         var previous: UnsafeRawPointer?
         for k in 0..<n {
             let op = ops[locks[k]]
-            if op.channel != previous { op.kind.unlock(op.channel) }
+            if op.channel != previous { body(op) }
             previous = op.channel
         }
     }

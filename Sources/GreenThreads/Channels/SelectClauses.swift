@@ -45,6 +45,26 @@ public protocol SelectClause<Result> {
     func _runDefault(_ result: inout Result?) throws -> Bool
 }
 
+/// What a clause that is not a channel case (a timeout, a default, an
+/// empty block) does in the passes that concern only channel cases, and
+/// what a clause that holds no timeout or default does in theirs.
+extension SelectClause {
+    @inlinable
+    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
+    @inlinable
+    public func _erase(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _destroyErased(_ erasure: inout _SelectErasure) {}
+    @inlinable
+    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
+}
+
 /// A select's cases, measured: see `SelectClause`.
 public struct _SelectShape {
     /// Channel cases, groups included.
@@ -205,9 +225,6 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
-    public func _destroyErased(_ erasure: inout _SelectErasure) {}
-
-    @inlinable
     public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
         k -= 1
         guard k == -1 else { return false }
@@ -215,10 +232,6 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
         return true
     }
 
-    @inlinable
-    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
 }
 
 /// A send case (`Case.send`).
@@ -297,10 +310,6 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
         return true
     }
 
-    @inlinable
-    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
 }
 
 /// A timeout case (`Case.timeout`).
@@ -324,17 +333,6 @@ public struct TimeoutClause<Result>: SelectClause {
     }
 
     @inlinable
-    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
-    @inlinable
-    public func _erase(_ erasure: inout _SelectErasure) {}
-    @inlinable
-    public func _destroyErased(_ erasure: inout _SelectErasure) {}
-    @inlinable
-    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
-
-    @inlinable
     public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool {
         k -= 1
         guard k == -1 else { return false }
@@ -342,8 +340,6 @@ public struct TimeoutClause<Result>: SelectClause {
         return true
     }
 
-    @inlinable
-    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
 }
 
 /// A default case (`Case.default`).
@@ -355,18 +351,6 @@ public struct DefaultClause<Result>: SelectClause {
 
     @inlinable
     public func _measure(_ shape: inout _SelectShape) { shape.defaults += 1 }
-    @inlinable
-    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
-    @inlinable
-    public func _erase(_ erasure: inout _SelectErasure) {}
-    @inlinable
-    public func _destroyErased(_ erasure: inout _SelectErasure) {}
-    @inlinable
-    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
 
     @inlinable
     public func _runDefault(_ result: inout Result?) throws -> Bool {

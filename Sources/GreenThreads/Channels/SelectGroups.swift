@@ -65,20 +65,6 @@ public struct SelectEmpty<Result>: SelectClause {
     @inlinable init() {}
     @inlinable
     public func _measure(_ shape: inout _SelectShape) {}
-    @inlinable
-    public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
-    @inlinable
-    public func _erase(_ erasure: inout _SelectErasure) {}
-    @inlinable
-    public func _destroyErased(_ erasure: inout _SelectErasure) {}
-    @inlinable
-    public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _runTimeout(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
-    @inlinable
-    public func _runDefault(_ result: inout Result?) throws -> Bool { false }
 }
 
 /// An `if` without `else`: its cases take part only when the condition held.

@@ -83,55 +83,48 @@ class ChannelCaseKind {
     }
 }
 
+/// The channel calls of a case on a `Channel<Element>`; the subclass says
+/// which of its queues the case waits in.
+@usableFromInline
+class ChannelKind<Element: Sendable>: ChannelCaseKind {
+    /// The queue this kind's waiters join.
+    class var queue: Channel<Element>.Queue { fatalError("subclass responsibility") }
+
+    @inline(__always)
+    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
+        Unmanaged.fromOpaque(p)
+    }
+
+    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
+        let queue = self.queue
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: queue, waker: waker) }
+    }
+
+    override class func lock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
+    }
+
+    override class func unlock(_ channel: UnsafeRawPointer) {
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
+    }
+
+    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
+        let queue = self.queue
+        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: queue) }
+    }
+}
+
 /// A receive case's channel calls. The value ends up in the select's
 /// shared slot: moved there by a poll, or written there by a sender while
 /// the select is parked.
 @usableFromInline
-final class ReceiveKind<Element: Sendable>: ChannelCaseKind {
-    @inline(__always)
-    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
-        Unmanaged.fromOpaque(p)
-    }
-
-    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .receivers, waker: waker) }
-    }
-
-    override class func lock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
-    }
-
-    override class func unlock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
-    }
-
-    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .receivers) }
-    }
+final class ReceiveKind<Element: Sendable>: ChannelKind<Element> {
+    override class var queue: Channel<Element>.Queue { .receivers }
 }
 
-/// A send case's channel calls. The value stays in the case's box; a
-/// receiver copies it from there.
+/// A send case's channel calls. The value stays in the select's copy of it
+/// (see SelectClauses.swift); a receiver copies it from there.
 @usableFromInline
-final class SendKind<Element: Sendable>: ChannelCaseKind {
-    @inline(__always)
-    private static func channel(_ p: UnsafeRawPointer) -> Unmanaged<Channel<Element>> {
-        Unmanaged.fromOpaque(p)
-    }
-
-    override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: .senders, waker: waker) }
-    }
-
-    override class func lock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
-    }
-
-    override class func unlock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.unlock() }
-    }
-
-    override class func unregister(_ channel: UnsafeRawPointer, _ waiter: WaiterRef) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.unregister(waiter, from: .senders) }
-    }
+final class SendKind<Element: Sendable>: ChannelKind<Element> {
+    override class var queue: Channel<Element>.Queue { .senders }
 }
