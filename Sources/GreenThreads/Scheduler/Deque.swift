@@ -77,6 +77,10 @@ import Synchronization
 /// A bounded Chase–Lev work-stealing deque of green threads (see the
 /// header above).
 final class WorkStealingDeque: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: every shared word (top, bottom, the
+    // slots) is an atomic, used by the protocol in this file's header;
+    // `capacity` and `mask` are immutable.
+
     static let defaultCapacity = 1024
 
     /// Next slot to steal. Advanced by thieves (and the owner's last-item

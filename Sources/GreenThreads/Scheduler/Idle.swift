@@ -64,6 +64,9 @@ import Synchronization
 /// Coordinates idle workers: who is spinning (looking for work to steal),
 /// who is asleep, and whom to wake when work appears.
 final class Idle: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the counters are atomics; `sleepers` is
+    // guarded by `lock`; everything else is immutable after init.
+
     let spinning = Atomic<Int>(0)
     let sleeping = Atomic<Int>(0)
     /// About the earliest moment a sleeping worker wakes by itself (its

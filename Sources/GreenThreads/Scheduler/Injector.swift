@@ -8,6 +8,9 @@ import Synchronization
 /// An intrusive FIFO under a spin lock: pushes and pops are rare next to
 /// local-deque traffic, and `length` lets idle workers look without locking.
 final class Injector: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `head`, `tail` and the fibers' queue
+    // links are guarded by `lock`; `length` is atomic.
+
     private let lock = SpinLock()
     @exclusivity(unchecked) private var head: Unmanaged<Fiber>?  // under `lock`
     @exclusivity(unchecked) private var tail: Unmanaged<Fiber>?

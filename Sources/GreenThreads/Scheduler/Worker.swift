@@ -221,6 +221,12 @@ struct WorkerCounters: ~Copyable {
 /// its timers, its stack pool and its parking word.
 @usableFromInline
 final class Worker: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: what other threads touch is atomic (the
+    // deque's ends, runNext, the counters sysmon reads) or locked (the
+    // timer heap); `WorkerLocal` and the rest are the worker thread's own,
+    // and `anchor` is written only at start and at shutdown, after the
+    // worker thread has stopped.
+
     let index: Int
     let node: Int
     unowned(unsafe) let core: RuntimeCore

@@ -69,6 +69,11 @@ import Synchronization
 /// Shutdown stops and joins sysmon before it stops the workers, so nothing
 /// activates a spare after that (RuntimeCore.swift).
 final class Sysmon: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the counters and the stop flag are
+    // atomics; `thread` is written by `start` and read by `stop`, both on
+    // the thread that starts and shuts down the runtime; `core` outlives
+    // sysmon (shutdown joins it first).
+
     unowned(unsafe) let core: RuntimeCore
     let bell: SysmonBell
     let preemptNanos: Int64?
@@ -348,6 +353,9 @@ final class Sysmon: @unchecked Sendable {
 
 /// How a worker that stops sleeping wakes a parked sysmon.
 final class SysmonBell: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `asleep` is atomic and the parker is a
+    // futex word made for use across threads; the pointer never changes.
+
     /// True while sysmon is parked without a timeout.
     let asleep = Atomic<Bool>(false)
     let parker: UnsafeMutablePointer<gt_parker>

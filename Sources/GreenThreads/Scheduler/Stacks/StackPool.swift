@@ -162,6 +162,8 @@ struct StackPool: ~Copyable {
 
 /// The pool shared by all workers, for stacks that migrated.
 final class SharedStackPool: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `items` is guarded by `lock`.
+
     private let lock = SpinLock()
     private var items: [gt_stack] = []
 

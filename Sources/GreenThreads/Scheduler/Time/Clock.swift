@@ -27,6 +27,9 @@ import Synchronization
 /// interleaving. A virtual clock starts no sysmon (Sysmon.swift), whose
 /// wall-clock decisions would break that.
 final class RuntimeClock: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `virtualNow` is atomic; the rest is
+    // immutable after init.
+
     let isVirtual: Bool
     /// `now()` at the runtime's start: `Runtime.now` counts from here.
     let origin: Int64

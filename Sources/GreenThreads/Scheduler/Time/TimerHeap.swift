@@ -17,6 +17,9 @@ import Synchronization
 /// Guarded by a spin lock because idle workers fire the expired timers of
 /// a busy one; `nextDeadline` lets them look without taking the lock.
 final class TimerHeap: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: the entries are guarded by the heap's
+    // spin lock; `nextDeadline` is an atomic read without it as a hint.
+
     /// Plain data, so that sifting moves bytes: with a strong reference
     /// inside, every swap retained and released (a fifth of the time of a
     /// million sleeps). The heap owns one retain of `target` per entry,
