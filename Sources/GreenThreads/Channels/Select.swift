@@ -205,12 +205,12 @@ func _selectSlow<Clauses: SelectClause>(
                     var result: Clauses.Result?
                     while true {
                         // 3. One instant: every lock, then every poll.
-                        SelectOrder.lockAll(ops, lockOrder, count: n)
+                        _selectLockAll(clauses, ops, lockOrder, count: n, unlock: false)
                         for i in 0..<n {
                             var k = order[i]
                             let polled = clauses._pollHeld(&k, slot: slot)
                             if polled.attempt != .wouldBlock {
-                                SelectOrder.unlockAll(ops, lockOrder, count: n)
+                                _selectLockAll(clauses, ops, lockOrder, count: n, unlock: true)
                                 polled.counterpart?.resume()
                                 k = order[i]
                                 _ = try clauses._run(&k, closed: polled.attempt == .closed, slot: slot, &result)
@@ -218,7 +218,7 @@ func _selectSlow<Clauses: SelectClause>(
                             }
                         }
                         if shape.defaults > 0 {
-                            SelectOrder.unlockAll(ops, lockOrder, count: n)
+                            _selectLockAll(clauses, ops, lockOrder, count: n, unlock: true)
                             _ = try clauses._runDefault(&result)
                             return result.unsafelyUnwrapped
                         }
@@ -239,6 +239,24 @@ func _selectSlow<Clauses: SelectClause>(
                 }
             }
         }
+    }
+}
+
+/// Takes (or releases) every distinct channel lock of the select in lock
+/// order, each through its clause's own specialized code.
+@inlinable
+func _selectLockAll<Clauses: SelectClause>(
+    _ clauses: Clauses, _ ops: UnsafeMutablePointer<SelectOperation>, _ lockOrder: UnsafeMutablePointer<Int>,
+    count n: Int, unlock: Bool
+) {
+    var previous: UnsafeRawPointer?
+    for i in 0..<n {
+        let index = lockOrder[i], channel = ops[index].channel
+        if channel != previous {
+            var k = index
+            clauses._lock(&k, unlock: unlock)
+        }
+        previous = channel
     }
 }
 
@@ -382,13 +400,8 @@ enum SelectOrder {
         }
     }
 
-    /// Locks every distinct channel, in `locks` order.
-    @usableFromInline
-    static func lockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
-        forEachChannel(ops, locks, count: n) { $0.kind.lock($0.channel) }
-    }
-
-    /// Unlocks what `lockAll` locked.
+    /// Unlocks every distinct channel (what `_selectLockAll` locked), for
+    /// the type-erased wait.
     @usableFromInline
     static func unlockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
         forEachChannel(ops, locks, count: n) { $0.kind.unlock($0.channel) }

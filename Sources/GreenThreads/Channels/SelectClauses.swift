@@ -20,6 +20,9 @@
 //  * `_pollHeld`: one case under every lock of the select, which it does
 //    not release: a receive leaves its value in the select's slot, and a
 //    claimed counterpart is returned, to be resumed after unlocking;
+//  * `_lock`: takes or releases the lock of one channel case, for the
+//    select's lock order (the order itself comes from the erased
+//    operations' channel addresses);
 //  * `_erase` / `_destroyErased`: the slow path's type-erased operations
 //    (SelectOperation.swift), with copies of the send values at addresses
 //    that stay put while the select is parked (a receiver copies from
@@ -38,6 +41,7 @@ public protocol SelectClause<Result> {
     func _measure(_ shape: inout _SelectShape)
     func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool
     func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled
+    func _lock(_ k: inout Int, unlock: Bool)
     func _erase(_ erasure: inout _SelectErasure)
     func _destroyErased(_ erasure: inout _SelectErasure)
     func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool
@@ -53,6 +57,8 @@ extension SelectClause {
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
     @inlinable
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
+    @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) {}
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {}
     @inlinable
@@ -217,6 +223,13 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) {
+        k -= 1
+        guard k == -1 else { return }
+        if unlock { channel.lock.unlock() } else { channel.lock.lock() }
+    }
+
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
         erasure.operations[erasure.count] = SelectOperation(
             channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
@@ -282,6 +295,13 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
             case .wouldBlock: return _SelectPolled(.wouldBlock)
             }
         }
+    }
+
+    @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) {
+        k -= 1
+        guard k == -1 else { return }
+        if unlock { channel.lock.unlock() } else { channel.lock.lock() }
     }
 
     @inlinable

@@ -34,6 +34,11 @@ where First.Result == Second.Result {
         return k >= 0 ? second._pollHeld(&k, slot: slot) : polled
     }
     @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) {
+        first._lock(&k, unlock: unlock)
+        if k >= 0 { second._lock(&k, unlock: unlock) }
+    }
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
         first._erase(&erasure)
         second._erase(&erasure)
@@ -86,6 +91,8 @@ public struct SelectOptional<Clause: SelectClause>: SelectClause {
         clause?._pollHeld(&k, slot: slot) ?? _SelectPolled(.wouldBlock)
     }
     @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) { clause?._lock(&k, unlock: unlock) }
+    @inlinable
     public func _erase(_ erasure: inout _SelectErasure) { clause?._erase(&erasure) }
     @inlinable
     public func _destroyErased(_ erasure: inout _SelectErasure) { clause?._destroyErased(&erasure) }
@@ -129,6 +136,13 @@ where First.Result == Second.Result {
         switch self {
         case .first(let c): return c._pollHeld(&k, slot: slot)
         case .second(let c): return c._pollHeld(&k, slot: slot)
+        }
+    }
+    @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) {
+        switch self {
+        case .first(let c): c._lock(&k, unlock: unlock)
+        case .second(let c): c._lock(&k, unlock: unlock)
         }
     }
     @inlinable
@@ -194,6 +208,10 @@ public struct SelectArray<Clause: SelectClause>: SelectClause {
             if k < 0 { return polled }
         }
         return _SelectPolled(.wouldBlock)
+    }
+    @inlinable
+    public func _lock(_ k: inout Int, unlock: Bool) {
+        for c in clauses where k >= 0 { c._lock(&k, unlock: unlock) }
     }
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
