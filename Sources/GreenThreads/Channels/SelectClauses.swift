@@ -132,6 +132,15 @@ public struct _SelectErasure {
     }
 }
 
+/// `_lock` for a channel case: the k-th case takes or releases its
+/// channel's lock.
+@inlinable
+func _selectLockCase<Element>(_ channel: Channel<Element>, _ k: inout Int, unlock: Bool) {
+    k -= 1
+    guard k == -1 else { return }
+    if unlock { channel.lock.unlock() } else { channel.lock.lock() }
+}
+
 /// The namespace cases are written with: `Case.receive(ch) { v in ... }`.
 ///
 /// Each case names its type (`Case.`, or `SelectCase.`): a line starting
@@ -223,11 +232,7 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
-    public func _lock(_ k: inout Int, unlock: Bool) {
-        k -= 1
-        guard k == -1 else { return }
-        if unlock { channel.lock.unlock() } else { channel.lock.lock() }
-    }
+    public func _lock(_ k: inout Int, unlock: Bool) { _selectLockCase(channel, &k, unlock: unlock) }
 
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
@@ -298,11 +303,7 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
-    public func _lock(_ k: inout Int, unlock: Bool) {
-        k -= 1
-        guard k == -1 else { return }
-        if unlock { channel.lock.unlock() } else { channel.lock.lock() }
-    }
+    public func _lock(_ k: inout Int, unlock: Bool) { _selectLockCase(channel, &k, unlock: unlock) }
 
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
