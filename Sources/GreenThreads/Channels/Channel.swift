@@ -191,10 +191,49 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// unless the send would block.
     @inlinable @inline(__always)
     func sendLocked(_ value: UnsafePointer<Element>) -> Attempt {
-        switch sendStep(value) {
-        case .handOff(let receiver):
+        unlock(after: sendStep(value))
+    }
+
+    /// What one step of an operation under `lock` found.
+    @usableFromInline
+    enum Step {
+        case done                // the value moved through the buffer
+        case handOff(WaiterRef)  // a parked counterpart was claimed and given its
+                                 // result; it must be resumed after unlocking
+        case closed
+        case wouldBlock
+    }
+
+    /// A send's decision, made under `lock`, which it never releases (a
+    /// select holding every channel of its cases calls it too). A parked
+    /// receiver is claimed and given the value here (see Waiter.swift:
+    /// claim, write, resume); the caller resumes it after unlocking.
+    @inlinable @inline(__always)
+    func sendStep(_ value: UnsafePointer<Element>) -> Step {
+        if closed { return .closed }
+        // A parked receiver means an empty buffer (invariant): the value
+        // goes straight to it. The claim made the waiter ours alone.
+        if let receiver = receivers.popClaimed() {
+            receiver.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
+            receiver.pointee.outcome = .completed
+            return .handOff(receiver)
+        }
+        if ring.count < capacity {
+            ring.append(value.pointee)
+            return .done
+        }
+        return .wouldBlock
+    }
+
+    /// Ends a plain operation's step: releases `lock` unless the operation
+    /// would block, then resumes the counterpart the step claimed (never
+    /// under the lock: a resume may wake a sleeping worker through a futex).
+    @inlinable @inline(__always)
+    func unlock(after step: Step) -> Attempt {
+        switch step {
+        case .handOff(let counterpart):
             lock.unlock()
-            Channel.complete(receiver, with: value)
+            counterpart.resume()
             return .done
         case .done:
             lock.unlock()
@@ -205,48 +244,6 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         case .wouldBlock:
             return .wouldBlock
         }
-    }
-
-    /// What one step of an operation under `lock` found.
-    @usableFromInline
-    enum Step {
-        case done                // the value moved through the buffer
-        case handOff(WaiterRef)  // a parked counterpart was claimed; see the caller
-        case closed
-        case wouldBlock
-    }
-
-    /// A send's decision, made under `lock`, which it never releases (a
-    /// select holding every channel of its cases calls it too). A claimed
-    /// receiver must still be given the value and resumed, after unlocking
-    /// (`complete`).
-    @inlinable @inline(__always)
-    func sendStep(_ value: UnsafePointer<Element>) -> Step {
-        if closed { return .closed }
-        // A parked receiver means an empty buffer (invariant): the value
-        // goes straight to it. The claim made the waiter ours alone.
-        if let receiver = receivers.popClaimed() { return .handOff(receiver) }
-        if ring.count < capacity {
-            ring.append(value.pointee)
-            return .done
-        }
-        return .wouldBlock
-    }
-
-    /// Gives a claimed receiver the value and resumes it (see Waiter.swift:
-    /// claim, write, resume). Needs no lock: the claim made it ours.
-    @inlinable @inline(__always)
-    static func complete(_ receiver: WaiterRef, with value: UnsafePointer<Element>) {
-        fill(receiver, with: value)
-        receiver.resume()
-    }
-
-    /// The write of `complete`, for a select that resumes the receiver
-    /// only after releasing all its locks.
-    @inlinable @inline(__always)
-    static func fill(_ receiver: WaiterRef, with value: UnsafePointer<Element>) {
-        receiver.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
-        receiver.pointee.outcome = .completed
     }
 
     // MARK: Receiving
@@ -322,27 +319,13 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// it unless the receive would block.
     @inlinable @inline(__always)
     func receiveLocked(into slot: UnsafeMutablePointer<Element>) -> Attempt {
-        switch receiveStep(into: slot) {
-        case .handOff(let sender):
-            lock.unlock()
-            sender.pointee.outcome = .completed
-            sender.resume()
-            return .done
-        case .done:
-            lock.unlock()
-            return .done
-        case .closed:
-            lock.unlock()
-            return .closed
-        case .wouldBlock:
-            return .wouldBlock
-        }
+        unlock(after: receiveStep(into: slot))
     }
 
     /// A receive's decision, made under `lock`, which it never releases. On
-    /// `.handOff` the value is already in `slot` and the claimed sender
-    /// must be resumed after unlocking (its value was copied, so it may
-    /// return at once).
+    /// `.handOff` the value is already in `slot`, and the claimed sender,
+    /// its value copied and its outcome written, must be resumed after
+    /// unlocking.
     @inlinable @inline(__always)
     func receiveStep(into slot: UnsafeMutablePointer<Element>) -> Step {
         if let sender = senders.popClaimed() {
@@ -356,6 +339,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             } else {
                 slot.initialize(to: offered.pointee)
             }
+            sender.pointee.outcome = .completed
             return .handOff(sender)
         }
         if ring.count > 0 {

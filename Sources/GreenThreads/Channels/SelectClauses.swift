@@ -107,6 +107,17 @@ public struct _SelectPolled {
         self.attempt = attempt
         self.counterpart = counterpart
     }
+
+    /// A channel's step, for the select.
+    @inlinable
+    init<Element>(_ step: Channel<Element>.Step) {
+        switch step {
+        case .done: self.init(.done)
+        case .handOff(let counterpart): self.init(.done, counterpart)
+        case .closed: self.init(.closed)
+        case .wouldBlock: self.init(.wouldBlock)
+        }
+    }
 }
 
 /// A select's slow-path operations being written: see `SelectClause`.
@@ -221,14 +232,7 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         k -= 1
         guard k == -1 else { return _SelectPolled(.wouldBlock) }
-        switch channel.receiveStep(into: slot.assumingMemoryBound(to: Element.self)) {
-        case .done: return _SelectPolled(.done)
-        case .handOff(let sender):
-            sender.pointee.outcome = .completed
-            return _SelectPolled(.done, sender)
-        case .closed: return _SelectPolled(.closed)
-        case .wouldBlock: return _SelectPolled(.wouldBlock)
-        }
+        return _SelectPolled(channel.receiveStep(into: slot.assumingMemoryBound(to: Element.self)))
     }
 
     @inlinable
@@ -290,16 +294,7 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         k -= 1
         guard k == -1 else { return _SelectPolled(.wouldBlock) }
-        return withUnsafePointer(to: value) { value in
-            switch channel.sendStep(value) {
-            case .done: return _SelectPolled(.done)
-            case .handOff(let receiver):
-                Channel<Element>.fill(receiver, with: value)
-                return _SelectPolled(.done, receiver)
-            case .closed: return _SelectPolled(.closed)
-            case .wouldBlock: return _SelectPolled(.wouldBlock)
-            }
-        }
+        return withUnsafePointer(to: value) { _SelectPolled(channel.sendStep($0)) }
     }
 
     @inlinable
