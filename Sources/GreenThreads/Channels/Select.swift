@@ -401,23 +401,12 @@ enum SelectOrder {
     }
 
     /// Unlocks every distinct channel (what `_selectLockAll` locked), for
-    /// the type-erased wait.
-    @usableFromInline
+    /// the type-erased wait. Duplicates are adjacent in `locks` order.
     static func unlockAll(_ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int) {
-        forEachChannel(ops, locks, count: n) { $0.kind.unlock($0.channel) }
-    }
-
-    /// Calls `body` with one operation per distinct channel, in `locks`
-    /// order (duplicates are adjacent there).
-    @inline(__always)
-    private static func forEachChannel(
-        _ ops: UnsafeMutablePointer<SelectOperation>, _ locks: UnsafeMutablePointer<Int>, count n: Int,
-        _ body: (SelectOperation) -> Void
-    ) {
         var previous: UnsafeRawPointer?
         for k in 0..<n {
             let op = ops[locks[k]]
-            if op.channel != previous { body(op) }
+            if op.channel != previous { op.kind.unlock(op.channel) }
             previous = op.channel
         }
     }

@@ -69,11 +69,9 @@ class ChannelCaseKind {
     class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
         fatalError("subclass responsibility")
     }
-    /// The channel's lock, taken and released by a select around its
-    /// one-instant poll.
-    class func lock(_ channel: UnsafeRawPointer) {
-        fatalError("subclass responsibility")
-    }
+    /// Releases the channel's lock, which a select took (through its
+    /// specialized clauses) for its one-instant poll and holds while it
+    /// queues its waiters.
     class func unlock(_ channel: UnsafeRawPointer) {
         fatalError("subclass responsibility")
     }
@@ -98,10 +96,6 @@ class ChannelKind<Element: Sendable>: ChannelCaseKind {
     override class func enqueueHeld(_ channel: UnsafeRawPointer, _ waiter: WaiterRef, _ waker: UnownedWaker) {
         let queue = self.queue
         Self.channel(channel)._withUnsafeGuaranteedRef { $0.enqueueHeld(waiter, in: queue, waker: waker) }
-    }
-
-    override class func lock(_ channel: UnsafeRawPointer) {
-        Self.channel(channel)._withUnsafeGuaranteedRef { $0.lock.lock() }
     }
 
     override class func unlock(_ channel: UnsafeRawPointer) {
