@@ -22,6 +22,12 @@ __attribute__((noinline)) void gt_set_current_worker(void *w) { tls_worker = w; 
 __attribute__((noinline)) void *gt_current_fiber(void) { return tls_fiber; }
 __attribute__((noinline)) void gt_set_current_fiber(void *f) { tls_fiber = f; }
 
+// A thread pinned by gt_worker_pin keeps the mask it had before: threads
+// it starts (a blocking-pool thread started from a pinned worker) get that
+// mask instead of inheriting the one CPU the kernel would hand down.
+static _Thread_local bool tls_pinned;
+static _Thread_local cpu_set_t tls_unpinned_mask;
+
 struct start_args { void (*fn)(void *); void *arg; };
 
 static void *thread_main(void *p) {
@@ -38,7 +44,14 @@ int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out) {
     a->fn = fn;
     a->arg = arg;
     pthread_t t;
-    int rc = pthread_create(&t, NULL, thread_main, a);
+    pthread_attr_t attr;
+    pthread_attr_t *attrp = NULL;
+    if (tls_pinned && pthread_attr_init(&attr) == 0) {
+        attrp = &attr;
+        pthread_attr_setaffinity_np(&attr, sizeof tls_unpinned_mask, &tls_unpinned_mask);
+    }
+    int rc = pthread_create(&t, attrp, thread_main, a);
+    if (attrp) pthread_attr_destroy(attrp);
     if (rc != 0) { free(a); return -rc; }
     *handle_out = (uint64_t)t;
     return 0;
@@ -73,6 +86,26 @@ int gt_thread_pin(int cpu) {
     cpu_set_t set;
     CPU_ZERO(&set);
     CPU_SET(cpu, &set);
+    return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+int gt_worker_pin(int cpu) {
+    cpu_set_t before;
+    if (!tls_pinned && pthread_getaffinity_np(pthread_self(), sizeof before, &before) != 0)
+        return gt_thread_pin(cpu);
+    int rc = gt_thread_pin(cpu);
+    if (rc == 0 && !tls_pinned) {
+        tls_unpinned_mask = before;
+        tls_pinned = true;
+    }
+    return rc;
+}
+
+int gt_thread_set_cpus(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++)
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
     return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
