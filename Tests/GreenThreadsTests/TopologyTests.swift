@@ -204,6 +204,20 @@ struct TopologyTests {
         #expect(!Topology(workers: 32, machine: m, allowedCPUs: Array(0..<16), pin: nil).pinsWorkers)
     }
 
+    /// Printed, a topology reads like `numactl --hardware`, note included.
+    @Test func describesItself() throws {
+        let m = try #require(MachineTopology(sysfs: sysfsFixture("memory-only-node")))
+        let t = Topology(workers: 4, machine: m, allowedCPUs: [0, 1, 2, 3, 8, 10, 11], pin: nil)
+        #expect(t.description == """
+            node 0: CPUs 0-3, workers 0-3, 32000 MiB, distances 10 21 17
+            node 1: CPUs 8,10-11, workers none, 32000 MiB, distances 21 10 28
+            node 2: CPUs none, workers none, 131072 MiB, distances 17 28 10
+            """)
+        let fallback = MachineTopology(libnuma: FakeLibNUMA(status: Int32(GT_NUMA_UNAVAILABLE)))
+        let single = Topology(workers: 2, machine: fallback, allowedCPUs: [0, 1], pin: nil)
+        #expect(single.description.hasPrefix("node 0: CPUs 0-1, workers 0-1, distances 10\nnote: numa_available() < 0"))
+    }
+
     @Test func aMissingRootReadsNothing() {
         #expect(MachineTopology(sysfs: sysfsFixture("no-such-machine")) == nil)
     }

@@ -14,13 +14,14 @@
 // the CPUs in this thread's affinity mask, so `taskset` and cgroup cpusets
 // are honoured. Two designs were rejected:
 //
-// - sysfs only (/sys/devices/system/node): what this layer used to read.
-//   It gave nodes but no distances unless each `distance` file is parsed
-//   by hand, whose columns follow the online nodes, not node ids; libnuma
-//   already gets that right and is what the memory-placement code calls
-//   anyway. The parser stays (SysfsTopology.swift), because it reads any
-//   directory: tests point it at fixtures copied from real multi-node
-//   machines, and compare it with libnuma inside a multi-node guest.
+// - sysfs only (/sys/devices/system/node): each node's `cpulist` gives
+//   the nodes, but distances need each `distance` file parsed by hand, its
+//   columns following the online nodes rather than node ids, and sparse
+//   ids and cpusets handled again; libnuma already gets all of that right
+//   and is what memory placement calls anyway. The sysfs parser is kept
+//   (SysfsTopology.swift) because it reads any directory: tests point it
+//   at fixtures copied from real multi-node machines, and compare it with
+//   libnuma inside a multi-node guest.
 // - Linking libnuma: a missing libnuma.so.1 would stop every program in the
 //   dynamic loader, before main. Opened with dlopen, a missing library (or
 //   numa_available() < 0: a kernel without NUMA) gives one node and a
