@@ -109,7 +109,14 @@ int gt_thread_set_cpus(const int *cpus, int count) {
     return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
-int gt_available_cpus(int *cpus, int cap) {
+static int list_cpus(const cpu_set_t *set, int *cpus, int cap) {
+    int count = 0;
+    for (int i = 0; i < CPU_SETSIZE && count < cap; i++)
+        if (CPU_ISSET(i, set)) cpus[count++] = i;
+    return count;
+}
+
+int gt_thread_cpus(int *cpus, int cap) {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof set, &set) != 0) {
@@ -118,10 +125,14 @@ int gt_available_cpus(int *cpus, int cap) {
         for (int i = 0; i < n && count < cap; i++) cpus[count++] = i;
         return count;
     }
-    int count = 0;
-    for (int i = 0; i < CPU_SETSIZE && count < cap; i++)
-        if (CPU_ISSET(i, &set)) cpus[count++] = i;
-    return count;
+    return list_cpus(&set, cpus, cap);
+}
+
+int gt_available_cpus(int *cpus, int cap) {
+    // A pinned worker answers for the process, not for its one CPU: a
+    // runtime created from one of its green threads gets every CPU.
+    if (tls_pinned) return list_cpus(&tls_unpinned_mask, cpus, cap);
+    return gt_thread_cpus(cpus, cap);
 }
 
 int64_t gt_now_ns(void) {

@@ -288,6 +288,13 @@ struct TopologyTests {
 
     struct Errno: Error { let code: Int32; init(_ code: Int32) { self.code = code } }
 
+    /// The calling thread's own affinity mask.
+    private func threadCPUs() -> [Int] {
+        var buffer = [Int32](repeating: 0, count: 1024)
+        let n = gt_thread_cpus(&buffer, Int32(buffer.count))
+        return buffer.prefix(Int(n)).map(Int.init)
+    }
+
     /// What each worker of `rt` sees: its affinity mask and CPU, reported
     /// by green threads (each reads both without switching in between).
     private func masks(of rt: Runtime) throws -> [Int: (cpus: [Int], cpu: Int)] {
@@ -295,7 +302,7 @@ struct TopologyTests {
         try rt.run {
             for _ in 0..<50 {
                 let hs = (0..<(4 * rt.workerCount)).map { _ in go {
-                    let cpus = Topology.availableCPUs()
+                    let cpus = threadCPUs()
                     let cpu = Int(gt_current_cpu())
                     if let w = GreenThread.currentWorker { seen.withLock { $0[w] = (cpus, cpu) } }
                     for _ in 0..<2_000 { GreenThread.yield() }
@@ -345,8 +352,15 @@ struct TopologyTests {
             guard let s = seen[w] else { continue }
             #expect(s.cpus == [placed.cpu!] && s.cpu == placed.cpu!, "worker \(w)")
         }
-        let blockingMask = try rt.run { GreenThread.blocking { Topology.availableCPUs() } }
+        let blockingMask = try rt.run { GreenThread.blocking { threadCPUs() } }
         #expect(blockingMask == cpus)
+        // A runtime created on a pinned worker still sees every CPU.
+        let nested = try rt.run { () -> [Int] in
+            let inner = Runtime()
+            defer { inner.shutdown() }
+            return inner.topology.nodes.flatMap(\.cpus).sorted()
+        }
+        #expect(nested == cpus)
     }
 
     @Test func pinningCanBeTurnedOff() throws {

@@ -174,9 +174,13 @@ int gt_worker_pin(int cpu);
 /// process; threads it starts inherit the mask). Returns 0 or a negative
 /// errno.
 int gt_thread_set_cpus(const int *cpus, int count);
-/// Fills `cpus` (capacity `cap`) with the CPUs this process may run on;
-/// returns how many.
+/// Fills `cpus` (capacity `cap`) with the CPUs this process may run on
+/// (the calling thread's affinity mask; for a worker pinned by
+/// gt_worker_pin, the mask it had before); returns how many.
 int gt_available_cpus(int *cpus, int cap);
+/// Fills `cpus` with the CPUs the calling thread may run on now, pinned or
+/// not; returns how many.
+int gt_thread_cpus(int *cpus, int cap);
 /// Monotonic clock in nanoseconds.
 int64_t gt_now_ns(void);
 /// A cheap per-thread seed for random victim selection.

@@ -95,8 +95,9 @@ extension Runtime.Topology {
                                        positionOfNode: positions, machine: machine)
     }
 
-    /// The CPUs this thread may run on (its affinity mask, inherited by the
-    /// workers it starts), in increasing order.
+    /// The CPUs this process may run on, in increasing order: the calling
+    /// thread's affinity mask (which the workers it starts inherit), or,
+    /// on a pinned worker, the mask it had before it was pinned.
     static func availableCPUs() -> [Int] {
         var buffer = [Int32](repeating: 0, count: 4096)
         let n = gt_available_cpus(&buffer, Int32(buffer.count))
