@@ -168,6 +168,11 @@ struct TopologyTests {
         #expect((0..<4).map(four.cpu(ofWorker:)) == [0, 2, 1, 3])
         #expect(four.nodes.map(\.workers) == [[0, 1], [2, 3]])
         #expect(four.pinsWorkers)
+        #expect([0, 1, 2, 3].map(four.node(ofCPU:)) == [0, 1, 0, 1])
+        // Two workers fill node 0: node 1's CPUs have no scheduling node.
+        let two = Topology(workers: 2, machine: m, allowedCPUs: [0, 1, 2, 3], pin: nil)
+        #expect([0, 1, 2, 3].map(two.node(ofCPU:)) == [0, nil, 0, nil])
+        #expect(!two.pinsWorkers && two.nodeCount == 1)
     }
 
     /// Four EPYC dies, 16 apart within a socket and 32 across.
@@ -195,6 +200,7 @@ struct TopologyTests {
         #expect(t.nodeCount == 2)
         #expect(nodeOrder(t, fromWorker: 0) == [0, 1])
         #expect(t.distance(from: 0, to: 2) == 17 && t.distance(from: 2, to: 1) == 28)
+        #expect(t.node(ofCPU: 3) == 0 && t.node(ofCPU: 12) == 1 && t.node(ofCPU: 99) == nil)
 
         // Twice as many workers as CPUs: spread over the nodes, none pinned,
         // not even when asked.

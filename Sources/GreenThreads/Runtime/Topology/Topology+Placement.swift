@@ -91,6 +91,11 @@ extension Runtime.Topology {
         cpuOfWorker = cpuOf
         pinsWorkers = pin ?? (workers == allowed.count)
         workersCoverEveryCPU = workers >= allowed.count
+        var nodeOfCPU: [Int: Int] = [:]
+        for p in positions {
+            for cpu in cpusAt[p] { nodeOfCPU[cpu] = scheduling[p] }
+        }
+        self.nodeOfCPU = nodeOfCPU
         stealGroups = Self.stealGroups(nodeOfWorker: nodeOfWorker, workersOfNode: workersOfNode,
                                        positionOfNode: positions, machine: machine)
     }

@@ -120,6 +120,8 @@ extension Runtime {
         let workersCoverEveryCPU: Bool
         /// Per worker: groups of victims, nearest first (Topology+Stealing.swift).
         let stealGroups: [[[Int]]]
+        /// The scheduling node of each allowed CPU whose node has workers.
+        let nodeOfCPU: [Int: Int]
 
         /// The distance between two nodes in ACPI SLIT units: 10 within a
         /// node, more the farther apart they are (Linux reports what the
@@ -144,6 +146,11 @@ extension Runtime {
         /// The CPU worker `w` is placed on; nil for a spare, which runs
         /// wherever the kernel finds room, and when workers outnumber CPUs.
         func cpu(ofWorker w: Int) -> Int? { w < cpuOfWorker.count ? cpuOfWorker[w] : nil }
+
+        /// The scheduling node of `cpu` (`gt_current_cpu()` of a thread
+        /// outside the runtime), for work that should start near its
+        /// caller; nil when no worker sits on that CPU's node.
+        func node(ofCPU cpu: Int) -> Int? { nodeOfCPU[cpu] }
 
         /// The kernel's id of worker `w`'s node (a spare: its mirror's).
         func nodeID(ofWorker w: Int) -> Int {
