@@ -14,7 +14,14 @@ let package = Package(
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
     ],
     targets: [
-        .target(name: "CContext"),
+        // numa.h, which Sources/CContext/numa.c is compiled against. The
+        // library itself is opened at run time (dlopen), not linked: a
+        // machine without it runs with one node (numa.c says why).
+        .systemLibrary(name: "CNuma", providers: [.apt(["libnuma-dev"])]),
+        .target(
+            name: "CContext",
+            dependencies: [.target(name: "CNuma", condition: .when(platforms: [.linux]))]
+        ),
         // The neutral echo load generator: POSIX sockets and epoll on OS
         // threads, no GreenThreads, so it measures every server alike.
         .target(name: "CEpoll"),
@@ -49,7 +56,10 @@ let package = Package(
         .executableTarget(name: "crawler", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/crawler"),
         .testTarget(
             name: "GreenThreadsTests",
-            dependencies: ["GreenThreads", "CContext"]
+            dependencies: ["GreenThreads", "CContext"],
+            // Copies of /sys/devices/system/node from real machines, read by
+            // the topology tests through their source path.
+            exclude: ["Fixtures"]
         ),
         .testTarget(
             name: "NetExamplesTests",

@@ -13,8 +13,10 @@ command -v swift >/dev/null || [ -x /opt/swift/usr/bin/swift ] || {
     echo "setup: no Swift toolchain found (expected swift on PATH or in /opt/swift/usr/bin)" >&2
     exit 1
 }
-# The library itself needs only the toolchain and the kernel: topology is
-# read from sysfs, so libnuma is not a build dependency.
+# The topology reader is compiled against numa.h (libnuma-dev); libnuma.so.1
+# itself is opened at run time, so a program built here also starts where it
+# is missing (with one NUMA node).
+have_pkg libnuma-dev || need_apt+=(libnuma-dev)
 
 if [ "${1:-}" = "--peers" ]; then
     command -v go >/dev/null || need_apt+=(golang-go)

@@ -22,6 +22,12 @@ __attribute__((noinline)) void gt_set_current_worker(void *w) { tls_worker = w; 
 __attribute__((noinline)) void *gt_current_fiber(void) { return tls_fiber; }
 __attribute__((noinline)) void gt_set_current_fiber(void *f) { tls_fiber = f; }
 
+// A thread pinned by gt_worker_pin keeps the mask it had before: threads
+// it starts (a blocking-pool thread started from a pinned worker) get that
+// mask instead of inheriting the one CPU the kernel would hand down.
+static _Thread_local bool tls_pinned;
+static _Thread_local cpu_set_t tls_unpinned_mask;
+
 struct start_args { void (*fn)(void *); void *arg; };
 
 static void *thread_main(void *p) {
@@ -38,7 +44,14 @@ int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out) {
     a->fn = fn;
     a->arg = arg;
     pthread_t t;
-    int rc = pthread_create(&t, NULL, thread_main, a);
+    pthread_attr_t attr;
+    pthread_attr_t *attrp = NULL;
+    if (tls_pinned && pthread_attr_init(&attr) == 0) {
+        attrp = &attr;
+        pthread_attr_setaffinity_np(&attr, sizeof tls_unpinned_mask, &tls_unpinned_mask);
+    }
+    int rc = pthread_create(&t, attrp, thread_main, a);
+    if (attrp) pthread_attr_destroy(attrp);
     if (rc != 0) { free(a); return -rc; }
     *handle_out = (uint64_t)t;
     return 0;
@@ -76,7 +89,34 @@ int gt_thread_pin(int cpu) {
     return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
-int gt_available_cpus(int *cpus, int cap) {
+int gt_worker_pin(int cpu) {
+    cpu_set_t before;
+    if (!tls_pinned && pthread_getaffinity_np(pthread_self(), sizeof before, &before) != 0)
+        return gt_thread_pin(cpu);
+    int rc = gt_thread_pin(cpu);
+    if (rc == 0 && !tls_pinned) {
+        tls_unpinned_mask = before;
+        tls_pinned = true;
+    }
+    return rc;
+}
+
+int gt_thread_set_cpus(const int *cpus, int count) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    for (int i = 0; i < count; i++)
+        if (cpus[i] >= 0 && cpus[i] < CPU_SETSIZE) CPU_SET(cpus[i], &set);
+    return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+}
+
+static int list_cpus(const cpu_set_t *set, int *cpus, int cap) {
+    int count = 0;
+    for (int i = 0; i < CPU_SETSIZE && count < cap; i++)
+        if (CPU_ISSET(i, set)) cpus[count++] = i;
+    return count;
+}
+
+int gt_thread_cpus(int *cpus, int cap) {
     cpu_set_t set;
     CPU_ZERO(&set);
     if (sched_getaffinity(0, sizeof set, &set) != 0) {
@@ -85,10 +125,14 @@ int gt_available_cpus(int *cpus, int cap) {
         for (int i = 0; i < n && count < cap; i++) cpus[count++] = i;
         return count;
     }
-    int count = 0;
-    for (int i = 0; i < CPU_SETSIZE && count < cap; i++)
-        if (CPU_ISSET(i, &set)) cpus[count++] = i;
-    return count;
+    return list_cpus(&set, cpus, cap);
+}
+
+int gt_available_cpus(int *cpus, int cap) {
+    // A pinned worker answers for the process, not for its one CPU: a
+    // runtime created from one of its green threads gets every CPU.
+    if (tls_pinned) return list_cpus(&tls_unpinned_mask, cpus, cap);
+    return gt_thread_cpus(cpus, cap);
 }
 
 int64_t gt_now_ns(void) {

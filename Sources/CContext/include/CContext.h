@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "gt_numa.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -165,9 +166,21 @@ int gt_thread_install_altstack(void);
 void gt_thread_yield_cpu(void);
 /// Pins the calling thread to one CPU. Returns 0 or a negative errno.
 int gt_thread_pin(int cpu);
-/// Fills `cpus` (capacity `cap`) with the CPUs this process may run on;
-/// returns how many.
+/// Pins the calling worker thread to one CPU, like gt_thread_pin, but the
+/// threads it starts afterwards (gt_thread_start) get the mask it had
+/// before rather than its one CPU. Returns 0 or a negative errno.
+int gt_worker_pin(int cpu);
+/// Restricts the calling thread to `cpus` (what `taskset` does to a
+/// process; threads it starts inherit the mask). Returns 0 or a negative
+/// errno.
+int gt_thread_set_cpus(const int *cpus, int count);
+/// Fills `cpus` (capacity `cap`) with the CPUs this process may run on
+/// (the calling thread's affinity mask; for a worker pinned by
+/// gt_worker_pin, the mask it had before); returns how many.
 int gt_available_cpus(int *cpus, int cap);
+/// Fills `cpus` with the CPUs the calling thread may run on now, pinned or
+/// not; returns how many.
+int gt_thread_cpus(int *cpus, int cap);
 /// Monotonic clock in nanoseconds.
 int64_t gt_now_ns(void);
 /// A cheap per-thread seed for random victim selection.

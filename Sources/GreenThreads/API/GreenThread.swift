@@ -52,6 +52,21 @@ public enum GreenThread {
         currentFiber?.cancelled.load(ordering: .relaxed) ?? false
     }
 
+    /// The index of the worker running the calling green thread (0 up to
+    /// `Runtime.workerCount`; a replacement worker that sysmon started
+    /// beside a stuck one has an index beyond). nil off a runtime. A green
+    /// thread may move to another worker at any yield or park.
+    public static var currentWorker: Int? {
+        Worker.current?.index
+    }
+
+    /// The NUMA node id (`Runtime.Topology.Node.id`) of the worker running
+    /// the calling green thread; nil off a runtime.
+    public static var currentNode: Int? {
+        guard let worker = Worker.current else { return nil }
+        return worker.core.topology.nodeID(ofWorker: worker.index)
+    }
+
     /// The calling green thread's ID; nil on a plain OS thread.
     public static var current: ID? {
         currentFiber.map { ID(rawValue: $0.id) }

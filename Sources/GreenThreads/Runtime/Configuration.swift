@@ -1,14 +1,52 @@
 extension Runtime {
-    /// NUMA placement of workers.
-    public enum NUMAMode: Sendable, Equatable {
-        /// Read the machine's topology (sysfs): workers are grouped by the
-        /// node of the CPU they run on.
-        case auto
+    /// How the runtime learns the machine's NUMA nodes, which decide where
+    /// workers sit and whom they steal from first (`Runtime.topology`):
+    /// `.auto`, `.disabled`, `.simulated(nodes:)` or `.simulated(distances:)`.
+    ///
+    /// A struct of static members rather than an enum, because the two
+    /// simulations share the name `simulated`, and Swift cannot tell apart
+    /// enum cases that differ only in their labels when matching them.
+    public struct NUMAMode: Sendable, Equatable {
+        enum Kind: Sendable, Equatable {
+            case auto
+            case disabled
+            case simulatedNodes(Int)
+            case simulatedDistances([[Int]])
+        }
+
+        let kind: Kind
+
+        /// Read the machine through libnuma, loaded at run time: each CPU's
+        /// node, the distances between nodes, memory per node, restricted
+        /// to the CPUs this process may use. Without libnuma, or on a
+        /// kernel without NUMA, one node (`Topology.note` says why).
+        public static let auto = NUMAMode(kind: .auto)
+
         /// One node: every worker steals from every other equally.
-        case disabled
-        /// A fake topology that splits the workers into `nodes` groups, for
-        /// tests and for planning NUMA machines on a single-node box.
-        case simulated(nodes: Int)
+        public static let disabled = NUMAMode(kind: .disabled)
+
+        /// A fake topology that splits the workers into `nodes` consecutive
+        /// groups, 10 apart within a node and 20 between any two, for tests
+        /// and for planning NUMA machines on a single-node box.
+        ///
+        /// - Precondition (checked by `Runtime.init`): `nodes` ≥ 1.
+        public static func simulated(nodes: Int) -> NUMAMode {
+            NUMAMode(kind: .simulatedNodes(nodes))
+        }
+
+        /// A fake topology with an explicit distance matrix in ACPI SLIT
+        /// units, one row per node: `distances[i][j]` is how far node `i`
+        /// is from node `j`. The workers are split into consecutive groups,
+        /// one per node, as with `simulated(nodes:)`.
+        ///
+        /// - Precondition (checked by `Runtime.init`): the matrix is square
+        ///   and not empty, 10 on the diagonal, and 11...254 elsewhere (a
+        ///   remote node is farther than a local one; 255 means unreachable
+        ///   in a SLIT). It need not be symmetric: the firmware may describe
+        ///   one direction as farther, and Linux reports it as it is.
+        public static func simulated(distances: [[Int]]) -> NUMAMode {
+            NUMAMode(kind: .simulatedDistances(distances))
+        }
     }
 
     /// The clock that sleeps, timeouts and `Runtime.now` use.
@@ -33,8 +71,12 @@ extension Runtime {
         public var stackSize: Int
         /// NUMA grouping of workers.
         public var numa: NUMAMode
-        /// Pin worker i to the i-th available CPU.
-        public var pinWorkers: Bool
+        /// Whether to pin each worker to its CPU (workers fill the CPUs of
+        /// one node before the next). nil, the default: pin exactly when
+        /// there is one worker per CPU this process may use. true pins the
+        /// workers that have a CPU of their own: none when workers
+        /// outnumber CPUs. Replacement workers are never pinned.
+        public var pinWorkers: Bool?
         /// Detect runtimes where every green thread is parked forever and
         /// throw `RuntimeError.deadlock` from `run` / `join` on OS threads.
         public var deadlockDetection: Bool
@@ -73,7 +115,7 @@ extension Runtime {
             workers: Int = Runtime.defaultWorkerCount,
             stackSize: Int = 256 * 1024,
             numa: NUMAMode = .auto,
-            pinWorkers: Bool = false,
+            pinWorkers: Bool? = nil,
             deadlockDetection: Bool = true,
             shutdownGracePeriod: Duration = .seconds(2),
             unhandledErrorHandler: (@Sendable (GreenThread.ID, any Error) -> Void)? = nil,

@@ -31,9 +31,7 @@ public final class Runtime: Sendable {
                      "GreenThreads: stackSize must be at least \(Configuration.minimumStackSize) bytes (got \(configuration.stackSize))")
         precondition(configuration.blockingThreads > 0,
                      "GreenThreads: blockingThreads must be at least 1 (got \(configuration.blockingThreads))")
-        if case .simulated(let nodes) = configuration.numa {
-            precondition(nodes > 0, "GreenThreads: .simulated(nodes:) needs at least one node (got \(nodes))")
-        }
+        if let failure = configuration.numa.validationFailure { preconditionFailure(failure) }
         for (name, value) in [("preemptionThreshold", configuration.preemptionThreshold),
                               ("handoffThreshold", configuration.handoffThreshold)] {
             if let value {
@@ -110,8 +108,14 @@ public final class Runtime: Sendable {
     /// Number of worker threads.
     public var workerCount: Int { core.baseWorkerCount }
 
-    /// How each worker was placed: (worker, NUMA node, CPU).
+    /// How each worker was placed: (worker, NUMA node id, CPU). The CPU is
+    /// the one the worker is given (and pinned to when pinning is on); nil
+    /// when workers outnumber the CPUs.
     public var placement: [(worker: Int, node: Int, cpu: Int?)] {
-        (0..<core.baseWorkerCount).map { ($0, core.topology.nodeOfWorker[$0], core.topology.cpuOfWorker[$0]) }
+        (0..<core.baseWorkerCount).map { ($0, core.topology.nodeID(ofWorker: $0), core.topology.cpu(ofWorker: $0)) }
     }
+
+    /// The NUMA nodes this runtime placed its workers on, their CPUs, and
+    /// the distances between them (see ``Runtime/Topology``).
+    public var topology: Topology { core.topology }
 }

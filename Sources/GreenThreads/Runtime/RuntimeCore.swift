@@ -162,7 +162,7 @@ final class RuntimeCore: @unchecked Sendable {
     init(configuration: Runtime.Configuration) {
         self.configuration = configuration
         let n = configuration.workers
-        topology = Topology(workers: n, mode: configuration.numa)
+        topology = Topology(workers: n, mode: configuration.numa, pin: configuration.pinWorkers)
         clock = RuntimeClock(virtual: configuration.clock == .virtual)
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
         baseWorkerCount = n

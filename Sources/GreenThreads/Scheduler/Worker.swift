@@ -369,8 +369,8 @@ final class Worker: @unchecked Sendable {
         gt_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
         // Lets switches skip the exclusivity exit hook when nothing is open.
         _ = gt_exclusivity_attach_thread()
-        if let cpu = core.topology.cpu(ofWorker: index), core.configuration.pinWorkers {
-            _ = gt_thread_pin(Int32(cpu))
+        if let cpu = core.topology.pinnedCPU(ofWorker: index) {
+            _ = gt_worker_pin(Int32(cpu))
         }
         let l = local
         while let f = findRunnable() {
