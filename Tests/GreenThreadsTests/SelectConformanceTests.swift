@@ -59,14 +59,19 @@ private func spin(until deadline: Int64) {
 private enum RoundResult: Equatable { case c1, c2, tookDefault }
 
 /// One select of a round: c1, c2, and (if `wide`) 32 never-ready cases, in
-/// builder order c1, padding, c2; with or without default.
-private func raceSelect(_ r: Rounds, wide: Bool, withDefault: Bool) throws -> RoundResult {
-    try select {
-        Case.receive(r.c1) { _ in RoundResult.c1 }
+/// builder order c1, padding, c2 (or, `reversed`, c2, padding, c1: a
+/// select that reads its channels in case order then reads c2 before the
+/// racer fills it and c1 after the racer empties it); with or without
+/// default.
+private func raceSelect(_ r: Rounds, wide: Bool, withDefault: Bool, reversed: Bool) throws -> RoundResult {
+    let (first, second) = reversed ? (r.c2, r.c1) : (r.c1, r.c2)
+    let (firstResult, secondResult) = reversed ? (RoundResult.c2, RoundResult.c1) : (RoundResult.c1, RoundResult.c2)
+    return try select {
+        Case.receive(first) { _ in firstResult }
         if wide {
             for ch in padding { Case.receive(ch) { _ in RoundResult.tookDefault } }
         }
-        Case.receive(r.c2) { _ in RoundResult.c2 }
+        Case.receive(second) { _ in secondResult }
         if withDefault { Case.default { RoundResult.tookDefault } }
     }
 }
@@ -77,7 +82,7 @@ private func raceSelect(_ r: Rounds, wide: Bool, withDefault: Bool) throws -> Ro
 /// the two values that entered the round (c1's, and the racer's send on
 /// c2) were not found exactly once: taken by the select, taken by the
 /// racer, or still buffered.
-private func race(workers: Int, rounds: Int, wide: Bool, withDefault: Bool) throws -> (defaults: Int, lost: Int) {
+private func race(workers: Int, rounds: Int, wide: Bool, withDefault: Bool, reversed: Bool = false) throws -> (defaults: Int, lost: Int) {
     try onRuntime(workers: workers) { () throws -> (defaults: Int, lost: Int) in
         let r = Rounds()
         let budgetEnds = gt_now_ns() + 4_000_000_000
@@ -121,7 +126,7 @@ private func race(workers: Int, rounds: Int, wide: Bool, withDefault: Bool) thro
             let t0 = gt_now_ns()
             r.startedAt.store(t0, ordering: .relaxed)
             r.started.store(round, ordering: .releasing)
-            let result = try raceSelect(r, wide: wide, withDefault: withDefault)
+            let result = try raceSelect(r, wide: wide, withDefault: withDefault, reversed: reversed)
             let took = gt_now_ns() - t0
             let average = r.selectNanos.load(ordering: .relaxed)
             r.selectNanos.store(average + (took - average) / 16, ordering: .relaxed)
@@ -174,19 +179,20 @@ struct SelectConformanceTests {
         #expect(defaults == 0, "a select took default although c1 or c2 was ready at every instant")
     }
 
-    /// The race with a random delay, two cases and default: never default.
-    @Test(arguments: [1, 2])
-    func twoCasesNeverTakeDefaultWhileOneIsReady(workers: Int) throws {
-        let (defaults, lost) = try race(workers: workers, rounds: 20_000, wide: false, withDefault: true)
+    /// The race with a random delay, two cases and default, in both case
+    /// orders: never default.
+    @Test(arguments: [(1, false), (2, false), (1, true), (2, true)])
+    func twoCasesNeverTakeDefaultWhileOneIsReady(workers: Int, reversed: Bool) throws {
+        let (defaults, lost) = try race(workers: workers, rounds: 20_000, wide: false, withDefault: true, reversed: reversed)
         #expect(defaults == 0, "\(defaults) rounds took default although c1 or c2 was ready")
         #expect(lost == 0)
     }
 
     /// The same with 32 never-ready cases between c1 and c2, which widens
     /// a poll that visits the channels one by one.
-    @Test(arguments: [1, 2])
-    func thirtyFourCasesNeverTakeDefaultWhileOneIsReady(workers: Int) throws {
-        let (defaults, lost) = try race(workers: workers, rounds: 5_000, wide: true, withDefault: true)
+    @Test(arguments: [(1, false), (2, false), (1, true), (2, true)])
+    func thirtyFourCasesNeverTakeDefaultWhileOneIsReady(workers: Int, reversed: Bool) throws {
+        let (defaults, lost) = try race(workers: workers, rounds: 5_000, wide: true, withDefault: true, reversed: reversed)
         #expect(defaults == 0, "\(defaults) rounds took default although c1 or c2 was ready")
         #expect(lost == 0)
     }

@@ -55,6 +55,31 @@
 // locks at once, always in address order (see Select.swift); every other
 // operation holds one, so no cycle of waits can form.
 //
+// ## Readiness without the lock
+//
+// `readiness` summarizes, for readers that take no lock, whether each
+// direction could complete now: bit 0, a receive (a buffered value, a
+// parked sender, or closed); bit 1, a send (room in the buffer, a parked
+// receiver, or closed); the bits above count the changes of those two.
+// It is written only under `lock`, by `publishReadiness`, after every
+// change of the state it summarizes (a step that moved a value, queueing
+// or unlinking a waiter, close) and before the lock is released. A bit is
+// set whenever its direction is ready; it may stay set while it is not (a
+// dead waiter still queued), never the reverse. So one load that finds a
+// bit clear is a moment at which that direction was not ready: a
+// non-blocking poll (`tryReceive`, `trySend`, a select's one-case polls)
+// that finds it clear fails without the lock, as Go's `empty(c)` check
+// does. A select with a default case that finds every bit of its cases
+// clear in two passes, with every word unchanged between them, has seen
+// one instant at which none was ready (Select.swift, "Default without
+// locks").
+//
+// Ordering: `publishReadiness` stores with sequential consistency and the
+// readers load with it, so all the words of all channels sit in one total
+// order with the readers' loads: the argument of the double collect is the
+// textbook one. The store happens only when a bit flips, and under a lock
+// whose cache line is already this core's.
+//
 // ## Cancellation
 //
 // Every wait is cancellable. A cancelled green thread parked in `send`
@@ -62,6 +87,8 @@
 // it returns nil, exactly as for a closed channel, because `receive` cannot
 // throw; `receiveOrThrow` tells the two apart. Operations that need not wait
 // complete even when the thread is already cancelled, as in Go.
+
+import Synchronization
 
 /// The error a send on a closed channel throws.
 public enum ChannelError: Error, Sendable, Equatable, CustomStringConvertible {
@@ -105,6 +132,9 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     @usableFromInline @exclusivity(unchecked) var closed = false         // Guarded by: lock
     @usableFromInline @exclusivity(unchecked) var receivers = WaiterList()  // Guarded by: lock
     @usableFromInline @exclusivity(unchecked) var senders = WaiterList()    // Guarded by: lock
+    /// See "Readiness without the lock" in the file header. Written under
+    /// `lock`; read by anyone.
+    @usableFromInline let readiness: Atomic<UInt>
 
     /// Creates a channel buffering up to `capacity` elements.
     ///
@@ -116,6 +146,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
                      "GreenThreads: Channel capacity must be 0 (unbuffered) or positive; got \(capacity)")
         self.capacity = capacity
         ring = Ring(capacity: capacity)
+        readiness = Atomic(capacity > 0 ? Channel.sendReady : 0)
     }
 
     deinit {
@@ -181,6 +212,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// A send that does not wait (a select's poll, `trySend`).
     @inlinable
     func pollSend(from value: UnsafePointer<Element>) -> Attempt {
+        if !mayBeReady(Channel.sendReady) { return .wouldBlock }
         lock.lock()
         let a = sendLocked(value)
         if a == .wouldBlock { lock.unlock() }
@@ -216,10 +248,14 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         if let receiver = receivers.popClaimed() {
             receiver.pointee.elem.unsafelyUnwrapped.assumingMemoryBound(to: Element.self).initialize(to: value.pointee)
             receiver.pointee.outcome = .completed
+            publishReadiness()
             return .handOff(receiver)
         }
         if ring.count < capacity {
             ring.append(value.pointee)
+            // Only the first value in (receive turns ready) and the last
+            // slot filled (send turns not ready) can flip a bit.
+            if ring.count == 1 || ring.count == capacity { publishReadiness() }
             return .done
         }
         return .wouldBlock
@@ -309,6 +345,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// A receive that does not wait (a select's poll, `tryReceive`).
     @inlinable
     func pollReceive(into slot: UnsafeMutablePointer<Element>) -> Attempt {
+        if !mayBeReady(Channel.receiveReady) { return .wouldBlock }
         lock.lock()
         let a = receiveLocked(into: slot)
         if a == .wouldBlock { lock.unlock() }
@@ -340,14 +377,57 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
                 slot.initialize(to: offered.pointee)
             }
             sender.pointee.outcome = .completed
+            publishReadiness()
             return .handOff(sender)
         }
         if ring.count > 0 {
             ring.removeFirst(into: slot)
+            // Only the last value out and the first slot freed can flip a bit.
+            if ring.count == 0 || ring.count == capacity - 1 { publishReadiness() }
             return .done
         }
         if closed { return .closed }
         return .wouldBlock
+    }
+
+    // MARK: Readiness
+
+    /// `readiness` bits: see the file header.
+    @usableFromInline static var receiveReady: UInt { 1 }
+    @usableFromInline static var sendReady: UInt { 2 }
+    @usableFromInline static var readinessBits: UInt { 3 }
+
+    /// Brings `readiness` up to date with the state. Under `lock`, after
+    /// a change and before the lock is released. Out of line: the steps
+    /// call it only where a bit may flip, and inlined it would push `send`
+    /// and `receive` over the inliner's budget in the caller.
+    @usableFromInline @inline(never)
+    func publishReadiness() {
+        var bits: UInt = 0
+        if closed || ring.count > 0 || !senders.isEmpty { bits |= Channel.receiveReady }
+        if closed || ring.count < capacity || !receivers.isEmpty { bits |= Channel.sendReady }
+        // relaxed: only lock holders write, and the lock ordered us after
+        // the last of them.
+        let old = readiness.load(ordering: .relaxed)
+        if old & Channel.readinessBits != bits {
+            // sequentiallyConsistent: pairs with the load in
+            // `readinessWord` (file header).
+            readiness.store((old &+ 4) & ~Channel.readinessBits | bits, ordering: .sequentiallyConsistent)
+        }
+    }
+
+    /// Whether a direction (`receiveReady` or `sendReady`) might be
+    /// ready; false means it was not, at the moment of the load.
+    @inlinable @inline(__always)
+    func mayBeReady(_ direction: UInt) -> Bool {
+        readinessWord() & direction != 0
+    }
+
+    /// The readiness word, for the select's double collect.
+    @inlinable @inline(__always)
+    func readinessWord() -> UInt {
+        // sequentiallyConsistent: pairs with the store in `publishReadiness`.
+        readiness.load(ordering: .sequentiallyConsistent)
     }
 
     // MARK: Closing
@@ -368,6 +448,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         // resumed after it.
         var woken = receivers.claimAll(outcome: .closed)
         senders.claimAll(outcome: .closed, into: &woken)
+        publishReadiness()
         lock.unlock()
         woken.resumeAll()
     }
@@ -416,6 +497,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         case .senders: senders.append(waiter)
         case .receivers: receivers.append(waiter)
         }
+        publishReadiness()
     }
 
     /// Unlinks `waiter` from `queue` if it is still there. Under `lock`.
@@ -425,6 +507,7 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
         case .senders: senders.remove(waiter)
         case .receivers: receivers.remove(waiter)
         }
+        publishReadiness()
     }
 
     // MARK: Select support

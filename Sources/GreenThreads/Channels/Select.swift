@@ -46,6 +46,24 @@
 //    uniform permutation is uniform among them. Step 2 takes the first case
 //    of that same permutation, so it does not bias the choice either.
 //
+// ## Default without locks
+//
+// A select with a default case over idle channels (a poll loop) would pay
+// every lock of step 3 only to learn that nothing is ready. Each channel
+// publishes a readiness word (Channel.swift, "Readiness without the
+// lock"): a bit per direction, set whenever that direction is ready, and
+// a count of the bits' changes. After the fast path of step 2 failed, a
+// select with default reads the word of every case twice, in two passes
+// (a double collect). If the first pass found every case's bit clear and
+// the second found every word unchanged, then at the moment between the
+// passes every case was not ready: word i held the same value from its
+// first load to its second (the count changes with every flip, so no
+// ready spell can hide between them), and all first loads precede all
+// second loads in the single order of sequentially consistent operations.
+// The select takes default without a lock. Anything else (a bit set, a
+// word changed) goes to step 3, which decides under the locks. A select
+// with one case needs no second pass: its failed poll was the instant.
+//
 // Deadlock freedom: a select holds several channel locks only in address
 // order and takes no other lock while holding them (Park.wait's register
 // step only queues and unlocks); every other channel operation holds one
@@ -62,10 +80,15 @@
 // "nothing ready" from those polls: between two polls another thread can
 // fill a channel already polled and empty one not yet polled, so a select
 // took `default` although a case was ready at every instant (1 round in
-// 10^5 with two cases, 6-16% with 34). Versions of each channel (a
-// double-collect snapshot) would avoid the locks, but cost an atomic
-// increment in every channel operation, the fast paths that most programs
-// run far more often than a select's slow path.
+// 10^5 with two cases, 6-16% with 34).
+//
+// A version count bumped by every channel operation, read in a double
+// collect in place of step 3's locks for every select: it costs an atomic
+// increment in every send and receive, the fast paths most programs run
+// far more often than a select's slow path, and it cannot replace the
+// locks of a select that waits (its waiters must be queued under them).
+// The readiness word changes only when a direction flips between ready
+// and not ready, and it serves only the selects that take default.
 //
 // ## Specialization and allocation
 //
@@ -150,11 +173,17 @@ public func select<Result, Clauses: SelectClause>(
     var k = first
     var result: Result?
     if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
-    if shape.defaults > 0 || n == 1 {
-        // A select with default that found its first case empty is most
-        // often polling idle channels: straight to the one locked poll.
+    if shape.defaults > 0 {
+        // One case: the failed poll was the instant it was not ready. More:
+        // the double collect of their readiness words finds such an instant
+        // without a lock, or sends the select to the one locked poll.
+        if n == 1 || _selectQuiet(clauses, count: n) {
+            _ = try clauses._runDefault(&result)
+            return result.unsafelyUnwrapped
+        }
         return try _selectSlow(clauses, shape, order: nil, first: first)
     }
+    if n == 1 { return try _selectSlow(clauses, shape, order: nil, first: first) }
     // A select that would wait polls its other cases too, one by one in
     // the poll order, each specialized under its own lock: completing one
     // is linearizable on its own, and finding a ready case here saves
@@ -239,6 +268,19 @@ func _selectSlow<Clauses: SelectClause>(
                 }
             }
         }
+    }
+}
+
+/// "Default without locks" (file header): whether two passes over the
+/// cases' readiness words found every case not ready and no word changed.
+@inlinable
+func _selectQuiet<Clauses: SelectClause>(_ clauses: Clauses, count n: Int) -> Bool {
+    withUnsafeTemporaryAllocation(of: UInt.self, capacity: n) { buffer in
+        let words = buffer.baseAddress.unsafelyUnwrapped
+        var i = 0
+        guard clauses._quiet(words, &i, recheck: false) else { return false }
+        i = 0
+        return clauses._quiet(words, &i, recheck: true)
     }
 }
 

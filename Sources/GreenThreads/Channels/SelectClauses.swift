@@ -17,6 +17,8 @@
 //  * `_measure`: how many channel cases, the receive slot and send value
 //    sizes, the earliest timeout, the default;
 //  * `_pollOne`: the fast path, one case under its own lock;
+//  * `_quiet`: one pass of a select-with-default's double collect of the
+//    channels' readiness words (Select.swift, "Default without locks");
 //  * `_pollHeld`: one case under every lock of the select, which it does
 //    not release: a receive leaves its value in the select's slot, and a
 //    claimed counterpart is returned, to be resumed after unlocking;
@@ -40,6 +42,7 @@ public protocol SelectClause<Result> {
     associatedtype Result
     func _measure(_ shape: inout _SelectShape)
     func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool
+    func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool
     func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled
     func _lock(_ k: inout Int, unlock: Bool)
     func _erase(_ erasure: inout _SelectErasure)
@@ -55,6 +58,8 @@ public protocol SelectClause<Result> {
 extension SelectClause {
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool { true }
     @inlinable
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled { _SelectPolled(.wouldBlock) }
     @inlinable
@@ -152,6 +157,19 @@ func _selectLockCase<Element>(_ channel: Channel<Element>, _ k: inout Int, unloc
     if unlock { channel.lock.unlock() } else { channel.lock.lock() }
 }
 
+/// `_quiet` for a channel case: the first pass records the channel's
+/// readiness word and answers whether the case's direction was not ready;
+/// the second answers whether the word is unchanged.
+@inlinable
+func _selectQuietCase<Element>(_ channel: Channel<Element>, direction: UInt,
+                               _ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+    let word = channel.readinessWord()
+    defer { i += 1 }
+    if recheck { return words[i] == word }
+    words[i] = word
+    return word & direction == 0
+}
+
 /// The namespace cases are written with: `Case.receive(ch) { v in ... }`.
 ///
 /// Each case names its type (`Case.`, or `SelectCase.`): a line starting
@@ -229,6 +247,11 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+        _selectQuietCase(channel, direction: Channel<Element>.receiveReady, words, &i, recheck: recheck)
+    }
+
+    @inlinable
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         k -= 1
         guard k == -1 else { return _SelectPolled(.wouldBlock) }
@@ -288,6 +311,11 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
         case .wouldBlock: return false
         }
         return true
+    }
+
+    @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+        _selectQuietCase(channel, direction: Channel<Element>.sendReady, words, &i, recheck: recheck)
     }
 
     @inlinable

@@ -29,6 +29,10 @@ where First.Result == Second.Result {
         return k >= 0 ? try second._pollOne(&k, &result) : false
     }
     @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+        first._quiet(words, &i, recheck: recheck) && second._quiet(words, &i, recheck: recheck)
+    }
+    @inlinable
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         let polled = first._pollHeld(&k, slot: slot)
         return k >= 0 ? second._pollHeld(&k, slot: slot) : polled
@@ -87,6 +91,10 @@ public struct SelectOptional<Clause: SelectClause>: SelectClause {
         try clause?._pollOne(&k, &result) ?? false
     }
     @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+        clause?._quiet(words, &i, recheck: recheck) ?? true
+    }
+    @inlinable
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         clause?._pollHeld(&k, slot: slot) ?? _SelectPolled(.wouldBlock)
     }
@@ -129,6 +137,13 @@ where First.Result == Second.Result {
         switch self {
         case .first(let c): return try c._pollOne(&k, &result)
         case .second(let c): return try c._pollOne(&k, &result)
+        }
+    }
+    @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+        switch self {
+        case .first(let c): return c._quiet(words, &i, recheck: recheck)
+        case .second(let c): return c._quiet(words, &i, recheck: recheck)
         }
     }
     @inlinable
@@ -200,6 +215,13 @@ public struct SelectArray<Clause: SelectClause>: SelectClause {
             if try c._pollOne(&k, &result) { return true }
         }
         return false
+    }
+    @inlinable
+    public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
+        for c in clauses {
+            if !c._quiet(words, &i, recheck: recheck) { return false }
+        }
+        return true
     }
     @inlinable
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
