@@ -10,7 +10,7 @@
 #
 # `scale` is its own mode: see the block at "scale mode" below.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany|echo ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pipeline|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany|echo ...]
 #                                                        (default: all of them)
 #        scripts/compare.sh scale [fib skew pipeline spawn]
 #                       speedup over worker counts: gt-bench scale, Go (GOMAXPROCS=N)
@@ -152,11 +152,11 @@ fi
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
+        switch | spawn | fib | skew | pipeline | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
         -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pingpong, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
+                "(switch, spawn, fib, skew, pipeline, pingpong, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
             exit 2
             ;;
     esac
