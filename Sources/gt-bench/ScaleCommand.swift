@@ -15,6 +15,10 @@
 // Worker counts beyond the CPU count are kept on purpose: they measure
 // oversubscription (more workers than cores), where a scheduler that spins
 // or migrates green threads carelessly loses against its own 2-worker time.
+// Beside the workloads, `ceiling` times plain OS threads sharing a loop: the
+// speedup the machine itself allows at that moment, the line the workload
+// curves are read against (see CeilingBenchmark.swift).
+//
 // Every point reuses the workload of `gt-bench run` on the process-wide
 // runtime of that worker count (BenchRuntimes), so `scale fib` at 2 workers
 // and `run fib --workers 2` time the same code.
@@ -29,7 +33,8 @@ struct ScaleCommand: ParsableCommand {
         discussion: """
             Repeats run in rounds over the worker counts, so drift hits every count alike. \
             Beyond the CPU count a point measures oversubscription. --json prints one object \
-            (the `run` rows plus speedup and efficiency); --plot draws speedup against workers \
+            (the `run` rows plus speedup, efficiency and the scheduler's steals, worker parks \
+            and switches per run); --plot draws speedup against workers \
             with scripts/plot-scale (python3; installs matplotlib on first use).
             """
     )
@@ -55,6 +60,12 @@ struct ScaleCommand: ParsableCommand {
     @Flag(help: "Print one JSON object on stdout instead of a table.")
     var json = false
 
+    @Flag(inversion: .prefixedNo, help: "Also time `ceiling` (plain OS threads, no scheduler) at each count: the machine's own speedup, to read the curves against.")
+    var ceiling = true
+
+    @Flag(help: "Add the scheduler's activity per run to the table: steals, worker parks (sleeps for lack of work), switches. --json always has them.")
+    var stats = false
+
     @Option(help: "Also draw speedup against workers, one panel per benchmark, into this PNG file.")
     var plot: String?
 
@@ -66,7 +77,7 @@ struct ScaleCommand: ParsableCommand {
     }
 
     func selected() throws -> [Benchmark] {
-        try names.map { name in
+        let listed = try names.map { name in
             guard let b = registry.first(where: { $0.name == name }) else {
                 throw ValidationError("unknown benchmark '\(name)'; known: \(registry.map(\.name).joined(separator: ", "))")
             }
@@ -78,6 +89,10 @@ struct ScaleCommand: ParsableCommand {
             }
             return b
         }
+        guard ceiling, !names.contains("ceiling"), let reference = registry.first(where: { $0.name == "ceiling" }) else {
+            return listed
+        }
+        return listed + [reference]
     }
 
     func workerCounts() throws -> [Int] {
@@ -91,10 +106,15 @@ struct ScaleCommand: ParsableCommand {
             for w in counts { _ = try b.measure(w) }  // warm-up: stacks, queues and caches of every runtime
         }
         var samples: [String: [Int: [Sample]]] = [:]
+        var activity: [String: [Int: Activity]] = [:]
         for round in 1...repeats {
             if !json { printError("scale: round \(round)/\(repeats)") }
             for b in benches {
-                for w in counts { samples[b.name, default: [:]][w, default: []].append(try b.measure(w)) }
+                for w in counts {
+                    let before = BenchRuntimes.runtime(workers: w).stats
+                    samples[b.name, default: [:]][w, default: []].append(try b.measure(w))
+                    activity[b.name, default: [:]][w, default: Activity()].add(before, BenchRuntimes.runtime(workers: w).stats)
+                }
             }
         }
         BenchRuntimes.shutdownAll()
@@ -109,12 +129,37 @@ struct ScaleCommand: ParsableCommand {
             for var m in points {
                 let speedup = base / pick(m)
                 m.extras += [("speedup", speedup), ("efficiency", speedup / Double(m.workers))]
+                if b.name != "ceiling" {  // plain OS threads: the runtime's counters say nothing of it
+                    let a = activity[b.name]![m.workers]!
+                    m.extras += [("steals", a.perRun(\.steals)), ("workerParks", a.perRun(\.parks)),
+                                 ("switches", a.perRun(\.switches))]
+                }
                 results.append(m)
             }
         }
         let report = Report(results: results, fields: [("statistic", "\"\(statistic.rawValue)\"")])
         if json { print(report.json()) } else { printTable(results) }
         if let plot { try ScalePlot.draw(report: report, to: plot) }
+    }
+
+    /// What the scheduler did during the timed runs of one point, from
+    /// the runtime's counters: the first thing to read when a curve bends
+    /// (many worker parks: idle workers sleeping and being woken; steals
+    /// near the spawn count: work moves for nearly every green thread).
+    struct Activity {
+        var runs = 0
+        var steals = 0, parks = 0, switches = 0
+
+        mutating func add(_ before: RuntimeStats, _ after: RuntimeStats) {
+            runs += 1
+            steals += after.steals - before.steals
+            parks += after.parks - before.parks
+            switches += after.switches - before.switches
+        }
+
+        func perRun(_ field: KeyPath<Activity, Int>) -> Double {
+            Double(self[keyPath: field]) / Double(Swift.max(runs, 1))
+        }
     }
 
     private func pick(_ m: Measurement) -> Double {
@@ -124,15 +169,21 @@ struct ScaleCommand: ParsableCommand {
     private func printTable(_ results: [Measurement]) {
         let cpus = Runtime.defaultWorkerCount
         let time = statistic == .min ? "best of \(repeats)" : "median of \(repeats)"
-        print(pad("benchmark", 10) + pad("workers", 9) + pad("time (\(time))", 26) + pad("speedup", 9) + "efficiency")
+        print(pad("benchmark", 10) + pad("workers", 9) + pad("time (\(time))", 26) + pad("speedup", 9)
+              + pad("efficiency", 12) + (stats ? pad("steals/run", 12) + pad("worker parks/run", 18) + "switches/run" : ""))
         for m in results {
             let speedup = m.extras.first { $0.name == "speedup" }!.value
             let efficiency = m.extras.first { $0.name == "efficiency" }!.value
             print(pad(m.benchmark, 10) + pad("\(m.workers)", 9)
                   + pad("\(formatNumber(pick(m))) \(m.unit)", 26)
-                  + pad(String(format2(speedup)), 9) + format2(efficiency)
+                  + pad(format2(speedup), 9) + pad(format2(efficiency), 12)
+                  + (stats ? pad(extra(m, "steals"), 12) + pad(extra(m, "workerParks"), 18) + pad(extra(m, "switches"), 12) : "")
                   + (m.workers > cpus ? "  (\(m.workers) workers on \(cpus) CPUs)" : ""))
         }
+    }
+
+    private func extra(_ m: Measurement, _ name: String) -> String {
+        m.extras.first { $0.name == name }.map { "\(Int($0.value.rounded()))" } ?? "-"
     }
 
     private func format2(_ v: Double) -> String {
