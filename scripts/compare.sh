@@ -152,7 +152,9 @@ for r in rows:
         "load average at start: $load"
     echo
     [[ -n ${RESULTS_FILE:-} ]] && cp "$results" "$RESULTS_FILE"
-    "$root/scripts/plot-scale" --table --summary --stat min --cpus "$(nproc)" --out "$png" "$results"
+    "$root/scripts/plot-scale" --table --summary --stat min --cpus "$(nproc)" --out "$png" \
+        --title "Speedup over 1 worker, higher is better: $(nproc) CPUs ($cpu), $(date -u +%Y-%m-%d), load average $load at the start" \
+        "$results"
     exit 0
 fi
 benches=()
