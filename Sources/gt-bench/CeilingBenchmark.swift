@@ -12,6 +12,7 @@ import Glibc
 #endif
 
 enum CeilingWorkload {
+    static let name = "ceiling"
     static let totalIterations = 100_000_000
 
     /// Milliseconds for `threads` OS threads to share the loop.

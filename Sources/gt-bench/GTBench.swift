@@ -10,7 +10,7 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
     Benchmark(name: "pipeline", unit: "ns/item",
               summary: "4 channel pipelines (capacity 64) of 4 stages, ~1 us of work per item per stage, 10^4 items each (ns per item per stage)",
               measure: PipelineWorkload.benchmark),
-    Benchmark(name: "ceiling", unit: "ms",
+    Benchmark(name: CeilingWorkload.name, unit: "ms",
               summary: "N plain OS threads sharing 10^8 xorshift steps, no green threads: the machine's own speedup for N threads",
               measure: CeilingWorkload.benchmark),
     Benchmark(name: "generator", unit: "ns/resume",

@@ -48,7 +48,7 @@ struct ScaleCommand: ParsableCommand {
     @Argument(help: "Benchmark names (see `gt-bench list`). Default: \(defaultNames.joined(separator: " ")).")
     var names: [String] = defaultNames
 
-    @Option(help: "Comma-separated worker counts; 1 (the baseline) is added when missing.")
+    @Option(help: "Comma-separated worker counts; 1 (the baseline) comes first, added when missing.")
     var workers = "1,2,4,8"
 
     @Option(help: "Timed repeats per point (plus one warm-up run).")
@@ -89,15 +89,17 @@ struct ScaleCommand: ParsableCommand {
             }
             return b
         }
-        guard ceiling, !names.contains("ceiling"), let reference = registry.first(where: { $0.name == "ceiling" }) else {
+        guard ceiling, !names.contains(CeilingWorkload.name),
+              let reference = registry.first(where: { $0.name == CeilingWorkload.name }) else {
             return listed
         }
         return listed + [reference]
     }
 
     func workerCounts() throws -> [Int] {
-        let counts = try parseWorkerCounts(workers)
-        return counts.contains(1) ? counts : [1] + counts
+        var counts: [Int] = [1]
+        for n in try parseWorkerCounts(workers) where !counts.contains(n) { counts.append(n) }
+        return counts
     }
 
     func run() throws {
@@ -111,9 +113,13 @@ struct ScaleCommand: ParsableCommand {
             if !json { printError("scale: round \(round)/\(repeats)") }
             for b in benches {
                 for w in counts {
-                    let before = BenchRuntimes.runtime(workers: w).stats
+                    // `ceiling` runs plain OS threads: no runtime to read (nor to start for it).
+                    let counted = b.name != CeilingWorkload.name
+                    let before = counted ? BenchRuntimes.runtime(workers: w).stats : RuntimeStats()
                     samples[b.name, default: [:]][w, default: []].append(try b.measure(w))
-                    activity[b.name, default: [:]][w, default: Activity()].add(before, BenchRuntimes.runtime(workers: w).stats)
+                    if counted {
+                        activity[b.name, default: [:]][w, default: Activity()].add(before, BenchRuntimes.runtime(workers: w).stats)
+                    }
                 }
             }
         }
@@ -129,8 +135,7 @@ struct ScaleCommand: ParsableCommand {
             for var m in points {
                 let speedup = base / pick(m)
                 m.extras += [("speedup", speedup), ("efficiency", speedup / Double(m.workers))]
-                if b.name != "ceiling" {  // plain OS threads: the runtime's counters say nothing of it
-                    let a = activity[b.name]![m.workers]!
+                if let a = activity[b.name]?[m.workers] {
                     m.extras += [("steals", a.perRun(\.steals)), ("workerParks", a.perRun(\.parks)),
                                  ("switches", a.perRun(\.switches))]
                 }
