@@ -50,6 +50,7 @@ if [[ ${1:-} == scale ]]; then
     for a in "$@"; do
         case $a in
             fib | skew | pipeline | spawn | pingpong | chan | mutex) benches+=("$a") ;;
+            -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
             *) echo "compare.sh scale: unknown workload '$a' (fib, skew, pipeline, spawn, pingpong, chan, mutex)" >&2; exit 2 ;;
         esac
     done
@@ -161,7 +162,7 @@ benches=()
 for a in "$@"; do
     case $a in
         switch | spawn | fib | skew | pipeline | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
-        -h | --help) sed -n '2,33p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
                 "(switch, spawn, fib, skew, pipeline, pingpong, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
