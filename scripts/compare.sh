@@ -8,8 +8,15 @@
 # generator (`gt-bench loadgen`: 64-byte messages, 100 and 1,000 connections),
 # and prints requests/s and p99 latency.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany|echo ...]
+# `scale` is its own mode: see the block at "scale mode" below.
+#
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pipeline|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany|echo ...]
 #                                                        (default: all of them)
+#        scripts/compare.sh scale [fib skew pipeline spawn]
+#                       speedup over worker counts: gt-bench scale, Go (GOMAXPROCS=N)
+#                       and Boost.Fiber (work_stealing on N threads), drawn on one
+#                       chart (SCALE_PNG, default docs/scale.png) with a table of
+#                       times, speedups and ratios; WORKERS defaults to 1,2,4,8 here
 # Env:   ROUNDS=3       rounds; each round runs every implementation once per
 #                       benchmark, in turn, so machine drift hits all alike
 #        REPEATS=3      timed repeats inside each run (the run reports their
@@ -21,19 +28,144 @@
 #        ECHO_SECONDS=5 seconds of load per echo run
 #        ECHO_CONNECTIONS="100 1000"  connection counts for echo
 #        RESULTS_FILE   also keep every run's raw RESULT lines in this file
+#        SCALE_PNG      scale: the chart to write (default docs/scale.png)
 # Results are most meaningful on an otherwise idle machine.
 set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 peers_dir="$root/scripts/peers"
+
+# --- scale mode ------------------------------------------------------------------
+# Each round runs every workload on every runtime in turn (gt-bench scale over
+# all worker counts in one process; Go one process per count with GOMAXPROCS=N;
+# Boost.Fiber one forked child per count, as its work_stealing table is sized
+# once per process), so machine drift hits all three alike. Each run reports
+# the median of its REPEATS; the chart and table take the best run over the
+# ROUNDS, since other load only ever adds time. A peer that cannot be built
+# even after scripts/setup.sh --peers prints SKIP and is left out; the run
+# fails if gt-bench itself cannot run or prints no parseable JSON.
+if [[ ${1:-} == scale ]]; then
+    shift
+    benches=()
+    for a in "$@"; do
+        case $a in
+            fib | skew | pipeline | spawn | pingpong | chan | mutex) benches+=("$a") ;;
+            -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+            *) echo "compare.sh scale: unknown workload '$a' (fib, skew, pipeline, spawn, pingpong, chan, mutex)" >&2; exit 2 ;;
+        esac
+    done
+    ((${#benches[@]})) || benches=(fib skew pipeline spawn)
+    rounds=${ROUNDS:-3}
+    workers=${WORKERS:-1,2,4,8}
+    [[ ,$workers, == *,1,* ]] || workers=1,$workers
+    export REPEATS=${REPEATS:-3}
+    png=${SCALE_PNG:-$root/docs/scale.png}
+    log() { echo "compare scale: $*" >&2; }
+    load=$(cut -d' ' -f1 /proc/loadavg)
+
+    results=$(mktemp)
+    build_log=$(mktemp)
+    trap 'rm -f "$results" "$build_log"' EXIT
+
+    swift=$(command -v swift || echo /opt/swift/usr/bin/swift)
+    if [[ -n ${GT_BENCH:-} ]]; then
+        ours=$GT_BENCH
+    else
+        log "building gt-bench (release)"
+        (cd "$root" && "$swift" build -c release --product gt-bench) >"$build_log" 2>&1 || {
+            tail -n 20 "$build_log" >&2
+            echo "compare scale: FAILED: gt-bench does not build" >&2
+            exit 1
+        }
+        ours="$(cd "$root" && "$swift" build -c release --show-bin-path)/gt-bench"
+    fi
+
+    # The peers: built here; when one is missing, install the toolchains with
+    # setup.sh --peers and try once more; still missing: SKIP.
+    "$peers_dir/build.sh" go boostfiber >&2 || true
+    if [[ ! -x $peers_dir/.build-peers/go-peer || ! -x $peers_dir/.build-peers/boostfiber-peer ]]; then
+        log "a peer is missing: installing the peer toolchains (scripts/setup.sh --peers)"
+        "$root/scripts/setup.sh" --peers >&2 || log "setup.sh --peers failed"
+        "$peers_dir/build.sh" go boostfiber >&2 || true
+    fi
+    peers=()
+    for p in go boostfiber; do
+        if [[ -x $peers_dir/.build-peers/$p-peer ]]; then
+            peers+=("$p")
+        else
+            echo "SKIP $p: $p-peer could not be built (see the messages above)"
+        fi
+    done
+
+    # gt-bench scale's JSON, checked and turned into the peers' RESULT lines
+    # (value = the median of the run's repeats, as the peers report).
+    # run_ours_scale BENCH [--no-ceiling]: `ceiling` (plain OS threads, the
+    # machine's own speedup) is timed with the first workload of each round.
+    run_ours_scale() {
+        local out
+        out=$("$ours" scale "$@" --workers "$workers" --repeats "$REPEATS" --statistic median --json) || {
+            echo "compare scale: FAILED: gt-bench scale $1 exited with an error" >&2
+            return 1
+        }
+        python3 -c '
+import json, sys
+text = sys.stdin.read()
+try:
+    doc = json.loads(text)
+    rows = doc["results"]
+    assert doc["statistic"] == "median" and rows
+    for r in rows:
+        float(r["speedup"]), float(r["efficiency"]), float(r["value"])
+except (ValueError, KeyError, TypeError, AssertionError) as e:
+    sys.exit("compare scale: FAILED: gt-bench scale printed no parseable JSON (%r); output began: %r" % (e, text[:300]))
+for r in rows:
+    print("RESULT peer=greenthreads benchmark=%s workers=%d value=%s unit=%s"
+          % (r["benchmark"], r["workers"], r["value"], r["unit"]))
+' <<<"$out"
+    }
+
+    for ((round = 1; round <= rounds; round++)); do
+        for bench in "${benches[@]}"; do
+            log "$bench round $round/$rounds: greenthreads"
+            if [[ $bench == "${benches[0]}" ]]; then
+                run_ours_scale "$bench" >>"$results" || exit 1
+            else
+                run_ours_scale "$bench" --no-ceiling >>"$results" || exit 1
+            fi
+            for p in "${peers[@]}"; do
+                log "$bench round $round/$rounds: $p"
+                if [[ $p == go ]]; then
+                    for w in ${workers//,/ }; do
+                        GOMAXPROCS=$w "$peers_dir/.build-peers/go-peer" "$bench" --workers "$w" >>"$results" \
+                            || log "go failed on $bench at $w workers"
+                    done
+                else
+                    "$peers_dir/.build-peers/$p-peer" "$bench" --workers "$workers" >>"$results" \
+                        || log "$p failed on $bench"
+                fi
+            done
+        done
+    done
+
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n1)
+    echo "machine: nproc=$(nproc) cpu=\"$cpu\" kernel=$(uname -r) date=$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+    echo "rounds: $rounds, repeats per run: $REPEATS (each run's median; the table takes the best run)," \
+        "load average at start: $load"
+    echo
+    [[ -n ${RESULTS_FILE:-} ]] && cp "$results" "$RESULTS_FILE"
+    "$root/scripts/plot-scale" --table --summary --stat min --cpus "$(nproc)" --out "$png" \
+        --title "Speedup over 1 worker, higher is better: $(nproc) CPUs ($cpu), $(date -u +%Y-%m-%d), load average $load at the start" \
+        "$results"
+    exit 0
+fi
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
-        -h | --help) sed -n '2,25p' "$0"; exit 0 ;;
+        switch | spawn | fib | skew | pipeline | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
+        -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pingpong, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
+                "(switch, spawn, fib, skew, pipeline, pingpong, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
             exit 2
             ;;
     esac

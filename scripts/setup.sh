@@ -3,7 +3,8 @@
 # missing. Usage: scripts/setup.sh [--peers]
 #   (no flag)  the build and test dependencies
 #   --peers    also the peer runtimes gt-bench is compared against (Go,
-#              Boost.Fiber, Python greenlet/gevent)
+#              Boost.Fiber, Python greenlet/gevent) and matplotlib, which
+#              scripts/plot-scale draws the scaling chart with
 set -euo pipefail
 
 need_apt=()
@@ -52,5 +53,9 @@ if [ "${1:-}" = "--peers" ]; then
     python3 -c 'import greenlet, gevent' 2>/dev/null || {
         echo "setup: installing greenlet and gevent from PyPI"
         python3 -m pip install -q greenlet gevent
+    }
+    python3 -c 'import matplotlib' 2>/dev/null || {
+        echo "setup: installing matplotlib from PyPI (scripts/plot-scale)"
+        python3 -m pip install -q matplotlib
     }
 fi

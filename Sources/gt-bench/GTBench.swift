@@ -7,6 +7,12 @@ import Glibc
 
 /// Every benchmark gt-bench knows, in listing order.
 let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
+    Benchmark(name: "pipeline", unit: "ns/item",
+              summary: "4 channel pipelines (capacity 64) of 4 stages, ~1 us of work per item per stage, 10^4 items each (ns per item per stage)",
+              measure: PipelineWorkload.benchmark),
+    Benchmark(name: CeilingWorkload.name, unit: "ms",
+              summary: "N plain OS threads sharing 10^8 xorshift steps, no green threads: the machine's own speedup for N threads",
+              measure: CeilingWorkload.benchmark),
     Benchmark(name: "generator", unit: "ns/resume",
               summary: "resume a suspended generator that yields an Int, 10^7 times",
               singleThreaded: true, measure: { _ in generatorBenchmark() }),
@@ -23,7 +29,7 @@ struct GTBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gt-bench",
         abstract: "GreenThreads benchmarks: the same workloads as the Go, Boost.Fiber and Swift concurrency peers.",
-        subcommands: [List.self, Run.self, LoadGenCommand.self]
+        subcommands: [List.self, Run.self, ScaleCommand.self, LoadGenCommand.self]
     )
 
     struct List: ParsableCommand {
@@ -73,12 +79,7 @@ struct GTBench: ParsableCommand {
                 let n = Runtime.defaultWorkerCount
                 return n > 1 ? [1, n] : [1]
             }
-            return try workers.split(separator: ",").map { part in
-                guard let n = Int(part.filter { $0 != " " }), n > 0 else {
-                    throw ValidationError("--workers takes positive integers separated by commas, got '\(part)'")
-                }
-                return n
-            }
+            return try parseWorkerCounts(workers)
         }
 
         func run() throws {
@@ -108,6 +109,22 @@ struct GTBench: ParsableCommand {
                   + (m.bytesPerItem.map { " (\(Int($0)) B per item, \(m.rssItems!) items at once)" } ?? ""))
         }
     }
+}
+
+/// `--workers 1,2,4`: positive integers separated by commas, in the order given.
+func parseWorkerCounts(_ list: String) throws -> [Int] {
+    try list.split(separator: ",").map { part in
+        guard let n = Int(part.filter { $0 != " " }), n > 0 else {
+            throw ValidationError("--workers takes positive integers separated by commas, got '\(part)'")
+        }
+        return n
+    }
+}
+
+/// A progress line on stderr, so stdout stays the table or the JSON.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
 }
 
 func pad(_ s: String, _ width: Int) -> String {

@@ -9,6 +9,8 @@ import Glibc
 /// worker count, the median as `value`, and a field per extra.
 struct Report {
     let results: [Measurement]
+    /// Top-level fields beside "machine" and "results", as (name, JSON value).
+    var fields: [(String, String)] = []
 
     func json() -> String {
         var machine: [(String, String)] = [
@@ -27,7 +29,8 @@ struct Report {
                 + r.extras.map { ", \(quote($0.name)): \(number($0.value))" }.joined()
                 + (r.bytesPerItem.map { ", \"peakRSSBytesPerItem\": \(number($0)), \"peakItems\": \(r.rssItems!)" } ?? "") + "}"
         }
-        return "{\"machine\": {\(m)}, \"results\": [\n  " + rows.joined(separator: ",\n  ") + "\n]}"
+        let top = fields.map { ", \(quote($0.0)): \($0.1)" }.joined()
+        return "{\"machine\": {\(m)}\(top), \"results\": [\n  " + rows.joined(separator: ",\n  ") + "\n]}"
     }
 
     private func number(_ v: Double) -> String {

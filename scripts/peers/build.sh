@@ -5,8 +5,13 @@
 # Python, the greenlet and gevent wheels from PyPI) they need first if they
 # are missing.
 #
-# Usage: scripts/peers/build.sh          (quiet when everything is up to date)
+# Usage: scripts/peers/build.sh [go boostfiber swiftconc nio-echo python]
+#        (default: all of them; quiet when everything is up to date)
 set -euo pipefail
+
+only=" $* "
+# want PEER: true if PEER is to be built (named, or no peer named at all).
+want() { [[ $only == "  " || $only == *" $1 "* ]]; }
 
 here=$(cd "$(dirname "$0")" && pwd)
 out="$here/.build-peers"
@@ -16,11 +21,13 @@ log() { echo "peers/build: $*" >&2; }
 
 # --- toolchains ---------------------------------------------------------------
 missing=()
-command -v go >/dev/null || missing+=(golang-go)
-command -v g++ >/dev/null || missing+=(g++)
-[[ -f /usr/include/boost/fiber/all.hpp ]] || missing+=(libboost-fiber-dev)
-[[ -f /usr/include/boost/context/fiber.hpp ]] || missing+=(libboost-context-dev)
-command -v taskset >/dev/null || missing+=(util-linux)   # pins the Swift pool
+want go && { command -v go >/dev/null || missing+=(golang-go); }
+if want boostfiber; then
+    command -v g++ >/dev/null || missing+=(g++)
+    [[ -f /usr/include/boost/fiber/all.hpp ]] || missing+=(libboost-fiber-dev)
+    [[ -f /usr/include/boost/context/fiber.hpp ]] || missing+=(libboost-context-dev)
+fi
+want swiftconc && { command -v taskset >/dev/null || missing+=(util-linux); }   # pins the Swift pool
 if ((${#missing[@]})); then
     sudo=""
     [[ $(id -u) -eq 0 ]] || sudo="sudo"
@@ -45,18 +52,18 @@ stale() {
 }
 
 # --- Go -----------------------------------------------------------------------
-if stale "$out/go-peer" "$here"/go/*.go "$here/go/go.mod"; then
+if want go && stale "$out/go-peer" "$here"/go/*.go "$here/go/go.mod"; then
     log "building go-peer"
     # No dependencies, so no module downloads: keep the proxy out of it.
     (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-peer" .)
 fi
-if stale "$out/go-echo" "$here"/go/echo/*.go "$here/go/go.mod"; then
+if want go && stale "$out/go-echo" "$here"/go/echo/*.go "$here/go/go.mod"; then
     log "building go-echo"
     (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-echo" ./echo)
 fi
 
 # --- Boost.Fiber / Boost.Context ------------------------------------------------
-if stale "$out/boostfiber-peer" "$here/boostfiber/main.cpp"; then
+if want boostfiber && stale "$out/boostfiber-peer" "$here/boostfiber/main.cpp"; then
     log "building boostfiber-peer"
     g++ -std=c++20 -O2 -Wall -o "$out/boostfiber-peer" "$here/boostfiber/main.cpp" \
         -lboost_fiber -lboost_context -pthread
@@ -64,7 +71,7 @@ fi
 
 # --- Swift concurrency ----------------------------------------------------------
 # SwiftPM does its own up-to-date checks; its scratch dir lives with the rest.
-if stale "$out/swiftconc-peer" "$here/swiftconc/Package.swift" "$here"/swiftconc/Sources/*/*.swift; then
+if want swiftconc && stale "$out/swiftconc-peer" "$here/swiftconc/Package.swift" "$here"/swiftconc/Sources/*/*.swift; then
     log "building swiftconc-peer"
     "$swift" build -c release --package-path "$here/swiftconc" \
         --scratch-path "$out/swiftconc" >&2
@@ -74,7 +81,7 @@ fi
 
 # --- SwiftNIO echo server ---------------------------------------------------------
 # Resolves swift-nio by version (the local package mirror serves it offline).
-if stale "$out/nio-echo" "$here/nio-echo/Package.swift" "$here"/nio-echo/Sources/*/*.swift; then
+if want nio-echo && stale "$out/nio-echo" "$here/nio-echo/Package.swift" "$here"/nio-echo/Sources/*/*.swift; then
     log "building nio-echo (the first build compiles SwiftNIO: a few minutes)"
     "$swift" build -c release --package-path "$here/nio-echo" \
         --scratch-path "$out/nio-echo-build" >&2
@@ -86,7 +93,9 @@ fi
 # Nothing to compile: python-peer is a link to the script. It needs greenlet
 # (gevent's switching core; gevent comes along for anyone comparing further).
 python=$(command -v python3 || true)
-if [[ -z $python ]]; then
+if ! want python; then
+    :
+elif [[ -z $python ]]; then
     log "python3 not found: the python peer will not run"
 else
     if ! "$python" -c 'import greenlet, gevent' 2>/dev/null; then

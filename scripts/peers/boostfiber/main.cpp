@@ -6,7 +6,7 @@
 // all, just the register save/restore - the floor any green-thread switch
 // can approach.
 //
-// Usage: boostfiber-peer [switch|spawn|fib|skew|pingpong|chan|mutex|timers|parkmany ...] [--workers 1,2]
+// Usage: boostfiber-peer [switch|spawn|fib|skew|pipeline|pingpong|chan|mutex|timers|parkmany ...] [--workers 1,2]
 // (no `select`: Boost.Fiber cannot wait on several channels at once)
 // Prints: RESULT peer=<boostfiber|boostcontext> benchmark=<name> workers=<n>
 //         value=<median> unit=<unit>
@@ -27,6 +27,7 @@
 #include <cstring>
 #include <functional>
 #include <latch>
+#include <memory>
 #include <string>
 #include <thread>
 #include <vector>
@@ -42,6 +43,11 @@ constexpr int kFibN = 27;
 constexpr int kFibExpected = 196418;
 constexpr int kSkewTasks = 10'000;
 constexpr int kSkewIters = 50'000;  // dependent xorshift steps per task: ~50-100 us
+constexpr int kPipeLines = 4;
+constexpr int kPipeStages = 4;
+constexpr long kPipeItems = 10'000;  // per pipeline
+constexpr std::size_t kPipeCap = 64;  // a power of 2, as buffered_channel wants
+constexpr int kPipeIters = 1'000;     // xorshift steps per item per stage: ~1 us
 constexpr long kPingRounds = 1'000'000;
 constexpr long kChanMessages = 10'000'000;
 constexpr std::size_t kChanCap = 1024;  // buffered_channel wants a power of 2
@@ -174,9 +180,9 @@ static double bench_fib() {
 
 // Dependent xorshift64 chain folded into an accumulator: cannot be
 // vectorized, and the result is stored so it cannot be dropped.
-static std::uint64_t spin(std::uint64_t seed) {
+static std::uint64_t spin(std::uint64_t seed, int iters) {
     std::uint64_t x = seed | 1, acc = 0;
-    for (int i = 0; i < kSkewIters; ++i) {
+    for (int i = 0; i < iters; ++i) {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
@@ -193,13 +199,66 @@ static double bench_skew() {
     tasks.reserve(kSkewTasks);
     auto start = Clock::now();
     for (int i = 0; i < kSkewTasks; ++i)
-        tasks.emplace_back([&results, i] { results[i] = spin(i); });
+        tasks.emplace_back([&results, i] { results[i] = spin(i, kSkewIters); });
     for (auto& t : tasks) t.join();
     double ms = since_ns(start) / 1e6;
     std::uint64_t sum = 0;
     for (auto r : results) sum += r;
     if (sum == 0) std::fprintf(stderr, "skew: zero checksum\n");  // consume
     return ms;
+}
+
+// Four independent pipelines, each a source, four stages and a sink joined
+// by buffered channels of capacity 64; every stage does ~1 us of xorshift
+// work per item and forwards the item. Nanoseconds per item per stage.
+static double bench_pipeline() {
+    using chan = fibers::buffered_channel<long>;
+    std::vector<std::unique_ptr<chan>> chans;
+    std::vector<std::uint64_t> accs(kPipeLines * kPipeStages);
+    std::vector<long> sums(kPipeLines);
+    std::vector<fibers::fiber> fs;
+    auto start = Clock::now();
+    for (int p = 0; p < kPipeLines; ++p) {
+        chans.push_back(std::make_unique<chan>(kPipeCap));
+        chan* src = chans.back().get();
+        fs.emplace_back([src] {
+            for (long i = 0; i < kPipeItems; ++i) src->push(i);
+            src->close();
+        });
+        chan* in = src;
+        for (int s = 0; s < kPipeStages; ++s) {
+            chans.push_back(std::make_unique<chan>(kPipeCap));
+            chan* out = chans.back().get();
+            std::uint64_t* slot = &accs[p * kPipeStages + s];
+            fs.emplace_back([in, out, slot] {
+                std::uint64_t acc = 0;
+                for (long v : *in) {
+                    acc += spin(v, kPipeIters);
+                    out->push(v);
+                }
+                out->close();
+                *slot = acc;
+            });
+            in = out;
+        }
+        long* slot = &sums[p];
+        fs.emplace_back([in, slot] {
+            long sum = 0;
+            for (long v : *in) sum += v;
+            *slot = sum;
+        });
+    }
+    for (auto& f : fs) f.join();
+    double ns = since_ns(start);
+    std::uint64_t work = 0;
+    for (auto a : accs) work += a;
+    for (long sum : sums) {
+        if (sum != kPipeItems * (kPipeItems - 1) / 2 || work == 0) {
+            std::fprintf(stderr, "pipeline: wrong sum or zero work checksum\n");
+            std::exit(1);
+        }
+    }
+    return ns / (kPipeLines * kPipeStages * kPipeItems);
 }
 
 // Unbuffered round trips between two fibers: the echo fiber pops from ping
@@ -366,6 +425,7 @@ static void measure(const std::string& name, unsigned w) {
     if (name == "spawn") report("boostfiber", name, w, median_of(bench_spawn), "ns/spawn");
     if (name == "fib") report("boostfiber", name, w, median_of(bench_fib), "ms");
     if (name == "skew") report("boostfiber", name, w, median_of(bench_skew), "ms");
+    if (name == "pipeline") report("boostfiber", name, w, median_of(bench_pipeline), "ns/item");
     if (name == "pingpong")
         report("boostfiber", name, w, median_of(bench_pingpong), "ns/roundtrip");
     if (name == "chan") report("boostfiber", name, w, median_of(bench_chan), "ns/message");
@@ -398,7 +458,7 @@ int main(int argc, char** argv) {
     mallopt(M_MMAP_THRESHOLD, 1 << 20);
     mallopt(M_TRIM_THRESHOLD, -1);  // -1: never trim
     // No `select`: Boost.Fiber has no way to wait on several channels.
-    const std::vector<std::string> all = {"switch", "spawn", "fib",  "skew",
+    const std::vector<std::string> all = {"switch", "spawn", "fib",  "skew",  "pipeline",
                                           "pingpong", "chan", "mutex", "timers", "parkmany"};
     std::vector<std::string> names;
     std::vector<unsigned> workers = {1, 2};
@@ -422,7 +482,7 @@ int main(int argc, char** argv) {
             names.push_back(a);
         } else {
             std::fprintf(stderr,
-                         "usage: %s [switch|spawn|fib|skew|pingpong|chan|mutex|timers|parkmany ...] "
+                         "usage: %s [switch|spawn|fib|skew|pipeline|pingpong|chan|mutex|timers|parkmany ...] "
                          "[--workers 1,2]\n",
                          argv[0]);
             return 2;

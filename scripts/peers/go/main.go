@@ -3,7 +3,7 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|parkmany ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pipeline|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|parkmany ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
@@ -28,6 +28,11 @@ const (
 	fibExpected  = 196418
 	skewTasks    = 10_000
 	skewIters    = 50_000 // dependent xorshift steps per task: ~50-100 µs
+	pipeLines    = 4
+	pipeStages   = 4
+	pipeItems    = 10_000 // per pipeline
+	pipeCap      = 64
+	pipeIters    = 1_000 // xorshift steps per item per stage: ~1 µs
 	pingRounds   = 1_000_000
 	chanMessages = 10_000_000
 	chanCap      = 1024
@@ -58,6 +63,7 @@ var benchmarks = map[string]benchmark{
 	"spawn":           {"ns/spawn", benchSpawn, false},
 	"fib":             {"ms", benchFib, false},
 	"skew":            {"ms", benchSkew, false},
+	"pipeline":        {"ns/item", benchPipeline, false},
 	"pingpong":        {"ns/roundtrip", benchPingpong, false},
 	"chan":            {"ns/message", benchChan, false},
 	"select":          {"ns/message", benchSelect, false},
@@ -69,7 +75,7 @@ var benchmarks = map[string]benchmark{
 	"parkmany":        {"ns/thread", benchParkMany, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew", "pingpong", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "parkmany"}
+var order = []string{"switch", "spawn", "fib", "skew", "pipeline", "pingpong", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "parkmany"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -130,9 +136,9 @@ func benchFib() float64 {
 
 // spin is the skew task body: a dependent xorshift64 chain folded into an
 // accumulator, so the compiler can neither vectorize nor drop it.
-func spin(seed uint64) uint64 {
+func spin(seed uint64, iters int) uint64 {
 	x, acc := seed|1, uint64(0)
-	for i := 0; i < skewIters; i++ {
+	for i := 0; i < iters; i++ {
 		x ^= x << 13
 		x ^= x >> 7
 		x ^= x << 17
@@ -151,7 +157,7 @@ func benchSkew() float64 {
 	for i := 0; i < skewTasks; i++ {
 		i := i
 		go func() {
-			results[i] = spin(uint64(i))
+			results[i] = spin(uint64(i), skewIters)
 			wg.Done()
 		}()
 	}
@@ -165,6 +171,63 @@ func benchSkew() float64 {
 		fmt.Fprintln(os.Stderr, "skew: zero checksum")
 	}
 	return float64(elapsed.Nanoseconds()) / 1e6
+}
+
+// benchPipeline: four independent pipelines, each a source, four stages
+// and a sink joined by channels of capacity 64; every stage does ~1 µs of
+// xorshift work per item and forwards the item. Nanoseconds per item per
+// stage.
+func benchPipeline() float64 {
+	sums := make([]int, pipeLines)
+	accs := make([]uint64, pipeLines*pipeStages)
+	var wg sync.WaitGroup
+	wg.Add(pipeLines * (pipeStages + 1))
+	start := time.Now()
+	for p := 0; p < pipeLines; p++ {
+		src := make(chan int, pipeCap)
+		go func() {
+			for i := 0; i < pipeItems; i++ {
+				src <- i
+			}
+			close(src)
+		}()
+		in := src
+		for s := 0; s < pipeStages; s++ {
+			out := make(chan int, pipeCap)
+			go func(in <-chan int, out chan<- int, slot *uint64) {
+				var acc uint64
+				for v := range in {
+					acc += spin(uint64(v), pipeIters)
+					out <- v
+				}
+				close(out)
+				*slot = acc
+				wg.Done()
+			}(in, out, &accs[p*pipeStages+s])
+			in = out
+		}
+		go func(in <-chan int, slot *int) {
+			sum := 0
+			for v := range in {
+				sum += v
+			}
+			*slot = sum
+			wg.Done()
+		}(in, &sums[p])
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	var work uint64
+	for _, a := range accs {
+		work += a
+	}
+	for _, s := range sums {
+		if s != pipeItems*(pipeItems-1)/2 || work == 0 {
+			fmt.Fprintln(os.Stderr, "pipeline: wrong sum or zero work checksum")
+			os.Exit(1)
+		}
+	}
+	return float64(elapsed.Nanoseconds()) / (pipeLines * pipeStages * pipeItems)
 }
 
 // benchPingpong: unbuffered round trips between two goroutines.
