@@ -127,8 +127,15 @@ struct PollerTests {
         let p = try Self.makePipe()
         defer { close(p.r); close(p.w) }
         let (r, wfd) = p
+        let poller = rt.core.poller
         let writer = startThread {
-            usleep(20_000)
+            // Write only once the green thread has registered the pipe (a
+            // write before its first readiness check would let it return
+            // without waiting, as a loaded machine can arrange); a bounded
+            // wait, so a broken registration fails the test, not hangs it.
+            let giveUp = gt_now_ns() + 10_000_000_000
+            while !poller.inUse.load(ordering: .acquiring) && gt_now_ns() < giveUp { usleep(1_000) }
+            usleep(5_000)
             var byte: UInt8 = 9
             _ = write(wfd, &byte, 1)
         }
@@ -139,7 +146,7 @@ struct PollerTests {
         }
         joinThread(writer)
         #expect(got == 9)
-        let inUse = rt.core.poller.inUse.load(ordering: .relaxed)
-        #expect(inUse)
+        let inUse = poller.inUse.load(ordering: .relaxed)
+        #expect(inUse, "the green thread never registered the pipe with the poller")
     }
 }
