@@ -19,6 +19,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdbool.h>
+#include "gt_cpu.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -205,7 +205,10 @@ struct WorkerLocal: ~Copyable {
 struct WorkerCounters: ~Copyable {
     let spawned = Atomic<Int>(0)
     let completed = Atomic<Int>(0)
-    let steals = Atomic<Int>(0)
+    /// Steals from a peer of this worker's node, and from a worker of
+    /// another node (Worker+Steal.swift).
+    let localSteals = Atomic<Int>(0)
+    let remoteSteals = Atomic<Int>(0)
     /// Idle sleeps (futex or epoll_wait).
     let parks = Atomic<Int>(0)
     /// CPU yields before polling (CPUYield.swift).
@@ -215,6 +218,10 @@ struct WorkerCounters: ~Copyable {
     /// `RuntimeCore.stats` for the reader's side.
     let compactedStacks = Atomic<Int>(0)
     let restoredStacks = Atomic<Int>(0)
+    #if DEBUG
+    /// The victims this worker probed and the steals it made, in order.
+    let stealTrace = StealTrace()
+    #endif
 }
 
 /// One OS thread that runs green threads: its deque, its "run next" slot,
