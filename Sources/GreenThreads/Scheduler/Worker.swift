@@ -9,7 +9,9 @@ import Synchronization
 //   Worker+Switch.swift    leaving one green thread for the next
 //   Worker+RunQueue.swift  the owner's pick, the run-next slot, the ticks,
 //                          deque overflow and the injector
-//   Worker+Idle.swift      spinning, stealing and parking an idle worker
+//   Worker+Idle.swift      spinning and parking an idle worker
+//   Worker+Steal.swift     whom an idle worker steals from: its own node
+//                          first, then the others by distance
 //   Worker+Netpoll.swift   handing out what a netpoll readied, as a batch
 //   Worker+Stacks.swift    binding a stack at a thread's first run
 //   Deque.swift, YieldQueue.swift, Injector.swift, Idle.swift
