@@ -354,7 +354,7 @@ final class RuntimeCore: @unchecked Sendable {
         var s = RuntimeStats()
         var restored = 0
         s.workers = baseWorkerCount
-        s.stealsByNode = (0..<topology.nodeCount).map { RuntimeStats.NodeSteals(node: $0) }
+        s.stealsByNode = topology.workersOfNode.map { RuntimeStats.NodeSteals(node: topology.nodeOfWorker[$0[0]]) }
         for w in workers {
             s.spawned += w.counters.spawned.load(ordering: .relaxed)
             s.completed += w.counters.completed.load(ordering: .relaxed)

@@ -8,18 +8,18 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
     public var completed = 0
     /// Green threads alive now (started, not yet finished).
     public var live = 0
-    /// Green threads taken from another worker's queue:
-    /// `localSteals + remoteSteals`.
+    /// Times a worker out of work took work from another worker's queue
+    /// (`localSteals + remoteSteals`).
     public var steals = 0
-    /// Steals from a worker of the thief's own NUMA node (up to half of
-    /// the victim's queue each).
+    /// Steals from a worker of the thief's own NUMA node: a green thread
+    /// to run and up to half of the rest of the victim's queue each.
     public var localSteals = 0
-    /// Steals from a worker of another NUMA node (one green thread each),
-    /// made only once the thief's own node had no work left. 0 with one
-    /// node.
+    /// Steals from a worker of another NUMA node: one green thread each,
+    /// taken only once the thief's own node had no queued work left. 0
+    /// with one node.
     public var remoteSteals = 0
-    /// The steals made by each node's workers, one entry per node in node
-    /// order (`stealsByNode[i].node == i`, the node of `Runtime.placement`).
+    /// The steals made by the workers of each NUMA node the runtime has
+    /// workers on, one entry per node, in the order of the nodes' ids.
     public var stealsByNode: [NodeSteals] = []
     /// Times a worker went to sleep for lack of work.
     public var parks = 0
@@ -51,7 +51,7 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
     /// The steals made by the workers of one NUMA node, by where the victim
     /// was.
     public struct NodeSteals: Sendable, Equatable {
-        /// The thieves' node.
+        /// The thieves' node, as `Runtime.placement` names it.
         public var node: Int
         /// Steals from a worker of this same node.
         public var localSteals = 0
