@@ -70,9 +70,9 @@ import Synchronization
 // thief's probes do not keep pulling far cache lines. Each group gets at
 // most `remoteProbes` probes per due round, so a round's cost does not grow
 // with the size of the machine: on 4 sockets of 32 workers a full pass
-// over one remote group would be 32 interconnect misses, about as long as
-// a whole spin round. The random start makes successive probes cover the
-// whole group.
+// over one remote group would be 32 interconnect misses, several
+// microseconds, longer than the pause between two spin rounds. The random
+// start makes successive probes cover the whole group.
 //
 // Nothing is starved by the back-off: a spinner goes through every remote
 // group at least once in 8 rounds, and a worker that stops spinning parks
