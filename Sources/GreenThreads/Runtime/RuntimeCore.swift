@@ -15,7 +15,8 @@ import Glibc
 // during a netpoll, the batch, Worker+Netpoll.swift). A wake from anywhere
 // else goes to the injector of the node whose worker spawned the thread
 // (`registryShard`), then `Idle.notifyWork`. A spawn from a plain OS thread
-// (`submitExternal`) goes to `injectors[0]`. Green threads keep the core
+// (`submitExternal`) goes to the injector of the node of the CPU the caller
+// runs on (`externalNode`, Injector.swift). Green threads keep the core
 // alive through their worker's `CoreAnchor` (CoreAnchor.swift), not by
 // retaining it.
 //
@@ -256,10 +257,12 @@ final class RuntimeCore: @unchecked Sendable {
                      "GreenThreads: spawn on a runtime that was shut down")
         // IDs from outside are the multiples of the stride: disjoint from
         // every worker's sequence.
-        fiber.id = externalIDs.add(1, ordering: .relaxed).newValue &* idStride
+        let sequence = externalIDs.add(1, ordering: .relaxed).newValue
+        fiber.id = sequence &* idStride
         fiber.registryShard = workers.count
         externalSpawns.add(1, ordering: .relaxed)
-        injectors[0].push(Unmanaged<Fiber>.passRetained(fiber))  // the scheduler's reference, dropped at retire
+        // The scheduler's reference, dropped at retire.
+        injectors[externalNode(sequence: sequence)].push(Unmanaged<Fiber>.passRetained(fiber))
         idle.notifyWork()
     }
 
@@ -351,10 +354,16 @@ final class RuntimeCore: @unchecked Sendable {
         var s = RuntimeStats()
         var restored = 0
         s.workers = baseWorkerCount
+        s.stealsByNode = topology.workersOfNode.map { RuntimeStats.NodeSteals(node: topology.nodeOfWorker[$0[0]]) }
         for w in workers {
             s.spawned += w.counters.spawned.load(ordering: .relaxed)
             s.completed += w.counters.completed.load(ordering: .relaxed)
-            s.steals += w.counters.steals.load(ordering: .relaxed)
+            let localSteals = w.counters.localSteals.load(ordering: .relaxed)
+            let remoteSteals = w.counters.remoteSteals.load(ordering: .relaxed)
+            s.localSteals += localSteals
+            s.remoteSteals += remoteSteals
+            s.stealsByNode[w.node].localSteals += localSteals
+            s.stealsByNode[w.node].remoteSteals += remoteSteals
             s.parks += w.counters.parks.load(ordering: .relaxed)
             s.switches += (w.switchCount.load(ordering: .relaxed) &- 1) >> 1  // two bumps per switch, from 1
         }
@@ -365,6 +374,7 @@ final class RuntimeCore: @unchecked Sendable {
         for w in workers { restored += w.counters.restoredStacks.load(ordering: .acquiring) }
         for w in workers { s.stackCompactions += w.counters.compactedStacks.load(ordering: .acquiring) }
         s.stacksCompacted = s.stackCompactions - restored
+        s.steals = s.localSteals + s.remoteSteals
         s.spawned += externalSpawns.load(ordering: .relaxed)
         s.live = s.spawned - s.completed
         s.stacksMapped = stacksMapped.load(ordering: .relaxed)

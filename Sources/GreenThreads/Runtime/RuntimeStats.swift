@@ -8,8 +8,19 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
     public var completed = 0
     /// Green threads alive now (started, not yet finished).
     public var live = 0
-    /// Green threads taken from another worker's queue.
+    /// Times a worker out of work took work from another worker's queue
+    /// (`localSteals + remoteSteals`).
     public var steals = 0
+    /// Steals from a worker of the thief's own NUMA node: a green thread
+    /// to run and up to half of the rest of the victim's queue each.
+    public var localSteals = 0
+    /// Steals from a worker of another NUMA node: one green thread each,
+    /// taken only once the thief's own node had no queued work left. 0
+    /// with one node.
+    public var remoteSteals = 0
+    /// The steals made by the workers of each NUMA node the runtime has
+    /// workers on, one entry per node, in the order of the nodes' ids.
+    public var stealsByNode: [NodeSteals] = []
     /// Times a worker went to sleep for lack of work.
     public var parks = 0
     /// Switches away from a green thread (yields, parks, exits).
@@ -37,8 +48,27 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
 
     public init() {}
 
+    /// The steals made by the workers of one NUMA node, by where the victim
+    /// was.
+    public struct NodeSteals: Sendable, Equatable {
+        /// The thieves' node, as `Runtime.placement` names it.
+        public var node: Int
+        /// Steals from a worker of this same node.
+        public var localSteals = 0
+        /// Steals from a worker of another node.
+        public var remoteSteals = 0
+        /// `localSteals + remoteSteals`.
+        public var steals: Int { localSteals + remoteSteals }
+
+        public init(node: Int, localSteals: Int = 0, remoteSteals: Int = 0) {
+            self.node = node
+            self.localSteals = localSteals
+            self.remoteSteals = remoteSteals
+        }
+    }
+
     public var description: String {
-        "spawned \(spawned), completed \(completed), live \(live), steals \(steals), parks \(parks), "
+        "spawned \(spawned), completed \(completed), live \(live), steals \(steals) (local \(localSteals), remote \(remoteSteals)), parks \(parks), "
             + "switches \(switches), stacks \(stacksMapped), compacted \(stacksCompacted) of \(stackCompactions), workers \(workers), nodes \(numaNodes), "
             + "handoffs \(handoffs), replacements \(replacementWorkers), preemption requests \(preemptionRequests)"
     }

@@ -1,9 +1,14 @@
+import CContext
 import Synchronization
 
 /// The injection queue: work that arrives from outside a worker (a plain OS
 /// thread spawning or waking a green thread) and the overflow of a full
-/// local deque. One per NUMA node, so a node's workers drain their own
-/// node's injector first.
+/// local deque. One per NUMA node: a spawn from outside goes to the node of
+/// the CPU its caller runs on (`RuntimeCore.externalNode`), a wake from
+/// outside to the node of the worker that spawned the thread, a spill to
+/// the spilling worker's node; a node's workers drain their own node's
+/// injector and take from another's only once their node is dry
+/// (Worker+Steal.swift).
 ///
 /// An intrusive FIFO under a spin lock: pushes and pops are rare next to
 /// local-deque traffic, and `length` lets idle workers look without locking.
@@ -87,5 +92,30 @@ struct FiberBatch {
         if let last { last._withUnsafeGuaranteedRef { $0.queueNext = f } } else { first = f }
         last = f
         count += 1
+    }
+}
+
+extension RuntimeCore {
+    /// The node whose injector takes a green thread spawned by a plain OS
+    /// thread: the node of the CPU the caller runs on, so that the thread
+    /// starts near the memory its spawner just wrote (its closure's
+    /// captures). When that CPU is unknown, or runs no worker of this
+    /// runtime, the nodes take turns by `sequence` (the spawn's number), so
+    /// outside work does not all pile onto one node.
+    func externalNode(sequence: UInt64) -> Int {
+        let nodes = topology.nodeCount
+        if nodes == 1 { return 0 }
+        return Self.node(ofCPU: Int(gt_current_cpu()), in: topology) ?? Int(sequence % UInt64(nodes))
+    }
+
+    /// The node of the workers placed on `cpu`, if any. A linear walk over
+    /// the workers: an outside spawn already takes a lock and a fence, and
+    /// this keeps no table that a topology change would have to follow.
+    static func node(ofCPU cpu: Int, in topology: Topology) -> Int? {
+        guard cpu >= 0 else { return nil }
+        for w in topology.nodeOfWorker.indices where topology.cpu(ofWorker: w) == cpu {
+            return topology.nodeOfWorker[w]
+        }
+        return nil
     }
 }

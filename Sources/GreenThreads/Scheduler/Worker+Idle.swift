@@ -24,13 +24,11 @@ import Synchronization
 //
 // ## Stealing
 //
-// `stealFromOthers` walks the worker's steal groups, its own node's first,
-// each from a random start (a per-worker generator, so thieves do not move
-// in step, and separate from the one a program's `select` observes). It
-// takes one thread to run and about half of the rest into its own deque,
-// each with its own `stealOne` CAS. A victim's run-next slot is taken only
-// when its deque is empty and only after `runNextGraceNanos` of spinning
-// (Worker+RunQueue.swift, "The run-next slot").
+// Each round of the spin looks, in order, at its own node's peers
+// (`stealFromOwnNode`), its node's injector and its own queues, and only
+// then, the node being dry, at the other nodes, nearest first, the far ones
+// in fewer rounds and one thread at a time (`stealFromOtherNodes`). Why, and
+// how much each steal takes: Worker+Steal.swift.
 //
 // ## Parking
 //
@@ -78,10 +76,13 @@ extension Worker {
         let start = gt_now_ns()
         var round = 0
         var takeRunNext = false
+        let crossesNodes = victims.count > 1
         while true {
-            if let f = stealFromOthers(takeRunNext: takeRunNext) { return f }
-            if let f = popInjected() { return f }
+            if let f = stealFromOwnNode(takeRunNext: takeRunNext) { return f }
+            if let f = homeInjector.popBatch(max: 1) { return f }
             if let f = nextLocal() { return f }
+            // This node is dry: the others, nearest first, far ones less often.
+            if crossesNodes, let f = stealFromOtherNodes(round: round, takeRunNext: takeRunNext) { return f }
             round += 1
             for _ in 0..<min(round, 32) { gt_cpu_relax() }
             if round % 8 == 0 {
@@ -103,47 +104,6 @@ extension Worker {
             if idle.stopSpinning() { idle.notifyWork() }
         }
         return f
-    }
-
-    /// Steals from the other workers: this node's first, from a random
-    /// start; then the other nodes. Takes one to run and up to half of the
-    /// rest into the local deque.
-    func stealFromOthers(takeRunNext: Bool) -> Unmanaged<Fiber>? {
-        for group in victims {
-            let n = group.count
-            if n == 0 { continue }
-            let start = local.pointee.stealRng.next(below: n)
-            for k in 0..<n {
-                let found = group[(start + k) % n]._withUnsafeGuaranteedRef { victim in
-                    victim === self ? nil : steal(from: victim, takeRunNext: takeRunNext)
-                }
-                if let found { return found }
-            }
-        }
-        return nil
-    }
-
-    func steal(from victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
-        guard let first = victim.deque.stealOne() else {
-            // An empty deque but a run-next slot: take that instead (after
-            // the grace period), so a green thread is never stranded
-            // behind a busy owner.
-            if takeRunNext, victim.runNext.load(ordering: .relaxed) != 0 {
-                let bits = victim.runNext.exchange(0, ordering: .acquiring)
-                if bits != 0 {
-                    Self.bump(counters.steals)
-                    return Self.fiber(bits)
-                }
-            }
-            return nil
-        }
-        Self.bump(counters.steals)
-        var extra = victim.deque.count / 2
-        while extra > 0, let bits = victim.deque.stealOne() {
-            pushLocal(Self.fiber(bits))
-            extra -= 1
-        }
-        return Self.fiber(first)
     }
 
     /// Sleeps until notified of work or until the earliest timer anywhere.

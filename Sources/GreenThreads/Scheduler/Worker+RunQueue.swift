@@ -62,8 +62,11 @@ import Synchronization
 // batch too (`takeInjected`: one to run, up to 64 more into its deque, no
 // more than half the deque's capacity), so spilled work comes back at
 // deque speed, and a refilling worker does not fight a spilling one for the
-// lock once per item. A worker drains its own node's injector first, then
-// the others'.
+// lock once per item. A worker drains its own node's injector first; it
+// takes from another node's only once its own node is dry (its own deque
+// and every peer's on the node empty), nearest node first and one thread at
+// a time, as a steal across nodes would (Worker+Steal.swift). A busy
+// worker's injector tick therefore serves its own node's injector only.
 
 extension Worker {
     /// Queues a runnable green thread on this worker (owner only).
@@ -229,17 +232,25 @@ extension Worker {
         return takeInjected()
     }
 
-    /// This node's injection queue first, then the others.
+    /// This node's injection queue first (up to `max` threads); another
+    /// node's only when this node is dry, one thread (Worker+Steal.swift).
     @inline(__always)
     func popInjected(max: Int = 1) -> Unmanaged<Fiber>? {
         if let f = homeInjector.popBatch(max: max) { return f }
-        return injectors.count > 1 ? popRemoteInjected(max: max) : nil
+        return injectors.count > 1 ? popRemoteInjected() : nil
     }
 
+    /// One thread from the nearest other node's injector that has any, if
+    /// no deque of this node holds work (a peer's surplus is nearer than
+    /// another node's, and a thief of this node takes it).
     @inline(never)
-    private func popRemoteInjected(max: Int) -> Unmanaged<Fiber>? {
-        for i in injectors.indices where i != node {
-            if let f = injectors[i].popBatch(max: max) { return f }
+    private func popRemoteInjected() -> Unmanaged<Fiber>? {
+        let groups = victims
+        guard groups.count > 1 else { return nil }
+        for v in groups[0] where v._withUnsafeGuaranteedRef({ !$0.deque.isEmpty }) { return nil }
+        for rank in 1..<groups.count {
+            guard let nearest = groups[rank].first else { continue }
+            if let f = injectors[nearest._withUnsafeGuaranteedRef { $0.node }].popBatch(max: 1) { return f }
         }
         return nil
     }

@@ -9,7 +9,9 @@ import Synchronization
 //   Worker+Switch.swift    leaving one green thread for the next
 //   Worker+RunQueue.swift  the owner's pick, the run-next slot, the ticks,
 //                          deque overflow and the injector
-//   Worker+Idle.swift      spinning, stealing and parking an idle worker
+//   Worker+Idle.swift      spinning and parking an idle worker
+//   Worker+Steal.swift     whom an idle worker steals from: its own node
+//                          first, then the others by distance
 //   Worker+Netpoll.swift   handing out what a netpoll readied, as a batch
 //   Worker+Stacks.swift    binding a stack at a thread's first run
 //   Deque.swift, YieldQueue.swift, Injector.swift, Idle.swift
@@ -205,7 +207,10 @@ struct WorkerLocal: ~Copyable {
 struct WorkerCounters: ~Copyable {
     let spawned = Atomic<Int>(0)
     let completed = Atomic<Int>(0)
-    let steals = Atomic<Int>(0)
+    /// Steals from a peer of this worker's node, and from a worker of
+    /// another node (Worker+Steal.swift).
+    let localSteals = Atomic<Int>(0)
+    let remoteSteals = Atomic<Int>(0)
     /// Idle sleeps (futex or epoll_wait).
     let parks = Atomic<Int>(0)
     /// CPU yields before polling (CPUYield.swift).
@@ -215,6 +220,10 @@ struct WorkerCounters: ~Copyable {
     /// `RuntimeCore.stats` for the reader's side.
     let compactedStacks = Atomic<Int>(0)
     let restoredStacks = Atomic<Int>(0)
+    #if DEBUG
+    /// The victims this worker probed and the steals it made, in order.
+    let stealTrace = StealTrace()
+    #endif
 }
 
 /// One OS thread that runs green threads: its deque, its "run next" slot,
