@@ -11,9 +11,13 @@ private final class StoppedNUMACore: @unchecked Sendable {
     let runtime: Runtime
     private var made: [Unmanaged<Fiber>] = []
 
-    init(workers: Int, nodes: Int) {
+    convenience init(workers: Int, nodes: Int) {
+        self.init(workers: workers, numa: .simulated(nodes: nodes))
+    }
+
+    init(workers: Int, numa: Runtime.NUMAMode) {
         runtime = Runtime(configuration: .init(
-            workers: workers, numa: .simulated(nodes: nodes),
+            workers: workers, numa: numa,
             preemptionThreshold: nil, handoffThreshold: nil))
         runtime.shutdown()
     }
@@ -99,6 +103,26 @@ struct HierarchicalStealTests {
         let stats = s.runtime.stats
         #expect(stats.remoteSteals == 2 && stats.localSteals == 0 && stats.steals == 2)
         #expect(stats.stealsByNode.map(\.remoteSteals) == [2, 0, 0, 0])
+    }
+
+    @Test func withADistanceMatrixTheNearerNodeIsRobbedFirst() throws {
+        // Nodes 0 and 2 are 16 apart, every other pair 32: worker 0 (node
+        // 0) must try node 2 before node 1, although node 1 comes first
+        // by number, and the farther node waits for its rounds.
+        let s = StoppedNUMACore(workers: 4, numa: .simulated(distances: [
+            [10, 32, 16, 32], [32, 10, 32, 16], [16, 32, 10, 32], [32, 16, 32, 10],
+        ]))
+        #expect(s.groupNodes(of: 0) == [0, 2, 1, 3])
+        let thief = s.worker(0)
+        let onNode1 = s.queue(1, on: 1)
+        let onNode2 = s.queue(1, on: 2)
+        #expect(thief.stealFromOtherNodes(round: 0, takeRunNext: false)?.bits == onNode2[0])
+        // Node 1 is rank 2: due every 4th round only.
+        for round in 1...3 {
+            #expect(thief.stealFromOtherNodes(round: round, takeRunNext: false) == nil, "round \(round)")
+        }
+        #expect(thief.stealFromOtherNodes(round: 4, takeRunNext: false)?.bits == onNode1[0])
+        #expect(s.runtime.stats.remoteSteals == 2)
     }
 
     @Test func aSpinningThiefEmptiesItsOwnNodeBeforeCrossing() {

@@ -193,9 +193,6 @@ size_t gt_peak_resident_bytes(void);
 void gt_write_stderr(const char *line);
 /// Relaxes the CPU inside a spin loop.
 void gt_cpu_relax(void);
-/// The CPU the calling thread runs on at this instant (it may move right
-/// after), or a negative value when the kernel cannot say (cpu.c).
-int gt_current_cpu(void);
 
 // MARK: - Asymmetric barriers (barrier.c)
 

@@ -354,7 +354,7 @@ final class RuntimeCore: @unchecked Sendable {
         var s = RuntimeStats()
         var restored = 0
         s.workers = baseWorkerCount
-        s.stealsByNode = topology.workersOfNode.map { RuntimeStats.NodeSteals(node: topology.nodeOfWorker[$0[0]]) }
+        s.stealsByNode = topology.workersOfNode.map { RuntimeStats.NodeSteals(node: topology.nodeID(ofWorker: $0[0])) }
         for w in workers {
             s.spawned += w.counters.spawned.load(ordering: .relaxed)
             s.completed += w.counters.completed.load(ordering: .relaxed)
@@ -379,6 +379,7 @@ final class RuntimeCore: @unchecked Sendable {
         s.live = s.spawned - s.completed
         s.stacksMapped = stacksMapped.load(ordering: .relaxed)
         s.numaNodes = topology.nodeCount
+        s.numaNote = topology.note
         if let sysmon {
             s.handoffs = sysmon.handoffs.load(ordering: .relaxed)
             s.replacementWorkers = sysmon.activeSpares

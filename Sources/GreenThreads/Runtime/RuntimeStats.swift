@@ -37,6 +37,10 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
     public var workers = 0
     /// NUMA nodes the workers are grouped into.
     public var numaNodes = 0
+    /// Why the runtime sees one node where the machine may have more
+    /// (libnuma missing, a kernel without NUMA): `Runtime.Topology.note`.
+    /// Nil when the topology was read as the machine reports it.
+    public var numaNote: String?
     /// Times sysmon started a replacement worker because a worker was stuck
     /// in one green thread while others waited (Go's syscall hand-off).
     public var handoffs = 0
@@ -69,7 +73,7 @@ public struct RuntimeStats: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         "spawned \(spawned), completed \(completed), live \(live), steals \(steals) (local \(localSteals), remote \(remoteSteals)), parks \(parks), "
-            + "switches \(switches), stacks \(stacksMapped), compacted \(stacksCompacted) of \(stackCompactions), workers \(workers), nodes \(numaNodes), "
+            + "switches \(switches), stacks \(stacksMapped), compacted \(stacksCompacted) of \(stackCompactions), workers \(workers), nodes \(numaNodes)\(numaNote.map { " (\($0))" } ?? ""), "
             + "handoffs \(handoffs), replacements \(replacementWorkers), preemption requests \(preemptionRequests)"
     }
 }
