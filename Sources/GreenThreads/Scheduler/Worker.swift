@@ -317,7 +317,7 @@ final class Worker: @unchecked Sendable {
         self.core = core
         idle = core.idle
         registry = core.registry
-        sharedStacks = core.sharedStacks
+        sharedStacks = core.stackPools[node]
         sharedFibers = core.sharedFibers
         injectors = (0..<core.topology.nodeCount).map { core.injector($0) }
         homeInjector = core.injector(node)
@@ -372,6 +372,7 @@ final class Worker: @unchecked Sendable {
         if let cpu = core.topology.cpu(ofWorker: index), core.configuration.pinWorkers {
             _ = gt_thread_pin(Int32(cpu))
         }
+        settleMemoryOnNode()
         let l = local
         while let f = findRunnable() {
             l.pointee.current = f
