@@ -88,7 +88,8 @@ int gt_numa_node_of(const void *address) {
     void *pages[1] = { (void *)((uintptr_t)address & ~(uintptr_t)(page - 1)) };
     int status[1] = { -ENOENT };
     // nodes == NULL: move nothing, report where each page is (or -ENOENT
-    // for a page never touched, -EFAULT outside any mapping).
+    // for a page never touched, -EFAULT on older kernels and outside any
+    // mapping).
     if (syscall(SYS_move_pages, 0, 1UL, pages, NULL, status, 0) != 0) return -errno;
     return status[0];
 }

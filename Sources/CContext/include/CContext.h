@@ -162,7 +162,8 @@ int gt_numa_pinned_node(void);
 /// there too (MPOL_MF_MOVE). Returns 0 or a negative errno.
 int gt_numa_prefer(void *start, size_t length, int node, bool move);
 /// The memory node holding the page of `address` (move_pages without
-/// moving), or a negative errno: -ENOENT for a page never touched.
+/// moving), or a negative errno: for a page never touched -ENOENT
+/// (-EFAULT on older kernels).
 int gt_numa_node_of(const void *address);
 
 // MARK: - Threads and time
