@@ -195,4 +195,27 @@ struct NUMAMemoryGuestTests {
         #expect(outcome.wentHome == outcome.crossed)
         #expect(outcome.strayed == 0)
     }
+
+    /// Each pinned worker moved its deque's pages to its node once it
+    /// started, though the runtime's constructor touched them first.
+    @Test("each worker's deque sits on its worker's node",
+          .enabled(if: KernelMemory.isMultiNode, "the kernel reports one memory node"))
+    func dequesSitOnTheirWorkersNode() throws {
+        let rt = Self.pinnedRuntime()
+        defer { rt.shutdown() }
+        let workers = Array(rt.core.workers.prefix(rt.core.baseWorkerCount))
+        // Settled by each worker's thread at its start; the node is set
+        // last. (A plain read racing that one write: a test's poll.)
+        let deadline = gt_now_ns() + 5_000_000_000
+        while workers.contains(where: { $0.local.pointee.stacks.memoryNode < 0 }), gt_now_ns() < deadline {
+            usleep(1_000)
+        }
+        let nodes = Set(workers.map { $0.local.pointee.stacks.memoryNode })
+        #expect(!nodes.contains(-1), "every pinned worker binds to a node")
+        #expect(nodes.count > 1)
+        for w in workers {
+            let pageNode = w.deque.withSlotMemory { p, _ in gt_numa_node_of(p) }
+            #expect(pageNode == w.local.pointee.stacks.memoryNode, "worker \(w.index)'s deque on node \(pageNode)")
+        }
+    }
 }

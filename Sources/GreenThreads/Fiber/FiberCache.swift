@@ -56,11 +56,11 @@ struct FiberCache: ~Copyable {
         items.removeOldest(count / 2) { shared.put($0) }
     }
 
-    /// Allocates the (empty) buffer again from the calling thread, so that
-    /// first touch puts it on that thread's node (Worker+Memory.swift).
+    /// Allocates the buffer again from the calling thread while it is
+    /// empty, so that first touch puts it on that thread's node
+    /// (Worker+Memory.swift).
     mutating func reallocateBuffer() {
-        precondition(count == 0, "a fiber cache is reallocated only before its worker runs")
-        items = LocalLIFO(capacity: 64)
+        if count == 0 { items = LocalLIFO(capacity: 64) }
     }
 
     /// Releases every fiber held (shutdown, once the worker has stopped).

@@ -8,8 +8,8 @@ import CContext
 // node, whatever node the worker later runs on. Once the worker's thread
 // is pinned, it fixes what it can:
 //
-// * its stack pool's and fiber cache's buffers are allocated again, empty,
-//   from the worker's own thread (first touch);
+// * its stack pool's and fiber cache's buffers, still empty, are allocated
+//   again from the worker's own thread (first touch);
 // * the deque's slots, which thieves may read from the moment the worker
 //   exists and so cannot be reallocated, are migrated (mbind with
 //   MPOL_MF_MOVE on the pages wholly inside them);
@@ -27,9 +27,10 @@ extension Worker {
         guard core.bindsMemory else { return }
         let memoryNode = gt_numa_pinned_node()
         guard memoryNode >= 0 else { return }
-        local.pointee.stacks.settle(onMemoryNode: memoryNode)
-        local.pointee.fibers.reallocateBuffer()
         deque.withSlotMemory { _ = gt_numa_prefer($0, $1, memoryNode, true) }
         timers.reserveOnCaller()
+        local.pointee.fibers.reallocateBuffer()
+        // Last: a nonnegative `memoryNode` says the worker has settled.
+        local.pointee.stacks.settle(onMemoryNode: memoryNode)
     }
 }

@@ -134,12 +134,12 @@ struct StackPool: ~Copyable {
     /// where the runtime does not bind (one node, simulated, unpinned).
     private(set) var memoryNode: Int32 = -1
 
-    /// Binds this pool's future stacks to `node` and allocates its (empty)
-    /// buffer again from the calling thread, the worker's, once pinned.
+    /// Binds this pool's future stacks to `node` and, while empty,
+    /// allocates its buffer again from the calling thread, the worker's,
+    /// once pinned.
     mutating func settle(onMemoryNode node: Int32) {
-        precondition(count == 0, "a stack pool settles only before its worker runs")
         memoryNode = node
-        items = LocalLIFO(capacity: 256)
+        if count == 0 { items = LocalLIFO(capacity: 256) }
     }
     /// Entries below this index were discarded since they were pooled.
     private var cleanBelow = 0
