@@ -36,3 +36,5 @@ echo "== swift test (debug)"
 run_tests
 echo "== swift test (release)"
 run_tests -c release -Xswiftc -enable-testing --scratch-path .build-release-tests
+echo "== NUMA: the NUMA suites in a 2-node and a 4-node guest kernel"
+scripts/numa-vm-test.sh

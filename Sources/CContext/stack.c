@@ -29,15 +29,21 @@ size_t gt_page_size(void) {
 
 enum { slab_stacks = 64 };
 
-// The slab being carved. A request for another stack size starts a new
-// slab and unmaps the old one's uncarved tail; carved stacks are unmapped
-// one by one when freed, so a slab disappears with its last stack.
+// The slab being carved, one per memory node (index node + 1; index 0 for
+// stacks with no node). A request for another stack size starts a new slab
+// and unmaps the old one's uncarved tail; carved stacks are unmapped one by
+// one when freed, so a slab disappears with its last stack. Stacks of one
+// slab share its memory policy, so a node's stacks never come from another
+// node's slab.
+enum { slab_nodes = 64 };
 static pthread_mutex_t slab_lock = PTHREAD_MUTEX_INITIALIZER;
-static char *slab_next;         // next uncarved byte
-static size_t slab_left;        // stacks left to carve
-static size_t slab_stride;      // guard page + usable size
+static struct slab {
+    char *next;                 // next uncarved byte
+    size_t left;                // stacks left to carve
+    size_t stride;              // guard page + usable size
+} slabs[slab_nodes + 1];
 
-static int map_single(size_t size, size_t page, gt_stack *out) {
+static int map_single(size_t size, size_t page, int node, gt_stack *out) {
     size_t total = size + page;
     // MAP_NORESERVE: a million mostly idle stacks must not be charged
     // their full size against the commit limit; pages appear on first touch.
@@ -49,6 +55,8 @@ static int map_single(size_t size, size_t page, gt_stack *out) {
         munmap(m, total);
         return -e;
     }
+    // Before any page exists, so every page faults in on the node.
+    if (node >= 0) (void)gt_numa_prefer(m, total, node, false);
     out->mapping = m;
     out->mapping_size = total;
     out->base = (char *)m + page;
@@ -81,9 +89,9 @@ static int guards_work(size_t page) {
 }
 
 // Called with slab_lock held, guard regions known to work.
-static int new_slab(size_t stride) {
-    if (slab_left > 0) munmap(slab_next, slab_left * slab_stride);
-    slab_left = 0;
+static int new_slab(struct slab *slab, size_t stride, int node) {
+    if (slab->left > 0) munmap(slab->next, slab->left * slab->stride);
+    slab->left = 0;
     size_t total = stride * slab_stacks;
     char *m = mmap(NULL, total, PROT_READ | PROT_WRITE,
                    MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_STACK, -1, 0);
@@ -92,31 +100,43 @@ static int new_slab(size_t stride) {
     // 2 MiB of RSS for a green thread that touched 4 KiB. (MAP_STACK
     // implies this on recent kernels; say it anyway.)
     (void)madvise(m, total, MADV_NOHUGEPAGE);
-    slab_next = m;
-    slab_left = slab_stacks;
-    slab_stride = stride;
+    // The policy is set while the slab has no pages: each page faults in
+    // on the node, whoever touches it, now or after a discard. A failure
+    // (no NUMA in the kernel) leaves first-touch placement.
+    if (node >= 0) (void)gt_numa_prefer(m, total, node, false);
+    slab->next = m;
+    slab->left = slab_stacks;
+    slab->stride = stride;
     return 0;
 }
 
 int gt_stack_alloc(size_t size, gt_stack *out) {
+    return gt_stack_alloc_on(size, -1, out);
+}
+
+int gt_stack_alloc_on(size_t size, int node, gt_stack *out) {
     size_t page = gt_page_size();
     size = (size + page - 1) & ~(page - 1);
     size_t stride = size + page;
+    out->home = 0;
     pthread_mutex_lock(&slab_lock);
-    if (guards_work(page) != 1) {
+    // Past the slab table a node's stacks are mapped one by one: still on
+    // their node, at two mappings each.
+    if (guards_work(page) != 1 || node >= slab_nodes) {
         pthread_mutex_unlock(&slab_lock);
-        return map_single(size, page, out);
+        return map_single(size, page, node, out);
     }
-    if (slab_left == 0 || slab_stride != stride) {
-        int rc = new_slab(stride);
+    struct slab *slab = &slabs[node < 0 ? 0 : node + 1];
+    if (slab->left == 0 || slab->stride != stride) {
+        int rc = new_slab(slab, stride, node);
         if (rc != 0) {
             pthread_mutex_unlock(&slab_lock);
             return rc;
         }
     }
-    char *m = slab_next;
-    slab_next += stride;
-    slab_left -= 1;
+    char *m = slab->next;
+    slab->next += stride;
+    slab->left -= 1;
     pthread_mutex_unlock(&slab_lock);
     // Outside the lock: the stack is ours alone now.
     if (madvise(m, page, MADV_GUARD_INSTALL) != 0) {

@@ -86,12 +86,17 @@ typedef struct gt_stack {
     size_t size;      // usable bytes
     void *mapping;    // the guard page: this stack's part of its mapping
     size_t mapping_size;
+    int32_t home;     // the scheduler's node whose pool this stack returns to
 } gt_stack;
 
 /// Carves a lazily committed stack with a guard page from a shared slab
 /// (or maps it alone where the kernel lacks guard regions). Thread-safe.
 /// Returns 0 or a negative errno.
 int gt_stack_alloc(size_t size, gt_stack *out);
+/// gt_stack_alloc with the stack's pages preferring kernel memory node
+/// `node` (mbind MPOL_PREFERRED on a slab of that node only); node < 0:
+/// no policy, pages come from wherever they are first touched.
+int gt_stack_alloc_on(size_t size, int node, gt_stack *out);
 /// Whether stacks come from slabs with guard regions (64 stacks per kernel
 /// mapping) rather than two mappings each.
 bool gt_stack_uses_guard_regions(void);
@@ -141,6 +146,26 @@ void gt_parker_unpark(gt_parker *p);
 /// Consumes a pending notification without sleeping; true if there was one.
 /// (The netpoller's blocker sleeps in epoll_wait, not on the futex.)
 bool gt_parker_try(gt_parker *p);
+
+// MARK: - NUMA memory (numa_memory.c): raw mbind, move_pages, get_mempolicy
+
+/// How many memory nodes this process may allocate from (1 where the
+/// kernel has no NUMA support). Asked once, then cached.
+int gt_numa_memory_node_count(void);
+/// The kernel memory node of the CPU the calling thread runs on now, or a
+/// negative errno.
+int gt_numa_current_node(void);
+/// The memory node of the calling thread's CPU if the thread may run on one
+/// CPU only (pinned); otherwise -EINVAL.
+int gt_numa_pinned_node(void);
+/// Makes the pages wholly inside [start, start+length) prefer memory node
+/// `node` (mbind MPOL_PREFERRED); with `move`, pages already present move
+/// there too (MPOL_MF_MOVE). Returns 0 or a negative errno.
+int gt_numa_prefer(void *start, size_t length, int node, bool move);
+/// The memory node holding the page of `address` (move_pages without
+/// moving), or a negative errno: for a page never touched -ENOENT
+/// (-EFAULT on older kernels).
+int gt_numa_node_of(const void *address);
 
 // MARK: - Threads and time
 

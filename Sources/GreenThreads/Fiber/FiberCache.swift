@@ -56,6 +56,13 @@ struct FiberCache: ~Copyable {
         items.removeOldest(count / 2) { shared.put($0) }
     }
 
+    /// Allocates the buffer again from the calling thread while it is
+    /// empty, so that first touch puts it on that thread's node
+    /// (Worker+Memory.swift).
+    mutating func reallocateBuffer() {
+        if count == 0 { items = LocalLIFO(capacity: 64) }
+    }
+
     /// Releases every fiber held (shutdown, once the worker has stopped).
     mutating func removeAll() {
         items.forEach { Self.drop($0.pointee) }

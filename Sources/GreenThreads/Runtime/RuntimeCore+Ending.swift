@@ -165,9 +165,11 @@ extension RuntimeCore {
                 stacksMapped.subtract(1, ordering: .relaxed)
             }
         }
-        for var s in sharedStacks.removeAll() {
-            gt_stack_free(&s)
-            stacksMapped.subtract(1, ordering: .relaxed)
+        for pool in stackPools {
+            for var s in pool.removeAll() {
+                gt_stack_free(&s)
+                stacksMapped.subtract(1, ordering: .relaxed)
+            }
         }
         for w in workers { w.local.pointee.fibers.removeAll() }
         sharedFibers.removeAll()

@@ -122,7 +122,13 @@ final class RuntimeCore: @unchecked Sendable {
     private let injectors: [Injector]
     let idle: Idle
     let registry: Registry
-    let sharedStacks = SharedStackPool()
+    /// Pooled stacks by home node (StackPool.swift): a stack goes back to
+    /// the pool of the node its pages are on, whichever worker frees it.
+    let stackPools: [SharedStackPool]
+    /// Whether workers bind their stacks' memory to their node: a real
+    /// topology (`.auto`) of more than one node on a kernel that lets this
+    /// process allocate from more than one (Worker+Memory.swift).
+    let bindsMemory: Bool
     let sharedFibers = SharedFiberCache()
     /// The netpoller: one epoll instance (created before the workers, which
     /// keep a reference).
@@ -166,6 +172,8 @@ final class RuntimeCore: @unchecked Sendable {
         topology = Topology(workers: n, mode: configuration.numa, pin: configuration.pinWorkers)
         clock = RuntimeClock(virtual: configuration.clock == .virtual)
         injectors = (0..<topology.nodeCount).map { _ in Injector() }
+        stackPools = (0..<topology.nodeCount).map { _ in SharedStackPool() }
+        bindsMemory = configuration.numa == .auto && topology.nodeCount > 1 && gt_numa_memory_node_count() > 1
         baseWorkerCount = n
         let monitored = configuration.clock == .real
             && (configuration.preemptionThreshold != nil || configuration.handoffThreshold != nil)
@@ -266,10 +274,12 @@ final class RuntimeCore: @unchecked Sendable {
         idle.notifyWork()
     }
 
-    func mapStack() -> gt_stack {
+    /// A fresh stack whose home is topology node `home`, its pages on
+    /// kernel memory node `memoryNode` (< 0: wherever first touched).
+    func mapStack(home: Int, memoryNode: Int32) -> gt_stack {
         var s = gt_stack()
         let injected = injectedStackMapErrno.load(ordering: .relaxed)
-        let rc = injected != 0 ? -injected : gt_stack_alloc(configuration.stackSize, &s)
+        let rc = injected != 0 ? -injected : gt_stack_alloc_on(configuration.stackSize, memoryNode, &s)
         if rc != 0 {
             fatalError(StackMapFailure(
                 errno: -rc, stackSize: configuration.stackSize,
@@ -278,6 +288,7 @@ final class RuntimeCore: @unchecked Sendable {
             ).description)
         }
         stacksMapped.add(1, ordering: .relaxed)
+        s.home = Int32(home)
         return s
     }
 

@@ -1,3 +1,4 @@
+import CContext
 import Synchronization
 
 // Deque.swift: each worker's work-stealing deque, a bounded Chase–Lev deque.
@@ -104,13 +105,22 @@ final class WorkStealingDeque: @unchecked Sendable {
         precondition(capacity > 0 && capacity & (capacity - 1) == 0, "deque capacity must be a power of two")
         self.capacity = capacity
         mask = capacity - 1
-        slots = .allocate(capacity: capacity)
+        // Page-aligned, so that its owner can move whole pages to its node
+        // (Worker+Memory.swift) without moving anyone else's memory.
+        let bytes = capacity * MemoryLayout<Atomic<UInt>>.stride
+        slots = UnsafeMutableRawPointer.allocate(byteCount: bytes, alignment: Int(gt_page_size()))
+            .bindMemory(to: Atomic<UInt>.self, capacity: capacity)
         for i in 0..<capacity { (slots + i).initialize(to: Atomic(0)) }
     }
 
     deinit {
         slots.deinitialize(count: capacity)
         slots.deallocate()
+    }
+
+    /// The slots' memory, for placing it on a node.
+    func withSlotMemory<R>(_ body: (UnsafeMutableRawPointer, Int) -> R) -> R {
+        body(UnsafeMutableRawPointer(slots), capacity * MemoryLayout<Atomic<UInt>>.stride)
     }
 
     /// Owner only. Returns false when full (the caller spills).

@@ -11,8 +11,8 @@ import Synchronization
 // touches one stack instead of one each. The same place copies a compacted
 // stack back (StackCompaction.swift) and enters the thread in the registry,
 // on the worker that usually also retires it, so spawn and exit never
-// contend on one registry shard. Pool sizes, spilling and trimming are
-// StackPool.swift's.
+// contend on one registry shard. Pool sizes, spilling, trimming and why
+// stacks are pooled by home node are StackPool.swift's.
 
 extension Worker {
     /// The context to switch into, binding a stack on the first run and
@@ -26,7 +26,8 @@ extension Worker {
     /// A thread's first run: its stack, and its entry in the registry.
     @inline(never)
     private func bindStack(_ fiber: Fiber) {
-        fiber.bindStack(takeStack() ?? sharedStacks.take() ?? core.mapStack())
+        fiber.bindStack(takeStack() ?? sharedStacks.take()
+            ?? core.mapStack(home: node, memoryNode: local.pointee.stacks.memoryNode))
         if !fiber.isRegistered {
             registry.insert(fiber, shard: index)
             fiber.isRegistered = true
@@ -43,6 +44,9 @@ extension Worker {
     }
 
     func recycle(_ stack: gt_stack) {
+        // The local pool holds only this node's stacks: a thread that
+        // migrated gives its stack back to the node its pages are on.
+        if Int(stack.home) != node { return sendHome(stack) }
         local.pointee.stacks.put(stack)
         if local.pointee.stacks.count > StackPool.spillAt {
             // Stacks enter the shared pool clean: nobody trims it, and after
@@ -51,5 +55,14 @@ extension Worker {
             local.pointee.stacks.trimOldestHalf()
             local.pointee.stacks.spillHalf(into: sharedStacks)
         }
+    }
+
+    /// A stack freed away from its home node goes into that node's shared
+    /// pool, clean like every stack there (StackPool.swift, "Home nodes").
+    @inline(never)
+    private func sendHome(_ stack: gt_stack) {
+        var s = stack
+        gt_stack_discard(&s)
+        core.stackPools[Int(stack.home)].put(s)
     }
 }

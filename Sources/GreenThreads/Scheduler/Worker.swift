@@ -326,7 +326,7 @@ final class Worker: @unchecked Sendable {
         self.core = core
         idle = core.idle
         registry = core.registry
-        sharedStacks = core.sharedStacks
+        sharedStacks = core.stackPools[node]
         sharedFibers = core.sharedFibers
         injectors = (0..<core.topology.nodeCount).map { core.injector($0) }
         homeInjector = core.injector(node)
@@ -381,6 +381,7 @@ final class Worker: @unchecked Sendable {
         if let cpu = core.topology.pinnedCPU(ofWorker: index) {
             _ = gt_worker_pin(Int32(cpu))
         }
+        settleMemoryOnNode()
         let l = local
         while let f = findRunnable() {
             l.pointee.current = f

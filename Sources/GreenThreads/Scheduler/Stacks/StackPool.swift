@@ -35,6 +35,62 @@ import Synchronization
 /// trims the shared pool, and after a mass wake of compacted sleepers
 /// (StackCompaction.swift) each of those stacks has its top page back.
 ///
+/// **Home nodes.** On a machine with several NUMA nodes a stack should be
+/// memory of the node whose CPUs run its thread: a green thread's frames
+/// are the hottest memory it has, and a remote access costs about what
+/// the SLIT distance says (20: twice a local one). Three rules keep it so.
+///
+/// 1. *A stack is bound to a node for life.* A worker maps its stacks from
+///    a slab of its own node whose memory policy is set (`mbind`,
+///    `MPOL_PREFERRED`) before any page exists (stack.c), and the stack
+///    records that node as its `home`. Every page of it faults in on that
+///    node, whichever worker touches it and however often it was
+///    discarded in between.
+/// 2. *A stack returns to its home node's pool.* A worker's own LIFO holds
+///    only stacks of its node. A thread that first ran on node A and
+///    finished on node B gives its stack to A's shared pool (clean, like
+///    every stack there: see below), not to B's worker.
+/// 3. *A worker takes stacks of its node only*: its LIFO, then its node's
+///    shared pool, then a fresh mapping. So the thread gets the stack of
+///    the node of the worker that first runs it; a thread stolen before
+///    its first run takes the thief's memory, which is where it runs.
+///
+/// Rejected designs:
+///
+/// * First touch alone, the kernel's default (Go's stacks live by it).
+///   The top page is touched where the thread first runs, but deeper
+///   pages are touched wherever the thread happens to run when its frames
+///   grow, and a pooled stack keeps the pages of its last user, so one
+///   stack ends up spread over nodes and no pool can say where it is.
+///   Automatic NUMA balancing would move such pages after the fact; an
+///   explicit policy has it leave them alone.
+/// * `MPOL_BIND` instead of `MPOL_PREFERRED`. With the node's memory
+///   exhausted, a bound stack's next page fault has nowhere to go, and the
+///   green thread dies (SIGBUS or the OOM killer) in the middle of a call
+///   while the machine has memory to spare. Preferred falls back to the
+///   nearest node: a slower stack, never a crash.
+/// * Pools per worker only, a stack going to whoever freed it. That is the
+///   one-node design; across nodes a thread migrating A to B would carry
+///   A's memory to B's next threads, and with the work-stealing that moves
+///   threads the pools would mix within seconds.
+/// * Taking another node's pooled stacks before mapping a fresh one. It
+///   saves a mapping and gives the thread remote memory for its whole
+///   life; a node's pools instead grow to its own peak concurrency.
+///
+/// Binding needs a real topology (`.auto`) of more than one node, a kernel
+/// that lets the process allocate from more than one, and a worker pinned
+/// to a CPU (its node is then the node of that CPU). Otherwise
+/// `memoryNode` is -1 and stacks are mapped exactly as on one node: one
+/// load and compare on each thread's exit is all the rest costs. A
+/// simulated topology still keeps a pool per node, which tests use to
+/// check the routing, but binds nothing, since its nodes have no memory.
+/// A spare worker (SpareWorker.swift) is not pinned, so the few stacks it
+/// maps are placed by first touch. A stack sent home is discarded first
+/// (one `madvise`), because shared pools are never trimmed: the cost falls
+/// only on threads that crossed nodes (a cross-node steal, or a wake from
+/// another node's thread), and the next user faults its pages back in on
+/// the home node.
+///
 /// **Where stacks come from** (stack.c's header): slabs of 64 stacks, one
 /// `MAP_NORESERVE` mapping each, every stack with a guard region
 /// (`MADV_GUARD_INSTALL`, Linux 6.13+) that lives in the page tables and
@@ -74,6 +130,17 @@ struct StackPool: ~Copyable {
 
     private var items = LocalLIFO<gt_stack>(capacity: 256)
     var count: Int { items.count }
+    /// The kernel memory node this worker's new stacks are bound to; -1
+    /// where the runtime does not bind (one node, simulated, unpinned).
+    private(set) var memoryNode: Int32 = -1
+
+    /// Binds this pool's future stacks to `node` and, while empty,
+    /// allocates its buffer again from the calling thread, the worker's,
+    /// once pinned.
+    mutating func settle(onMemoryNode node: Int32) {
+        memoryNode = node
+        if count == 0 { items = LocalLIFO(capacity: 256) }
+    }
     /// Entries below this index were discarded since they were pooled.
     private var cleanBelow = 0
     /// The fewest stacks pooled since `epochStart`: the entries below it
@@ -160,7 +227,8 @@ struct StackPool: ~Copyable {
     }
 }
 
-/// The pool shared by all workers, for stacks that migrated.
+/// The pool shared by the workers of one node: their spills, and the
+/// stacks of that node freed on other nodes.
 final class SharedStackPool: @unchecked Sendable {
     // SAFETY: @unchecked Sendable: `items` is guarded by `lock`.
 
@@ -185,6 +253,11 @@ final class SharedStackPool: @unchecked Sendable {
 
     func take() -> gt_stack? {
         lock.withLock { items.popLast() }
+    }
+
+    /// Whether the stack at `base` is pooled here (diagnostics and tests).
+    func contains(base: UnsafeMutableRawPointer) -> Bool {
+        lock.withLock { items.contains { $0.base == base } }
     }
 
     func removeAll() -> [gt_stack] {

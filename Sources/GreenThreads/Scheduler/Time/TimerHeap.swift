@@ -64,6 +64,15 @@ final class TimerHeap: @unchecked Sendable {
         for entry in heap { entry.target.release() }
     }
 
+    /// Allocates the first entries' storage from the calling thread, the
+    /// owning worker's (first touch puts it on that worker's node).
+    func reserveOnCaller() {
+        lock.withLock { heap.reserveCapacity(Self.reservedEntries) }
+    }
+
+    /// 4 KiB of entries: one page.
+    static let reservedEntries = 128
+
     func add(deadline: Int64, waker: Waker) {
         lock.lock()
         sequence &+= 1
