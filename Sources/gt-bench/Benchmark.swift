@@ -1,3 +1,4 @@
+import ArgumentParser
 import CContext
 import GreenThreads
 #if canImport(Glibc)
@@ -122,11 +123,18 @@ final class BenchRuntimes: @unchecked Sendable {
     private static let shared = BenchRuntimes()
     private let lock = PthreadLock()
     private var runtimes: [Int: Runtime] = [:]
+    private var pinWorkers: Bool?
+
+    /// `--pin`: nil pins when there is a worker per CPU (the runtime's
+    /// default); true or false forces it. Set before the first runtime.
+    static func setPinning(_ pin: Bool?) {
+        shared.lock.withLock { shared.pinWorkers = pin }
+    }
 
     static func runtime(workers: Int) -> Runtime {
         shared.lock.withLock {
             if let rt = shared.runtimes[workers] { return rt }
-            let rt = Runtime(workers: workers)
+            let rt = Runtime(configuration: .init(workers: workers, pinWorkers: shared.pinWorkers))
             shared.runtimes[workers] = rt
             return rt
         }
@@ -147,6 +155,19 @@ final class BenchRuntimes: @unchecked Sendable {
             return all
         }
         for rt in all { rt.shutdown() }
+    }
+}
+
+/// `--pin`: how gt-bench's runtimes place their workers.
+enum PinChoice: String, ExpressibleByArgument, CaseIterable {
+    case auto, on, off
+
+    var pinWorkers: Bool? {
+        switch self {
+        case .auto: return nil
+        case .on: return true
+        case .off: return false
+        }
     }
 }
 
