@@ -158,6 +158,12 @@ final class BenchRuntimes: @unchecked Sendable {
     }
 }
 
+/// The placement option `run` and `scale` share.
+struct PlacementOptions: ParsableArguments {
+    @Option(help: "Pin workers to CPUs: auto (when there is a worker per CPU, the runtime's default), on, off.")
+    var pin: PinChoice = .auto
+}
+
 /// `--pin`: how gt-bench's runtimes place their workers.
 enum PinChoice: String, ExpressibleByArgument, CaseIterable {
     case auto, on, off

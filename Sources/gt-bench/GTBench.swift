@@ -58,8 +58,7 @@ struct GTBench: ParsableCommand {
         @Flag(help: "Print one JSON object on stdout instead of a table.")
         var json = false
 
-        @Option(help: "Pin workers to CPUs: auto (when there is a worker per CPU, the runtime's default), on, off.")
-        var pin: PinChoice = .auto
+        @OptionGroup var placement: PlacementOptions
 
         func validate() throws {
             guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
@@ -86,7 +85,7 @@ struct GTBench: ParsableCommand {
         }
 
         func run() throws {
-            BenchRuntimes.setPinning(pin.pinWorkers)
+            BenchRuntimes.setPinning(placement.pin.pinWorkers)
             var results: [Measurement] = []
             for b in try selected() {
                 for w in b.singleThreaded ? [1] : try workerCounts() {

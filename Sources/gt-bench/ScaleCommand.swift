@@ -69,8 +69,7 @@ struct ScaleCommand: ParsableCommand {
     @Option(help: "Also draw speedup against workers, one panel per benchmark, into this PNG file.")
     var plot: String?
 
-    @Option(help: "Pin workers to CPUs: auto (when there is a worker per CPU, the runtime's default), on, off.")
-    var pin: PinChoice = .auto
+    @OptionGroup var placement: PlacementOptions
 
     func validate() throws {
         guard repeats > 0 else { throw ValidationError("--repeats must be at least 1") }
@@ -106,7 +105,7 @@ struct ScaleCommand: ParsableCommand {
     }
 
     func run() throws {
-        BenchRuntimes.setPinning(pin.pinWorkers)
+        BenchRuntimes.setPinning(placement.pin.pinWorkers)
         let benches = try selected(), counts = try workerCounts()
         for b in benches {
             for w in counts { _ = try b.measure(w) }  // warm-up: stacks, queues and caches of every runtime
