@@ -77,8 +77,8 @@
 // Ordering: `publishReadiness` stores with sequential consistency and the
 // readers load with it, so all the words of all channels sit in one total
 // order with the readers' loads: the argument of the double collect is the
-// textbook one. The store happens only when a bit flips, and under a lock
-// whose cache line is already this core's.
+// textbook one. The store happens only when a bit flips, under the lock
+// the flipping operation already holds.
 //
 // ## Cancellation
 //
