@@ -1,6 +1,7 @@
 // Creating contexts and the single switch path.
 #include "CContext.h"
 #include "exclusivity.h"
+#include "task_locals.h"
 #include "switch_frame.h"
 #include <string.h>
 
@@ -35,6 +36,41 @@ bool gt_exclusivity_attach_thread(void) {
 
 bool gt_exclusivity_thread_has_accesses(void) {
     return *thread_access_head != 0;
+}
+
+// Where this OS thread keeps its task-local bindings (task_locals.c), once
+// attached. Before the thread's first switch: a word that reads "bindings
+// present", so that the switch takes the bracketed path, which attaches.
+// If the slot cannot be found: a word that always reads "no bindings", so
+// switches carry none. Neither word is ever written: a take needs a
+// non-zero read and a restore an attached thread, and the untried word
+// is replaced before anything is taken.
+static uintptr_t untried_task_locals = 1;
+static uintptr_t no_task_locals = 0;
+static _Thread_local uintptr_t *thread_task_locals
+    __attribute__((tls_model("initial-exec"))) = &untried_task_locals;
+
+bool gt_task_locals_attach_thread(void) {
+    if (thread_task_locals != &untried_task_locals) return thread_task_locals != &no_task_locals;
+    uintptr_t *slot = gt_task_locals_find_slot();
+    thread_task_locals = slot ? slot : &no_task_locals;
+    return slot != NULL;
+}
+
+bool gt_task_locals_thread_has_bindings(void) {
+    return thread_task_locals != &untried_task_locals && *thread_task_locals != 0;
+}
+
+// Puts a resumed stack's bindings back into the slot of the thread it now
+// runs on. Out of line: the compiler may keep a thread-local's address in
+// a register across the switch, and after it the thread may differ.
+__attribute__((noinline))
+static void gt_task_locals_restore(gt_context *ctx) {
+    // Attach cannot fail here: the word was taken on an attached thread,
+    // so the offset is known and only this thread's block is added to it.
+    if (!gt_task_locals_attach_thread()) return;
+    *thread_task_locals = ctx->task_locals;
+    ctx->task_locals = 0;
 }
 
 static void gt_context_bootstrap(void *arg) {
@@ -77,15 +113,31 @@ void gt_context_make(gt_context *ctx, void *base, size_t size,
     ctx->sp = frame;
 }
 
-// The switch of a green stack that must run the runtime's hooks: its
-// thread holds an access (or it entered a set), or it is a coroutine.
+// A leaving stack takes its task-local bindings along and leaves the
+// thread with none (read before the switch, on the thread it leaves).
+static inline __attribute__((always_inline)) void take_task_locals(gt_context *from) {
+    if (__builtin_expect(thread_task_locals == &untried_task_locals, 0))
+        gt_task_locals_attach_thread();
+    uintptr_t *slot = thread_task_locals;
+    if (*slot != 0) {
+        from->task_locals = *slot;
+        *slot = 0;
+    }
+}
+
+// The switch of a stack that must run the runtime's hooks: its thread
+// holds an access (or it entered a set), it is a coroutine, or it leaves
+// with task-local bindings.
 __attribute__((noinline))
 static void gt_context_transfer_bracketed(gt_context *from, gt_context *to) {
-    if ((from->excl[0] | *thread_access_head) != 0)
+    bool managed = from->managed;
+    if (managed && (from->excl[0] | *thread_access_head) != 0)
         swift_task_exitThreadLocalContext((char *)from->excl);
+    take_task_locals(from);
     gt_switch_raw(&from->sp, to->sp, NULL);
-    if (!from->scheduled || from->excl[0] != 0)
+    if (managed && (!from->scheduled || from->excl[0] != 0))
         swift_task_enterThreadLocalContext((char *)from->excl);
+    if (from->task_locals) gt_task_locals_restore(from);
 }
 
 // The same, handing `data` over and returning the resumer's (a separate
@@ -93,11 +145,14 @@ static void gt_context_transfer_bracketed(gt_context *from, gt_context *to) {
 // across the switch).
 __attribute__((noinline))
 static void *gt_context_transfer_bracketed_passing(gt_context *from, gt_context *to, void *data) {
-    if ((from->excl[0] | *thread_access_head) != 0)
+    bool managed = from->managed;
+    if (managed && (from->excl[0] | *thread_access_head) != 0)
         swift_task_exitThreadLocalContext((char *)from->excl);
+    take_task_locals(from);
     void *resumer = gt_switch_raw(&from->sp, to->sp, data);
-    if (!from->scheduled || from->excl[0] != 0)
+    if (managed && (!from->scheduled || from->excl[0] != 0))
         swift_task_enterThreadLocalContext((char *)from->excl);
+    if (from->task_locals) gt_task_locals_restore(from);
     return resumer;
 }
 
@@ -121,7 +176,15 @@ static inline __attribute__((always_inline)) bool needs_hooks(const gt_context *
     // (the common case), and for an OS thread's own stack. Then the switch
     // is a tail call: the resumed stack returns straight to our caller, and
     // this function leaves no frame on the hot path.
-    return from->managed && (!from->scheduled || (from->excl[0] | *thread_access_head) != 0);
+    //
+    // Task-local bindings (task_locals.c) leave with any stack that holds
+    // some, an OS thread's own included. A thread that never attached
+    // (a generator's caller on a plain thread) reads "bindings present"
+    // and attaches in the bracketed path of its first switch, so that its
+    // own bindings are taken along too.
+    uintptr_t bindings = *thread_task_locals;
+    if (!from->managed) return bindings != 0;
+    return !from->scheduled || (from->excl[0] | *thread_access_head | bindings) != 0;
 }
 
 void gt_context_transfer(gt_context *from, gt_context *to) {

@@ -3,19 +3,6 @@ import Synchronization
 import Testing
 @testable import GreenThreads
 
-/// Runs `body` on a new OS thread and waits for it.
-private func onAnotherThread(_ body: @escaping () -> Void) {
-    final class Job { let body: () -> Void; init(_ b: @escaping () -> Void) { body = b } }
-    let job = Unmanaged.passRetained(Job(body)).toOpaque()
-    var handle: UInt64 = 0
-    let err = gt_thread_start({ raw in
-        let job = Unmanaged<Job>.fromOpaque(raw!).takeRetainedValue()
-        job.body()
-    }, job, &handle)
-    precondition(err == 0)
-    gt_thread_join(handle)
-}
-
 extension CoroutineSuites {
     @Suite struct GreenletTests {
         /// greenlet's documentation example: test1 prints 12, switches to

@@ -35,6 +35,7 @@ extern "C" {
 typedef struct gt_context {
     void *sp;                 // saved stack pointer; the frame below it holds the registers
     uintptr_t excl[2];        // Swift exclusivity access set, swapped at each switch
+    uintptr_t task_locals;    // task-local bindings taken along while suspended (0: none)
     void (*entry)(void *);    // body of a fresh context; never returns
     void *entry_arg;
     uint32_t managed;         // 1: a green stack we entered ourselves; 0: an OS thread's own stack
@@ -77,6 +78,17 @@ bool gt_exclusivity_attach_thread(void);
 /// Whether the calling thread's access set holds an open access, as the
 /// switch sees it (always true on a thread that is not attached). For tests.
 bool gt_exclusivity_thread_has_accesses(void);
+
+/// Finds where the calling OS thread keeps its task-local bindings, so that
+/// `gt_context_transfer` carries them with the stack that made them (see
+/// task_locals.c). Workers call it at start; any other thread attaches on
+/// its first switch. Returns false if the location cannot be established:
+/// switches then carry no bindings.
+bool gt_task_locals_attach_thread(void);
+
+/// Whether the calling thread holds task-local bindings, as the switch sees
+/// them (always false on a thread that is not attached). For tests.
+bool gt_task_locals_thread_has_bindings(void);
 
 // MARK: - Stacks
 

@@ -378,6 +378,8 @@ final class Worker: @unchecked Sendable {
         gt_set_current_worker(Unmanaged.passUnretained(self).toOpaque())
         // Lets switches skip the exclusivity exit hook when nothing is open.
         _ = gt_exclusivity_attach_thread()
+        // Lets switches carry task-local bindings with their green thread.
+        _ = gt_task_locals_attach_thread()
         if let cpu = core.topology.pinnedCPU(ofWorker: index) {
             _ = gt_worker_pin(Int32(cpu))
         }
