@@ -29,7 +29,7 @@ struct GTBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gt-bench",
         abstract: "GreenThreads benchmarks: the same workloads as the Go, Boost.Fiber and Swift concurrency peers.",
-        subcommands: [List.self, Run.self, ScaleCommand.self, LoadGenCommand.self]
+        subcommands: [List.self, Run.self, ScaleCommand.self, LoadGenCommand.self, StressCommand.self]
     )
 
     struct List: ParsableCommand {
