@@ -37,7 +37,7 @@ enum StressChannels {
         let capacity = capacity(&d.rng)
         let producers = d.size(1...8)
         let consumers = d.size(1...8)
-        let perProducer = d.size(100...3_000)
+        let perProducer = d.size(200...6_000)
         let closeEarly = !d.envelope && d.rng.chance(0.25)
         let ch = Channel<Int>(capacity: capacity)
         let what = "capacity \(capacity), \(producers)x\(consumers), \(perProducer) each\(closeEarly ? ", early close" : "")"
@@ -88,7 +88,7 @@ enum StressChannels {
     static func fanIn(_ d: inout StressDraw, _ ctx: StressContext) throws {
         let count = d.size(2...4)
         let channels = (0..<count).map { _ in Channel<Int>(capacity: [0, 1, 8][d.rng.int(0...2)]) }
-        let perChannel = d.size(100...2_000)
+        let perChannel = d.size(200...4_000)
         let consumers = d.size(1...3)
         let what = "fan-in of \(count) (capacities \(channels.map(\.capacity))), \(consumers) consumers, \(perChannel) each"
         ctx.describe("fan-in", what)

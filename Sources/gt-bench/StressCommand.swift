@@ -16,8 +16,8 @@
 // One runtime (one worker per CPU unless --workers says otherwise) serves
 // the whole run, as a service keeps its runtime. Rounds run one after
 // another until --duration has passed; each is one `rt.run`, whose main
-// green thread spawns a subset of the workload families at once, each in
-// its own green thread, and joins them:
+// green thread spawns a subset of the workload families at once, 1-3
+// instances of each, each instance in its own green thread, and joins them:
 //
 //   channels  P producers and C consumers on one channel of capacity 0, 1,
 //             2-16 or 64-1024, each operation plain, try+yield, select with
@@ -238,16 +238,19 @@ struct StressSoak {
     }
 
     /// One round, as the main green thread: the families drawn for it (all
-    /// of them in an envelope round), each in its own green thread.
+    /// of them in an envelope round), 1-3 instances of each (3 in an
+    /// envelope round), each in its own green thread.
     static func round(seed: UInt64, envelope: Bool, _ ctx: StressContext) throws {
         var rng = StressRandom(seed: seed)
         var chosen = families.filter { _ in envelope || rng.chance(0.5) }
         if chosen.isEmpty { chosen = [families[rng.int(0...families.count - 1)]] }
-        let handles = chosen.map { family in
-            let drawSeed = rng.next()
-            return ctx.spawn {
-                var draw = StressDraw(rng: StressRandom(seed: drawSeed), envelope: envelope)
-                try ctx.run(family.name) { try family.body(&draw, ctx) }
+        let handles = chosen.flatMap { family in
+            (0..<(envelope ? 3 : rng.int(1...3))).map { _ in
+                let drawSeed = rng.next()
+                return ctx.spawn {
+                    var draw = StressDraw(rng: StressRandom(seed: drawSeed), envelope: envelope)
+                    try ctx.run(family.name) { try family.body(&draw, ctx) }
+                }
             }
         }
         // Every family is joined before the first failure is rethrown, so
@@ -265,10 +268,10 @@ struct StressSoak {
     /// after its join returns, so this looks again for up to 5 s.
     private func checkQuiet(_ rt: Runtime, before: RuntimeStats, spawns: Int, round: Int) throws {
         var s = rt.stats
-        for _ in 0..<500 {
+        let start = gt_now_ns()
+        while !(s.live == 0 && s.stacksCompacted == 0 && s.completed == s.spawned) && gt_now_ns() - start < 5_000_000_000 {
+            usleep(100)
             s = rt.stats
-            if s.live == 0 && s.stacksCompacted == 0 && s.completed == s.spawned { break }
-            usleep(10_000)
         }
         try require(s.live == 0, "round \(round) left \(s.live) green threads alive")
         try require(s.stacksCompacted == 0, "round \(round) left \(s.stacksCompacted) stacks compacted")

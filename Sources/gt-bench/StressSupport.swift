@@ -71,7 +71,7 @@ final class StressContext: @unchecked Sendable {
     let spawns = StressCounter()
     private let lock = PthreadLock()
     private var running: [String: Int] = [:]
-    private var details: [String: String] = [:]
+    private var details: [String: [String]] = [:]
     private var failure: String?
     private var phase = "starting"
 
@@ -101,9 +101,10 @@ final class StressContext: @unchecked Sendable {
         }
     }
 
-    /// What a running workload is doing (its sizes), for a hang report.
+    /// What a running workload is doing (its sizes), for a hang report;
+    /// kept, with its family's other instances', until none is running.
     func describe(_ name: String, _ detail: String) {
-        lock.withLock { details[name] = detail }
+        lock.withLock { details[name, default: []].append(detail) }
     }
 
     func record(_ what: String) {
@@ -116,7 +117,7 @@ final class StressContext: @unchecked Sendable {
     func snapshot() -> (failure: String?, phase: String, running: [String]) {
         lock.withLock {
             (failure, phase, running.filter { $0.value > 0 }.keys.sorted().map { name in
-                details[name].map { "\(name) [\($0)]" } ?? name
+                details[name].map { "\(name) [\($0.joined(separator: "; "))]" } ?? name
             })
         }
     }

@@ -11,7 +11,7 @@ enum StressSync {
     /// `lock`, `withLock` or a `tryLock` loop.
     static func mutexCounter(_ d: inout StressDraw, _ ctx: StressContext) throws {
         let threads = d.size(2...16)
-        let increments = d.size(50...400)
+        let increments = d.size(50...1_000)
         let mutex = GreenMutex()
         let counter = StressBox(0)
         let holders = StressCounter()

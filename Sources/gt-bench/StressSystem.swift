@@ -53,7 +53,7 @@ enum StressSystem {
     /// T threads each yield N times, counting every return.
     static func yields(_ d: inout StressDraw, _ ctx: StressContext) throws {
         let threads = d.size(2...32)
-        let perThread = d.size(100...2_000)
+        let perThread = d.size(100...4_000)
         let count = StressCounter()
         let handles = (0..<threads).map { _ in
             ctx.spawn {
