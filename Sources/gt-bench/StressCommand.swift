@@ -140,7 +140,7 @@ struct StressCommand: ParsableCommand {
         let soak = StressSoak(seed: seed, workers: workers, seconds: duration, stallSeconds: stall)
         do {
             let summary = try soak.run()
-            print("stress: OK seed=\(seed) duration=\(summary.seconds) s rounds=\(summary.rounds) ops=\(summary.ops)")
+            print("stress: OK seed=\(seed) duration=\(summary.seconds)s rounds=\(summary.rounds) ops=\(summary.ops)")
         } catch {
             print("stress: FAILED seed=\(seed): \(error)")
             throw ExitCode(1)
