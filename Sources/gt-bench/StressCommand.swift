@@ -67,7 +67,11 @@
 //  * no leaked green threads: `stats.live` back to 0, and `stats.spawned`
 //    grew by exactly the spawns the workloads counted plus the round's main
 //    thread (a spawn lost or counted twice shows here);
-//  * no stack left compacted (`stats.stacksCompacted` 0);
+//  * no stack left compacted (`stats.stacksCompacted` 0), and no stack
+//    leaked: stacks stay mapped until shutdown (pooled when free), so
+//    `stats.stacksMapped` is the peak concurrency, which after warm-up may
+//    not pass the warm-up's peak by more than half + 4,096 (a stack not
+//    returned to its pool adds one per round, for ever);
 //  * no leaked descriptors: /proc/self/fd equals the set taken after the
 //    runtime started (sockets, the poller's own descriptors);
 //  * resident memory flat after warm-up: the first quarter of the run
@@ -194,6 +198,7 @@ struct StressSoak {
         var round = 0
         var warmMax = 0
         var laterMax = 0
+        var warmStacks = 0
         do {
             repeat {
                 context.setPhase("round \(round)")
@@ -207,10 +212,15 @@ struct StressSoak {
                 let leaked = leakedDescriptors(since: descriptorsIdle)
                 try require(leaked.isEmpty, "round \(round) left descriptors open: \(leaked.joined(separator: ", "))")
                 let rss = Int(gt_resident_bytes())
+                let stacks = rt.stats.stacksMapped
                 let now = gt_now_ns()
                 if round < 3 || now < warmupEnd {
                     warmMax = max(warmMax, rss)
+                    warmStacks = max(warmStacks, stacks)
                 } else {
+                    let stackLimit = warmStacks + warmStacks / 2 + 4_096
+                    try require(stacks <= stackLimit,
+                                "stacks mapped grew after warm-up: \(stacks) at round \(round), warm-up peak \(warmStacks) (limit \(stackLimit))")
                     laterMax = max(laterMax, rss)
                     let limit = warmMax + warmMax / 5 + 32 * mebibyte
                     try require(rss <= limit,
