@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs every test suite in
 # a debug build and again in a release build (optimizations change how code
-# behaves across green-thread switches, so both matter).
+# behaves across green-thread switches, so both matter), then a 60-second
+# soak (`gt-bench stress`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -36,5 +37,12 @@ echo "== swift test (debug)"
 run_tests
 echo "== swift test (release)"
 run_tests -c release -Xswiftc -enable-testing --scratch-path .build-release-tests
+echo "== soak: gt-bench stress for 60 s (release; every primitive at once, invariants checked)"
+# The release test build above already compiled gt-bench with these flags,
+# so this only links what is missing. The soak prints its seed first and
+# ends with one line, `stress: OK ...` or `stress: FAILED seed=S: ...`
+# (exit 1); `gt-bench stress --seed S` replays the failing mix.
+swift build -c release -Xswiftc -enable-testing --scratch-path .build-release-tests --product gt-bench
+.build-release-tests/release/gt-bench stress --duration 60
 echo "== NUMA: the NUMA suites in a 2-node and a 4-node guest kernel"
 scripts/numa-vm-test.sh

@@ -16,25 +16,30 @@ struct Benchmark: Sendable {
     /// Set when the workload's point is memory: how many items (sleepers)
     /// it held at once at most, so the report adds peak RSS per item.
     var rssItems: (@Sendable () -> Int)? = nil
+    /// The most peak RSS per item the project accepts (bytes), reported
+    /// as met or missed beside the figure; nil: no memory target.
+    var rssTargetPerItem: Int? = nil
     /// Runs the workload once on `workers` workers and returns the figure
     /// (lower is better) and any side figures.
     let measure: @Sendable (_ workers: Int) throws -> Sample
 
     init(name: String, unit: String, summary: String, singleThreaded: Bool = false,
-         rssItems: (@Sendable () -> Int)? = nil,
+         rssItems: (@Sendable () -> Int)? = nil, rssTargetPerItem: Int? = nil,
          measure: @escaping @Sendable (_ workers: Int) throws -> Double) {
         self.init(name: name, unit: unit, summary: summary, singleThreaded: singleThreaded,
-                  rssItems: rssItems, measureSample: { Sample(value: try measure($0)) })
+                  rssItems: rssItems, rssTargetPerItem: rssTargetPerItem,
+                  measureSample: { Sample(value: try measure($0)) })
     }
 
     init(name: String, unit: String, summary: String, singleThreaded: Bool = false,
-         rssItems: (@Sendable () -> Int)? = nil,
+         rssItems: (@Sendable () -> Int)? = nil, rssTargetPerItem: Int? = nil,
          measureSample: @escaping @Sendable (_ workers: Int) throws -> Sample) {
         self.name = name
         self.unit = unit
         self.summary = summary
         self.singleThreaded = singleThreaded
         self.rssItems = rssItems
+        self.rssTargetPerItem = rssTargetPerItem
         self.measure = measureSample
     }
 }
@@ -58,20 +63,29 @@ struct Measurement: Sendable {
     let peakRSSBytes: Int
     /// `Benchmark.rssItems`, if the benchmark measures memory.
     var rssItems: Int? = nil
+    /// `Benchmark.rssTargetPerItem`.
+    var rssTargetPerItem: Int? = nil
 
     /// Peak RSS over the items the workload held at once, if it says.
     var bytesPerItem: Double? {
         rssItems.map { Double(peakRSSBytes) / Double($0) }
     }
 
+    /// Whether `bytesPerItem` is within the target, if there is one.
+    var rssTargetMet: Bool? {
+        guard let target = rssTargetPerItem, let perItem = bytesPerItem else { return nil }
+        return perItem <= Double(target)
+    }
+
     init(benchmark: String, workers: Int, unit: String, samples: [Sample], peakRSSBytes: Int,
-         rssItems: Int? = nil) {
+         rssItems: Int? = nil, rssTargetPerItem: Int? = nil) {
         self.benchmark = benchmark
         self.workers = workers
         self.unit = unit
         self.samples = samples.map(\.value)
         self.peakRSSBytes = peakRSSBytes
         self.rssItems = rssItems
+        self.rssTargetPerItem = rssTargetPerItem
         for (i, extra) in (samples.first?.extras ?? []).enumerated() {
             let values = samples.compactMap { $0.extras.count > i ? $0.extras[i].value : nil }
             extras.append((extra.name, Self.median(values)))

@@ -20,8 +20,9 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
               summary: "10^6 green threads each sleeping 1 s, joined by a WaitGroup (overhead beyond the 1 s; + peak RSS per sleeper asleep at once)",
               rssItems: { TimerWorkload.peakAsleep.load(ordering: .relaxed) }, measure: timersBenchmark),
     Benchmark(name: "parkmany", unit: "ns/thread",
-              summary: "10^6 green threads parked at once on one channel, woken by close (spawn+park+wake+exit per thread; + peak RSS per parked thread)",
-              rssItems: { ParkManyWorkload.threads }, measure: parkManyBenchmark),
+              summary: "10^6 green threads parked at once on one channel, woken by close (spawn+park+wake+exit per thread; + peak RSS per parked thread, target <= 6 KiB)",
+              rssItems: { ParkManyWorkload.threads }, rssTargetPerItem: ParkManyWorkload.rssTargetPerThread,
+              measure: parkManyBenchmark),
 ] + EchoBenchmark.all
 
 @main
@@ -29,7 +30,7 @@ struct GTBench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "gt-bench",
         abstract: "GreenThreads benchmarks: the same workloads as the Go, Boost.Fiber and Swift concurrency peers.",
-        subcommands: [List.self, Run.self, ScaleCommand.self, LoadGenCommand.self]
+        subcommands: [List.self, Run.self, ScaleCommand.self, LoadGenCommand.self, StressCommand.self]
     )
 
     struct List: ParsableCommand {
@@ -93,7 +94,8 @@ struct GTBench: ParsableCommand {
                     var samples: [Sample] = []
                     for _ in 0..<repeats { samples.append(try b.measure(w)) }
                     let m = Measurement(benchmark: b.name, workers: w, unit: b.unit, samples: samples,
-                                        peakRSSBytes: Int(gt_peak_resident_bytes()), rssItems: b.rssItems?())
+                                        peakRSSBytes: Int(gt_peak_resident_bytes()), rssItems: b.rssItems?(),
+                                        rssTargetPerItem: b.rssTargetPerItem)
                     results.append(m)
                     if b.rssItems != nil { BenchRuntimes.shutdown(workers: w) }
                     if !json { printRow(m) }
@@ -109,7 +111,8 @@ struct GTBench: ParsableCommand {
                   + "median \(f(m.median)) \(m.unit)  (min \(f(m.min)), max \(f(m.max)), n=\(m.samples.count))  "
                   + "peak RSS \(m.peakRSSBytes / 1_048_576) MiB"
                   + m.extras.map { "  \($0.name) \(f($0.value))" }.joined()
-                  + (m.bytesPerItem.map { " (\(Int($0)) B per item, \(m.rssItems!) items at once)" } ?? ""))
+                  + (m.bytesPerItem.map { " (\(Int($0)) B per item, \(m.rssItems!) items at once)" } ?? "")
+                  + (m.rssTargetMet.map { " target <= \(m.rssTargetPerItem!) B per item: \($0 ? "met" : "MISSED")" } ?? ""))
         }
     }
 }

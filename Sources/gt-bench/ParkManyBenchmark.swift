@@ -6,6 +6,10 @@ import Synchronization
 /// Green threads in the `parkmany` workload, all parked at the same time.
 enum ParkManyWorkload {
     static let threads = 1_000_000
+    /// The project's target for peak RSS per parked green thread at 10^6
+    /// (6 KiB): a parked thread holds its stack's top page, its fiber and
+    /// its closure, and stack compaction, where it applies, is counted in.
+    static let rssTargetPerThread = 6 * 1_024
     /// Green threads that have reached their receive, over all runs' current
     /// one: main closes the channel once every thread got there.
     static let arrived = Atomic<Int>(0)

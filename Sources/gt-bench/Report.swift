@@ -27,7 +27,8 @@ struct Report {
                 + "\"unit\": \(quote(r.unit)), \"min\": \(number(r.min)), \"max\": \(number(r.max)), "
                 + "\"repeats\": \(r.samples.count), \"peakRSSBytes\": \(r.peakRSSBytes)"
                 + r.extras.map { ", \(quote($0.name)): \(number($0.value))" }.joined()
-                + (r.bytesPerItem.map { ", \"peakRSSBytesPerItem\": \(number($0)), \"peakItems\": \(r.rssItems!)" } ?? "") + "}"
+                + (r.bytesPerItem.map { ", \"peakRSSBytesPerItem\": \(number($0)), \"peakItems\": \(r.rssItems!)" } ?? "")
+                + (r.rssTargetMet.map { ", \"peakRSSBytesPerItemTarget\": \(r.rssTargetPerItem!), \"peakRSSTargetMet\": \($0)" } ?? "") + "}"
         }
         let top = fields.map { ", \(quote($0.0)): \($0.1)" }.joined()
         return "{\"machine\": {\(m)}\(top), \"results\": [\n  " + rows.joined(separator: ",\n  ") + "\n]}"
