@@ -26,7 +26,8 @@
 //   fan-in    a select over 2-4 channels (each with its producer), with
 //             timeouts and defaults, by 1-3 consumers.
 //   mutex     a plain counter incremented under a GreenMutex, a yield inside
-//             some critical sections.
+//             some critical sections, each thread inside its own @TaskLocal
+//             binding.
 //   semaphore permits taken by acquire, acquire(timeout:) or tryAcquire.
 //   condition a bounded queue on a GreenMutex and two GreenConditions, some
 //             waits timed.
@@ -52,6 +53,9 @@
 //    increments (and never two threads inside); never more than k inside a
 //    k-permit semaphore, k permits at the end; the condition queue's items
 //    all come out once; every yield, spawn and generator accounted for.
+//  * task-locals: a thread's own `@TaskLocal` binding is what it reads after
+//    every park and yield (another thread's binding would show its index),
+//    and nothing is bound once its scope ended.
 //  * cancellation: each cancelled wait throws `CancellationError` (sleep
 //    and a polling loop return early instead), never a value that looks
 //    like success; afterwards no cancelled receiver or sender is still

@@ -5,6 +5,11 @@
 import GreenThreads
 import Synchronization
 
+/// A task-local the mutex workload binds per thread.
+enum StressLocals {
+    @TaskLocal static var owner: Int = -1
+}
+
 enum StressSync {
     /// T threads each add 1 to a plain counter N times under a GreenMutex,
     /// with a yield inside some critical sections; the lock taken by
@@ -17,10 +22,13 @@ enum StressSync {
         let holders = StressCounter()
         let what = "mutex counter, \(threads) threads x \(increments)"
         ctx.describe("mutex", what)
-        let handles = (0..<threads).map { _ in
+        let handles = (0..<threads).map { index in
             let seed = d.seed()
             return ctx.spawn { () throws -> Void in
                 var rng = StressRandom(seed: seed)
+                // Each thread's own task-local binding must survive its
+                // parks and yields, whichever worker resumes it.
+                try StressLocals.$owner.withValue(index) { () throws -> Void in
                 for _ in 0..<increments {
                     switch rng.int(0...2) {
                     case 0: try mutex.lock()
@@ -34,8 +42,11 @@ enum StressSync {
                     holders.add(-1)
                     mutex.unlock()
                     try require(inside == 1, "\(what): \(inside) threads inside the critical section at once")
+                    try require(StressLocals.owner == index, "\(what): thread \(index) sees task-local \(StressLocals.owner)")
                     ctx.tick()
                 }
+                }
+                try require(StressLocals.owner == -1, "\(what): a task-local binding outlived its scope")
             }
         }
         try joinAll(handles)
