@@ -39,16 +39,24 @@ extension Worker {
     /// which could only borrow `body`).
     @inlinable
     @inline(__always)
-    static func spawnFiber<T>(on worker: Unmanaged<Worker>, _ body: consuming @escaping () throws -> T) -> TypedFiber<T> {
+    static func spawnFiber<T>(
+        on worker: Unmanaged<Worker>, name: String?, file: StaticString, line: UInt,
+        _ body: consuming @escaping () throws -> T
+    ) -> TypedFiber<T> {
         if let cached = worker._withUnsafeGuaranteedRef({ $0.reusableFiber(ObjectIdentifier(TypedFiber<T>.self)) }) {
             // Its class was checked. The cache's +1 becomes the caller's;
             // `restart` submits it, taking the scheduler's.
             let fiber = Unmanaged<TypedFiber<T>>.fromOpaque(cached.toOpaque()).takeRetainedValue()
             fiber.body = consume body
+            // Plain stores before the push that publishes the fiber, like
+            // `body`: nobody else references a reused fiber yet.
+            fiber.name = name
+            fiber.spawnFile = file
+            fiber.spawnLine = line
             fiber.restart(on: worker)
             return fiber
         }
-        let fiber = TypedFiber(worker: worker, body: consume body)
+        let fiber = TypedFiber(worker: worker, name: name, file: file, line: line, body: consume body)
         worker._withUnsafeGuaranteedRef { $0.submitSpawned(fiber) }
         return fiber
     }
