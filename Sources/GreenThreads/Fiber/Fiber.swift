@@ -99,12 +99,12 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// The name given at spawn (`go(name:)`), for dumps and reports. Set
     /// before the thread is queued and never changed while it lives: readers
     /// on other threads (a dump, a report) rely on that, not on a lock.
-    @exclusivity(unchecked) @usableFromInline final var name: String?
+    @exclusivity(unchecked) final var name: String?
     /// Where the thread was spawned (`#fileID`, `#line` of the `go` call):
     /// a pointer to static text and a number, so capturing it costs two
     /// stores and no allocation. Set like `name`.
-    @exclusivity(unchecked) @usableFromInline final var spawnFile: StaticString
-    @exclusivity(unchecked) @usableFromInline final var spawnLine: UInt
+    @exclusivity(unchecked) final var spawnFile: StaticString
+    @exclusivity(unchecked) final var spawnLine: UInt
 
     /// Intrusive links: the injection queue, and the registry of live green
     /// threads (for deadlock reports and shutdown).
