@@ -103,8 +103,8 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// Where the thread was spawned (`#fileID`, `#line` of the `go` call):
     /// a pointer to static text and a number, so capturing it costs two
     /// stores and no allocation. Set like `name`.
-    @exclusivity(unchecked) final var spawnFile: StaticString
-    @exclusivity(unchecked) final var spawnLine: UInt
+    @exclusivity(unchecked) @usableFromInline final var spawnFile: StaticString
+    @exclusivity(unchecked) @usableFromInline final var spawnLine: UInt
 
     /// Intrusive links: the injection queue, and the registry of live green
     /// threads (for deadlock reports and shutdown).

@@ -65,14 +65,12 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
     /// again. It finished with a trivial value (nothing to deinitialize) and
     /// nobody else references it (FiberCache.swift); the deque push that
     /// publishes it orders these plain writes before whoever runs or joins
-    /// it. Then queues it on `worker`, like a new one, with the name and
-    /// spawn site of its new spawn.
+    /// it. Then queues it on `worker`, like a new one, with the name of its
+    /// new spawn.
     @usableFromInline
-    func restart(on worker: Unmanaged<Worker>, name newName: String?, file: StaticString, line: UInt) {
+    func restart(on worker: Unmanaged<Worker>, name newName: String?) {
         // Most spawns are unnamed: skip the copy and release of nil.
         if newName != nil || name != nil { name = newName }
-        spawnFile = file
-        spawnLine = line
         resetForReuse()
         succeeded = false
         done.store(false, ordering: .relaxed)

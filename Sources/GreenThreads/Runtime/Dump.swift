@@ -19,7 +19,8 @@
 //  * The park's start, `parkedTicks`: one `gt_ticks()` read per park (a
 //    time-stamp counter instruction, gt_dump.h), converted to time only
 //    when a dump is made. Rejected: the monotonic clock at park, a vDSO
-//    call of about a hundred instructions, a tenth of a channel round trip;
+//    call that wraps the same counter read in a sequence-locked read of the
+//    kernel's clock data and its scaling, on the channel round trip's path;
 //    and the runtime's clock, which under `.virtual` time stands still.
 //  * The wait's reason (`WaitReason`), which the deadlock report already
 //    keeps.

@@ -48,10 +48,13 @@ extension Worker {
             // `restart` submits it, taking the scheduler's.
             let fiber = Unmanaged<TypedFiber<T>>.fromOpaque(cached.toOpaque()).takeRetainedValue()
             fiber.body = consume body
-            // The name and site are stored by `restart`, out of line: stored
+            // The site here, plain stores like `body` (nobody else references
+            // a reused fiber yet); the name in `restart`, out of line: stored
             // here, the release of the old name made the compiler guard the
             // fiber with a retain and release (+60 instructions a spawn).
-            fiber.restart(on: worker, name: name, file: file, line: line)
+            fiber.spawnFile = file
+            fiber.spawnLine = line
+            fiber.restart(on: worker, name: name)
             return fiber
         }
         let fiber = TypedFiber(worker: worker, name: name, file: file, line: line, body: consume body)
