@@ -164,6 +164,53 @@ struct DumpTests {
     }
 
     @Test func dumpSignalWritesTheDumpToStderr() throws {
+        let child = try ChildProcess(test: "dumpSignalChild", environment: ["GT_DUMP_SIGNAL_CHILD=1"])
+        child.read(until: "ready\n")
+        #expect(child.output.contains("ready\n"))
+        kill(child.pid, SIGQUIT)
+        child.read(until: "parkForTheSignalDump")
+        child.read(until: "spawned at GreenThreadsTests/DumpTests.swift:")
+        kill(child.pid, SIGKILL)
+        let status = child.wait()
+        // Killed by our SIGKILL: the SIGQUIT asked for a dump, it did not
+        // end the process.
+        #expect(status & 0x7f == SIGKILL, "the child ended otherwise (status \(status)):\n\(child.output)")
+        let output = child.output
+        #expect(output.contains("GreenThreads dump: "), "\(output)")
+        #expect(output.contains("\"signal sleeper\" [parked: receive from a channel, "), "\(output)")
+        #expect(output.contains("parkForTheSignalDump"), "\(output)")
+    }
+
+    /// The child of `unhandledErrorLineNamesTheThread`: a named thread that
+    /// throws, never joined, with the default report on stderr.
+    @Test func unhandledErrorChild() throws {
+        guard Environment.value("GT_UNHANDLED_ERROR_CHILD") != nil else { return }
+        let rt = Runtime(workers: 1)
+        try rt.run {
+            go(name: "failing one") { () throws -> Int in throw Boom(code: 17) }
+            GreenThread.sleep(for: .milliseconds(20))
+        }
+        rt.shutdown()
+        #expect(rt.stats.live == 0)
+    }
+
+    @Test func unhandledErrorLineNamesTheThread() throws {
+        let child = try ChildProcess(test: "unhandledErrorChild", environment: ["GT_UNHANDLED_ERROR_CHILD=1"])
+        child.read(until: "never joined")
+        let status = child.wait()
+        #expect(status == 0, "\(child.output)")
+        #expect(child.output.contains("\"failing one\" failed and was never joined: Boom(code: 17)"), "\(child.output)")
+    }
+}
+
+/// This test binary run again for one test, its stderr readable through a
+/// pipe (stdout goes to /dev/null).
+final class ChildProcess {
+    let pid: pid_t
+    private let fd: Int32
+    private(set) var output = ""
+
+    init(test name: String, environment extra: [String]) throws {
         var exePath = [CChar](repeating: 0, count: 4096)
         let len = readlink("/proc/self/exe", &exePath, 4095)
         try #require(len > 0)
@@ -171,53 +218,50 @@ struct DumpTests {
         var env: [String] = []
         var e = environ
         while let p = e.pointee { env.append(String(cString: p)); e += 1 }
-        env.append("GT_DUMP_SIGNAL_CHILD=1")
-        let args = [exe, "--testing-library", "swift-testing", "--filter", "dumpSignalChild"]
+        env += extra
+        let args = [exe, "--testing-library", "swift-testing", "--filter", name]
         let cArgs = args.map { strdup($0) } + [nil]
         let cEnv = env.map { strdup($0) } + [nil]
         defer { for p in cArgs + cEnv { free(p) } }
-        var pipeFDs: [Int32] = [0, 0]
-        try #require(pipe(&pipeFDs) == 0)
+        var fds: [Int32] = [0, 0]
+        try #require(pipe(&fds) == 0)
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[1])
-        var pid: pid_t = 0
-        try #require(posix_spawn(&pid, exe, &actions, nil, cArgs, cEnv) == 0)
-        close(pipeFDs[1])
-        defer { close(pipeFDs[0]) }
+        posix_spawn_file_actions_adddup2(&actions, fds[1], 2)
+        posix_spawn_file_actions_addclose(&actions, fds[0])
+        posix_spawn_file_actions_addclose(&actions, fds[1])
+        var child: pid_t = 0
+        let rc = posix_spawn(&child, exe, &actions, nil, cArgs, cEnv)
+        close(fds[1])
+        if rc != 0 { close(fds[0]) }
+        try #require(rc == 0)
+        pid = child
+        fd = fds[0]
+    }
 
-        var output = ""
-        /// Reads the child's stderr until `needle` shows up, it closes, or
-        /// 60 s pass (a loaded machine builds and starts the child slowly).
-        func read(until needle: String) {
-            let deadline = gt_now_ns() + 60_000_000_000
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while !output.contains(needle) && gt_now_ns() < deadline {
-                var p = pollfd(fd: pipeFDs[0], events: Int16(POLLIN), revents: 0)
-                guard poll(&p, 1, 100) >= 0 || errno == EINTR else { return }
-                if p.revents == 0 { continue }
-                let n = Glibc.read(pipeFDs[0], &buffer, buffer.count)
-                if n <= 0 { return }
-                output += String(decoding: buffer.prefix(n), as: UTF8.self)
-            }
+    deinit { close(fd) }
+
+    /// Reads stderr until `needle` shows up, it closes, or 60 s pass (a
+    /// loaded machine starts the child slowly).
+    func read(until needle: String) {
+        let deadline = gt_now_ns() + 60_000_000_000
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while !output.contains(needle) && gt_now_ns() < deadline {
+            var p = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&p, 1, 100) >= 0 || errno == EINTR else { return }
+            if p.revents == 0 { continue }
+            let n = Glibc.read(fd, &buffer, buffer.count)
+            if n <= 0 { return }
+            output += String(decoding: buffer.prefix(n), as: UTF8.self)
         }
-        read(until: "ready\n")
-        #expect(output.contains("ready\n"))
-        kill(pid, SIGQUIT)
-        read(until: "parkForTheSignalDump")
-        read(until: "spawned at GreenThreadsTests/DumpTests.swift:")
-        // Still alive: the signal asked for a dump, it did not end the process.
-        #expect(kill(pid, 0) == 0)
-        kill(pid, SIGKILL)
+    }
+
+    /// Waits for the child to end; its wait status.
+    func wait() -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-        #expect(status & 0x7f == SIGKILL, "the child ended otherwise (status \(status)):\n\(output)")
-        #expect(output.contains("GreenThreads dump: "), "\(output)")
-        #expect(output.contains("\"signal sleeper\" [parked: receive from a channel, "), "\(output)")
-        #expect(output.contains("parkForTheSignalDump"), "\(output)")
+        return status
     }
 }
