@@ -176,7 +176,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// The claim ticket is kept, so that no waker of an earlier wait could
     /// ever match a later one.
     final func resetForReuse() {
-        runState.store(RunState.queued.rawValue, ordering: .relaxed)
+        // Releasing: a dump (Dump.swift) that finds the fiber in the registry
+        // and reads `queued` here, with acquire, also sees the name `restart`
+        // stored just before; one that reads `finished` skips it.
+        runState.store(RunState.queued.rawValue, ordering: .releasing)
         cancelled.store(false, ordering: .relaxed)
         recyclable = false
     }

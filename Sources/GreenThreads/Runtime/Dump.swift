@@ -70,6 +70,13 @@
 // dropped and the dump says the thread moved. A compacted sleeper's stack
 // (StackCompaction.swift) holds no frames while it sleeps: no backtrace.
 //
+// Names and sites need no lock: a fiber's are written before it is queued,
+// and a cached fiber's (FiberCache.swift) are rewritten for its next spawn
+// before the releasing store that takes it out of `finished`. The dump reads
+// them after an acquiring load of the state and skips `finished` fibers; and
+// while it holds a fiber (the registry walk retains each), the cache cannot
+// hand that fiber out again, since it reuses only uniquely referenced ones.
+//
 // ## Symbols
 //
 // `dladdr` (and `backtrace_symbols`) read only the dynamic symbol table:
