@@ -20,6 +20,7 @@
 #include <stdint.h>
 #include <stdbool.h>
 #include "gt_numa.h"
+#include "gt_dump.h"
 
 #ifdef __cplusplus
 extern "C" {

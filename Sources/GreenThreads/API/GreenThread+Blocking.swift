@@ -35,7 +35,7 @@ extension GreenThread {
                 do { result = try escapable() } catch { failure = error }
             }
             var inline = false
-            _ = Park.wait(reason: .other("GreenThread.blocking"), cancellable: false) { waker in
+            _ = Park.wait(reason: .blocking, cancellable: false) { waker in
                 job.waker = waker
                 if pool.submit(job) { return true }
                 inline = true

@@ -71,4 +71,11 @@ public enum GreenThread {
     public static var current: ID? {
         currentFiber.map { ID(rawValue: $0.id) }
     }
+
+    /// The calling green thread's name, as given to `go(name:)` or
+    /// `Runtime.spawn(name:)`; nil for an unnamed one, and on a plain OS
+    /// thread.
+    public static var name: String? {
+        currentFiber?.name
+    }
 }

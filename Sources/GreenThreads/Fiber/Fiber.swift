@@ -13,6 +13,8 @@ enum WaitReason: Sendable, CustomStringConvertible {
     case send
     case receive
     case select
+    /// In `GreenThread.blocking`: the dump shows it as a state of its own.
+    case blocking
     case other(StaticString)
 
     var description: String {
@@ -23,6 +25,7 @@ enum WaitReason: Sendable, CustomStringConvertible {
         case .send: return "send on a channel"
         case .receive: return "receive from a channel"
         case .select: return "select"
+        case .blocking: return "GreenThread.blocking"
         case .other(let what): return what.description
         }
     }
@@ -89,6 +92,19 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// Set while parked in a wait that cancellation may end.
     let cancellableWait = Atomic<Bool>(false)
     @exclusivity(unchecked) var waitReason: WaitReason = .none
+    /// When the current park began, in `gt_ticks` (Dump.swift says why a
+    /// tick counter and not the clock). Meaningful only while parked.
+    @exclusivity(unchecked) final var parkedTicks: UInt64 = 0
+
+    /// The name given at spawn (`go(name:)`), for dumps and reports. Set
+    /// before the thread is queued and never changed while it lives: readers
+    /// on other threads (a dump, a report) rely on that, not on a lock.
+    @exclusivity(unchecked) final var name: String?
+    /// Where the thread was spawned (`#fileID`, `#line` of the `go` call):
+    /// a pointer to static text and a number, so capturing it costs two
+    /// stores and no allocation. Set like `name`.
+    @exclusivity(unchecked) @usableFromInline final var spawnFile: StaticString
+    @exclusivity(unchecked) @usableFromInline final var spawnLine: UInt
 
     /// Intrusive links: the injection queue, and the registry of live green
     /// threads (for deadlock reports and shutdown).
@@ -106,9 +122,12 @@ class Fiber: WaitTarget, @unchecked Sendable {
 
     /// `anchor`: the spawning worker's, or a fresh one for a spawn from
     /// outside (see CoreAnchor).
-    init(core: RuntimeCore, anchor: CoreAnchor) {
+    init(core: RuntimeCore, anchor: CoreAnchor, name: String? = nil, file: StaticString = #fileID, line: UInt = #line) {
         self.core = core
         self.anchor = anchor
+        self.name = name
+        spawnFile = file
+        spawnLine = line
         stack = gt_stack()
         context = UnsafeMutablePointer(bitPattern: 0x8)!  // replaced by bindStack before any use
         super.init()
@@ -157,7 +176,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// The claim ticket is kept, so that no waker of an earlier wait could
     /// ever match a later one.
     final func resetForReuse() {
-        runState.store(RunState.queued.rawValue, ordering: .relaxed)
+        // Releasing: a dump (Dump.swift) that finds the fiber in the registry
+        // and reads `queued` here, with acquire, also sees the name `restart`
+        // stored just before; one that reads `finished` skips it.
+        runState.store(RunState.queued.rawValue, ordering: .releasing)
         cancelled.store(false, ordering: .relaxed)
         recyclable = false
     }

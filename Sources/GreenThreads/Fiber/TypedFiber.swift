@@ -44,30 +44,33 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
 
     /// A thread spawned by a green thread on `worker`.
     @usableFromInline
-    init(worker: Unmanaged<Worker>, body: @escaping () throws -> T) {
+    init(worker: Unmanaged<Worker>, name: String?, file: StaticString, line: UInt, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
         let (core, anchor) = worker._withUnsafeGuaranteedRef { ($0.core, $0.anchor ?? CoreAnchor(core: $0.core)) }
-        super.init(core: core, anchor: anchor)
+        super.init(core: core, anchor: anchor, name: name, file: file, line: line)
     }
 
     /// A thread spawned from outside the runtime's workers.
     @usableFromInline
-    init(core: RuntimeCore, body: @escaping () throws -> T) {
+    init(core: RuntimeCore, name: String?, file: StaticString, line: UInt, body: @escaping () throws -> T) {
         self.body = body
         storage = MemoryLayout<T>.size == 0 ? nil : .allocate(capacity: 1)
         // A fresh anchor: outside threads spawn rarely, and a shared one
         // would have to outlive a shutdown racing their spawn.
-        super.init(core: core, anchor: CoreAnchor(core: core))
+        super.init(core: core, anchor: CoreAnchor(core: core), name: name, file: file, line: line)
     }
 
     /// Makes a fiber taken from the cache, its new `body` already set, new
     /// again. It finished with a trivial value (nothing to deinitialize) and
     /// nobody else references it (FiberCache.swift); the deque push that
     /// publishes it orders these plain writes before whoever runs or joins
-    /// it. Then queues it on `worker`, like a new one.
+    /// it. Then queues it on `worker`, like a new one, with the name of its
+    /// new spawn.
     @usableFromInline
-    func restart(on worker: Unmanaged<Worker>) {
+    func restart(on worker: Unmanaged<Worker>, name newName: String?) {
+        // Most spawns are unnamed: skip the copy and release of nil.
+        if newName != nil || name != nil { name = newName }
         resetForReuse()
         succeeded = false
         done.store(false, ordering: .relaxed)
@@ -81,7 +84,7 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         // A cancelled thread that unwound with CancellationError did what
         // it was asked: not worth a report.
         if let failure, !observed.load(ordering: .relaxed), !(failure is CancellationError) {
-            core.reportUnhandled(failure, thread: id)
+            core.reportUnhandled(failure, thread: id, name: name)
         }
     }
 

@@ -110,6 +110,17 @@ extension Runtime {
         /// while it sleeps (see `StackCompaction`). nil: never; stacks keep
         /// their touched pages (at least one 4 KiB page per sleeper).
         public var stackCompaction: StackCompaction?
+        /// A signal that makes the runtime write ``Runtime/dump()`` to
+        /// stderr, as Go does on SIGQUIT: for example `SIGQUIT`, then
+        /// `kill -QUIT <pid>` (or `Ctrl-\` in a terminal). The process goes
+        /// on running. The previous action for that signal is kept and put
+        /// back at shutdown (Swift's crash backtracer handles SIGQUIT on
+        /// Linux). nil, the default: no signal is touched.
+        ///
+        /// - Precondition (checked by `Runtime.init`): not a signal that
+        ///   reports a fault (SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGTRAP,
+        ///   SIGSYS) nor one that cannot be caught (SIGKILL, SIGSTOP).
+        public var dumpSignal: Int32?
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -124,7 +135,8 @@ extension Runtime {
             blockingThreads: Int = 64,
             preemptionThreshold: Duration? = .milliseconds(10),
             handoffThreshold: Duration? = .milliseconds(20),
-            stackCompaction: StackCompaction? = StackCompaction()
+            stackCompaction: StackCompaction? = StackCompaction(),
+            dumpSignal: Int32? = nil
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -139,6 +151,7 @@ extension Runtime {
             self.preemptionThreshold = preemptionThreshold
             self.handoffThreshold = handoffThreshold
             self.stackCompaction = stackCompaction
+            self.dumpSignal = dumpSignal
         }
     }
 }

@@ -32,6 +32,9 @@ public final class Runtime: Sendable {
         precondition(configuration.blockingThreads > 0,
                      "GreenThreads: blockingThreads must be at least 1 (got \(configuration.blockingThreads))")
         if let failure = configuration.numa.validationFailure { preconditionFailure(failure) }
+        if let signal = configuration.dumpSignal, let refusal = DumpListener.refusal(of: signal) {
+            preconditionFailure(refusal)
+        }
         for (name, value) in [("preemptionThreshold", configuration.preemptionThreshold),
                               ("handoffThreshold", configuration.handoffThreshold)] {
             if let value {
@@ -62,11 +65,16 @@ public final class Runtime: Sendable {
     /// Throws `RuntimeError.deadlock` if every green thread ends up parked
     /// with nothing (no timer, no other thread, no I/O) left to wake them.
     /// Must be called from a plain OS thread, not from a green thread.
-    public func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) throws -> T {
+    ///
+    /// `file` and `line` record where the green thread was started, for
+    /// ``dump()``: leave the defaults.
+    public func run<T: Sendable>(
+        file: StaticString = #fileID, line: UInt = #line, _ body: @escaping @Sendable () throws -> T
+    ) throws -> T {
         precondition(Worker.current == nil,
                      "GreenThreads: Runtime.run called from inside a green thread; use go { } and join() there")
         precondition(!core.closed.load(ordering: .acquiring), "GreenThreads: run on a runtime that was shut down")
-        let main = core.spawn(body)
+        let main = core.spawn(file: file, line: line, body)
         defer {
             // The result is published a few instructions before the main
             // thread's stack is recycled; wait those out so that `stats`
@@ -77,14 +85,24 @@ public final class Runtime: Sendable {
     }
 
     /// Starts a green thread on this runtime, from any thread.
+    ///
+    /// - Parameters:
+    ///   - name: shown by ``GreenThread/name``, ``dump()``, deadlock
+    ///     reports and the line for an error nobody joined. nil: no name.
+    ///   - file: the spawn site's file, for ``dump()``; leave the default.
+    ///   - line: the spawn site's line; leave the default.
+    ///   - body: what the green thread runs.
     @inlinable
     @discardableResult
-    public func spawn<T: Sendable>(_ body: consuming @escaping @Sendable () throws -> T) -> JoinHandle<T> {
+    public func spawn<T: Sendable>(
+        name: String? = nil, file: StaticString = #fileID, line: UInt = #line,
+        _ body: consuming @escaping @Sendable () throws -> T
+    ) -> JoinHandle<T> {
         // Inlined, and consuming, for the same reasons as `go`.
         if let w = Worker.calling(of: core) {
-            return JoinHandle(fiber: Worker.spawnFiber(on: w, consume body))
+            return JoinHandle(fiber: Worker.spawnFiber(on: w, name: name, file: file, line: line, consume body))
         }
-        let fiber = TypedFiber(core: core, body: body)
+        let fiber = TypedFiber(core: core, name: name, file: file, line: line, body: body)
         core.submitExternal(fiber)
         return JoinHandle(fiber: fiber)
     }

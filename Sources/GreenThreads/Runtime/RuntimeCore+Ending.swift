@@ -56,7 +56,8 @@ extension RuntimeCore {
         var entries: [DeadlockReport.Entry] = []
         registry.forEach { f in
             if f.state == .parked {
-                entries.append(.init(thread: GreenThread.ID(rawValue: f.id), waitingFor: f.waitReason.description))
+                entries.append(.init(thread: GreenThread.ID(rawValue: f.id), waitingFor: f.waitReason.description,
+                                     name: f.name))
             }
         }
         entries.sort { $0.thread.rawValue < $1.thread.rawValue }
@@ -119,6 +120,9 @@ extension RuntimeCore {
             if gt_thread_join_timeout(w.thread, max(0, joinDeadline - gt_now_ns())) != 0 { stuck.insert(w.index) }
         }
         let abandoned = liveCount
+        // Before any stack goes: a dump reads them. The signal's previous
+        // action is back once no runtime listens for it.
+        dumpListener?.stop()
         if stuck.isEmpty {
             releaseStacksAndCaches()
         } else {

@@ -98,7 +98,7 @@ import Glibc
 /// spawn, wake, deadlock and shutdown paths that touch all of them.
 @usableFromInline
 final class RuntimeCore: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `workers` and `sysmon` are written only in
+    // SAFETY: @unchecked Sendable: `workers`, `sysmon` and `dumpListener` are written only in
     // init, before the threads that read them start (thread creation orders the
     // writes before their reads); `externalWaiters` and `lastDeadlock` are
     // guarded by `waitersLock`; every other field is immutable, atomic, or an
@@ -114,6 +114,8 @@ final class RuntimeCore: @unchecked Sendable {
     /// The monitor thread; nil under a virtual clock or with both of its
     /// thresholds turned off.
     private(set) var sysmon: Sysmon?
+    /// The thread that answers `Configuration.dumpSignal`; nil without one.
+    private(set) var dumpListener: DumpListener?
     /// Whether sysmon runs (set before the workers, which read it).
     let isMonitored: Bool
     /// Whether yields go to per-worker yield queues (YieldQueue.swift):
@@ -215,6 +217,9 @@ final class RuntimeCore: @unchecked Sendable {
             self.sysmon = sysmon
             sysmon.start()
         }
+        // Stamps taken at park are converted against this baseline.
+        gt_ticks_calibrate_start()
+        if let signal = configuration.dumpSignal { dumpListener = DumpListener(signal: signal, core: self) }
     }
 
     /// Starts a worker's OS thread (spares: at their first activation).
@@ -247,11 +252,11 @@ final class RuntimeCore: @unchecked Sendable {
     // MARK: Spawning and waking
 
     /// Starts a green thread from any thread (`Runtime.run`).
-    func spawn<T>(_ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
+    func spawn<T>(file: StaticString, line: UInt, _ body: @escaping @Sendable () throws -> T) -> TypedFiber<T> {
         if let w = Worker.calling(of: self) {
-            return Worker.spawnFiber(on: w, body)
+            return Worker.spawnFiber(on: w, name: nil, file: file, line: line, body)
         }
-        let fiber = TypedFiber(core: self, body: body)
+        let fiber = TypedFiber(core: self, name: nil, file: file, line: line, body: body)
         submitExternal(fiber)
         return fiber
     }
@@ -351,11 +356,12 @@ final class RuntimeCore: @unchecked Sendable {
 
     // MARK: Errors nobody joined
 
-    func reportUnhandled(_ error: any Error, thread id: UInt64) {
+    func reportUnhandled(_ error: any Error, thread id: UInt64, name: String?) {
         if let handler = configuration.unhandledErrorHandler {
             handler(GreenThread.ID(rawValue: id), error)
         } else {
-            gt_write_stderr("GreenThreads: green thread #\(id) failed and was never joined: \(error)\n")
+            let named = name.map { " \($0.debugDescription)" } ?? ""
+            gt_write_stderr("GreenThreads: green thread #\(id)\(named) failed and was never joined: \(error)\n")
         }
     }
 

@@ -12,16 +12,31 @@ public enum RuntimeError: Error, Sendable, CustomStringConvertible {
 
 /// What each parked green thread was waiting for when a deadlock was found.
 public struct DeadlockReport: Sendable, CustomStringConvertible {
+    /// One parked green thread.
     public struct Entry: Sendable {
+        /// Its ID.
         public let thread: GreenThread.ID
+        /// What it waits for ("receive from a channel", "select", ...).
         public let waitingFor: String
+        /// The name it was spawned with (`go(name:)`), if any.
+        public let name: String?
+
+        init(thread: GreenThread.ID, waitingFor: String, name: String? = nil) {
+            self.thread = thread
+            self.waitingFor = waitingFor
+            self.name = name
+        }
     }
 
+    /// Every parked green thread, by ID.
     public let blocked: [Entry]
 
     public var description: String {
         var s = "deadlock: all green threads are asleep (\(blocked.count) parked)"
-        for e in blocked { s += "\n  green thread \(e.thread) waits on \(e.waitingFor)" }
+        for e in blocked {
+            let named = e.name.map { " \($0.debugDescription)" } ?? ""
+            s += "\n  green thread \(e.thread)\(named) waits on \(e.waitingFor)"
+        }
         return s
     }
 }

@@ -183,6 +183,9 @@ enum Park {
         // the switch finishes must find `parking`, not `running`.
         fiber.runState.store(Fiber.RunState.parking.rawValue, ordering: .releasing)
         fiber.waitReason = reason()
+        // For the dump's "since when": a tick read, not a clock call (see
+        // Dump.swift), so that the channel round trip does not pay for it.
+        fiber.parkedTicks = gt_ticks()
         if !register(UnownedWaker(target: fiber, ticket: ticket)) {
             if fiber.disarm(ticket) {
                 fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
