@@ -226,6 +226,9 @@ extension Worker {
                 registry.remove(fiber)
                 fiber.isRegistered = false
             }
+            // Its last switch is done: a sanitizer's record of the context
+            // (sanitizer_fibers.h) goes before the stack is reused.
+            gt_context_destroy(fiber.context)
             recycle(fiber.takeStack())
             return fiber.recyclable
         }
