@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The test command: installs what is missing, then runs every test suite in
 # a debug build and again in a release build (optimizations change how code
-# behaves across green-thread switches, so both matter).
+# behaves across green-thread switches, so both matter), and the core
+# suites under ThreadSanitizer (any report fails the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -36,5 +37,7 @@ echo "== swift test (debug)"
 run_tests
 echo "== swift test (release)"
 run_tests -c release -Xswiftc -enable-testing --scratch-path .build-release-tests
+echo "== ThreadSanitizer: the scheduler, channel and select suites (scripts/sanitize.sh thread for all)"
+scripts/sanitize.sh thread --filter "SchedulerTests|ChannelTests|SelectTests"
 echo "== NUMA: the NUMA suites in a 2-node and a 4-node guest kernel"
 scripts/numa-vm-test.sh
