@@ -33,11 +33,16 @@
 //                          the resumed one, which is what the one OS thread
 //                          running both sequentially guarantees
 //   gt_context_destroy  -> __tsan_destroy_fiber, once nothing runs on it
-// An OS thread's own context (managed == 0: a worker's scheduling loop, a
-// coroutine's caller) has no fiber of its own: on every switch out of it we
-// record the fiber running there (__tsan_get_current_fiber), which is the
-// OS thread itself or, for a coroutine resumed from a green thread, that
-// green thread's fiber.
+// A context is not always left from its own stack: a green thread that
+// parks inside a generator's body saves its context with the stack pointer
+// on the generator's stack, and resumes there. So every switch records, in
+// the context it leaves, the fiber actually running (__tsan_get_current_
+// fiber), and that is the one a resume switches to. An OS thread's own
+// context (managed == 0: a worker's scheduling loop, a coroutine's caller)
+// has no fiber of its own and gets one only this way: the OS thread's, or,
+// for a coroutine resumed from a green thread, that green thread's. A
+// green thread's last switch is made from its own stack, so the fiber
+// gt_context_destroy ends is the one gt_context_make created.
 //
 // AddressSanitizer wants each switch bracketed on both sides:
 //   before the raw switch   __sanitizer_start_switch_fiber(&fake, to's
@@ -45,10 +50,11 @@
 //   after landing           __sanitizer_finish_switch_fiber(fake, &bounds of
 //                           the stack we came from)
 // and a fresh context's first code calls the finish with no fake stack.
-// A managed context's bounds are known from gt_context_make. An OS thread's
-// own stack bounds are learnt on landing: the finish reports the bounds of
-// the stack just left, which we store into the context just left (the OS
-// thread publishes it in a thread-local just before the raw switch, and the
+// A managed context's bounds are known from gt_context_make; an OS
+// thread's own, or those of whichever stack a context was really left on
+// (see above), are learnt on landing: the finish reports the bounds of the
+// stack just left, which we store into the context just left (the OS thread
+// publishes it in a thread-local just before the raw switch, and the
 // landing code, on that same OS thread, reads it back). Recycled stacks are
 // unpoisoned in gt_context_make, before the first frame is built on them.
 // Known limit: a green thread or coroutine that ends never finishes its
@@ -63,10 +69,22 @@
 // stolen by another, injected, woken from a parked state) go through Swift
 // atomics, which ThreadSanitizer instruments as such: the release/acquire
 // pairs named in Fiber.swift, Deque.swift and Injector.swift are the edges
-// it needs, so no __tsan_release/__tsan_acquire are added by hand.
+// it needs, so no __tsan_release/__tsan_acquire are added by hand. It does
+// not model standalone fences, which is why the deque publishes `bottom`
+// with release stores rather than a release fence (Deque.swift, "Push").
 //
 // gt_stack_save / gt_stack_restore (stack.c) copy a parked stack, redzones
 // included, and so copy without ASan instrumentation.
+//
+// ## Rejected
+//
+// - Annotating from Swift: Swift has no compile-time condition for a
+//   sanitizer build, so every annotation would be a call or a branch on the
+//   normal build's switch. Here the C preprocessor removes them.
+// - Keeping the TSan fiber in a side table keyed by context: a lock and a
+//   lookup per switch, and a table that must follow compaction and reuse.
+//   One pointer in gt_context (NULL in normal builds) goes wherever the
+//   context goes, through compaction copies included.
 #ifndef GT_SANITIZER_FIBERS_H
 #define GT_SANITIZER_FIBERS_H
 
@@ -152,7 +170,7 @@ static inline __attribute__((always_inline)) void gt_san_before_switch(gt_contex
     __sanitizer_start_switch_fiber(&s->fake_stack, to->stack_base, to->stack_size);
 #endif
 #ifdef GT_TSAN
-    if (!from->managed) from->sanitizer_fiber = __tsan_get_current_fiber();
+    from->sanitizer_fiber = __tsan_get_current_fiber();
     __tsan_switch_to_fiber(to->sanitizer_fiber, 0);
 #endif
 }
@@ -166,7 +184,7 @@ static inline __attribute__((always_inline)) void gt_san_after_switch(gt_san_swi
     size_t size = 0;
     __sanitizer_finish_switch_fiber(s ? s->fake_stack : NULL, &bottom, &size);
     gt_context *left = gt_san_get_leaving();
-    if (left && !left->managed) {
+    if (left) {
         left->stack_base = (void *)bottom;
         left->stack_size = size;
     }
