@@ -18,6 +18,10 @@ command -v swift >/dev/null || [ -x /opt/swift/usr/bin/swift ] || {
 # itself is opened at run time, so a program built here also starts where it
 # is missing (with one NUMA node).
 have_pkg libnuma-dev || need_apt+=(libnuma-dev)
+# scripts/sanitize.sh (run by scripts/test.sh): the sanitizer runtimes and
+# headers ship with the Swift toolchain; their reports name source lines
+# only through llvm-symbolizer, which toolchains usually ship too.
+command -v llvm-symbolizer >/dev/null || [ -x /opt/swift/usr/bin/llvm-symbolizer ] || need_apt+=(llvm)
 
 if [ "${1:-}" = "--peers" ]; then
     command -v go >/dev/null || need_apt+=(golang-go)

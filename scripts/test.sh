@@ -2,7 +2,8 @@
 # The test command: installs what is missing, then runs every test suite in
 # a debug build and again in a release build (optimizations change how code
 # behaves across green-thread switches, so both matter), then a 60-second
-# soak (`gt-bench stress`).
+# soak (`gt-bench stress`) and the core suites under ThreadSanitizer (any
+# report fails the run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$PATH:/opt/swift/usr/bin"
@@ -44,5 +45,7 @@ echo "== soak: gt-bench stress for 60 s (release; every primitive at once, invar
 # (exit 1); `gt-bench stress --seed S` replays the failing mix.
 swift build -c release -Xswiftc -enable-testing --scratch-path .build-release-tests --product gt-bench
 .build-release-tests/release/gt-bench stress --duration 60
+echo "== ThreadSanitizer: the scheduler, channel and select suites (scripts/sanitize.sh thread for all)"
+scripts/sanitize.sh thread --filter "SchedulerTests|ChannelTests|SelectTests|TaskLocalTests"
 echo "== NUMA: the NUMA suites in a 2-node and a 4-node guest kernel"
 scripts/numa-vm-test.sh

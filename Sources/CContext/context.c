@@ -2,6 +2,7 @@
 #include "CContext.h"
 #include "exclusivity.h"
 #include "task_locals.h"
+#include "sanitizer_fibers.h"
 #include "switch_frame.h"
 #include <string.h>
 
@@ -75,6 +76,9 @@ static void gt_task_locals_restore(gt_context *ctx) {
 
 static void gt_context_bootstrap(void *arg) {
     gt_context *ctx = (gt_context *)arg;
+#ifdef GT_SANITIZE_FIBERS
+    gt_san_after_switch(NULL);
+#endif
     // A fresh scheduled thread has no accesses and lands on an empty worker
     // set (see gt_context_transfer): nothing to enter.
     if (!ctx->scheduled) swift_task_enterThreadLocalContext((char *)ctx->excl);
@@ -94,6 +98,10 @@ void gt_context_make(gt_context *ctx, void *base, size_t size,
     ctx->managed = 1;
     ctx->stack_base = base;
     ctx->stack_size = size;
+#ifdef GT_SANITIZE_FIBERS
+    // Before the frame below is written: it may land on stale redzones.
+    gt_san_context_made(ctx);
+#endif
 
     // The frame the first gt_switch_raw into this context restores from
     // (switch_frame.h): zeroed callee-saved registers, default control
@@ -125,6 +133,7 @@ static inline __attribute__((always_inline)) void take_task_locals(gt_context *f
     }
 }
 
+#ifndef GT_SANITIZE_FIBERS
 // The switch of a stack that must run the runtime's hooks: its thread
 // holds an access (or it entered a set), it is a coroutine, or it leaves
 // with task-local bindings.
@@ -155,12 +164,21 @@ static void *gt_context_transfer_bracketed_passing(gt_context *from, gt_context 
     if (from->task_locals) gt_task_locals_restore(from);
     return resumer;
 }
+#endif
+
+void gt_context_destroy(gt_context *ctx) {
+#ifdef GT_SANITIZE_FIBERS
+    gt_san_context_destroyed(ctx);
+#else
+    (void)ctx;
+#endif
+}
 
 // Whether the switch of `from` must run the runtime's hooks.
 static inline __attribute__((always_inline)) bool needs_hooks(const gt_context *from) {
     // A green stack takes its open accesses with it; an OS thread's own
     // stack (managed == 0) keeps them on the thread, underneath whatever
-    // the green stack pushes. Sanitizer fiber annotations belong here too.
+    // the green stack pushes.
     //
     // Exit: with no set entered underneath (excl[0] == 0) and nothing open
     // on the thread, the exit hook would change nothing.
@@ -187,6 +205,44 @@ static inline __attribute__((always_inline)) bool needs_hooks(const gt_context *
     return !from->scheduled || (from->excl[0] | *thread_access_head | bindings) != 0;
 }
 
+#ifdef GT_SANITIZE_FIBERS
+// Under a sanitizer every switch, of any context, goes through here: the
+// exclusivity bracket and the task-local hand-over exactly as above, and
+// inside them the fiber annotations
+// of sanitizer_fibers.h around the raw switch. Normal builds never compile
+// it, so their switch above stays as it is.
+__attribute__((noinline))
+static void *gt_context_transfer_annotated(gt_context *from, gt_context *to, void *data) {
+    bool hooks = needs_hooks(from) && from->managed;
+    if (hooks && (from->excl[0] | *thread_access_head) != 0)
+        swift_task_exitThreadLocalContext((char *)from->excl);
+    take_task_locals(from);
+    gt_san_switch s;
+    gt_san_before_switch(from, to, &s);
+    void *resumer = gt_switch_raw(&from->sp, to->sp, data);
+    gt_san_after_switch(&s);
+    if (hooks && (!from->scheduled || from->excl[0] != 0))
+        swift_task_enterThreadLocalContext((char *)from->excl);
+    if (from->task_locals) gt_task_locals_restore(from);
+    return resumer;
+}
+
+#ifdef GT_ASAN
+_Thread_local gt_context *gt_san_leaving;
+void gt_san_set_leaving(gt_context *ctx) { gt_san_leaving = ctx; }
+gt_context *gt_san_get_leaving(void) { return gt_san_leaving; }
+#endif
+
+void gt_context_transfer(gt_context *from, gt_context *to) {
+    (void)gt_context_transfer_annotated(from, to, NULL);
+}
+
+void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) {
+    return gt_context_transfer_annotated(from, to, data);
+}
+
+#else
+
 void gt_context_transfer(gt_context *from, gt_context *to) {
     if (needs_hooks(from)) {
         gt_context_transfer_bracketed(from, to);
@@ -199,3 +255,5 @@ void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) 
     if (needs_hooks(from)) return gt_context_transfer_bracketed_passing(from, to, data);
     return gt_switch_raw(&from->sp, to->sp, data);
 }
+
+#endif  // GT_SANITIZE_FIBERS

@@ -171,19 +171,35 @@ void gt_stack_discard(gt_stack *stack) {
 
 // MARK: - Compaction of parked stacks (see GreenThreads/Scheduler/Stacks/StackCompaction.swift)
 //
-// SANITIZER HOOK (ASan fibers): gt_stack_save and gt_stack_restore read and
-// write a *parked* stack whose frames carry ASan's poisoned redzones, and
-// they are the only code that does. Under __has_feature(address_sanitizer)
-// both must copy without instrumentation (an uninstrumented word loop, not
-// memcpy, which ASan intercepts and checks), and the shadow of the released
-// pages must be left as it is: the bytes come back at the same addresses,
-// so the poisoning stays true. Nothing else in the switch path changes.
+// Under AddressSanitizer, gt_stack_save and gt_stack_restore read and write
+// a *parked* stack whose frames carry poisoned redzones, and they are the
+// only code that does. So they copy without instrumentation (a word loop
+// the compiler may not turn into memcpy, which ASan intercepts and checks),
+// and the shadow of the released pages is left as it is: the bytes come
+// back at the same addresses, so the poisoning stays true.
 
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/syscall.h>
 #include <sys/uio.h>
+#include "sanitizer_fibers.h"
+
+#ifdef GT_ASAN
+// Whole words: a parked stack's live part runs from its saved sp (16-byte
+// aligned) to the top of its usable range (page-aligned).
+__attribute__((no_sanitize("address"), noinline))
+static void copy_stack_bytes(void *to, const void *from, size_t length) {
+    uintptr_t *d = to;
+    const uintptr_t *s = from;
+    for (size_t i = 0; i < length / sizeof(uintptr_t); i++) {
+        d[i] = s[i];
+        __asm__ volatile("" ::: "memory");  // not a memcpy idiom
+    }
+}
+#else
+#define copy_stack_bytes memcpy
+#endif
 
 // A saved stack: its length, then its bytes (16-byte aligned, like a frame).
 typedef struct gt_saved_stack {
@@ -196,7 +212,7 @@ void *gt_stack_save(const void *from, size_t length) {
     gt_saved_stack *saved = malloc(sizeof(gt_saved_stack) + length);
     if (!saved) return NULL;
     saved->length = length;
-    memcpy(saved->bytes, from, length);
+    copy_stack_bytes(saved->bytes, from, length);
     return saved;
 }
 
@@ -206,7 +222,7 @@ size_t gt_stack_saved_length(const void *saved) {
 
 void gt_stack_restore(void *saved, void *top) {
     gt_saved_stack *s = saved;
-    memcpy((char *)top - s->length, s->bytes, s->length);
+    copy_stack_bytes((char *)top - s->length, s->bytes, s->length);
     free(s);
 }
 

@@ -67,7 +67,13 @@ int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns) {
     ts.tv_sec += timeout_ns / 1000000000;
     ts.tv_nsec += timeout_ns % 1000000000;
     if (ts.tv_nsec >= 1000000000) { ts.tv_sec++; ts.tv_nsec -= 1000000000; }
-    return -pthread_timedjoin_np((pthread_t)handle, NULL, &ts);
+    int rc = pthread_timedjoin_np((pthread_t)handle, NULL, &ts);
+    // Not joined in time: nobody will join it later (shutdown leaves a
+    // worker stuck in a green thread running), so detach it, or its stack
+    // and descriptor would outlive it until the process exits (a thread
+    // leak, as ThreadSanitizer reports it).
+    if (rc == ETIMEDOUT) (void)pthread_detach((pthread_t)handle);
+    return -rc;
 }
 
 int gt_thread_install_altstack(void) {

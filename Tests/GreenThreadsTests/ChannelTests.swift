@@ -172,6 +172,36 @@ struct ChannelTests {
         }
     }
 
+    /// The shape of a typical user program, and the one scripts/sanitize.sh
+    /// must find clean: producers that outnumber the workers, each parking
+    /// and migrating, and one consumer in the main green thread.
+    @Test(arguments: [0, 16])
+    func eightProducersOneConsumerOverTwoWorkers(capacity: Int) throws {
+        let producers = 8, perProducer = 2_000
+        let (count, sum) = try onRuntime(workers: 2) { () throws -> (Int, Int) in
+            let ch = Channel<Int>(capacity: capacity)
+            let wg = WaitGroup()
+            for p in 0..<producers {
+                wg.go {
+                    for i in 0..<perProducer { try ch.send(p * perProducer + i) }
+                }
+            }
+            go { () throws in
+                try wg.wait()
+                ch.close()
+            }
+            var count = 0, sum = 0
+            for v in ch {
+                count += 1
+                sum += v
+            }
+            return (count, sum)
+        }
+        let n = producers * perProducer
+        #expect(count == n)
+        #expect(sum == n * (n - 1) / 2)
+    }
+
     @Test func cancellationWakesParkedSendAndReceive() throws {
         let (recv, recvThrows, send, waiters) = try onRuntime { () throws -> (Int?, Bool, Bool, Int) in
             let ch = Channel<Int>()

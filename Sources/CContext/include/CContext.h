@@ -43,6 +43,7 @@ typedef struct gt_context {
     uint32_t scheduled;       // 1: a green thread run by a worker's scheduler (not a coroutine)
     void *stack_base;         // lowest usable address (for sanitizer hooks and overflow reports)
     size_t stack_size;
+    void *sanitizer_fiber;    // ThreadSanitizer's fiber; NULL unless built with it (sanitizer_fibers.h)
 } gt_context;
 
 /// Prepares `ctx` to start `entry(arg)` on the stack [base, base+size).
@@ -52,6 +53,12 @@ typedef struct gt_context {
 void gt_context_make(gt_context *ctx, void *base, size_t size,
                      void (*entry)(void *), void *arg);
 
+/// Ends the life of a context made by gt_context_make, once nothing runs on
+/// it and nothing will resume it (its green thread or coroutine finished,
+/// or never ran): before its stack is recycled or unmapped. Releases what a
+/// sanitizer build keeps per context; does nothing otherwise.
+void gt_context_destroy(gt_context *ctx);
+
 /// Prepares `ctx` as an OS thread's own context (the scheduler loop or a
 /// generator's caller): it is only ever saved into by a transfer.
 void gt_context_init_base(gt_context *ctx);
@@ -59,7 +66,7 @@ void gt_context_init_base(gt_context *ctx);
 /// Saves the current execution into `from` and resumes `to`.
 /// Returns when something transfers back into `from`, possibly on another
 /// OS thread. This is the one place every switch goes through, so the
-/// exclusivity bracket (and, later, sanitizer fiber annotations) live here.
+/// exclusivity bracket and the sanitizer fiber annotations live here.
 void gt_context_transfer(gt_context *from, gt_context *to);
 
 /// `gt_context_transfer`, handing `data` to the resumed side: returns, once

@@ -118,6 +118,7 @@ enum CoroutineSwitch {
     @usableFromInline
     static func releaseStack(_ c: UnsafeMutablePointer<CoroutineControl>) {
         guard c.pointee.stack.base != nil else { return }
+        gt_context_destroy(&c.pointee.context)
         CoroutineStackPool.shared.give(c.pointee.stack)
         c.pointee.stack = gt_stack()
     }

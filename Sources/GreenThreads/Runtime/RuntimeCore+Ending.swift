@@ -159,6 +159,7 @@ extension RuntimeCore {
         registry.forEach { f in
             if f.state != .running && f.hasStack {
                 f.discardCompactedStack()
+                gt_context_destroy(f.context)
                 var s = f.takeStack()
                 if s.mapping != nil { gt_stack_free(&s); stacksMapped.subtract(1, ordering: .relaxed) }
             }

@@ -159,7 +159,16 @@ extension Worker {
     /// yield queue (owner only: the yield queue is).
     @inline(__always)
     var hasLocalWork: Bool {
-        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty || !local.pointee.yields.isEmpty
+        hasStealableWork || !local.pointee.yields.isEmpty
+    }
+
+    /// Whether another worker could take something from here: the run-next
+    /// slot or the deque. Any thread (sysmon asks about stalled workers);
+    /// the yield queue is left out, being plain memory that only its owner,
+    /// or sysmon under its claim, may read (YieldQueue.swift).
+    @inline(__always)
+    var hasStealableWork: Bool {
+        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty
     }
 
     /// The owner's fast pick: no stealing, no clock reads except at the

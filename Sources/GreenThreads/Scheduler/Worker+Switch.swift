@@ -219,6 +219,10 @@ extension Worker {
     }
 
     private func retire(_ f: Unmanaged<Fiber>) {
+        // Counted before `finished` is published (release): whoever waits
+        // for that state, as `Runtime.run` does for its main thread, then
+        // reads the count with it, and `stats` says it is no longer live.
+        Self.bump(counters.completed)
         let recyclable = f._withUnsafeGuaranteedRef { fiber in
             fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
             // A fiber going to the cache keeps its registry entry.
@@ -226,10 +230,12 @@ extension Worker {
                 registry.remove(fiber)
                 fiber.isRegistered = false
             }
+            // Its last switch is done: a sanitizer's record of the context
+            // (sanitizer_fibers.h) goes before the stack is reused.
+            gt_context_destroy(fiber.context)
             recycle(fiber.takeStack())
             return fiber.recyclable
         }
-        Self.bump(counters.completed)
         // The scheduler's reference, taken at spawn: to the cache, or dropped.
         if recyclable { cacheFiber(f) } else { f.release() }
     }

@@ -173,7 +173,10 @@ extension Worker {
     func enterSwitch() {
         Self.bump(switchCount)  // odd: switching
         gt_compiler_barrier()
-        if yieldClaim.load(ordering: .relaxed) != YieldClaim.none { settleYieldClaim() }
+        // Acquire (a plain load on x86): a `none` that sysmon stored after
+        // reading the ring (peekYields, rescueYields, release) orders its
+        // reads before our next writes to the ring.
+        if yieldClaim.load(ordering: .acquiring) != YieldClaim.none { settleYieldClaim() }
     }
 
     /// The end of a switch into a green thread's code (or of a yield that

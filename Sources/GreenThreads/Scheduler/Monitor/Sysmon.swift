@@ -228,8 +228,9 @@ final class Sysmon: @unchecked Sendable {
             // Still in the same green thread as last round, with woken
             // threads waiting on it (a quiet hand-off to a waker that kept
             // running, see `Worker.wakeNext`): an idle worker's spin takes
-            // them, if one is woken.
-            if w.hasLocalWork, wakeIdleWorker() { acted = true }
+            // them, if one is woken. (Its yielders are not for a thief:
+            // they wait for the preemption request or the rescue below.)
+            if w.hasStealableWork, wakeIdleWorker() { acted = true }
             let stalled = now - watch[i].since
             // Its own yielders wait behind it too (no other worker can see
             // them, YieldQueue.swift): worth a preemption request as well.
