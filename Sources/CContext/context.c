@@ -1,6 +1,7 @@
 // Creating contexts and the single switch path.
 #include "CContext.h"
 #include "exclusivity.h"
+#include "overflow.h"
 #include "switch_frame.h"
 #include <string.h>
 
@@ -125,6 +126,7 @@ static inline __attribute__((always_inline)) bool needs_hooks(const gt_context *
 }
 
 void gt_context_transfer(gt_context *from, gt_context *to) {
+    gt_note_running(to);
     if (needs_hooks(from)) {
         gt_context_transfer_bracketed(from, to);
         return;
@@ -133,6 +135,7 @@ void gt_context_transfer(gt_context *from, gt_context *to) {
 }
 
 void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) {
+    gt_note_running(to);
     if (needs_hooks(from)) return gt_context_transfer_bracketed_passing(from, to, data);
     return gt_switch_raw(&from->sp, to->sp, data);
 }

@@ -130,6 +130,32 @@ void gt_stack_restore(void *saved, void *top);
 /// Frees a saved block without restoring it.
 void gt_stack_saved_free(void *saved);
 
+// MARK: - Stack overflow reports (overflow.c)
+
+/// What the overflow report says about the green thread on a stack.
+typedef struct gt_stack_label {
+    uint64_t id;            // the green thread's id
+    uint64_t stack_bytes;   // the stack's usable bytes (the configured stackSize, in whole pages)
+    char name[48];          // NUL-terminated, truncated at a character boundary; empty: no name
+} gt_stack_label;
+
+/// The top of a scheduled green thread's stack: its context, then its
+/// label. The overflow handler finds the label from the context the
+/// thread runs on.
+typedef struct gt_green_top {
+    gt_context context;
+    gt_stack_label label;
+} gt_green_top;
+
+/// Installs the process's SIGSEGV and SIGBUS handler that reports a green
+/// thread's stack overflow in one line on stderr and aborts, and passes
+/// every other fault to the handler that was installed before it (or the
+/// default action). Once per process; later calls do nothing. Returns 0 or
+/// a negative errno.
+int gt_overflow_install(void);
+/// Copies `name` into `label` (truncated to fit, at a UTF-8 boundary).
+void gt_stack_label_set_name(gt_stack_label *label, const char *name);
+
 // MARK: - Thread parking (futex)
 
 /// A one-waiter parking word: 0 = empty, 1 = notified, 2 = sleeping.

@@ -110,6 +110,13 @@ extension Runtime {
         /// while it sleeps (see `StackCompaction`). nil: never; stacks keep
         /// their touched pages (at least one 4 KiB page per sleeper).
         public var stackCompaction: StackCompaction?
+        /// Most green threads alive at once (spawned and not yet finished,
+        /// parked ones included). A spawn past it does not run: its `join`
+        /// throws `RuntimeError.tooManyGreenThreads`, and `go`/`spawn` still
+        /// return at once (they never throw). A spawn whose stack cannot be
+        /// mapped fails the same way, with `RuntimeError.outOfStackMemory`.
+        /// nil, the default: no limit beyond memory.
+        public var maxGreenThreads: Int?
 
         public init(
             workers: Int = Runtime.defaultWorkerCount,
@@ -124,7 +131,8 @@ extension Runtime {
             blockingThreads: Int = 64,
             preemptionThreshold: Duration? = .milliseconds(10),
             handoffThreshold: Duration? = .milliseconds(20),
-            stackCompaction: StackCompaction? = StackCompaction()
+            stackCompaction: StackCompaction? = StackCompaction(),
+            maxGreenThreads: Int? = nil
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -139,6 +147,7 @@ extension Runtime {
             self.preemptionThreshold = preemptionThreshold
             self.handoffThreshold = handoffThreshold
             self.stackCompaction = stackCompaction
+            self.maxGreenThreads = maxGreenThreads
         }
     }
 }
