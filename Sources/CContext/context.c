@@ -126,7 +126,7 @@ static inline __attribute__((always_inline)) bool needs_hooks(const gt_context *
 }
 
 void gt_context_transfer(gt_context *from, gt_context *to) {
-    gt_note_running(to);
+    gt_note_running_coroutine(from, to);
     if (needs_hooks(from)) {
         gt_context_transfer_bracketed(from, to);
         return;

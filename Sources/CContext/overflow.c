@@ -13,11 +13,18 @@
 // ## The design
 //
 // * Every switch records, in a thread-local of the OS thread it runs on,
-//   the context being switched in if it is a green stack (`managed`), else
-//   NULL: one store, on the path every switch takes (gt_context_transfer,
-//   context.c). A scheduled green thread's context sits at the top of its
-//   own stack, followed by its label (`gt_green_top`: the thread's id, its
-//   stack's size, its name), written when the stack is bound.
+//   the context being switched in: one store, on the path every scheduler
+//   switch takes (gt_context_transfer_passing, context.c); the handler
+//   ignores a context that is not a green stack (`managed` 0). A
+//   scheduled green thread's context sits at the top of its own stack,
+//   followed by its label (`gt_green_top`: the thread's id, its stack's
+//   size, its name), written when the stack is bound.
+// * A coroutine's caller context is unmanaged (it is whatever stack
+//   resumed the coroutine), yet it may stand on a green stack: a generator
+//   resumed by a green thread. So coroutine switches (gt_context_transfer,
+//   which the scheduler never uses: it has gt_context_transfer_passing)
+//   also remember, in the caller context's unused `entry_arg`, what was
+//   running when it was left, and restore that when it is resumed.
 // * `gt_overflow_install` puts one handler on SIGSEGV and SIGBUS, with
 //   SA_ONSTACK: it runs on the OS thread's alternate signal stack, which
 //   every thread started by gt_thread_start has its own of (thread.c). The
@@ -73,7 +80,10 @@
 // not detected (Go avoids it with stack checks in every prologue; Swift has
 // none). A coroutine run on an OS thread without an alternate stack (one
 // not started by this library) dies by SIGSEGV without the line: the kernel
-// cannot run a handler on the exhausted stack.
+// cannot run a handler on the exhausted stack. A generator body that parks
+// its green thread resumes with the thread-local naming the green thread,
+// not the generator: an overflow of that generator's stack from then until
+// it next yields is a plain crash.
 #define _GNU_SOURCE
 #include "CContext.h"
 #include "overflow.h"

@@ -180,6 +180,86 @@ struct SpawnLimitsTests {
             exit(0)
         }
     }
+
+    /// The queued-connection case is NetFDLimitsTests'; here the accept is
+    /// parked when the connection arrives, so the wake-up itself meets
+    /// EMFILE. Edge-triggered readiness fires once: the connection stays
+    /// queued, and the next accept must find it without a new edge.
+    @Test("a parked accept woken into EMFILE throws tooManyOpenFiles, and accepts once fds are free")
+    func parkedAcceptMeetsEMFILE() async {
+        await #expect(processExitsWith: .success) {
+            let rt = Runtime(workers: 1)
+            let code = (try? rt.run { () throws -> Int32 in
+                let listener = try TCPListener(host: "127.0.0.1", port: 0)
+                let parked = go { () -> Int32 in
+                    do {
+                        _ = try listener.accept(timeout: .seconds(10))
+                        return 20
+                    } catch let e as NetError where e.kind == .tooManyOpenFiles && e.errno == EMFILE {
+                        return 0
+                    } catch {
+                        return 21
+                    }
+                }
+                GreenThread.sleep(for: .milliseconds(50))
+                // The client's socket exists before the limit drops; its
+                // connect needs no new fd, the server's accept does.
+                let client = gt_socket(AF_INET, Int32(SOCK_STREAM.rawValue))
+                guard client >= 0 else { return 22 }
+                var address = gt_sockaddr()
+                guard gt_sockaddr_from_numeric("127.0.0.1", Int32(listener.port), &address) == 0 else { return 23 }
+                var lowestFree: Int32 = 0
+                while fcntl(lowestFree, F_GETFD) != -1 { lowestFree += 1 }
+                let old = setFDLimit(UInt(lowestFree))
+                let rc = gt_connect(client, &address)
+                guard rc == 0 || rc == -EINPROGRESS else { return 24 }
+                let parkedResult = try parked.join()
+                var o = old
+                setrlimit(Int32(RLIMIT_NOFILE.rawValue), &o)
+                guard parkedResult == 0 else { return parkedResult }
+                let conn = try listener.accept(timeout: .seconds(5))
+                try conn.write([9])
+                var byte: UInt8 = 0
+                var revents: Int16 = 0
+                guard gt_poll_one(client, Int16(GT_POLLIN), 5_000_000_000, &revents) > 0,
+                      gt_read(client, &byte, 1) == 1, byte == 9 else { return 25 }
+                _ = gt_close(client)
+                return 0
+            }) ?? 26
+            exit(code)
+        }
+    }
+
+    @Test("a generator, coroutine or greenlet whose stack cannot be mapped throws from its first resume")
+    func coroutineStackMapFailureThrows() async {
+        // In a child process: the coroutine stack pool is process-wide, and
+        // other suites map coroutine stacks concurrently.
+        await #expect(processExitsWith: .success) {
+            func refused(_ body: () throws -> Void) -> Bool {
+                do { try body() } catch RuntimeError.outOfStackMemory(let text) {
+                    return text.contains("could not map") && text.contains("the coroutine stack pool")
+                } catch { return false }
+                return false
+            }
+            let pool = CoroutineStackPool.shared
+            pool.injectedMapErrno.store(ENOMEM, ordering: .relaxed)
+            // Larger than the pooled size: always mapped, never pooled.
+            let big = 1 << 20
+            let g = Generator<Int>(stackSize: big) { yield in try yield(7) }
+            let co = Coroutine<Int, Int, Int>(stackSize: big) { yield in try yield(1) + 1 }
+            let gl = Greenlet(stackSize: big) { (x: Any) in x }
+            guard refused({ _ = try g.nextOrThrow() }) else { exit(1) }
+            guard refused({ _ = try co.start() }) else { exit(2) }
+            guard refused({ _ = try gl.switch(5) }) else { exit(3) }
+            guard pool.inUse.load(ordering: .relaxed) == 0, pool.mapped.load(ordering: .relaxed) == 0 else { exit(4) }
+            // Nothing started, nothing broken: with memory back, each runs.
+            pool.injectedMapErrno.store(0, ordering: .relaxed)
+            guard (try? g.nextOrThrow()) == 7 else { exit(5) }
+            guard case .yielded(1)? = try? co.start(), case .returned(3)? = try? co.send(2) else { exit(6) }
+            guard (try? gl.switch(5)) as? Int == 5 else { exit(7) }
+            exit(0)
+        }
+    }
 }
 
 /// VmSize of this process, in bytes (what RLIMIT_AS limits): the first

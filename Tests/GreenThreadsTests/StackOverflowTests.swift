@@ -81,6 +81,20 @@ struct StackOverflowTests {
         #expect(text(result).contains("a coroutine overflowed its"))
     }
 
+    @Test("a green thread that resumed a generator is still named when it overflows")
+    func overflowAfterAGenerator() async {
+        let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
+            let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
+            _ = try? rt.run { () -> Int in
+                let g = Generator<Int> { yield in try yield(1) }
+                _ = g.next()
+                return recurseDeeply(0, limit: -1)
+            }
+        }
+        #expect(text(result).contains("green thread #"))
+        #expect(text(result).contains("overflowed its 65536-byte stack"))
+    }
+
     @Test("a fault outside any guard region stays a plain crash by its own signal")
     func otherFaultsAreUntouched() async {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {

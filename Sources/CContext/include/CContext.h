@@ -36,7 +36,7 @@ typedef struct gt_context {
     void *sp;                 // saved stack pointer; the frame below it holds the registers
     uintptr_t excl[2];        // Swift exclusivity access set, swapped at each switch
     void (*entry)(void *);    // body of a fresh context; never returns
-    void *entry_arg;
+    void *entry_arg;          // its argument; in an OS thread's own context, the green context it stood on (overflow.c)
     uint32_t managed;         // 1: a green stack we entered ourselves; 0: an OS thread's own stack
     uint32_t scheduled;       // 1: a green thread run by a worker's scheduler (not a coroutine)
     void *stack_base;         // lowest usable address (for sanitizer hooks and overflow reports)
@@ -146,6 +146,15 @@ typedef struct gt_green_top {
     gt_context context;
     gt_stack_label label;
 } gt_green_top;
+
+/// Labels a freshly bound stack: its thread's id and size, no name yet (a
+/// pooled stack still holds its previous thread's). Inline: three stores
+/// on the spawn path.
+static inline void gt_green_top_label(gt_green_top *top, uint64_t id, uint64_t stack_bytes) {
+    top->label.id = id;
+    top->label.stack_bytes = stack_bytes;
+    top->label.name[0] = 0;
+}
 
 /// Installs the process's SIGSEGV and SIGBUS handler that reports a green
 /// thread's stack overflow in one line on stderr and aborts, and passes

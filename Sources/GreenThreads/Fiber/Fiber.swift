@@ -133,9 +133,7 @@ class Fiber: WaitTarget, @unchecked Sendable {
         // Resumed only by workers, whose own access sets are empty: lets the
         // switch skip re-entering an empty exclusivity set.
         context.pointee.scheduled = 1
-        top.pointee.label.id = id
-        top.pointee.label.stack_bytes = UInt64(newStack.size)
-        top.pointee.label.name.0 = 0  // a pooled stack keeps its last thread's
+        gt_green_top_label(top, id, UInt64(newStack.size))
     }
 
     /// Puts `name` in the label a stack overflow report prints (truncated

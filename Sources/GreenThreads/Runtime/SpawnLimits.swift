@@ -84,6 +84,13 @@ extension RuntimeCore {
         fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
         return false
     }
+
+    /// A live thread retired (only while `maxLive != 0`). Out of line: the
+    /// retire path of a runtime without a limit keeps its shape.
+    @inline(never)
+    func releaseLive() {
+        liveThreads.subtract(1, ordering: .relaxed)
+    }
 }
 
 extension Worker {
@@ -98,7 +105,7 @@ extension Worker {
         fiber.failUnrun(error)
         fiber.runState.store(Fiber.RunState.finished.rawValue, ordering: .releasing)
         Self.bump(counters.completed)
-        if limitsLive { core.liveThreads.subtract(1, ordering: .relaxed) }
+        if limitsLive { Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.releaseLive() } }
         Unmanaged.passUnretained(fiber).release()
     }
 }

@@ -242,7 +242,7 @@ extension Worker {
             return fiber.recyclable
         }
         Self.bump(counters.completed)
-        if limitsLive { core.liveThreads.subtract(1, ordering: .relaxed) }
+        if limitsLive { Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.releaseLive() } }
         // The scheduler's reference, taken at spawn: to the cache, or dropped.
         if recyclable { cacheFiber(f) } else { f.release() }
     }
