@@ -39,11 +39,15 @@ struct StackOverflowTests {
     func overflowIsReported() async {
         let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
             let rt = Runtime(configuration: .init(workers: 1, stackSize: 64 * 1024))
+            // The id is said before the thread may overflow.
+            let gate = Channel<Int>(capacity: 1)
             let h = rt.spawn { () -> Int in
                 currentFiber().setStackLabelName("deep-recursion")
+                _ = gate.receive()
                 return recurseDeeply(0, limit: -1)
             }
             say("spawned #\(h.id.rawValue)")
+            try? gate.send(1)
             _ = try? h.join()
         }
         let stderr = text(result)
@@ -57,12 +61,15 @@ struct StackOverflowTests {
     func unnamedOverflow() async {
         let result = await #expect(processExitsWith: .signal(SIGABRT), observing: [\.standardErrorContent]) {
             let rt = Runtime(configuration: .init(workers: 2, stackSize: 32 * 1024))
+            let gate = Channel<Int>(capacity: 1)
             let h = rt.spawn { () -> Int in
-                // Deep on a stolen or yielded thread too: not the first run.
+                // Deep after a park and a yield: not on its first run.
+                _ = gate.receive()
                 GreenThread.yield()
                 return recurseDeeply(0, limit: -1)
             }
             say("spawned #\(h.id.rawValue)")
+            try? gate.send(1)
             _ = try? h.join()
         }
         let stderr = text(result)

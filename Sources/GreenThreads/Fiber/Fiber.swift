@@ -118,6 +118,8 @@ class Fiber: WaitTarget, @unchecked Sendable {
     }
 
     /// Gives a never-run thread its stack and the context to start it.
+    /// Inlined into its one caller, `Worker.bindStack`, on every spawn.
+    @inline(__always)
     final func bindStack(_ newStack: gt_stack) {
         stack = newStack
         hasStack = true
