@@ -61,7 +61,7 @@ run_config() {
     esac
     echo "== $label: $*"
     if ! "$@" -std=gnu11 -g -Wall -Wextra -frounding-math -pthread -I"$SRC/include" \
-            "$TEST" "$SRC/context.c" "$SRC/exclusivity.c" "$SRC/module_tls.c" "$SRC/task_locals.c" "$SRC/stack.c" "$SRC/numa_memory.c" "$asm" -o "$bin" -lm -ldl 2>"$OUT/$label.build.log"; then
+            "$TEST" "$SRC/context.c" "$SRC/exclusivity.c" "$SRC/module_tls.c" "$SRC/task_locals.c" "$SRC/overflow.c" "$SRC/stack.c" "$SRC/numa_memory.c" "$asm" -o "$bin" -lm -ldl 2>"$OUT/$label.build.log"; then
         cat "$OUT/$label.build.log"
         echo "FAIL $label: build failed (all $NCASES cases counted as failed)"
         total_fail=$((total_fail + NCASES))

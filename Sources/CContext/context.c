@@ -3,6 +3,7 @@
 #include "exclusivity.h"
 #include "task_locals.h"
 #include "sanitizer_fibers.h"
+#include "overflow.h"
 #include "switch_frame.h"
 #include <string.h>
 
@@ -244,6 +245,7 @@ void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) 
 #else
 
 void gt_context_transfer(gt_context *from, gt_context *to) {
+    gt_note_running_coroutine(from, to);
     if (needs_hooks(from)) {
         gt_context_transfer_bracketed(from, to);
         return;
@@ -252,6 +254,7 @@ void gt_context_transfer(gt_context *from, gt_context *to) {
 }
 
 void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) {
+    gt_note_running(to);
     if (needs_hooks(from)) return gt_context_transfer_bracketed_passing(from, to, data);
     return gt_switch_raw(&from->sp, to->sp, data);
 }

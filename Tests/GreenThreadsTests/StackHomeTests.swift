@@ -21,7 +21,7 @@ struct StackHomeTests {
 
         var core: RuntimeCore { runtime.core }
 
-        func map(home: Int) -> gt_stack { core.mapStack(home: home, memoryNode: -1) }
+        func map(home: Int) -> gt_stack { try! core.mapStack(home: home, memoryNode: -1) }
 
         deinit {
             for w in workers { w.local.pointee.stacks.removeAll { gt_stack_free(&$0) } }

@@ -38,7 +38,7 @@ typedef struct gt_context {
     uintptr_t excl[2];        // Swift exclusivity access set, swapped at each switch
     uintptr_t task_locals;    // task-local bindings taken along while suspended (0: none)
     void (*entry)(void *);    // body of a fresh context; never returns
-    void *entry_arg;
+    void *entry_arg;          // its argument; in an OS thread's own context, the green context it stood on (overflow.c)
     uint32_t managed;         // 1: a green stack we entered ourselves; 0: an OS thread's own stack
     uint32_t scheduled;       // 1: a green thread run by a worker's scheduler (not a coroutine)
     void *stack_base;         // lowest usable address (for sanitizer hooks and overflow reports)
@@ -149,6 +149,41 @@ size_t gt_stack_saved_length(const void *saved);
 void gt_stack_restore(void *saved, void *top);
 /// Frees a saved block without restoring it.
 void gt_stack_saved_free(void *saved);
+
+// MARK: - Stack overflow reports (overflow.c)
+
+/// What the overflow report says about the green thread on a stack.
+typedef struct gt_stack_label {
+    uint64_t id;            // the green thread's id
+    uint64_t stack_bytes;   // the stack's usable bytes (the configured stackSize, in whole pages)
+    char name[48];          // NUL-terminated, truncated at a character boundary; empty: no name
+} gt_stack_label;
+
+/// The top of a scheduled green thread's stack: its context, then its
+/// label. The overflow handler finds the label from the context the
+/// thread runs on.
+typedef struct gt_green_top {
+    gt_context context;
+    gt_stack_label label;
+} gt_green_top;
+
+/// Labels a freshly bound stack: its thread's id and size, no name yet (a
+/// pooled stack still holds its previous thread's). Inline: three stores
+/// on the spawn path.
+static inline void gt_green_top_label(gt_green_top *top, uint64_t id, uint64_t stack_bytes) {
+    top->label.id = id;
+    top->label.stack_bytes = stack_bytes;
+    top->label.name[0] = 0;
+}
+
+/// Installs the process's SIGSEGV and SIGBUS handler that reports a green
+/// thread's stack overflow in one line on stderr and aborts, and passes
+/// every other fault to the handler that was installed before it (or the
+/// default action). Once per process; later calls do nothing. Returns 0 or
+/// a negative errno.
+int gt_overflow_install(void);
+/// Copies `name` into `label` (truncated to fit, at a UTF-8 boundary).
+void gt_stack_label_set_name(gt_stack_label *label, const char *name);
 
 // MARK: - Thread parking (futex)
 

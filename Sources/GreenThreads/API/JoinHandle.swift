@@ -16,7 +16,10 @@ public struct JoinHandle<T: Sendable>: Sendable {
     ///
     /// Throws `CancellationError` if the *calling* green thread is
     /// cancelled while waiting, and `RuntimeError.deadlock` on an OS thread
-    /// when the runtime can never finish the thread.
+    /// when the runtime can never finish the thread. A thread that never
+    /// ran throws `RuntimeError.tooManyGreenThreads` (spawned past
+    /// `Runtime.Configuration.maxGreenThreads`) or
+    /// `RuntimeError.outOfStackMemory` (no stack could be mapped for it).
     public func join() throws -> T {
         try fiber.join()
     }

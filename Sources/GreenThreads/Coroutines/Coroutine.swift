@@ -137,12 +137,14 @@ public class Coroutine<Sent, Yielded, Returned> {
     ///   body finished without yielding.
     /// - Throws: whatever error escapes the body (the coroutine is then
     ///   closed); `CoroutineError.alreadyStarted`, `.closed` or
-    ///   `.alreadyRunning` if it is not in the `created` state.
+    ///   `.alreadyRunning` if it is not in the `created` state;
+    ///   `RuntimeError.outOfStackMemory` if no stack could be mapped for the
+    ///   body (the coroutine stays `created`).
     @discardableResult
     public final func start() throws -> Step {
         switch control.pointee.state {
         case .created:
-            CoroutineSwitch.prepare(control, stackSize: stackSize)
+            try CoroutineSwitch.prepare(control, stackSize: stackSize)
             CoroutineSwitch.resume(control, .proceed)
             return try outcome()
         case .suspended: throw CoroutineError.alreadyStarted

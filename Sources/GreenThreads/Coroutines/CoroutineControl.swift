@@ -70,10 +70,12 @@ enum CoroutineSwitch {
     static let minimumStackSize = 16 * 1024
 
     /// Maps (or reuses) a stack and prepares the first transfer into the
-    /// body, which returns to the caller when it finishes.
+    /// body, which returns to the caller when it finishes. Throws
+    /// `RuntimeError.outOfStackMemory`, changing nothing, if no stack can
+    /// be had.
     @usableFromInline
-    static func prepare(_ c: UnsafeMutablePointer<CoroutineControl>, stackSize: Int) {
-        prepare(c, stackSize: stackSize, entry: coroutineEntry)
+    static func prepare(_ c: UnsafeMutablePointer<CoroutineControl>, stackSize: Int) throws(RuntimeError) {
+        try prepare(c, stackSize: stackSize, entry: coroutineEntry)
     }
 
     /// Maps (or reuses) a stack and prepares the first transfer into
@@ -81,8 +83,8 @@ enum CoroutineSwitch {
     static func prepare(
         _ c: UnsafeMutablePointer<CoroutineControl>, stackSize: Int,
         entry: @convention(c) (UnsafeMutableRawPointer?) -> Void
-    ) {
-        let stack = CoroutineStackPool.shared.take(size: max(stackSize, minimumStackSize))
+    ) throws(RuntimeError) {
+        let stack = try CoroutineStackPool.shared.take(size: max(stackSize, minimumStackSize))
         c.pointee.stack = stack
         gt_context_make(&c.pointee.context, stack.base, stack.size, entry, UnsafeMutableRawPointer(c))
         gt_context_init_base(&c.pointee.caller)

@@ -50,6 +50,9 @@ final class CoroutineStackPool: @unchecked Sendable {
     let mapped = Atomic<Int>(0)
     /// Stacks currently owned by a started, unfinished coroutine or greenlet.
     let inUse = Atomic<Int>(0)
+    /// Tests only (in a child process: the pool is process-wide): a nonzero
+    /// errno makes mapping fail as if the kernel had refused.
+    let injectedMapErrno = Atomic<Int32>(0)
 
     private init() {
         items = .allocate(capacity: Self.limit)
@@ -61,10 +64,17 @@ final class CoroutineStackPool: @unchecked Sendable {
 
     /// A stack with at least `size` usable bytes.
     ///
-    /// - Precondition: the system can map it (an exhausted address space is
-    ///   not something a generator's caller could sensibly handle).
-    func take(size: Int) -> gt_stack {
+    /// Throws `RuntimeError.outOfStackMemory` (StackMapFailure's text) when
+    /// none is pooled and the kernel refuses to map one: the coroutine's
+    /// first resume (`start`, `nextOrThrow`, `switch`) rethrows it, and the
+    /// coroutine stays unstarted.
+    func take(size: Int) throws(RuntimeError) -> gt_stack {
+        let s = try pooledOrMapped(size)
         inUse.add(1, ordering: .relaxed)
+        return s
+    }
+
+    private func pooledOrMapped(_ size: Int) throws(RuntimeError) -> gt_stack {
         // A smaller request gets a pooled stack too: it is only reserved
         // address space, and the pages the body does not touch cost nothing.
         if size <= pooledSize {
@@ -76,9 +86,9 @@ final class CoroutineStackPool: @unchecked Sendable {
                 return s
             }
             lock.unlock()
-            return map(pooledSize)
+            return try map(pooledSize)
         }
-        return map(size)
+        return try map(size)
     }
 
     /// Takes back a stack nothing runs on any more.
@@ -104,11 +114,12 @@ final class CoroutineStackPool: @unchecked Sendable {
         lock.withLock { count.pointee }
     }
 
-    private func map(_ size: Int) -> gt_stack {
+    private func map(_ size: Int) throws(RuntimeError) -> gt_stack {
         var s = gt_stack()
-        let rc = gt_stack_alloc(size, &s)
+        let injected = injectedMapErrno.load(ordering: .relaxed)
+        let rc = injected != 0 ? -injected : gt_stack_alloc(size, &s)
         if rc != 0 {
-            fatalError(StackMapFailure(
+            throw .outOfStackMemory(StackMapFailure(
                 errno: -rc, stackSize: size, stacksMapped: mapped.load(ordering: .relaxed),
                 maxMapCount: StackMapFailure.currentMaxMapCount(), owner: "the coroutine stack pool"
             ).description)

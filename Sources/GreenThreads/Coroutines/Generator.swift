@@ -65,7 +65,8 @@ public final class Generator<Element>: Coroutine<Void, Element, Void>, Sequence,
     ///   (then and after, the generator is closed).
     /// - Throws: the error that escaped the body (once; the generator is
     ///   then closed); `CoroutineError.alreadyRunning` from the generator's
-    ///   own body.
+    ///   own body; `RuntimeError.outOfStackMemory` if no stack could be
+    ///   mapped for the body's first run (the generator stays unstarted).
     @inlinable @inline(__always)
     public func nextOrThrow() throws -> Element? {
         let c = control
@@ -74,7 +75,7 @@ public final class Generator<Element>: Coroutine<Void, Element, Void>, Sequence,
             frame.pointee.sent = ()
             CoroutineSwitch.resume(c, .proceed)
         case .created:
-            CoroutineSwitch.prepare(c, stackSize: stackSize)
+            try CoroutineSwitch.prepare(c, stackSize: stackSize)
             CoroutineSwitch.resume(c, .proceed)
         case .closed:
             return nil

@@ -131,7 +131,9 @@ public final class Greenlet {
     ///   parent).
     /// - Throws: an error thrown into the caller by `throw(_:)`, or one that
     ///   escaped a child body; `GreenletExit` when the caller's own greenlet
-    ///   is abandoned; `GreenletError.wrongThread` from another thread.
+    ///   is abandoned; `GreenletError.wrongThread` from another thread;
+    ///   `RuntimeError.outOfStackMemory` if this greenlet has not started
+    ///   and no stack could be mapped for it (nothing changed).
     @discardableResult
     public func `switch`(_ value: Any = ()) throws -> Any {
         try transfer(.success(value))
@@ -154,7 +156,7 @@ public final class Greenlet {
 
     private func transfer(_ payload: Result<Any, any Error>) throws -> Any {
         let ts = try GreenletThread.forCaller(owner: owner)
-        guard let (from, to) = ts.handOff(to: self, payload) else {
+        guard let (from, to) = try ts.handOff(to: self, payload) else {
             return try payload.get()  // already current: a switch to oneself
         }
         gt_context_transfer(from, to)

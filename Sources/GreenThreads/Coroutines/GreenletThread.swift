@@ -107,14 +107,16 @@ final class GreenletThread {
     /// Step 1 of a switch: makes the first live greenlet from `target` up
     /// its parents current and returns the contexts to transfer between,
     /// or nil if that greenlet is already the current one.
+    /// Throws `RuntimeError.outOfStackMemory`, before anything changed, if
+    /// a greenlet starting needs a stack and none can be mapped.
     func handOff(
         to target: Greenlet, _ payload: Result<Any, any Error>
-    ) -> (from: UnsafeMutablePointer<gt_context>, to: UnsafeMutablePointer<gt_context>)? {
+    ) throws(RuntimeError) -> (from: UnsafeMutablePointer<gt_context>, to: UnsafeMutablePointer<gt_context>)? {
         var dest = target
         while dest.isDead { dest = dest.parent ?? root }
         if dest === current { return nil }
         if dest.control.pointee.state == .created {
-            CoroutineSwitch.prepare(dest.control, stackSize: dest.stackSize, entry: greenletEntry)
+            try CoroutineSwitch.prepare(dest.control, stackSize: dest.stackSize, entry: greenletEntry)
         }
         let from = current
         if from.control.pointee.state == .running { from.control.pointee.state = .suspended }
@@ -149,7 +151,13 @@ final class GreenletThread {
         let dying = ts.current
         dying.control.pointee.state = .closed
         // Never nil: `dying` is alive and not the current greenlet after this.
-        return ts.handOff(to: dying.parent ?? ts.root, outcome).unsafelyUnwrapped
+        // It can fail only when the parent has not started and no stack can
+        // be mapped for it; the dying body's stack has nowhere to return to.
+        do {
+            return try ts.handOff(to: dying.parent ?? ts.root, outcome).unsafelyUnwrapped
+        } catch {
+            fatalError("GreenThreads: a finished greenlet's unstarted parent could not start: \(error)")
+        }
     }
 }
 

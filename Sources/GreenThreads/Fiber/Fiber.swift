@@ -137,19 +137,32 @@ class Fiber: WaitTarget, @unchecked Sendable {
     }
 
     /// Gives a never-run thread its stack and the context to start it.
+    /// Inlined into its one caller, `Worker.bindStack`, on every spawn.
+    @inline(__always)
     final func bindStack(_ newStack: gt_stack) {
         stack = newStack
         hasStack = true
-        let contextSize = (MemoryLayout<gt_context>.stride + 63) & ~63
-        let top = UnsafeMutableRawPointer(newStack.base!) + newStack.size - contextSize
-        context = top.bindMemory(to: gt_context.self, capacity: 1)
+        // The context, then the label the overflow report reads (overflow.c).
+        let topSize = (MemoryLayout<gt_green_top>.stride + 63) & ~63
+        let top = (UnsafeMutableRawPointer(newStack.base!) + newStack.size - topSize)
+            .bindMemory(to: gt_green_top.self, capacity: 1)
+        context = UnsafeMutableRawPointer(top).assumingMemoryBound(to: gt_context.self)
         gt_context_make(
-            context, newStack.base, newStack.size - contextSize,
+            context, newStack.base, newStack.size - topSize,
             fiberEntry, Unmanaged.passUnretained(self).toOpaque()
         )
         // Resumed only by workers, whose own access sets are empty: lets the
         // switch skip re-entering an empty exclusivity set.
         context.pointee.scheduled = 1
+        gt_green_top_label(top, id, UInt64(newStack.size))
+        if let name { setStackLabelName(name) }
+    }
+
+    /// Puts `name` in the label a stack overflow report prints (truncated
+    /// to 47 bytes). Valid once `hasStack`; `bindStack` clears it.
+    final func setStackLabelName(_ name: String) {
+        let top = UnsafeMutableRawPointer(context).assumingMemoryBound(to: gt_green_top.self)
+        name.withCString { gt_stack_label_set_name(&top.pointee.label, $0) }
     }
 
     #if DEBUG
@@ -160,6 +173,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
 
     /// Runs the body and records its outcome. Overridden by `TypedFiber`.
     func runBody() {}
+
+    /// Records `error` as the outcome of a thread that never ran, and wakes
+    /// its joiners. Overridden by `TypedFiber`.
+    func failUnrun(_ error: any Error) {}
 
     /// Takes a fiber that leaves a FiberCache (not for reuse) out of the
     /// registry. The cache's reference is still held, so no snapshot can

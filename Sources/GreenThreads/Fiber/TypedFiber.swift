@@ -102,6 +102,19 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
         // `Optional<() throws -> T>` on every call, dearer than the retain
         // and release they save.)
         body = nil
+        settle(error: error)
+    }
+
+    /// Ends a thread that never ran (a spawn past `maxGreenThreads`, or no
+    /// stack to run on): `error` is its outcome, as if its body had thrown.
+    override func failUnrun(_ error: any Error) {
+        body = nil
+        settle(error: error)
+    }
+
+    /// Records the outcome and wakes the joiners: the end of every thread.
+    @inline(__always)
+    private func settle(error: (any Error)?) {
         // Reusable once finished: a value with no deinit to delay, and no
         // error whose report waits for the last handle to go.
         recyclable = error == nil && _isPOD(T.self)

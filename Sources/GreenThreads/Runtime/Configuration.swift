@@ -122,6 +122,14 @@ extension Runtime {
         ///   SIGSYS) nor one that cannot be caught (SIGKILL, SIGSTOP).
         public var dumpSignal: Int32?
 
+        /// Most green threads alive at once (spawned and not yet finished,
+        /// parked ones included). A spawn past it does not run: its `join`
+        /// throws `RuntimeError.tooManyGreenThreads`, and `go`/`spawn` still
+        /// return at once (they never throw). A spawn whose stack cannot be
+        /// mapped fails the same way, with `RuntimeError.outOfStackMemory`.
+        /// nil, the default: no limit beyond memory.
+        public var maxGreenThreads: Int?
+
         public init(
             workers: Int = Runtime.defaultWorkerCount,
             stackSize: Int = 256 * 1024,
@@ -136,7 +144,8 @@ extension Runtime {
             preemptionThreshold: Duration? = .milliseconds(10),
             handoffThreshold: Duration? = .milliseconds(20),
             stackCompaction: StackCompaction? = StackCompaction(),
-            dumpSignal: Int32? = nil
+            dumpSignal: Int32? = nil,
+            maxGreenThreads: Int? = nil
         ) {
             self.workers = workers
             self.stackSize = stackSize
@@ -152,6 +161,7 @@ extension Runtime {
             self.handoffThreshold = handoffThreshold
             self.stackCompaction = stackCompaction
             self.dumpSignal = dumpSignal
+            self.maxGreenThreads = maxGreenThreads
         }
     }
 }

@@ -41,6 +41,9 @@ public final class Runtime: Sendable {
                 precondition(value > .zero, "GreenThreads: \(name) must be positive or nil (got \(value))")
             }
         }
+        if let limit = configuration.maxGreenThreads {
+            precondition(limit > 0, "GreenThreads: maxGreenThreads must be positive or nil (got \(limit))")
+        }
         if let compaction = configuration.stackCompaction {
             precondition(compaction.minimumSleep >= .zero,
                          "GreenThreads: stackCompaction.minimumSleep must not be negative (got \(compaction.minimumSleep))")

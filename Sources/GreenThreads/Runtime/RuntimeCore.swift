@@ -143,8 +143,12 @@ final class RuntimeCore: @unchecked Sendable {
     /// thread (including any spawned while draining) starts cancelled.
     let closed = Atomic<Bool>(false)
     let stacksMapped = Atomic<Int>(0)
+    /// `configuration.maxGreenThreads`, or 0 for no limit; `liveThreads`
+    /// counts only while it is nonzero (SpawnLimits.swift).
+    let maxLive: Int
+    let liveThreads = Atomic<Int>(0)
     /// Tests only: a nonzero errno makes `mapStack` fail as if the kernel
-    /// had refused, to exercise the message without exhausting the machine.
+    /// had refused, to exercise the failure without exhausting the machine.
     let injectedStackMapErrno = Atomic<Int32>(0)
     #if DEBUG
     /// Fiber objects of this runtime still allocated: a leak check for
@@ -170,6 +174,9 @@ final class RuntimeCore: @unchecked Sendable {
 
     init(configuration: Runtime.Configuration) {
         self.configuration = configuration
+        maxLive = configuration.maxGreenThreads ?? 0
+        // A green thread's stack overflow is reported by name (overflow.c).
+        _ = gt_overflow_install()
         let n = configuration.workers
         topology = Topology(workers: n, mode: configuration.numa, pin: configuration.pinWorkers)
         clock = RuntimeClock(virtual: configuration.clock == .virtual)
@@ -273,6 +280,7 @@ final class RuntimeCore: @unchecked Sendable {
         let sequence = externalIDs.add(1, ordering: .relaxed).newValue
         fiber.id = sequence &* idStride
         fiber.registryShard = workers.count
+        if maxLive != 0 && !admit(fiber) { return }
         externalSpawns.add(1, ordering: .relaxed)
         // The scheduler's reference, dropped at retire.
         injectors[externalNode(sequence: sequence)].push(Unmanaged<Fiber>.passRetained(fiber))
@@ -281,12 +289,13 @@ final class RuntimeCore: @unchecked Sendable {
 
     /// A fresh stack whose home is topology node `home`, its pages on
     /// kernel memory node `memoryNode` (< 0: wherever first touched).
-    func mapStack(home: Int, memoryNode: Int32) -> gt_stack {
+    /// Throws `.outOfStackMemory` when the kernel refuses (SpawnLimits.swift).
+    func mapStack(home: Int, memoryNode: Int32) throws(RuntimeError) -> gt_stack {
         var s = gt_stack()
         let injected = injectedStackMapErrno.load(ordering: .relaxed)
         let rc = injected != 0 ? -injected : gt_stack_alloc_on(configuration.stackSize, memoryNode, &s)
         if rc != 0 {
-            fatalError(StackMapFailure(
+            throw .outOfStackMemory(StackMapFailure(
                 errno: -rc, stackSize: configuration.stackSize,
                 stacksMapped: stacksMapped.load(ordering: .relaxed),
                 maxMapCount: StackMapFailure.currentMaxMapCount()

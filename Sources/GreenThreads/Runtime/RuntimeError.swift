@@ -2,10 +2,24 @@
 public enum RuntimeError: Error, Sendable, CustomStringConvertible {
     /// Every green thread is parked and nothing can wake any of them.
     case deadlock(DeadlockReport)
+    /// The spawn would have exceeded `Runtime.Configuration.maxGreenThreads`
+    /// (the limit, carried here) live green threads. The green thread never
+    /// ran: its `join` throws this, and the runtime goes on serving the
+    /// threads it has.
+    case tooManyGreenThreads(limit: Int)
+    /// No stack could be mapped for the green thread, so it never ran: its
+    /// `join` throws this, and the runtime goes on serving the threads it
+    /// has. The text says what the kernel refused and what to change (the
+    /// machine's memory, `RLIMIT_AS`, or `vm.max_map_count`).
+    case outOfStackMemory(String)
 
     public var description: String {
         switch self {
         case .deadlock(let report): return report.description
+        case .tooManyGreenThreads(let limit):
+            return "GreenThreads: spawn refused: \(limit) green threads are live, the limit set by"
+                + " Runtime.Configuration.maxGreenThreads"
+        case .outOfStackMemory(let explanation): return explanation
         }
     }
 }

@@ -6,9 +6,11 @@ import Glibc
 /// Why a green stack could not be mapped, in words a user can act on.
 ///
 /// Stacks are bound when a green thread first runs, on a worker, long after
-/// `go`/`spawn` returned (they do not throw), so there is no caller to hand
-/// an error to: running out is fatal, as it is in Go, and this message is
-/// what makes it actionable. Where the kernel has guard regions (Linux
+/// `go`/`spawn` returned (they do not throw): the green thread then ends
+/// unrun, and this text is the description of the
+/// `RuntimeError.outOfStackMemory` its `join` throws (SpawnLimits.swift).
+/// A coroutine stack that cannot be mapped is still fatal, with this text.
+/// Where the kernel has guard regions (Linux
 /// 6.13+), 64 stacks share one mapping and ENOMEM means memory; elsewhere
 /// every stack is two VMAs (the stack and its guard page) and the usual
 /// cause is the kernel's per-process mapping limit.

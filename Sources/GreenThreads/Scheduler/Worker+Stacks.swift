@@ -16,23 +16,41 @@ import Synchronization
 
 extension Worker {
     /// The context to switch into, binding a stack on the first run and
-    /// copying a compacted one back (every resume passes here).
+    /// copying a compacted one back (every resume passes here). nil when no
+    /// stack could be had: the thread then ended unrun, its scheduler
+    /// reference dropped, and `current` is nil (SpawnLimits.swift).
     @inline(__always)
-    func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context> {
-        if !fiber.hasStack { bindStack(fiber) } else if fiber.compactedStack != nil { restoreStack(fiber) }
+    func contextToRun(_ fiber: Fiber) -> UnsafeMutablePointer<gt_context>? {
+        if !fiber.hasStack {
+            if !bindStack(fiber) { return nil }
+        } else if fiber.compactedStack != nil {
+            restoreStack(fiber)
+        }
         return fiber.context
     }
 
     /// A thread's first run: its stack, and its entry in the registry.
+    /// False if no stack could be mapped (the thread has ended unrun).
     @inline(never)
-    private func bindStack(_ fiber: Fiber) {
-        fiber.bindStack(takeStack() ?? sharedStacks.take()
-            ?? core.mapStack(home: node, memoryNode: local.pointee.stacks.memoryNode))
+    private func bindStack(_ fiber: Fiber) -> Bool {
+        let stack: gt_stack
+        if let pooled = takeStack() ?? sharedStacks.take() {
+            stack = pooled
+        } else {
+            do {
+                stack = try core.mapStack(home: node, memoryNode: local.pointee.stacks.memoryNode)
+            } catch {
+                endUnrun(fiber, error)
+                return false
+            }
+        }
+        fiber.bindStack(stack)
         if !fiber.isRegistered {
             registry.insert(fiber, shard: index)
             fiber.isRegistered = true
         }
         if closing.load(ordering: .acquiring) { fiber.cancelled.store(true, ordering: .relaxed) }
+        return true
     }
 
     func takeStack() -> gt_stack? {

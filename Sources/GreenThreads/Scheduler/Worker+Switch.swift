@@ -131,6 +131,8 @@ extension Worker {
                 n.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
                 return contextToRun(n)
             }
+            // nil: no stack could be had for `next`, which ended unrun.
+            guard let toContext else { return switchToLoop(from: fromContext) }
             // The worker that resumes us hands itself over (it is the one we
             // then run on): no thread-local read after the switch.
             let resumer = gt_context_transfer_passing(fromContext, toContext, Unmanaged.passUnretained(self).toOpaque())
@@ -150,6 +152,16 @@ extension Worker {
                 fromContext, &l.pointee.schedulerContext, Unmanaged.passUnretained(self).toOpaque())
             Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
         }
+    }
+
+    /// The switch to the scheduling loop when the thread picked to run next
+    /// ended before it ran (no stack): the action for the leaving thread is
+    /// pending already, and `current` is nil.
+    @inline(never)
+    private func switchToLoop(from fromContext: UnsafeMutablePointer<gt_context>) {
+        let resumer = gt_context_transfer_passing(
+            fromContext, &local.pointee.schedulerContext, Unmanaged.passUnretained(self).toOpaque())
+        Worker.finishSwitch(on: resumer.unsafelyUnwrapped)
     }
 
     /// Runs the action the previous green thread left behind. Called first
@@ -236,6 +248,7 @@ extension Worker {
             recycle(fiber.takeStack())
             return fiber.recyclable
         }
+        if limitsLive { Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.releaseLive() } }
         // The scheduler's reference, taken at spawn: to the cache, or dropped.
         if recyclable { cacheFiber(f) } else { f.release() }
     }

@@ -283,6 +283,9 @@ final class Worker: @unchecked Sendable {
     /// A copy of the runtime's `closed` flag: threads that first run after
     /// shutdown began start out cancelled.
     let closing = Atomic<Bool>(false)
+    /// Whether the runtime has `maxGreenThreads` (a copy of `core.maxLive
+    /// != 0`, read on every spawn and exit without touching the core).
+    let limitsLive: Bool
     var thread: UInt64 = 0
 
     // Sysmon and hand-off (Sysmon.swift, SpareWorker.swift, Preemption.swift).
@@ -323,6 +326,7 @@ final class Worker: @unchecked Sendable {
         isSpare = spare
         yieldsCPU = core.topology.workersCoverEveryCPU
         quietHandOff = core.isMonitored
+        limitsLive = core.maxLive != 0
         self.core = core
         idle = core.idle
         registry = core.registry
@@ -391,7 +395,12 @@ final class Worker: @unchecked Sendable {
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
             runningGreen.store(true, ordering: .relaxed)
             let me = Unmanaged.passUnretained(self).toOpaque()
-            _ = gt_context_transfer_passing(&l.pointee.schedulerContext, contextToRun(fiber), me)
+            // nil: no stack could be had, and the thread ended unrun.
+            guard let to = contextToRun(fiber) else {
+                runningGreen.store(false, ordering: .relaxed)
+                continue
+            }
+            _ = gt_context_transfer_passing(&l.pointee.schedulerContext, to, me)
             runningGreen.store(false, ordering: .relaxed)
             Worker.finishSwitch(inGreenThread: false, on: me)
         }

@@ -109,6 +109,8 @@ extension Worker {
         // first runs (bindStack), on the worker that will most likely also
         // retire it, so spawn and exit never contend on a shard lock.
         if !fiber.isRegistered { fiber.registryShard = index }
+        // Guaranteed: the core outlives its workers; no retain per spawn.
+        if limitsLive && !Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef({ $0.admit(fiber) }) { return }
         Self.bump(counters.spawned)
         pushLocal(Unmanaged.passRetained(fiber))  // the scheduler's reference, dropped or cached at retire
         // With this worker the only active one, nobody can be asleep: skip

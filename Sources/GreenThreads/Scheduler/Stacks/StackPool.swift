@@ -106,10 +106,10 @@ import Synchronization
 /// them each stack is two VMAs (the guard's permissions differ, so
 /// neighbours cannot merge): about 32k live threads fit under the default.
 /// `scripts/setup.sh` raises the limit where it can, or prints the
-/// `sysctl` line. Running out is fatal, with a message that names the limit
-/// or the memory and the fix (StackMapFailure.swift): a stack is bound when
-/// a thread first runs, long after `go` returned, so there is no caller to
-/// hand an error to.
+/// `sysctl` line. Running out fails the thread that needed the stack: it
+/// ends unrun, and its `join` throws `RuntimeError.outOfStackMemory`, whose
+/// text names the limit or the memory and the fix (StackMapFailure.swift,
+/// SpawnLimits.swift).
 ///
 /// **Memory per green thread.** A live thread touches at least its top page
 /// (the context and the first frames): 4 KiB of RSS, unless it sleeps
