@@ -15,6 +15,14 @@ func recurseDeeply(_ depth: Int, limit: Int) -> Int {
     return recurseDeeply(depth &+ 1, limit: limit) &+ frame.1
 }
 
+/// A fault outside any guard region: a write to page zero.
+private func writeThroughNull() -> Int {
+    let p = UnsafeMutablePointer<Int>(bitPattern: 64)!
+    gt_compiler_barrier()
+    p.pointee = 1
+    return p.pointee
+}
+
 /// A line on stderr, unbuffered (the child is about to die).
 private func say(_ s: String) { gt_write_stderr(s + "\n") }
 
@@ -100,12 +108,7 @@ struct StackOverflowTests {
     func otherFaultsAreUntouched() async {
         let result = await #expect(processExitsWith: .signal(SIGSEGV), observing: [\.standardErrorContent]) {
             let rt = Runtime(workers: 1)
-            _ = try? rt.run { () -> Int in
-                let p = UnsafeMutablePointer<Int>(bitPattern: 64)!
-                gt_compiler_barrier()
-                p.pointee = 1
-                return p.pointee
-            }
+            _ = try? rt.run { writeThroughNull() }
         }
         #expect(!text(result).contains("overflowed"))
     }
@@ -118,12 +121,7 @@ struct StackOverflowTests {
             sa.sa_flags = SA_SIGINFO
             sigaction(SIGSEGV, &sa, nil)
             let rt = Runtime(workers: 1)
-            _ = try? rt.run { () -> Int in
-                let p = UnsafeMutablePointer<Int>(bitPattern: 64)!
-                gt_compiler_barrier()
-                p.pointee = 1
-                return p.pointee
-            }
+            _ = try? rt.run { writeThroughNull() }
         }
     }
 
