@@ -48,6 +48,18 @@ skip_common=(
     # Counts the process's kernel mappings: the sanitizer runtime maps its
     # own per fiber.
     "liveThreadsShareMappings"
+    # Fault handling: the sanitizer runtime installs its own SIGSEGV/SIGBUS
+    # handler and reports the fault itself, so neither the overflow line nor
+    # the plain crash by signal these child processes expect can appear.
+    "StackOverflowTests"
+    # Lowers RLIMIT_AS: the sanitizer's shadow memory reservation alone
+    # exceeds any limit that stacks could exhaust.
+    "addressSpaceExhaustion"
+    # Wall-clock budgets sized for uninstrumented code: shutdown's grace
+    # period for unwinding 500 compacted sleepers, and an echo client's read
+    # deadline; instrumented code runs 30-120 times slower.
+    "shutdownWithCompactedSleepers"
+    "manyClientsEchoAndTheServerStopsCleanly"
 )
 skip_thread=("${skip_common[@]}")
 skip_address=("${skip_common[@]}")

@@ -304,20 +304,23 @@ struct TopologyTests {
     /// What each worker of `rt` sees: its affinity mask and CPU, reported
     /// by green threads (each reads both without switching in between).
     private func masks(of rt: Runtime) throws -> [Int: (cpus: [Int], cpu: Int)] {
-        let seen = Mutex<[Int: (cpus: [Int], cpu: Int)]>([:])
-        try rt.run {
+        // Results come back through join, not a shared lock: a lock
+        // outside this package is invisible to ThreadSanitizer.
+        try rt.run { () throws -> [Int: (cpus: [Int], cpu: Int)] in
+            var seen: [Int: (cpus: [Int], cpu: Int)] = [:]
             for _ in 0..<50 {
-                let hs = (0..<(4 * rt.workerCount)).map { _ in go {
+                let hs = (0..<(4 * rt.workerCount)).map { _ in go { () -> (worker: Int?, cpus: [Int], cpu: Int) in
                     let cpus = threadCPUs()
                     let cpu = Int(gt_current_cpu())
-                    if let w = GreenThread.currentWorker { seen.withLock { $0[w] = (cpus, cpu) } }
+                    let w = GreenThread.currentWorker
                     for _ in 0..<2_000 { GreenThread.yield() }
+                    return (w, cpus, cpu)
                 } }
-                _ = try joinAll(hs)
-                if seen.withLock({ $0.count }) == rt.workerCount { break }
+                for r in try joinAll(hs) { if let w = r.worker { seen[w] = (r.cpus, r.cpu) } }
+                if seen.count == rt.workerCount { break }
             }
+            return seen
         }
-        return seen.withLock { $0 }
     }
 
     /// Confined to one CPU (as by `taskset -c N`), a default runtime has
