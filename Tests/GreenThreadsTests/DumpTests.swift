@@ -153,7 +153,13 @@ struct DumpTests {
         let rt = Runtime(configuration: .init(workers: 2, dumpSignal: SIGQUIT))
         defer { rt.shutdown() }
         let ch = Channel<Int>()
-        @Sendable @inline(never) func parkForTheSignalDump() -> Int? { ch.receive() }
+        // Not a tail call (the barrier comes after), so that its frame is on
+        // the stack for the dump to show in optimized builds too.
+        @Sendable @inline(never) func parkForTheSignalDump() -> Int? {
+            let v = ch.receive()
+            gt_compiler_barrier()
+            return v
+        }
         let parked = rt.spawn(name: "signal sleeper") { parkForTheSignalDump() }
         _ = dump(of: rt, showing: "\"signal sleeper\" [parked")
         gt_write_stderr("ready\n")

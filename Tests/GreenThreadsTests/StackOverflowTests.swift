@@ -12,7 +12,9 @@ func recurseDeeply(_ depth: Int, limit: Int) -> Int {
     var frame = (depth, depth &+ 1, depth &+ 2, depth &+ 3, depth &+ 4, depth &+ 5, depth &+ 6, depth &+ 7)
     withUnsafeMutableBytes(of: &frame) { gt_compiler_barrier(); $0[0] ^= 1 }
     if depth == limit { return frame.0 }
-    return recurseDeeply(depth &+ 1, limit: limit) &+ frame.1
+    // Subtraction, not addition: an associative combination would let the
+    // optimizer turn the recursion into a loop with an accumulator.
+    return recurseDeeply(depth &+ 1, limit: limit) &- frame.1
 }
 
 /// A fault outside any guard region: a write to page zero.
