@@ -72,29 +72,7 @@ enum Environment {
 /// environment variables; its output goes to /dev/null. Returns its exit
 /// status (0: the test passed).
 func runChildTest(_ name: String, environment extra: [String]) throws -> Int32 {
-    var path = [CChar](repeating: 0, count: 4096)
-    let len = readlink("/proc/self/exe", &path, path.count - 1)
-    guard len > 0 else { throw NetError(.other, errno: errno, operation: "readlink /proc/self/exe") }
-    let exe = String(decoding: path.prefix(len).map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    let args = [exe, "--testing-library", "swift-testing", "--filter", name]
-    var env: [String] = []
-    var e = environ
-    while let p = e.pointee { env.append(String(cString: p)); e += 1 }
-    env += extra
-    let cArgs = args.map { strdup($0) } + [nil]
-    let cEnv = env.map { strdup($0) } + [nil]
-    defer { for p in cArgs + cEnv { free(p) } }
-    var actions = posix_spawn_file_actions_t()
-    posix_spawn_file_actions_init(&actions)
-    defer { posix_spawn_file_actions_destroy(&actions) }
-    posix_spawn_file_actions_addopen(&actions, 1, "/dev/null", O_WRONLY, 0)
-    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
-    var pid: pid_t = 0
-    let rc = posix_spawn(&pid, exe, &actions, nil, cArgs, cEnv)
-    guard rc == 0 else { throw NetError(.other, errno: rc, operation: "posix_spawn") }
-    var status: Int32 = 0
-    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
-    return status
+    try ChildProcess(test: name, environment: extra, captureStderr: false).wait()
 }
 
 /// The runtime's use of fds: every socket closed returns its fd, accept
