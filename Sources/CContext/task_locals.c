@@ -62,18 +62,18 @@ static long observe_offset(void *push_sym, uintptr_t *block, size_t words) {
     const void *int_type = dlsym(RTLD_DEFAULT, "$sSiN");
     if (!pop || !current || !int_type || current() != NULL) return -1;
 
-    uintptr_t before[64], during[64];
+    uintptr_t before[64];
     int headed[64] = {0};
     memcpy(before, block, words * sizeof(uintptr_t));
     static const char key;  // compared by address only
     uintptr_t value = 0;
     ((push_fn)push_sym)(&key, &value, int_type);
     for (size_t i = 0; i < words; i++) {
-        during[i] = block[i];
         // A word that just turned into an aligned address: read it as the
         // storage, whose first word must now head the list.
-        if (before[i] == 0 && during[i] >= 4096 && (during[i] & 7) == 0)
-            headed[i] = *(const uintptr_t *)during[i] != 0;
+        uintptr_t now = block[i];
+        if (before[i] == 0 && now >= 4096 && (now & 7) == 0)
+            headed[i] = *(const uintptr_t *)now != 0;
     }
     pop();
 
@@ -87,15 +87,23 @@ static long observe_offset(void *push_sym, uintptr_t *block, size_t words) {
     return candidates == 1 ? found : -1;
 }
 
+// The calling thread's copy of libswift_Concurrency's TLS block, and its
+// size in words (0 if there is none, or it is larger than observed here).
+static uintptr_t *concurrency_block(void *push, size_t *words) {
+    size_t size = 0;
+    uintptr_t *block = push ? gt_module_tls_block(push, &size) : NULL;
+    *words = size / sizeof(uintptr_t);
+    return block && *words > 0 && *words <= 64 ? block : NULL;
+}
+
 // Runs the observation on a thread of its own, which surely holds no
 // binding and runs no task: the thread asking may be inside `withValue`.
 static void *observe_on_fresh_thread(void *unused) {
     (void)unused;
     void *push = dlsym(RTLD_DEFAULT, "swift_task_localValuePush");
-    size_t size = 0;
-    uintptr_t *block = push ? gt_module_tls_block(push, &size) : NULL;
-    size_t words = size / sizeof(uintptr_t);
-    if (block && words > 0 && words <= 64)
+    size_t words;
+    uintptr_t *block = concurrency_block(push, &words);
+    if (block)
         atomic_store_explicit(&slot_offset, observe_offset(push, block, words), memory_order_relaxed);
     return NULL;
 }
@@ -110,9 +118,8 @@ static void observe_once(void) {
 uintptr_t *gt_task_locals_find_slot(void) {
     pthread_once(&observed, observe_once);
     long offset = atomic_load_explicit(&slot_offset, memory_order_relaxed);
-    void *push = dlsym(RTLD_DEFAULT, "swift_task_localValuePush");
-    if (offset < 0 || !push) return NULL;
-    size_t size = 0;
-    uintptr_t *block = gt_module_tls_block(push, &size);
-    return block && (size_t)offset < size / sizeof(uintptr_t) ? &block[offset] : NULL;
+    if (offset < 0) return NULL;
+    size_t words;
+    uintptr_t *block = concurrency_block(dlsym(RTLD_DEFAULT, "swift_task_localValuePush"), &words);
+    return block && (size_t)offset < words ? &block[offset] : NULL;
 }
