@@ -9,9 +9,10 @@ import Glibc
 /// `go`/`spawn` returned (they do not throw): the green thread then ends
 /// unrun, and this text is the description of the
 /// `RuntimeError.outOfStackMemory` its `join` throws (SpawnLimits.swift).
-/// A coroutine stack that cannot be mapped is still fatal, with this text.
-/// Where the kernel has guard regions (Linux
-/// 6.13+), 64 stacks share one mapping and ENOMEM means memory; elsewhere
+/// A coroutine stack that cannot be mapped is thrown the same way where the
+/// API can throw, and is fatal with this text only where it cannot
+/// (`Generator.next()`). Where the kernel has guard regions (Linux 6.13+),
+/// 64 stacks share one mapping and ENOMEM means memory; elsewhere
 /// every stack is two VMAs (the stack and its guard page) and the usual
 /// cause is the kernel's per-process mapping limit.
 struct StackMapFailure: CustomStringConvertible {
