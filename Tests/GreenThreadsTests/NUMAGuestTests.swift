@@ -43,9 +43,11 @@ struct NUMAGuestTests {
 
     /// Workers fill the nodes in order, each pinned to a CPU of its node:
     /// a green thread finds itself on its worker's CPU, and that CPU on
-    /// `GreenThread.currentNode`.
+    /// `GreenThread.currentNode`. Hand-off is off: a guest's vCPUs stall
+    /// often enough that sysmon would start a spare, and spares are not
+    /// pinned by design (SpareWorker.swift).
     @Test func workersRunOnTheirNodes() throws {
-        let rt = Runtime()
+        let rt = Runtime(configuration: .init(preemptionThreshold: nil, handoffThreshold: nil))
         defer { rt.shutdown() }
         let placement = rt.placement
         let ids = rt.topology.nodes.map(\.id)
@@ -60,6 +62,7 @@ struct NUMAGuestTests {
         }
         for s in samples {
             let (worker, node, cpu) = (s[0], s[1], s[2])
+            try #require(placement.indices.contains(worker), "a sample from a worker that is not configured: \(s)")
             #expect(placement[worker].cpu == cpu && placement[worker].node == node, "\(s)")
             if libnuma { #expect(Int(gt_numa_node_of_cpu(Int32(cpu))) == node, "\(s)") }
         }
