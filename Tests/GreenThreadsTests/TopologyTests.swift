@@ -382,7 +382,9 @@ struct TopologyTests {
 
     @Test func currentWorkerAndNode() throws {
         #expect(GreenThread.currentWorker == nil && GreenThread.currentNode == nil)
-        let rt = Runtime(configuration: .init(workers: 4, numa: .simulated(nodes: 2)))
+        // Without hand-off: a spare sysmon started beside a worker that a
+        // loaded machine descheduled would report an index past the four.
+        let rt = Runtime(configuration: .init(workers: 4, numa: .simulated(nodes: 2), handoffThreshold: nil))
         defer { rt.shutdown() }
         let placement = rt.placement.map(\.node)
         let pairs = try rt.run { () throws -> [[Int]] in
