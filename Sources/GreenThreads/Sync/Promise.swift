@@ -82,7 +82,8 @@ public final class Promise<T: Sendable>: Sendable {
     }
 
     deinit {
-        _ = future.state.complete(.failure(PromiseError.broken))
+        // The check spares a completed promise the boxed error and the lock.
+        if !future.isReady { _ = future.state.complete(.failure(PromiseError.broken)) }
     }
 
     /// Completes the promise with `value` and wakes every reader.
