@@ -98,7 +98,9 @@ public final class GreenBarrier: @unchecked Sendable {
     /// Creates a barrier for `parties` threads.
     /// - Precondition: `parties > 0`.
     public init(parties: Int) {
-        precondition(parties > 0, "GreenThreads: GreenBarrier needs at least one party; got parties: \(parties)")
+        // fatalError, not precondition: an optimized build keeps its
+        // message, which names the misuse.
+        guard parties > 0 else { fatalError("GreenThreads: GreenBarrier needs at least one party; got parties: \(parties)") }
         self.parties = parties
     }
 

@@ -129,7 +129,9 @@ public final class GreenRWLock: @unchecked Sendable {
         guard readers > 0 else {
             let what = writing ? "it is write-locked" : "it is not locked"
             lock.unlock()
-            preconditionFailure("GreenThreads: readUnlock() of a GreenRWLock that no reader holds (\(what))")
+            // fatalError, not preconditionFailure: an optimized build
+            // keeps its message, which names the misuse.
+            fatalError("GreenThreads: readUnlock() of a GreenRWLock that no reader holds (\(what))")
         }
         readers -= 1
         let granted = readers == 0 ? grant(readersFirst: false) : Granted()
@@ -196,7 +198,7 @@ public final class GreenRWLock: @unchecked Sendable {
         guard writing else {
             let what = readers > 0 ? "it is read-locked" : "it is not locked"
             lock.unlock()
-            preconditionFailure("GreenThreads: writeUnlock() of a GreenRWLock that no writer holds (\(what))")
+            fatalError("GreenThreads: writeUnlock() of a GreenRWLock that no writer holds (\(what))")
         }
         writing = false
         let granted = grant(readersFirst: true)
