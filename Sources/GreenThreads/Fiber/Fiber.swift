@@ -119,6 +119,10 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// Set by the body's end when the fiber may go to its worker's
     /// FiberCache at retirement (a value of a trivial type, no error).
     @exclusivity(unchecked) final var recyclable = false
+    /// The thread's `GreenLocal` values; nil until it sets one. Only the
+    /// thread itself touches it (GreenLocal.swift), and its body's end
+    /// drops it.
+    @exclusivity(unchecked) final var greenLocals: GreenLocalValues?
 
     /// `anchor`: the spawning worker's, or a fresh one for a spawn from
     /// outside (see CoreAnchor).
@@ -262,5 +266,10 @@ private let fiberEntry: @convention(c) (UnsafeMutableRawPointer?) -> Void = { ar
 private func runFiberBody(_ raw: UnsafeMutableRawPointer) {
     // Guaranteed: the scheduler's +1 keeps it alive; a strong local would
     // cost a retain/release pair per thread.
-    Unmanaged<Fiber>.fromOpaque(raw)._withUnsafeGuaranteedRef { $0.runBody() }
+    Unmanaged<Fiber>.fromOpaque(raw)._withUnsafeGuaranteedRef { fiber in
+        fiber.runBody()
+        // Its GreenLocal values go with the body, on its own stack, not when
+        // the last handle to the fiber does (and never to a reused fiber).
+        if fiber.greenLocals != nil { fiber.greenLocals = nil }
+    }
 }
