@@ -44,33 +44,60 @@ public struct DeadlineExceeded: Error, Sendable, Equatable, CustomStringConverti
 ///
 /// - Throws: what `body` throws, `DeadlineExceeded` from a wait included.
 public func withDeadline<T>(after duration: Duration, _ body: () throws -> T) throws -> T {
-    try withScopeDeadline(Park.deadline(after: duration), body)
+    try withScopeDeadline({ now in Park.deadline(after: duration, from: now) }, body)
 }
 
 /// `withDeadline(after:_:)` with an absolute deadline on the continuous
 /// clock. An instant in the past has already passed: the first wait inside
 /// throws `DeadlineExceeded` at once.
 public func withDeadline<T>(at instant: ContinuousClock.Instant, _ body: () throws -> T) throws -> T {
-    try withScopeDeadline(Park.deadline(after: instant - ContinuousClock.now), body)
+    try withScopeDeadline({ now in Park.deadline(after: instant - ContinuousClock.now, from: now) }, body)
 }
 
-/// A deadline scope at `deadline` (`Park.now()` ns). See Deadline.swift.
-private func withScopeDeadline<T>(_ deadline: Int64, _ body: () throws -> T) throws -> T {
-    let scopes = WaitScopes.enter()
-    let saved = scopes.deadline
-    var node: ScopeNode?
-    // Only a deadline earlier than the ones around it can fire first, and
-    // only a green thread needs a timer (an OS thread's futex takes it).
-    if deadline < saved {
-        scopes.deadline = deadline
-        if let raw = gt_current_worker(), GreenThread.currentFiber != nil {
-            let n = ScopeNode(kind: .deadline, in: scopes)
-            Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { n.startTimer(deadline: deadline, worker: $0) }
-            node = n
+/// A deadline scope at `deadline(now)` (`Park.now()` ns). See
+/// Deadline.swift.
+@inline(__always)
+private func withScopeDeadline<T>(_ deadline: (Int64) -> Int64, _ body: () throws -> T) throws -> T {
+    // A green thread: the worker and fiber resolved once, and no reference
+    // counted (the worker outlives the call, the fiber runs it, and the
+    // fiber keeps its scopes).
+    if let raw = gt_current_worker(),
+       let fiber = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ $0.local.pointee.current }) {
+        let worker = Unmanaged<Worker>.fromOpaque(raw)
+        let now = worker._withUnsafeGuaranteedRef { $0.clock.now() }
+        let scopes = fiber._withUnsafeGuaranteedRef { WaitScopes.enter(fiber: $0) }
+        return try scopes._withUnsafeGuaranteedRef { scopes in
+            try withGreenScopeDeadline(deadline(now), now: now, scopes: scopes, worker: worker, body)
         }
     }
+    let scopes = WaitScopes.enter()
+    let saved = scopes.deadline
+    // An OS thread's futex takes the deadline: no timer, no node.
+    scopes.deadline = min(saved, deadline(Park.now()))
     defer {
-        node?.leave()
+        scopes.deadline = saved
+        scopes.leave()
+    }
+    return try body()
+}
+
+/// `withScopeDeadline` on a green thread: a node with a timer when the
+/// deadline is earlier than the ones around it (only then can it fire
+/// first).
+@inline(__always)
+private func withGreenScopeDeadline<T>(
+    _ deadline: Int64, now: Int64, scopes: WaitScopes, worker: Unmanaged<Worker>, _ body: () throws -> T
+) throws -> T {
+    let saved = scopes.deadline
+    var node: ScopeNode?
+    if deadline < saved {
+        scopes.deadline = deadline
+        let n = scopes.takeNode()
+        worker._withUnsafeGuaranteedRef { n.startTimer(deadline: deadline, now: now, worker: $0) }
+        node = n
+    }
+    defer {
+        if let node { scopes.endNode(node) }
         scopes.deadline = saved
         scopes.leave()
     }

@@ -35,8 +35,13 @@
 // ## The design
 //
 // Each thread with an active scope has one `WaitScopes` (a green thread's
-// `Fiber.scopes`, a plain OS thread's thread-local slot), created by its
-// outermost scope and dropped by it. It holds `trips`: how many active
+// `Fiber.scopes`, a plain OS thread's thread-local slot), attached by its
+// outermost scope and detached by it. A fiber keeps its `WaitScopes` for
+// its next scope (`Fiber.spareScopes`), and the `WaitScopes` keeps a
+// deadline node whose timer was withdrawn unfired (`spareNode`): a
+// deadline scope around a wait that succeeds allocates nothing once warm.
+// A withdrawn node can be armed again safely: its old heap entry holds the
+// old ticket, whose claim fails. It holds `trips`: how many active
 // scopes are *tripped* (cancelled scopes count `cancelUnit` each, expired
 // deadline scopes one each), and the earliest active deadline.
 //
@@ -96,15 +101,17 @@ import Synchronization
 
 /// The active scopes of one thread (see the file header).
 final class WaitScopes: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `deadline` and `depth` are touched only
-    // by the owning thread; `trips` and `threadCancellableWait` are atomic;
-    // `target` never changes.
+    // SAFETY: @unchecked Sendable: `deadline`, `depth` and `spareNode` are
+    // touched only by the owning thread; `trips` and
+    // `threadCancellableWait` are atomic; `target` never changes.
 
     /// Trips of one cancelled scope; an expired deadline scope counts 1.
     static let cancelUnit = 1 << 32
 
     /// The thread the scopes interrupt: its fiber, or an OS thread's waiter.
-    let target: WaitTarget
+    /// Unowned: a fiber keeps its `WaitScopes` (`Fiber.spareScopes`), and an
+    /// OS thread's waiter is `threadWaiter`.
+    unowned(unsafe) let target: WaitTarget
     /// A plain OS thread's waiter (also `target`); nil on a green thread.
     let threadWaiter: ThreadWaiter?
     /// An OS thread's `Fiber.cancellableWait`.
@@ -116,6 +123,8 @@ final class WaitScopes: @unchecked Sendable {
     @exclusivity(unchecked) var deadline: Int64 = .max
     /// Active scopes. Owner only.
     @exclusivity(unchecked) var depth = 0
+    /// A deadline node to reuse (file header). Owner only.
+    @exclusivity(unchecked) private var spareNode: ScopeNode?
 
     private init(fiber: Fiber) {
         target = fiber
@@ -143,18 +152,52 @@ final class WaitScopes: @unchecked Sendable {
         return gt_current_scopes().map { Unmanaged<WaitScopes>.fromOpaque($0).takeUnretainedValue() }
     }
 
+    /// `enter()` on the green thread running `fiber`. Unmanaged: the fiber
+    /// keeps its scopes (`spareScopes`), so the caller needs no reference.
+    @inline(__always)
+    static func enter(fiber: Fiber) -> Unmanaged<WaitScopes> {
+        let scopes: Unmanaged<WaitScopes>
+        if let s = fiber.scopes {
+            scopes = s
+        } else if let spare = fiber.spareScopes {
+            scopes = Unmanaged.passUnretained(spare)
+            fiber.scopes = scopes
+        } else {
+            let s = WaitScopes(fiber: fiber)
+            fiber.spareScopes = s
+            scopes = Unmanaged.passUnretained(s)
+            fiber.scopes = scopes
+        }
+        scopes._withUnsafeGuaranteedRef { $0.depth += 1 }
+        return scopes
+    }
+
+    /// A deadline node for a new scope of this green thread: the spare one
+    /// if there is one (file header).
+    @inline(__always)
+    func takeNode() -> ScopeNode {
+        if let spare = spareNode {
+            spareNode = nil
+            spare.reuse(in: self)
+            return spare
+        }
+        return ScopeNode(kind: .deadline, in: self)
+    }
+
+    /// Ends the scope of a node from `takeNode`, keeping it if reusable.
+    @inline(__always)
+    func endNode(_ node: ScopeNode) {
+        node.leave()
+        if node.isReusable { spareNode = node }
+    }
+
     /// Begins a scope on the calling thread: its `WaitScopes` (created for
     /// the outermost scope) with `depth` counting this one. Balance with
     /// `leave()`.
     static func enter() -> WaitScopes {
         let scopes: WaitScopes
         if let fiber = GreenThread.currentFiber {
-            if let s = fiber.scopes {
-                scopes = s.takeUnretainedValue()
-            } else {
-                scopes = WaitScopes(fiber: fiber)
-                fiber.scopes = Unmanaged.passRetained(scopes)
-            }
+            return enter(fiber: fiber).takeUnretainedValue()
         } else if let raw = gt_current_scopes() {
             scopes = Unmanaged<WaitScopes>.fromOpaque(raw).takeUnretainedValue()
         } else {
@@ -170,20 +213,21 @@ final class WaitScopes: @unchecked Sendable {
     func leave() {
         depth -= 1
         if depth > 0 { return }
-        if let fiber = target as? Fiber {
-            fiber.scopes = nil
+        if threadWaiter == nil {
+            // The fiber keeps us (`spareScopes`) for its next scope.
+            unsafeDowncast(target, to: Fiber.self).scopes = nil
         } else {
             gt_set_current_scopes(nil)
+            Unmanaged.passUnretained(self).release()
         }
-        Unmanaged.passUnretained(self).release()
     }
 
     /// Step 2 of tripping: wins the claim of the thread's current wait if
     /// it is an interruptible one. Returns the target to resume.
     func claimCurrentWait() -> WaitTarget? {
         let interruptible: Bool
-        if let fiber = target as? Fiber {
-            interruptible = fiber.cancellableWait.load(ordering: .sequentiallyConsistent)
+        if threadWaiter == nil {
+            interruptible = unsafeDowncast(target, to: Fiber.self).cancellableWait.load(ordering: .sequentiallyConsistent)
         } else {
             interruptible = threadCancellableWait.load(ordering: .sequentiallyConsistent)
         }
@@ -211,9 +255,9 @@ final class ScopeNode: WaitTarget, @unchecked Sendable {
     @exclusivity(unchecked) private var owner: WaitScopes?     // Guarded by: lock
     @exclusivity(unchecked) private var tripped = false         // Guarded by: lock
     @exclusivity(unchecked) private var cancelRequested = false  // Guarded by: lock
-    /// The heap holding this node's timer, if it has one.
-    private var timers: Unmanaged<TimerHeap>?
-    private var timerTicket: UInt64 = 0
+    /// The heap holding this node's timer, if it has one. Owner only.
+    @exclusivity(unchecked) private var timers: Unmanaged<TimerHeap>?
+    @exclusivity(unchecked) private var timerTicket: UInt64 = 0
 
     init(kind: Kind, in scopes: WaitScopes) {
         self.kind = kind
@@ -221,10 +265,24 @@ final class ScopeNode: WaitTarget, @unchecked Sendable {
         super.init()
     }
 
+    /// Makes a spare deadline node (see `isReusable`) the node of a new
+    /// scope. Nothing else can reach it meanwhile: its timer's old ticket
+    /// is dead, and no `CancelScope` refers to a deadline node.
+    func reuse(in scopes: WaitScopes) {
+        owner = scopes
+        tripped = false
+        timers = nil
+    }
+
+    /// Whether the scope ended with its timer withdrawn unfired, so that
+    /// the node may serve another deadline scope (`reuse`).
+    @exclusivity(unchecked) private(set) var isReusable = false
+
     /// Arms the deadline timer on the calling green thread's worker, or
-    /// trips at once if `deadline` has passed.
-    func startTimer(deadline: Int64, worker: Worker) {
-        if deadline <= worker.clock.now() {
+    /// trips at once if `deadline` is not after `now`.
+    func startTimer(deadline: Int64, now: Int64, worker: Worker) {
+        isReusable = false
+        if deadline <= now {
             trip(.deadline)
             return
         }
@@ -261,6 +319,13 @@ final class ScopeNode: WaitTarget, @unchecked Sendable {
     func leave() {
         if let timers, disarm(timerTicket) {
             timers._withUnsafeGuaranteedRef { $0.noteStale() }
+            if kind == .deadline {
+                // Withdrawn unfired, and only its timer trips a deadline
+                // node once armed: nobody else can be in `trip`.
+                owner = nil
+                isReusable = true
+                return
+            }
         }
         lock.lock()
         if tripped, let owner { owner.trips.subtract(kind.rawValue, ordering: .relaxed) }

@@ -316,8 +316,12 @@ enum Park {
 
     /// Deadline `duration` from now (see `now()`), saturating.
     static func deadline(after duration: Duration) -> Int64 {
+        deadline(after: duration, from: now())
+    }
+
+    /// Deadline `duration` after `start` (a `now()`), saturating.
+    static func deadline(after duration: Duration, from start: Int64) -> Int64 {
         let (s, atto) = duration.components
-        let start = now()
         let ns = s.multipliedReportingOverflow(by: 1_000_000_000)
         if ns.overflow || s < 0 { return s < 0 ? start : Int64.max }
         let total = ns.partialValue.addingReportingOverflow(atto / 1_000_000_000)
