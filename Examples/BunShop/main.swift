@@ -25,7 +25,7 @@ let eaten = try runtime.run { () throws -> [Int] in
 
     let cook = go { () throws in
         for n in 1...bunCount {
-            GreenThread.sleep(for: .milliseconds(2))  // baking takes a moment
+            try GreenThread.sleep(for: .milliseconds(2))  // baking takes a moment
             try tray.send(Bun(number: n, filling: fillings[n % fillings.count]))
         }
         print("cook: all \(bunCount) buns baked, closing the tray")
@@ -38,7 +38,7 @@ let eaten = try runtime.run { () throws -> [Int] in
             for bun in tray {
                 count += 1
                 print("eater \(id): bun #\(bun.number) (\(bun.filling))")
-                GreenThread.sleep(for: .milliseconds(3 + 2 * id))  // chewing
+                try GreenThread.sleep(for: .milliseconds(3 + 2 * id))  // chewing
             }
             return count
         }

@@ -17,7 +17,7 @@ struct Resource: Sendable {
         tokens = Channel(capacity: capacity)
         for slot in 0..<capacity { try tokens.send(slot) }
     }
-    func request() -> Int { tokens.receive()! }
+    func request() throws -> Int { try tokens.receive()! }
     func release(_ slot: Int) throws { try tokens.send(slot) }
 }
 
@@ -49,14 +49,14 @@ let (served, waitedMinutes, lines) = try rt.run { () throws -> (Int, Int64, [Str
         }
         _ = short.tryReceive()
         _ = long.tryReceive()
-        GreenThread.sleep(for: .seconds(60 * gap))
+        try GreenThread.sleep(for: .seconds(60 * gap))
         let id = car
         cars.append(go { () throws in
             let arrived = rt.now
-            let charger = station.request()
+            let charger = try station.request()
             try waited.send((rt.now - arrived).components.seconds / 60)
             if id < 5 { try log.send("\(stamp(rt.now)) car \(id) charges at charger \(charger)") }
-            GreenThread.sleep(for: .seconds(60 * (charger == 0 ? 12 : 18)))
+            try GreenThread.sleep(for: .seconds(60 * (charger == 0 ? 12 : 18)))
             if id < 5 { try log.send("\(stamp(rt.now)) car \(id) leaves") }
             try station.release(charger)
         })

@@ -24,7 +24,7 @@ func serveConnections(_ listener: TCPListener, log: @Sendable (String) -> Void,
             break accepting
         } catch let e as NetError where e.kind == .tooManyOpenFiles || e.errno == ENOBUFS || e.errno == ENOMEM {
             log("\(e); retrying in 10 ms")
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
         } catch {
             failure = error
             break accepting

@@ -27,7 +27,8 @@ public struct CrawlSite: Sendable {
     public func respond(to request: HTTPRequest) -> HTTPResponse {
         let html = HTTPHeaders([("Content-Type", "text/html; charset=utf-8")])
         guard request.method == "GET" else { return HTTPResponse(status: 405, headers: html) }
-        GreenThread.sleep(for: latency)
+        // Interrupted (the server is shutting down): answer at once.
+        do { try GreenThread.sleep(for: latency) } catch { return HTTPResponse(status: 503, headers: html) }
         if request.target == "/" {
             return HTTPResponse(status: 200, headers: html, body: Array(Self.index(pages: pages).utf8))
         }

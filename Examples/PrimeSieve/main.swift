@@ -38,7 +38,7 @@ let primes = try runtime.run { () -> [Int] in
     var ch = numbers
     var primes: [Int] = []
     for _ in 0..<count {
-        guard let prime = ch.receive() else { break }
+        guard let prime = try ch.receive() else { break }
         primes.append(prime)
         let next = Channel<Int>()
         let input = ch

@@ -45,7 +45,7 @@ let (outcomes, ticks) = try runtime.run { () throws -> ([Outcome], Int) in
     for w in 1...workerCount {
         workers.go {
             for job in jobs {
-                if job.id % 97 == 0 { GreenThread.sleep(for: .milliseconds(20)) }  // an occasional slow job
+                if job.id % 97 == 0 { try GreenThread.sleep(for: .milliseconds(20)) }  // an occasional slow job
                 try results.send(Outcome(job: job.id, worker: w, collatzSteps: collatzSteps(job.n)))
             }
         }

@@ -22,6 +22,11 @@ __attribute__((noinline)) void gt_set_current_worker(void *w) { tls_worker = w; 
 __attribute__((noinline)) void *gt_current_fiber(void) { return tls_fiber; }
 __attribute__((noinline)) void gt_set_current_fiber(void *f) { tls_fiber = f; }
 
+static _Thread_local void *tls_scopes;
+
+void *gt_current_scopes(void) { return tls_scopes; }
+void gt_set_current_scopes(void *s) { tls_scopes = s; }
+
 // A thread pinned by gt_worker_pin keeps the mask it had before: threads
 // it starts (a blocking-pool thread started from a pinned worker) get that
 // mask instead of inheriting the one CPU the kernel would hand down.

@@ -40,7 +40,7 @@ func pingpongBenchmark(workers: Int) throws -> Double {
             }
             for i in 0..<roundTrips {
                 try ping.send(i)
-                guard pong.receive() == i else { throw BenchmarkFailure(description: "pingpong: wrong value") }
+                guard try pong.receive() == i else { throw BenchmarkFailure(description: "pingpong: wrong value") }
             }
             ping.close()
             try echo.join()

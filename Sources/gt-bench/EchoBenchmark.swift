@@ -36,7 +36,7 @@ enum EchoBenchmark {
                 throw error
             }
         }
-        guard let listener = bound.receive() else {
+        guard let listener = try bound.receive() else {
             try server.join()  // rethrows why the server could not start
             throw BenchmarkFailure(description: "echo: the server stopped before it listened")
         }

@@ -23,7 +23,7 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
               summary: "10^6 green threads parked at once on one channel, woken by close (spawn+park+wake+exit per thread; + peak RSS per parked thread, target <= 6 KiB)",
               rssItems: { ParkManyWorkload.threads }, rssTargetPerItem: ParkManyWorkload.rssTargetPerThread,
               measure: parkManyBenchmark),
-] + EchoBenchmark.all
+] + DeadlineBenchmark.all + EchoBenchmark.all
 
 @main
 struct GTBench: ParsableCommand {

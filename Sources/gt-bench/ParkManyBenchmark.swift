@@ -38,7 +38,7 @@ func parkManyBenchmark(workers: Int) throws -> Double {
             for _ in 0..<n {
                 go {
                     ParkManyWorkload.arrived.add(1, ordering: .relaxed)
-                    _ = gate.receive()
+                    _ = try gate.receive()
                     wg.done()
                 }
             }

@@ -73,7 +73,7 @@ enum StressChannels {
         var closer: JoinHandle<Void>?
         if closeEarly {
             let delay = d.rng.micros(0...3_000)
-            closer = ctx.spawn { GreenThread.sleep(for: delay); ch.close() }
+            closer = ctx.spawn { try GreenThread.sleep(for: delay); ch.close() }
         }
         let sent = try joinAll(senders)
         ch.close()
@@ -206,7 +206,7 @@ enum StressChannels {
                 return got
             }
         }
-        return try ch.receiveOrThrow().map { .value($0) } ?? .closed
+        return try ch.receive().map { .value($0) } ?? .closed
     }
 
     /// Every message source `p` sent (sequence numbers 0..<sent[p]) arrived

@@ -91,7 +91,7 @@ enum StressSystem {
                     let t0 = gt_now_ns()
                     switch rng.int(0...2) {
                     case 0:
-                        GreenThread.sleep(for: .microseconds(micros))
+                        try GreenThread.sleep(for: .microseconds(micros))
                     case 1:
                         let timedOut = try select {
                             Case.receive(idle) { _ in false }
@@ -118,7 +118,7 @@ enum StressSystem {
             ctx.spawn { () throws -> Void in
                 try withUnsafeTemporaryAllocation(of: Int.self, capacity: 32) { frame in
                     for j in 0..<32 { frame[j] = i &* 31 &+ j }
-                    GreenThread.sleep(for: .milliseconds(60))
+                    try GreenThread.sleep(for: .milliseconds(60))
                     for j in 0..<32 where frame[j] != i &* 31 &+ j {
                         throw StressFailure(description: "timers: sleeper \(i)'s stack word \(j) changed across a 60 ms sleep")
                     }

@@ -49,7 +49,7 @@ func timersBenchmark(workers: Int) throws -> Double {
             for _ in 0..<n {
                 go {
                     TimerWorkload.fallAsleep()
-                    GreenThread.sleep(for: TimerWorkload.sleep)
+                    try GreenThread.sleep(for: TimerWorkload.sleep)
                     TimerWorkload.asleep.subtract(1, ordering: .relaxed)
                     wg.done()
                 }

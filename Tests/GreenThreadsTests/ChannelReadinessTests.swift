@@ -47,7 +47,7 @@ struct ChannelReadinessTests {
             #expect(c.readinessWord() & Channel<Int>.readinessBits == 0)
             #expect(c.tryReceive() == nil)
             #expect(!c.trySend(0))
-            let receiver = go { c.receive() }
+            let receiver = go { try c.receive() }
             while c.waiterCount == 0 { GreenThread.yield() }
             #expect(c.readinessWord() & Channel<Int>.sendReady != 0, "a parked receiver makes send ready")
             #expect(c.trySend(7))

@@ -67,9 +67,9 @@ private func randomReceive(_ ch: Channel<Int>, _ rng: inout Mix) throws -> Int? 
             if let v = ch.tryReceive() { return v }
             GreenThread.yield()
         }
-        return try ch.receiveOrThrow()
+        return try ch.receive()
     default:
-        return try ch.receiveOrThrow()
+        return try ch.receive()
     }
 }
 
@@ -188,7 +188,7 @@ struct ChannelStressTests {
                         var mine: [Int] = []
                         while true {
                             do {
-                                guard let v = try ch.receiveOrThrow() else { return mine }
+                                guard let v = try ch.receive() else { return mine }
                                 mine.append(v)
                             } catch {
                                 return mine

@@ -15,7 +15,7 @@ struct DumpTests {
         let deadline = gt_now_ns() + 10_000_000_000
         var text = rt.dump()
         while !text.contains(needle) && gt_now_ns() < deadline {
-            GreenThread.sleep(for: .milliseconds(5))
+            _ = try? GreenThread.sleep(for: .milliseconds(5))
             text = rt.dump()
         }
         return text
@@ -25,9 +25,9 @@ struct DumpTests {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         let ch = Channel<Int>()
-        @Sendable @inline(never) func receiveInDumpTestUniqueFrame() -> Int? { ch.receive() }
+        @Sendable @inline(never) func receiveInDumpTestUniqueFrame() throws -> Int? { try ch.receive() }
         let line = #line + 1
-        let handle = rt.spawn(name: "dump receiver") { receiveInDumpTestUniqueFrame() }
+        let handle = rt.spawn(name: "dump receiver") { try receiveInDumpTestUniqueFrame() }
         let text = dump(of: rt, showing: "\"dump receiver\" [parked: receive from a channel")
         let paragraph = text.split(separator: "\n\n").first { $0.contains("\"dump receiver\"") }.map(String.init) ?? ""
         #expect(paragraph.hasPrefix("green thread #"), "\(text)")
@@ -52,15 +52,15 @@ struct DumpTests {
         defer { rt.shutdown() }
         let text = try rt.run { () -> String in
             let ch = Channel<Int>()
-            let sleeper = go(name: "sleeper") { GreenThread.sleep(for: .seconds(60)) }
-            let receiver = go(name: "receiver") { _ = ch.receive() }
+            let sleeper = go(name: "sleeper") { try GreenThread.sleep(for: .seconds(60)) }
+            let receiver = go(name: "receiver") { _ = try ch.receive() }
             // Both park before the main thread runs again (one worker).
             GreenThread.yield()
             GreenThread.yield()
             let text = rt.dump()
             sleeper.cancel()
             ch.close()
-            try sleeper.join()
+            #expect(throws: CancellationError.self) { try sleeper.join() }
             try receiver.join()
             return text
         }
@@ -105,7 +105,7 @@ struct DumpTests {
         do {
             try rt.run {
                 let ch = Channel<Int>()
-                _ = try go(name: "stuck receiver") { ch.receive() }.join()
+                _ = try go(name: "stuck receiver") { try ch.receive() }.join()
             }
             Issue.record("run returned although every green thread is parked forever")
         } catch RuntimeError.deadlock(let report) {
@@ -155,12 +155,12 @@ struct DumpTests {
         let ch = Channel<Int>()
         // Not a tail call (the barrier comes after), so that its frame is on
         // the stack for the dump to show in optimized builds too.
-        @Sendable @inline(never) func parkForTheSignalDump() -> Int? {
-            let v = ch.receive()
+        @Sendable @inline(never) func parkForTheSignalDump() throws -> Int? {
+            let v = try ch.receive()
             gt_compiler_barrier()
             return v
         }
-        let parked = rt.spawn(name: "signal sleeper") { parkForTheSignalDump() }
+        let parked = rt.spawn(name: "signal sleeper") { try parkForTheSignalDump() }
         _ = dump(of: rt, showing: "\"signal sleeper\" [parked")
         gt_write_stderr("ready\n")
         var ts = timespec(tv_sec: 30, tv_nsec: 0)
@@ -194,7 +194,7 @@ struct DumpTests {
         let rt = Runtime(workers: 1)
         try rt.run {
             go(name: "failing one") { () throws -> Int in throw Boom(code: 17) }
-            GreenThread.sleep(for: .milliseconds(20))
+            try GreenThread.sleep(for: .milliseconds(20))
         }
         rt.shutdown()
         #expect(rt.stats.live == 0)

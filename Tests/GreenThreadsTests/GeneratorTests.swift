@@ -198,7 +198,7 @@ extension CoroutineSuites {
                                 sum += v
                                 // Either may resume us on the other worker.
                                 if expected % 16 == 0 {
-                                    GreenThread.sleep(for: .microseconds(50))
+                                    try GreenThread.sleep(for: .microseconds(50))
                                 } else {
                                     GreenThread.yield()
                                 }

@@ -181,7 +181,7 @@ extension CoroutineSuites {
                             let g = Greenlet { _ in 1 }
                             let home = gt_current_worker()
                             for i in 0..<200 where gt_current_worker() == home {
-                                if i % 8 == 0 { GreenThread.sleep(for: .microseconds(50)) } else { GreenThread.yield() }
+                                if i % 8 == 0 { try GreenThread.sleep(for: .microseconds(50)) } else { GreenThread.yield() }
                             }
                             if gt_current_worker() == home { return try g.switch() as! Int }
                             moved.add(1, ordering: .relaxed)

@@ -21,7 +21,7 @@ struct MigrationTests {
             values.append(i)
             // Mostly yields; now and then a short sleep, whose timer may be
             // fired (and the thread woken) by the other worker.
-            if i % 8 == 7 { GreenThread.sleep(for: .microseconds(20)) } else { GreenThread.yield() }
+            if i % 8 == 7 { _ = try? GreenThread.sleep(for: .microseconds(20)) } else { GreenThread.yield() }
             // Some real work so the other worker has time to steal.
             _ = spin(UInt64(i), iterations: 200)
             let now = Worker.current!.index
@@ -113,7 +113,7 @@ struct MigrationTests {
     static func mutateSleeping(_ values: inout [Int], seed: Int) {
         for i in 0..<10 {
             values.append(i)
-            GreenThread.sleep(for: .microseconds(50 + seed % 7))
+            _ = try? GreenThread.sleep(for: .microseconds(50 + seed % 7))
         }
     }
 }

@@ -69,7 +69,7 @@ struct MillionParkedTests {
             let gate = Channel<Int>(capacity: 0)
             // Each thread returns the value it received, or -1 if it was
             // woken by the close.
-            let handles = (0..<n).map { _ in go { gate.receive() ?? -1 } }
+            let handles = (0..<n).map { _ in go { try gate.receive() ?? -1 } }
             try waitUntilParked(handles)
             let peak = rt.stats
             let mappings = mappingCount()

@@ -171,7 +171,7 @@ struct NUMAMemoryGuestTests {
                         let p = StackPlacement.probe()
                         placements.entries.withLock { $0[i] = p }
                         gate.done()
-                        _ = ch.receive()
+                        _ = try ch.receive()
                         return Worker.current!.node
                     }))
                 }

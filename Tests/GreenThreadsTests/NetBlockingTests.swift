@@ -30,7 +30,7 @@ struct NetBlockingTests {
                     var maxGap: Int64 = 0
                     var ticks = 0
                     while done.tryReceive() == nil {
-                        GreenThread.sleep(for: .milliseconds(1))
+                        try GreenThread.sleep(for: .milliseconds(1))
                         let now = gt_now_ns()
                         maxGap = max(maxGap, now - last)
                         last = now
@@ -38,7 +38,7 @@ struct NetBlockingTests {
                     }
                     return (ticks, maxGap)
                 }
-                GreenThread.sleep(for: .milliseconds(5))
+                try GreenThread.sleep(for: .milliseconds(5))
                 let v = GreenThread.blocking { () -> Int in
                     usleep(600_000)  // blocks this pool thread, not the worker
                     return 42
@@ -110,7 +110,7 @@ struct NetBlockingTests {
                 }
                 return GreenThread.isCancelled
             }
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
             h.cancel()
             let sawCancel = try h.join()
             #expect(sawCancel)  // returned only after the body
@@ -135,7 +135,7 @@ struct NetBlockingTests {
         let other = Runtime(workers: 1)
         defer { other.shutdown() }
         let client = other.spawn {
-            GreenThread.sleep(for: .milliseconds(300))
+            try GreenThread.sleep(for: .milliseconds(300))
             let s = try TCPStream.connect(host: "127.0.0.1", port: port, timeout: .seconds(5))
             try s.write([4, 2])
             return s
@@ -151,7 +151,7 @@ struct NetBlockingTests {
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let server = go {
                 let c = try listener.accept()
-                GreenThread.sleep(for: .seconds(3600))  // virtual: instant
+                try GreenThread.sleep(for: .seconds(3600))  // virtual: instant
                 try c.write(try c.readExactly(3))
             }
             let t0 = rt.now

@@ -230,7 +230,7 @@ struct NetFDLimitsTests {
             let clients = (0..<count).map { i in go { () throws -> Bool in
                 let s = try TCPStream.connect(host: "127.0.0.1", port: port, timeout: .seconds(60))
                 opened.done()
-                _ = start.receive()  // all connected first
+                _ = try start.receive()  // all connected first
                 let msg = withUnsafeBytes(of: UInt64(i).littleEndian) { Array($0) }
                 try s.write(msg)
                 let back = try s.readExactly(8, timeout: .seconds(60))

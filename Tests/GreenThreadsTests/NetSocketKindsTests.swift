@@ -22,7 +22,7 @@ struct NetSocketKindsTests {
                 try b.send(bytes.reversed(), to: from)
                 return (bytes, from)
             }
-            GreenThread.sleep(for: .milliseconds(10))  // let it park first
+            try GreenThread.sleep(for: .milliseconds(10))  // let it park first
             try a.send([1, 2, 3], to: b.localAddress)
             let (got, from) = try receiver.join()
             #expect(got == [1, 2, 3])
@@ -74,7 +74,7 @@ struct NetSocketKindsTests {
                 try GreenThread.waitReadable(r, timeout: .seconds(5))
                 log.append("readable")
             }
-            GreenThread.sleep(for: .milliseconds(20))
+            try GreenThread.sleep(for: .milliseconds(20))
             log.append("writing")
             var byte: UInt8 = 1
             _ = write(w, &byte, 1)

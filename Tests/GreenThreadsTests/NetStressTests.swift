@@ -50,7 +50,7 @@ struct NetStressTests {
                         let r = go { () -> String in
                             do { _ = try s.read(upTo: 16); return "read" } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
                         }
-                        if next(2) == 0 { GreenThread.yield() } else { GreenThread.sleep(for: .microseconds(Int64(next(500)))) }
+                        if next(2) == 0 { GreenThread.yield() } else { try GreenThread.sleep(for: .microseconds(Int64(next(500)))) }
                         r.cancel()
                         log.append(try r.join())
                     default:

@@ -97,7 +97,7 @@ struct NetTCPTests {
             }
             let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
             try s.write([42])
-            GreenThread.sleep(for: .milliseconds(20))
+            try GreenThread.sleep(for: .milliseconds(20))
             s.close()
             let (first, second) = try reader.join()
             #expect(first == [42])
@@ -118,7 +118,7 @@ struct NetTCPTests {
                 } catch let e as NetError { return e }
             }
             let s = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
-            GreenThread.sleep(for: .milliseconds(20))
+            try GreenThread.sleep(for: .milliseconds(20))
             try s.setLingerZero()
             s.close()
             let e = try reader.join()
@@ -249,7 +249,7 @@ struct NetTCPTests {
             let acceptor = go { () -> NetError? in
                 do { _ = try listener.accept(); return nil } catch let e as NetError { return e } catch { return nil }
             }
-            GreenThread.sleep(for: .milliseconds(30))
+            try GreenThread.sleep(for: .milliseconds(30))
             s.close()
             listener.close()
             #expect(try reader.join()?.kind == .closed)
@@ -274,7 +274,7 @@ struct NetTCPTests {
             let reader = go { () -> String in
                 do { _ = try s.read(upTo: 10); return "read" } catch is CancellationError { return "cancelled" } catch { return "\(error)" }
             }
-            GreenThread.sleep(for: .milliseconds(20))
+            try GreenThread.sleep(for: .milliseconds(20))
             reader.cancel()
             #expect(try reader.join() == "cancelled")
             // The stream is intact: a later read gets the data.

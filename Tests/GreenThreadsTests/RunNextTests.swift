@@ -44,11 +44,11 @@ struct RunNextTests {
             let (latency, hold) = try rt.run { [rt] () throws -> (Int64, Int64) in
                 let ch = Channel<Int>(), start = Channel<Int>()
                 let receiver = go { () -> Int64 in
-                    _ = ch.receive()
+                    _ = try ch.receive()
                     return gt_now_ns()
                 }
                 let waker = go { () throws -> (Int64, Int64) in
-                    _ = start.receive()
+                    _ = try start.receive()
                     let sent = gt_now_ns()
                     try ch.send(1)  // the receiver: into this worker's run-next slot
                     switch holding {
@@ -131,11 +131,11 @@ struct RunNextTests {
                         var r = FastRandom(seed: childSeed)
                         var sent = 0
                         // A token is hops made so far * 1000 + its number.
-                        while let token = inbox.receive() {
+                        while let token = try inbox.receive() {
                             hops.add(1, ordering: .relaxed)
                             switch r.next(below: 16) {
                             case 0: GreenThread.yield()
-                            case 1: GreenThread.sleep(for: .microseconds(r.next(below: 100)))
+                            case 1: try GreenThread.sleep(for: .microseconds(r.next(below: 100)))
                             case 2: _ = spin(UInt64(token), iterations: r.next(below: 20_000))
                             case 3: usleep(useconds_t(r.next(below: 300)))
                             default: break
@@ -150,7 +150,7 @@ struct RunNextTests {
                 }
                 for t in 0..<tokens { try chans[t].send(t) }
                 while hops.load(ordering: .relaxed) < tokens * hopsPerToken {
-                    GreenThread.sleep(for: .microseconds(200))
+                    try GreenThread.sleep(for: .microseconds(200))
                 }
                 for ch in chans { ch.close() }
                 return try joinAll(members).reduce(0, +)

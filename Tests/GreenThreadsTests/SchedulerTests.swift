@@ -72,7 +72,7 @@ struct SchedulerTests {
         defer { rt.shutdown() }
         try rt.run { () throws in
             let ok = go { () -> [Int] in
-                GreenThread.sleep(for: .milliseconds(5))
+                try GreenThread.sleep(for: .milliseconds(5))
                 return [1, 2, 3]
             }
             let copies = [ok, ok, ok]
@@ -109,7 +109,7 @@ struct SchedulerTests {
             // time slice on a loaded machine must not reorder the wake-ups.
             let delays = [200, 40, 160, 80, 120]
             let hs = delays.map { ms in go {
-                GreenThread.sleep(for: .milliseconds(ms))
+                try GreenThread.sleep(for: .milliseconds(ms))
                 log.append(ms)
             } }
             _ = try joinAll(hs)
@@ -124,7 +124,7 @@ struct SchedulerTests {
         try expectTimely { () throws -> [TimingBound] in
             let elapsed = try rt.run { () -> Int64 in
                 let t0 = gt_now_ns()
-                GreenThread.sleep(for: .milliseconds(30))
+                try GreenThread.sleep(for: .milliseconds(30))
                 return gt_now_ns() - t0
             }
             #expect(elapsed >= 30_000_000, "a 30 ms sleep ended after \(elapsed) ns")
@@ -182,10 +182,10 @@ struct SchedulerTests {
             let (cancelled, elapsed) = try rt.run { () throws -> (Bool, Int64) in
                 let t0 = gt_now_ns()
                 let h = go { () -> Bool in
-                    GreenThread.sleep(for: .seconds(3600))
+                    do { try GreenThread.sleep(for: .seconds(3600)) } catch is CancellationError {}
                     return GreenThread.isCancelled
                 }
-                GreenThread.sleep(for: .milliseconds(10))
+                try GreenThread.sleep(for: .milliseconds(10))
                 h.cancel()
                 return (try h.join(), gt_now_ns() - t0)
             }
@@ -198,20 +198,20 @@ struct SchedulerTests {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         try rt.run {
-            let slow = go { GreenThread.sleep(for: .seconds(3600)) }
+            let slow = go { try GreenThread.sleep(for: .seconds(3600)) }
             let joiner = go { try slow.join() }
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
             joiner.cancel()
             #expect(throws: CancellationError.self) { try joiner.join() }
             slow.cancel()
-            try slow.join()
+            #expect(throws: CancellationError.self) { try slow.join() }
         }
     }
 
     @Test func asyncValueBridge() async throws {
         let rt = Runtime(workers: 2)
         let h = rt.spawn { () -> Int in
-            GreenThread.sleep(for: .milliseconds(5))
+            try GreenThread.sleep(for: .milliseconds(5))
             return 99
         }
         #expect(try await h.value == 99)
@@ -227,7 +227,7 @@ struct SchedulerTests {
         }))
         try rt.run {
             for _ in 0..<3 { go { () throws -> Int in throw Boom(code: 5) } }
-            GreenThread.sleep(for: .milliseconds(20))
+            try GreenThread.sleep(for: .milliseconds(20))
         }
         rt.shutdown()
         #expect(seen.load(ordering: .relaxed) == 3)
@@ -266,12 +266,12 @@ struct SchedulerTests {
                 for _ in 0..<100 {
                     go {
                         defer { unwound.add(1, ordering: .relaxed) }
-                        GreenThread.sleep(for: .seconds(3600))
+                        try GreenThread.sleep(for: .seconds(3600))
                     }
                 }
-                let blocker = go { GreenThread.sleep(for: .seconds(3600)) }
+                let blocker = go { try GreenThread.sleep(for: .seconds(3600)) }
                 for _ in 0..<50 { go { try blocker.join() } }
-                GreenThread.sleep(for: .milliseconds(20))
+                try GreenThread.sleep(for: .milliseconds(20))
             }
             #expect(rt.stats.live == 151)
             let t0 = gt_now_ns()
@@ -376,7 +376,7 @@ struct SchedulerTests {
                         for _ in 0..<r.next(below: 5) {
                             switch mode {
                             case 0: GreenThread.yield()
-                            case 1: GreenThread.sleep(for: .microseconds(r.next(below: 200)))
+                            case 1: try GreenThread.sleep(for: .microseconds(r.next(below: 200)))
                             case 2:
                                 let k = r.next(below: 100)
                                 _ = try go { k }.join()

@@ -12,7 +12,7 @@ private func waitUntilSettled<T>(_ hs: [JoinHandle<T>]) throws {
     let start = gt_now_ns()
     while hs.contains(where: { !$0.isFinished && $0.fiber.state != .parked }) {
         guard gt_now_ns() - start < 30_000_000_000 else { throw TimedOut() }
-        GreenThread.sleep(for: .milliseconds(1))
+        try GreenThread.sleep(for: .milliseconds(1))
     }
 }
 
@@ -58,7 +58,7 @@ struct SpawnLimitsTests {
         let (first, extra, after) = try rt.run { () throws -> ([Result<Int, any Error>], [Result<Int, any Error>], Int) in
             // The main green thread is one of the ten.
             let gate = Channel<Int>(capacity: 0)
-            let parked = (0..<9).map { i in go { () -> Int in _ = gate.receive(); return i } }
+            let parked = (0..<9).map { i in go { () -> Int in _ = try gate.receive(); return i } }
             try waitUntilSettled(parked)
             let refused = (0..<3).map { i in go { i } }
             let extra = outcomes(refused)
@@ -79,8 +79,8 @@ struct SpawnLimitsTests {
         let rt = Runtime(configuration: .init(workers: 1, maxGreenThreads: 2))
         defer { rt.shutdown() }
         let gate = Channel<Int>(capacity: 0)
-        let a = rt.spawn { gate.receive() ?? 0 }
-        let b = rt.spawn { gate.receive() ?? 0 }
+        let a = rt.spawn { try gate.receive() ?? 0 }
+        let b = rt.spawn { try gate.receive() ?? 0 }
         let c = rt.spawn { 3 }
         #expect(isTooMany(Result { try c.join() }))
         #expect(String(describing: Result { try c.join() }).contains("maxGreenThreads"))
@@ -123,14 +123,14 @@ struct SpawnLimitsTests {
         let core = rt.core
         let (early, failed, late) = try rt.run { () throws -> ([Result<Int, any Error>], [Result<Int, any Error>], [Result<Int, any Error>]) in
             let gate = Channel<Int>(capacity: 0)
-            let early = (0..<4).map { i in go { () -> Int in _ = gate.receive(); return i } }
+            let early = (0..<4).map { i in go { () -> Int in _ = try gate.receive(); return i } }
             try waitUntilSettled(early)
             core.injectedStackMapErrno.store(ENOMEM, ordering: .relaxed)
-            let doomed = (0..<20).map { i in go { () -> Int in _ = gate.receive(); return i } }
+            let doomed = (0..<20).map { i in go { () -> Int in _ = try gate.receive(); return i } }
             try waitUntilSettled(doomed)
             core.injectedStackMapErrno.store(0, ordering: .relaxed)
             let failed = outcomes(doomed)
-            let late = (0..<4).map { i in go { () -> Int in _ = gate.receive(); return 10 + i } }
+            let late = (0..<4).map { i in go { () -> Int in _ = try gate.receive(); return 10 + i } }
             try waitUntilSettled(late)
             gate.close()
             return (outcomes(early), failed, outcomes(late))
@@ -159,7 +159,7 @@ struct SpawnLimitsTests {
             guard setrlimit(Int32(RLIMIT_AS.rawValue), &lowered) == 0 else { exit(11) }
             let result = try? rt.run { () throws -> (ran: Int, refused: Int, other: Int, text: String) in
                 let gate = Channel<Int>(capacity: 0)
-                let hs = (0..<2_000).map { _ in go { () -> Int in _ = gate.receive(); return 1 } }
+                let hs = (0..<2_000).map { _ in go { () -> Int in _ = try gate.receive(); return 1 } }
                 try waitUntilSettled(hs)
                 gate.close()
                 var ran = 0, refused = 0, other = 0
@@ -201,7 +201,7 @@ struct SpawnLimitsTests {
                         return 21
                     }
                 }
-                GreenThread.sleep(for: .milliseconds(50))
+                try GreenThread.sleep(for: .milliseconds(50))
                 // The client's socket exists before the limit drops; its
                 // connect needs no new fd, the server's accept does.
                 let client = gt_socket(AF_INET, Int32(SOCK_STREAM.rawValue))

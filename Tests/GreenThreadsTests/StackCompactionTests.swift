@@ -21,7 +21,7 @@ private func waitFor(_ what: String, _ condition: () -> Bool) throws {
     while !condition() {
         guard gt_now_ns() - start < 30_000_000_000 else { throw Stuck(what: what) }
         if Worker.current?.local.pointee.current != nil {
-            GreenThread.sleep(for: .milliseconds(1))
+            try GreenThread.sleep(for: .milliseconds(1))
         } else {
             usleep(1_000)
         }
@@ -138,7 +138,7 @@ struct StackCompactionTests {
                 go { () -> FrameCheck in
                     sleepDeep(depth: depth, seed: UInt64(i) << 20, parent: nil, parentSeed: 0,
                               stack: currentStackRange()) {
-                        GreenThread.sleep(for: .milliseconds(300))
+                        _ = try? GreenThread.sleep(for: .milliseconds(300))
                     }
                 }
             }
@@ -165,7 +165,7 @@ struct StackCompactionTests {
                 go { () -> FrameCheck in
                     sleepDeep(depth: depth, seed: UInt64(i) &* 1_000_003, parent: nil, parentSeed: 0,
                               stack: currentStackRange()) {
-                        GreenThread.sleep(for: .seconds(3600))
+                        _ = try? GreenThread.sleep(for: .seconds(3600))
                     }
                 }
             }
@@ -216,7 +216,7 @@ struct StackCompactionTests {
                     go { () -> FrameCheck in
                         sleepDeep(depth: depth, seed: UInt64(round * 1000 + i), parent: nil, parentSeed: 0,
                                   stack: currentStackRange()) {
-                            GreenThread.sleep(for: .nanoseconds(cancelAt[i] ? 3_600_000_000_000 : sleeps[i]))
+                            _ = try? GreenThread.sleep(for: .nanoseconds(cancelAt[i] ? 3_600_000_000_000 : sleeps[i]))
                         }
                     }
                 }
@@ -270,7 +270,7 @@ struct StackCompactionTests {
                     go { () -> FrameCheck in
                         sleepDeep(depth: 8, seed: UInt64(i), parent: nil, parentSeed: 0, stack: currentStackRange()) {
                             before[i] = Worker.current!.index
-                            GreenThread.sleep(for: .seconds(3600))
+                            _ = try? GreenThread.sleep(for: .seconds(3600))
                             after[i] = Worker.current!.index
                         }
                     }
@@ -306,7 +306,7 @@ struct StackCompactionTests {
                 go {
                     defer { unwound.add(1, ordering: .relaxed) }
                     _ = sleepDeep(depth: 4, seed: UInt64(i), parent: nil, parentSeed: 0, stack: currentStackRange()) {
-                        GreenThread.sleep(for: .seconds(3600))
+                        _ = try? GreenThread.sleep(for: .seconds(3600))
                     }
                 }
             }
@@ -340,7 +340,7 @@ struct StackCompactionTests {
                 let hs = (0..<n).map { i in
                     go { () -> FrameCheck in
                         sleepDeep(depth: 6, seed: UInt64(i), parent: nil, parentSeed: 0, stack: currentStackRange()) {
-                            GreenThread.sleep(for: .seconds(3600))
+                            _ = try? GreenThread.sleep(for: .seconds(3600))
                         }
                     }
                 }
@@ -360,11 +360,11 @@ struct StackCompactionTests {
         defer { rt.shutdown() }
         let n = 100
         let bytes = try rt.run { () throws -> [Int] in
-            let hs = (0..<n).map { _ in go { GreenThread.sleep(for: .seconds(3600)) } }
+            let hs = (0..<n).map { _ in go { try GreenThread.sleep(for: .seconds(3600)) } }
             try waitFor("\(n) compacted stacks") { rt.stats.stacksCompacted == n }
             let bytes = hs.map { $0.fiber.compactedBytes }
             for h in hs { h.cancel() }
-            try joinAll(hs)
+            for h in hs { #expect(throws: CancellationError.self) { try h.join() } }
             return bytes.sorted()
         }
         print("StackCompactionTests: a plain sleeper's saved top is \(bytes[n / 2]) bytes")
@@ -382,7 +382,7 @@ struct StackCompactionTests {
     func compactionIsSelective() throws {
         let short = compactingRuntime(minimumSleep: .seconds(10))
         try short.run {
-            let hs = (0..<50).map { _ in go { GreenThread.sleep(for: .milliseconds(50)) } }
+            let hs = (0..<50).map { _ in go { try GreenThread.sleep(for: .milliseconds(50)) } }
             try joinAll(hs)
         }
         #expect(short.stats.stackCompactions == 0)
@@ -391,7 +391,7 @@ struct StackCompactionTests {
         let few = Runtime(configuration: .init(
             workers: 2, stackCompaction: .init(minimumSleep: .zero, minimumSleepers: 100_000)))
         try few.run {
-            let hs = (0..<50).map { _ in go { GreenThread.sleep(for: .milliseconds(50)) } }
+            let hs = (0..<50).map { _ in go { try GreenThread.sleep(for: .milliseconds(50)) } }
             try joinAll(hs)
         }
         #expect(few.stats.stackCompactions == 0)
@@ -402,7 +402,7 @@ struct StackCompactionTests {
                        Runtime.Configuration(workers: 2, stackCompaction: nil)] {
             let rt = Runtime(configuration: config)
             try rt.run {
-                let hs = (0..<50).map { _ in go { GreenThread.sleep(for: .milliseconds(50)) } }
+                let hs = (0..<50).map { _ in go { try GreenThread.sleep(for: .milliseconds(50)) } }
                 try joinAll(hs)
             }
             #expect(rt.stats.stackCompactions == 0)
@@ -419,7 +419,7 @@ struct StackCompactionTests {
                 go { () -> [Int] in
                     let gen = Generator<Int> { yield in
                         for i in 0..<3 {
-                            GreenThread.sleep(for: .milliseconds(30))
+                            try GreenThread.sleep(for: .milliseconds(30))
                             try yield(i)
                         }
                     }
@@ -442,14 +442,14 @@ struct StackCompactionTests {
                 let rt = Runtime(configuration: .init(workers: 2, stackCompaction: compaction))
                 defer { rt.shutdown() }
                 // Warm up: the runtime's own first allocations are not the sleepers'.
-                _ = try rt.run { try joinAll((0..<100).map { _ in go { GreenThread.sleep(for: .milliseconds(1)) } }) }
+                _ = try rt.run { try joinAll((0..<100).map { _ in go { try GreenThread.sleep(for: .milliseconds(1)) } }) }
                 let before = Int(gt_resident_bytes())
-                let hs = (0..<n).map { _ in rt.spawn { GreenThread.sleep(for: .seconds(3600)) } }
+                let hs = (0..<n).map { _ in rt.spawn { try GreenThread.sleep(for: .seconds(3600)) } }
                 try waitFor("sleepers parked") { hs.allSatisfy { $0.fiber.state == .parked } }
                 if compaction != nil { try waitFor("sleepers compacted") { rt.stats.stacksCompacted == n } }
                 let cost = (Int(gt_resident_bytes()) - before) / n
                 for h in hs { h.cancel() }
-                for h in hs { try h.join() }
+                for h in hs { do { try h.join() } catch is CancellationError {} }
                 return cost
             }
             // Compacted first, on a fresh heap: the plain run after it reuses

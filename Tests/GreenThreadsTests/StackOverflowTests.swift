@@ -47,7 +47,7 @@ struct StackOverflowTests {
             // The id is said before the thread may overflow.
             let gate = Channel<Int>(capacity: 1)
             let h = rt.spawn(name: "deep-recursion") { () -> Int in
-                _ = gate.receive()
+                _ = try gate.receive()
                 return recurseDeeply(0, limit: -1)
             }
             say("spawned #\(h.id.rawValue)")
@@ -68,7 +68,7 @@ struct StackOverflowTests {
             let gate = Channel<Int>(capacity: 1)
             let h = rt.spawn { () -> Int in
                 // Deep after a park and a yield: not on its first run.
-                _ = gate.receive()
+                _ = try gate.receive()
                 GreenThread.yield()
                 return recurseDeeply(0, limit: -1)
             }

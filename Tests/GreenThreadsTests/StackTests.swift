@@ -28,7 +28,7 @@ struct StackTests {
         let (before, during) = try rt.run { () throws -> (Int, Int) in
             let before = mappingCount()
             let gate = Channel<Int>(capacity: 0)
-            let hs = (0..<n).map { _ in go { _ = gate.receive() } }
+            let hs = (0..<n).map { _ in go { _ = try gate.receive() } }
             try waitUntilParked(hs)
             let during = mappingCount()
             gate.close()

@@ -29,7 +29,7 @@ private func concurrentThreads(_ n: Int) throws -> [(UInt, Int)] {
     let started = Atomic<Int>(0)
     let hs = (0..<n).map { _ in go { () -> (UInt, Int) in
         started.add(1, ordering: .relaxed)
-        _ = gate.receive()
+        _ = try gate.receive()
         let s = GreenThread.currentFiber!.stack
         return (UInt(bitPattern: s.base), s.size)
     } }

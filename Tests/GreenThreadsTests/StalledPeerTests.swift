@@ -42,7 +42,7 @@ struct StalledPeerTests {
                         })
                     }
                 }
-                GreenThread.sleep(for: .milliseconds(20))
+                try GreenThread.sleep(for: .milliseconds(20))
                 // Queue 16 threads here, then block this worker for 300 ms in a
                 // call the runtime does not know about.
                 let queuedAt = gt_now_ns()

@@ -82,7 +82,7 @@ struct SyncTests {
             let h = go { () -> Bool in
                 do { try m.lock(); return false } catch is CancellationError { return true } catch { return false }
             }
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
             h.cancel()
             let threw = try h.join()
             let waiters = m.waiterCount
@@ -118,7 +118,7 @@ struct SyncTests {
                     m.unlock()
                 }
             }
-            GreenThread.sleep(for: .milliseconds(2))
+            try GreenThread.sleep(for: .milliseconds(2))
             let waiter = go { () throws -> Int in
                 let before = rounds.load(ordering: .relaxed)
                 try m.lock()
@@ -188,7 +188,7 @@ struct SyncTests {
                     woken.add(1, ordering: .relaxed)
                 }
             }
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
             #expect(cond.waiterCount == 5)
             try m.withLock { go_.value = true }
             cond.broadcast()
@@ -214,7 +214,7 @@ struct SyncTests {
                     return !m.tryLock()
                 }
             }
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
             h.cancel()
             return (!signalled, try h.join(), cond.waiterCount)
         }
@@ -257,7 +257,7 @@ struct SyncTests {
             let h = go { () -> Bool in
                 do { try sem.acquire(); return false } catch is CancellationError { return true } catch { return false }
             }
-            GreenThread.sleep(for: .milliseconds(10))
+            try GreenThread.sleep(for: .milliseconds(10))
             h.cancel()
             let cancelled = try h.join()
             sem.release()
@@ -279,7 +279,7 @@ struct SyncTests {
                 wg.add(1)
                 go {
                     defer { wg.done() }
-                    GreenThread.sleep(for: .microseconds(100 * (i % 5)))
+                    try GreenThread.sleep(for: .microseconds(100 * (i % 5)))
                     finished.add(1, ordering: .relaxed)
                 }
             }
@@ -299,7 +299,7 @@ struct SyncTests {
         wg.add(10)
         for _ in 0..<10 {
             rt.spawn {
-                GreenThread.sleep(for: .milliseconds(2))
+                try GreenThread.sleep(for: .milliseconds(2))
                 done.add(1, ordering: .relaxed)
                 wg.done()
             }
@@ -312,7 +312,7 @@ struct SyncTests {
         let h = rt.spawn { () -> Bool in
             do { try never.wait(); return false } catch is CancellationError { return true } catch { return false }
         }
-        GreenThread.sleep(for: .milliseconds(10))
+        try GreenThread.sleep(for: .milliseconds(10))
         h.cancel()
         #expect(try h.join())
         never.done()
@@ -334,7 +334,7 @@ struct SyncTests {
             let hs = (0..<50).map { _ in
                 go { () -> Bool in
                     once.run {
-                        GreenThread.sleep(for: .milliseconds(5))  // others arrive meanwhile
+                        _ = try? GreenThread.sleep(for: .milliseconds(5))  // others arrive meanwhile
                         value.value = 42
                         runs.add(1, ordering: .relaxed)
                     }

@@ -18,10 +18,10 @@ private func ticksDuringBlockingLoop(_ rt: Runtime, tickerStops: Bool = false) t
             while !blockerDone.load(ordering: .acquiring) && !(tickerStops && n >= 30) {
                 ticks.add(1, ordering: .relaxed)
                 n += 1
-                GreenThread.sleep(for: .milliseconds(1))
+                try GreenThread.sleep(for: .milliseconds(1))
             }
         }
-        GreenThread.sleep(for: .milliseconds(3))  // the ticker is under way
+        try GreenThread.sleep(for: .milliseconds(3))  // the ticker is under way
         let blocker = go { () -> Int in
             let before = ticks.load(ordering: .relaxed)
             for _ in 0..<20 { usleep(10_000) }
@@ -77,7 +77,7 @@ struct SysmonTests {
         let otherRan = Atomic<Bool>(false)
         let spun = try rt.run { () throws -> Int in
             let other = go {
-                GreenThread.sleep(for: .milliseconds(2))
+                try GreenThread.sleep(for: .milliseconds(2))
                 log.append("other")
                 otherRan.store(true, ordering: .releasing)
             }
@@ -176,7 +176,7 @@ struct SysmonTests {
         #expect(eventually { rt.stats.replacementWorkers == 0 })
         do {
             try rt.run {
-                let h = go { () -> Int in Channel<Int>(capacity: 0).receive() ?? 0 }
+                let h = go { () -> Int in try Channel<Int>(capacity: 0).receive() ?? 0 }
                 _ = try h.join()
             }
             Issue.record("run returned although its green threads wait forever")
@@ -191,7 +191,7 @@ struct SysmonTests {
         defer { rt.shutdown() }
         // Every worker is asleep, without watching, before anyone waits on
         // the runtime: the join itself must start the deadlock check.
-        let h = rt.spawn { () -> Int in Channel<Int>(capacity: 0).receive() ?? 0 }
+        let h = rt.spawn { () -> Int in try Channel<Int>(capacity: 0).receive() ?? 0 }
         usleep(50_000)
         #expect(throws: RuntimeError.self) { _ = try h.join() }
     }
@@ -205,7 +205,7 @@ struct SysmonTests {
             rt.spawn {
                 while !GreenThread.isCancelled {
                     ticks.add(1, ordering: .relaxed)
-                    GreenThread.sleep(for: .milliseconds(1))
+                    try GreenThread.sleep(for: .milliseconds(1))
                 }
             }
             #expect(eventually { ticks.load(ordering: .relaxed) >= 10 }, "the ticker never ran")
@@ -232,10 +232,10 @@ struct SysmonTests {
         let ranWhileBlocked = try rt.run { () throws -> Bool in
             let ch = Channel<Int>(capacity: 0)
             let receiver = go { () -> Bool in
-                _ = ch.receive()
+                _ = try ch.receive()
                 return !blockerDone.load(ordering: .acquiring)
             }
-            GreenThread.sleep(for: .milliseconds(2))  // the receiver is parked
+            try GreenThread.sleep(for: .milliseconds(2))  // the receiver is parked
             let blocker = go {
                 // The send wakes the receiver into this worker's run-next
                 // slot, and then this worker blocks: only a replacement that
@@ -261,21 +261,21 @@ struct SysmonTests {
                 let ticker = go {
                     while !stop.load(ordering: .acquiring) {
                         ticks.add(1, ordering: .relaxed)
-                        GreenThread.sleep(for: .milliseconds(1))
+                        try GreenThread.sleep(for: .milliseconds(1))
                     }
                 }
-                GreenThread.sleep(for: .milliseconds(3))
+                try GreenThread.sleep(for: .milliseconds(3))
                 // Two blockers in a row: the second lands on the first one's
                 // replacement and blocks it too.
                 let blockers = (0..<2).map { i in
                     go {
-                        if i == 1 { GreenThread.sleep(for: .milliseconds(40)) }
+                        if i == 1 { try GreenThread.sleep(for: .milliseconds(40)) }
                         // 300 ms each: the ticks counted after 80 ms then
                         // span ~250 ms.
                         for _ in 0..<30 { usleep(10_000) }
                     }
                 }
-                GreenThread.sleep(for: .milliseconds(80))
+                try GreenThread.sleep(for: .milliseconds(80))
                 let before = ticks.load(ordering: .relaxed)
                 _ = try joinAll(blockers)
                 let during = ticks.load(ordering: .relaxed) - before
@@ -307,7 +307,7 @@ struct SysmonTests {
             let producer = go { () throws -> Int in
                 for i in 0..<2_000 {
                     try ch.send(i)
-                    if i % 100 == 0 { GreenThread.sleep(for: .microseconds(300)) }
+                    if i % 100 == 0 { try GreenThread.sleep(for: .microseconds(300)) }
                 }
                 ch.close()
                 return 0
@@ -315,7 +315,7 @@ struct SysmonTests {
             let consumer = go { () -> Int in ch.reduce(0, +) }
             let sleepers = (0..<50).map { i in
                 go { () -> Int in
-                    GreenThread.sleep(for: .milliseconds(i % 7))
+                    try GreenThread.sleep(for: .milliseconds(i % 7))
                     return i
                 }
             }

@@ -30,7 +30,7 @@ struct TaskLocalTests {
             let a = go { () throws -> [String] in
                 try Probe.$name.withValue("A") { () throws -> [String] in
                     let before = Probe.name
-                    _ = gate.receive()  // parks with the binding open
+                    _ = try gate.receive()  // parks with the binding open
                     return [before, Probe.name]
                 }
             }
@@ -61,7 +61,7 @@ struct TaskLocalTests {
                             for step in 0..<20 {
                                 Probe.$name.withValue("\(i)/\(step)") {
                                     if rng.next() % 4 == 0 {
-                                        GreenThread.sleep(for: .microseconds(Int64(rng.next() % 50)))
+                                        _ = try? GreenThread.sleep(for: .microseconds(Int64(rng.next() % 50)))
                                     } else {
                                         GreenThread.yield()
                                     }

@@ -52,7 +52,7 @@ struct TimerTests {
                     let ns = Int64(750_000_000 + (i &* 7919) % 500_000_000)
                     go {
                         let deadline = gt_now_ns() + ns
-                        GreenThread.sleep(for: .nanoseconds(ns))
+                        try GreenThread.sleep(for: .nanoseconds(ns))
                         if gt_now_ns() < deadline { early.add(1, ordering: .relaxed) }
                         woken.add(1, ordering: .relaxed)
                         wg.done()
@@ -113,10 +113,10 @@ struct TimerTests {
         let lateness = try rt.run { () throws -> [Int64] in
             let hs = (0..<n).map { i in
                 go { () -> Int64 in
-                    GreenThread.sleep(for: .milliseconds(100))
+                    try GreenThread.sleep(for: .milliseconds(100))
                     let ns = sleepNanos(i)
                     let deadline = gt_now_ns() + ns
-                    GreenThread.sleep(for: .nanoseconds(ns))
+                    try GreenThread.sleep(for: .nanoseconds(ns))
                     return gt_now_ns() - deadline
                 }
             }
@@ -134,10 +134,10 @@ struct TimerTests {
         let weakFibers = try rt.run { () throws -> [WeakFiber] in
             // A String result: fibers that return a trivial value are kept
             // by their worker's FiberCache for reuse, on purpose.
-            let hs = (0..<n).map { _ in go { () -> String in GreenThread.sleep(for: .seconds(3600)); return "" } }
+            let hs = (0..<n).map { _ in go { () -> String in try GreenThread.sleep(for: .seconds(3600)); return "" } }
             try waitUntilParked(hs)
             for h in hs { h.cancel() }
-            for h in hs { _ = try h.join() }
+            for h in hs { #expect(throws: CancellationError.self) { _ = try h.join() } }
             let weak = hs.map { WeakFiber($0.fiber) }
             return weak
         }
@@ -154,7 +154,7 @@ struct TimerTests {
         defer { rt.shutdown() }
         let n = 2_000
         let pages = try rt.run { () throws -> [Int] in
-            let hs = (0..<n).map { _ in go { GreenThread.sleep(for: .seconds(3600)) } }
+            let hs = (0..<n).map { _ in go { try GreenThread.sleep(for: .seconds(3600)) } }
             try waitUntilParked(hs)
             let page = Int(gt_page_size())
             var pages: [Int] = []
@@ -166,7 +166,7 @@ struct TimerTests {
                 pages.append(vec.filter { $0 & 1 == 1 }.count)
             }
             for h in hs { h.cancel() }
-            try joinAll(hs)
+            for h in hs { #expect(throws: CancellationError.self) { try h.join() } }
             return pages
         }
         #expect(pages.count == n)
@@ -226,7 +226,7 @@ func waitUntilParked<T>(_ hs: [JoinHandle<T>]) throws {
     let start = gt_now_ns()
     while hs.contains(where: { $0.fiber.state != .parked }) {
         guard gt_now_ns() - start < 30_000_000_000 else { throw TimedOut() }
-        GreenThread.sleep(for: .milliseconds(1))
+        try GreenThread.sleep(for: .milliseconds(1))
     }
 }
 

@@ -13,7 +13,7 @@ struct VirtualTimeTests {
             let t0 = gt_now_ns()
             let woke = try rt.run { () throws -> Duration in
                 let sleepers = (1...3).map { k in go { () -> Duration in
-                    GreenThread.sleep(for: tenYears * k)
+                    try GreenThread.sleep(for: tenYears * k)
                     return rt.now
                 } }
                 return try joinAll(sleepers).max()!
@@ -80,14 +80,14 @@ func chargingStation(seed: UInt64) throws -> [String] {
         let minutes: @Sendable (Duration) -> Int64 = { $0.components.seconds / 60 }
         let cars = (0..<6).map { car in
             go { () throws in
-                GreenThread.sleep(for: .seconds(120 * car))
+                try GreenThread.sleep(for: .seconds(120 * car))
                 log.append("\(minutes(rt.now)) car \(car) arrives")
                 let charger = try select {
                     Case.receive(fast) { $0! }
                     Case.receive(slow) { $0! }
                 }
                 log.append("\(minutes(rt.now)) car \(car) charges at \(charger == 0 ? "fast" : "slow")")
-                GreenThread.sleep(for: .seconds(charger == 0 ? 180 : 420))
+                try GreenThread.sleep(for: .seconds(charger == 0 ? 180 : 420))
                 log.append("\(minutes(rt.now)) car \(car) leaves")
                 try (charger == 0 ? fast : slow).send(charger)
             }

@@ -192,7 +192,7 @@ struct YieldQueueTests {
                 let hs = (0..<3).map { _ in
                     go { () -> Int in
                         for _ in 0..<1_000 { GreenThread.yield() }
-                        return ch.receive() ?? 0
+                        return try ch.receive() ?? 0
                     }
                 }
                 for h in hs { _ = try h.join() }
@@ -310,8 +310,8 @@ struct YieldQueueTests {
                             switch plan[s] {
                             case 0, 1: GreenThread.yield()
                             case 2:
-                                if t % 2 == 0 { try ch.send(s) } else { sum += ch.receive() ?? -1_000_000 }
-                            case 3: GreenThread.sleep(for: .microseconds(50 + s % 100))
+                                if t % 2 == 0 { try ch.send(s) } else { sum += try ch.receive() ?? -1_000_000 }
+                            case 3: try GreenThread.sleep(for: .microseconds(50 + s % 100))
                             case 4: for _ in 0..<3 { GreenThread.yield() }
                             default: _ = spin(UInt64(s), iterations: 500)
                             }

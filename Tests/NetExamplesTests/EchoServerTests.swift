@@ -70,7 +70,7 @@ struct EchoServerTests {
         let blocker = rt.spawn {
             while stop.tryReceive() == nil {
                 usleep(2_000)  // unannounced: only sysmon notices
-                GreenThread.sleep(for: .milliseconds(1))
+                try GreenThread.sleep(for: .milliseconds(1))
             }
         }
         for round in 0..<rounds {
@@ -133,7 +133,7 @@ struct EchoServerTests {
             try conn.write([1, 2, 3])
             #expect(try conn.readExactly(3, timeout: .seconds(5)) == [1, 2, 3])
             listener.close()
-            GreenThread.sleep(for: .milliseconds(50))
+            try GreenThread.sleep(for: .milliseconds(50))
             #expect(!server.isFinished)  // still serving the open connection
             try conn.write([4])
             #expect(try conn.readExactly(1, timeout: .seconds(5)) == [4])

@@ -70,7 +70,7 @@ struct LoadGeneratorTests {
             try serveConnections(listener, log: { _ in }) { conn in
                 defer { conn.close() }
                 while let bytes = try? conn.readExactly(64) {
-                    GreenThread.sleep(for: .milliseconds(20))
+                    if (try? GreenThread.sleep(for: .milliseconds(20))) == nil { return }  // shutting down
                     if (try? conn.write(bytes)) == nil { return }
                 }
             }

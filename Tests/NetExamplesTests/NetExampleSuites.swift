@@ -19,6 +19,6 @@ func startServer(on rt: Runtime, _ serve: @escaping @Sendable (TCPListener) thro
         try bound.send(listener)
         try serve(listener)
     }
-    let listener = try #require(bound.receive())
+    let listener = try #require(try bound.receive())
     return (listener, server)
 }

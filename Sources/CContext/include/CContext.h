@@ -230,6 +230,10 @@ void *gt_current_worker(void);
 void gt_set_current_worker(void *worker);
 void *gt_current_fiber(void);
 void gt_set_current_fiber(void *fiber);
+/// A plain OS thread's active wait scopes (GreenThreads' Deadline.swift);
+/// a green thread keeps its own in its fiber.
+void *gt_current_scopes(void);
+void gt_set_current_scopes(void *scopes);
 
 /// Starts a joinable OS thread running fn(arg). Returns 0 or a negative errno.
 int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out);

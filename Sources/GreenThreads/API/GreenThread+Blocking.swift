@@ -9,10 +9,19 @@ extension GreenThread {
     /// On a plain OS thread the body simply runs inline.
     ///
     /// At most `Runtime.Configuration.blockingThreads` bodies run at once
-    /// (threads start on demand); further calls wait their turn. The wait is
-    /// not cancellable: the body runs to completion (it may use the
-    /// caller's stack), and `GreenThread.isCancelled` is still readable
-    /// afterwards.
+    /// (threads start on demand); further calls wait their turn.
+    ///
+    /// Neither cancellation nor a `withDeadline` scope ends this wait: the
+    /// green thread waits for the body to finish, and gets its result. The
+    /// body is a non-escaping closure that may use the caller's stack (its
+    /// captures, `inout` state), so the caller cannot leave while the body
+    /// still runs, and no call can stop a thread inside a system call. And
+    /// `rethrows` cannot report an interruption for a non-throwing body.
+    /// Give the body its own limit where the call has one (a file or socket
+    /// timeout), and call `try GreenThread.checkCancellation()` afterwards
+    /// to stop at once if the thread was cancelled or its deadline passed
+    /// meanwhile. Scopes of the caller do not reach into the body, which
+    /// runs on another thread.
     public static func blocking<T>(_ body: () throws -> T) rethrows -> T {
         try runBlocking(body, rescue: { throw $0 })
     }

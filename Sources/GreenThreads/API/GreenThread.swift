@@ -30,20 +30,17 @@ public enum GreenThread {
         }
     }
 
-    /// Parks the green thread for `duration` (a plain OS thread sleeps).
-    /// Returns early, without error, if the thread is cancelled.
-    public static func sleep(for duration: Duration) {
+    /// Parks the green thread for `duration` (a plain OS thread blocks).
+    /// A zero or negative duration still lets the other green threads run.
+    ///
+    /// - Throws: `CancellationError` if the green thread (or a cancel scope
+    ///   around the call) is cancelled before the time is up,
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline comes
+    ///   first: the sleep ends early then, and only then.
+    public static func sleep(for duration: Duration) throws {
         let deadline = Park.deadline(after: duration)
-        guard let worker = Worker.current, worker.local.pointee.current != nil else {
-            var remaining = deadline - gt_now_ns()
-            while remaining > 0 {
-                var ts = timespec(tv_sec: Int(remaining / 1_000_000_000), tv_nsec: Int(remaining % 1_000_000_000))
-                nanosleep(&ts, nil)
-                remaining = deadline - gt_now_ns()
-            }
-            return
-        }
-        _ = Park.wait(reason: .sleep, deadline: deadline, cancellable: true, compactible: true) { _ in true }
+        let cause = Park.wait(reason: .sleep, deadline: deadline, cancellable: true, compactible: true) { _ in true }
+        try cause.throwIfInterrupted()
     }
 
     /// Whether `cancel()` was called on a handle of the calling green

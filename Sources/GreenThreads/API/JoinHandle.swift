@@ -14,8 +14,9 @@ public struct JoinHandle<T: Sendable>: Sendable {
     /// Waits for the green thread to finish and returns its value, or
     /// rethrows its error. Parks a green thread; blocks a plain OS thread.
     ///
-    /// Throws `CancellationError` if the *calling* green thread is
-    /// cancelled while waiting, and `RuntimeError.deadlock` on an OS thread
+    /// Throws `CancellationError` if the *calling* green thread (or a cancel
+    /// scope around the call) is cancelled while waiting, `DeadlineExceeded`
+    /// if a `withDeadline` scope's deadline passes while waiting, and `RuntimeError.deadlock` on an OS thread
     /// when the runtime can never finish the thread. A thread that never
     /// ran throws `RuntimeError.tooManyGreenThreads` (spawned past
     /// `Runtime.Configuration.maxGreenThreads`) or

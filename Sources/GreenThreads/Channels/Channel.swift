@@ -82,10 +82,15 @@
 //
 // ## Cancellation
 //
-// Every wait is cancellable. A cancelled green thread parked in `send`
-// throws `CancellationError` (its value was not sent); parked in `receive`
-// it returns nil, exactly as for a closed channel, because `receive` cannot
-// throw; `receiveOrThrow` tells the two apart. Operations that need not wait
+// Every wait is interruptible: a green thread cancelled while parked in
+// `send` or `receive`, or a cancel or deadline scope around it that trips
+// (Deadline.swift), throws `CancellationError` or `DeadlineExceeded`, and
+// nothing moved (its value was not sent; no value was taken). A receive
+// never reports an interruption as nil, which means closed and drained. A
+// value and an interruption that arrive together are arbitrated by the
+// waiter's claim (Waiter.swift): a sender that won it has already written
+// its value, and the receiver returns it; one that lost it finds the waiter
+// dead and skips it, keeping its value. Operations that need not wait
 // complete even when the thread is already cancelled, as in Go.
 
 import Synchronization
@@ -161,7 +166,9 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// Callable from a green thread (parks) or an OS thread (blocks).
     /// - Throws: `ChannelError.closed` if the channel is closed before the
     ///   value is delivered; `CancellationError` if the calling green thread
-    ///   is cancelled while waiting. In both cases the value was not sent.
+    ///   (or a cancel scope around the call) is cancelled while waiting;
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline passes
+    ///   while waiting. In every case the value was not sent.
     @inlinable
     public func send(_ value: Element) throws {
         try withUnsafePointer(to: value) { value in
@@ -180,15 +187,11 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     func parkSend(from value: UnsafePointer<Element>) throws {
         // Park offering `value` where it is: it stays on this thread's stack
         // until a receiver has copied it.
-        let outcome = Waiter.withTemporary { waiter in
+        let outcome = try Waiter.withTemporary { waiter in
             waiter.pointee.elem = UnsafeMutableRawPointer(mutating: value)
-            return parkLocked(waiter, in: .senders, reason: .send)
+            return try parkLocked(waiter, in: .senders, reason: .send)
         }
-        switch outcome {
-        case .completed: return
-        case .closed: throw ChannelError.closed
-        case .waiting: throw CancellationError()
-        }
+        if outcome == .closed { throw ChannelError.closed }
     }
 
     /// Sends `value` if that needs no waiting: a receiver is parked, or the
@@ -287,23 +290,15 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// Receives the next value, waiting while there is none.
     ///
     /// Callable from a green thread (parks) or an OS thread (blocks).
-    /// - Returns: the value, or nil once the channel is closed and drained.
-    ///   Also nil if the calling green thread is cancelled while waiting
-    ///   (see `receiveOrThrow` to tell the two apart).
+    /// - Returns: the value, or nil once the channel is closed and drained
+    ///   (only then).
+    /// - Throws: `CancellationError` if the calling green thread (or a
+    ///   cancel scope around the call) is cancelled while waiting;
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline passes
+    ///   while waiting. No value was taken then. A value already available
+    ///   is returned even to a cancelled thread.
     @inlinable
-    public func receive() -> Element? {
-        try? receiveOrThrow()
-    }
-
-    /// Receives the next value, waiting while there is none; unlike
-    /// `receive`, reports cancellation as an error.
-    ///
-    /// - Returns: the value, or nil once the channel is closed and drained.
-    /// - Throws: `CancellationError` if the calling green thread is
-    ///   cancelled while waiting (a value already available is returned
-    ///   even to a cancelled thread).
-    @inlinable
-    public func receiveOrThrow() throws -> Element? {
+    public func receive() throws -> Element? {
         try withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
             let slot = buffer.baseAddress.unsafelyUnwrapped
             lock.lock()
@@ -313,6 +308,13 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
             case .wouldBlock: return try parkReceive(into: slot) ? slot.move() : nil  // still holding the lock
             }
         }
+    }
+
+    /// The former name of the throwing `receive()`.
+    @available(*, deprecated, renamed: "receive()")
+    @inlinable
+    public func receiveOrThrow() throws -> Element? {
+        try receive()
     }
 
     /// Receives a value if one is ready: buffered, or offered by a parked
@@ -331,15 +333,11 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     /// if `slot` now holds a value, false if the channel was closed.
     @usableFromInline
     func parkReceive(into slot: UnsafeMutablePointer<Element>) throws -> Bool {
-        let outcome = Waiter.withTemporary { waiter in
+        let outcome = try Waiter.withTemporary { waiter in
             waiter.pointee.elem = UnsafeMutableRawPointer(slot)
-            return parkLocked(waiter, in: .receivers, reason: .receive)
+            return try parkLocked(waiter, in: .receivers, reason: .receive)
         }
-        switch outcome {
-        case .completed: return true
-        case .closed: return false
-        case .waiting: throw CancellationError()
-        }
+        return outcome == .completed
     }
 
     /// A receive that does not wait (a select's poll, `tryReceive`).
@@ -475,19 +473,23 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
     enum Queue { case senders, receivers }
 
     /// Queues `waiter` and parks until a counterpart, `close`, cancellation
-    /// or the deadline ends the wait. Called with `lock` held; returns with
-    /// it released and `waiter` unlinked. Returns the outcome a counterpart
-    /// or `close` wrote, or `.waiting` if the wait was cancelled instead.
+    /// or a scope's deadline ends the wait. Called with `lock` held; returns
+    /// with it released and `waiter` unlinked. Returns the outcome a
+    /// counterpart or `close` wrote.
     ///
     /// The lock is held from the failed attempt until the waiter is queued,
     /// so no sender or `close` can slip in between and leave us waiting for
     /// something that already happened (see WaiterList.swift).
+    /// - Throws: `CancellationError` or `DeadlineExceeded` if the wait was
+    ///   interrupted (then the waiter was never claimed: nothing moved).
     @inline(__always)
-    private func parkLocked(_ waiter: WaiterRef, in queue: Queue, reason: WaitReason) -> Waiter.Outcome {
-        let cause = Park.waitQueued(waiter, lock: lock, reason: reason,
-                                    enqueue: { append($0, to: queue) },
-                                    unlink: { remove($0, from: queue) })
-        return cause == .notified ? waiter.pointee.outcome : .waiting
+    private func parkLocked(_ waiter: WaiterRef, in queue: Queue, reason: WaitReason) throws -> Waiter.Outcome {
+        let (cause, _) = Park.waitQueued(waiter, lock: lock, reason: reason,
+                                         enqueue: { append($0, to: queue) },
+                                         unlink: { remove($0, from: queue) })
+        if cause == .notified { return waiter.pointee.outcome }
+        try cause.throwIfInterrupted()
+        throw CancellationError()  // .deadlock cannot reach a channel; .timedOut: no deadline
     }
 
     /// Queues `waiter` at the back of `queue`. Under `lock`.
@@ -529,8 +531,12 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
 
     // MARK: Sequence
 
-    /// Iterates by receiving; ends when the channel is closed and drained
-    /// (or the iterating green thread is cancelled while waiting).
+    /// Iterates by receiving; ends when the channel is closed and drained.
+    ///
+    /// `next()` cannot throw, so a loop also ends, silently, when a wait is
+    /// interrupted (the green thread or a cancel scope cancelled, a
+    /// deadline passed). To know why a loop ended, iterate with
+    /// `forEach(_:)`, which rethrows the interruption.
     public struct Iterator: IteratorProtocol {
         @usableFromInline let channel: Channel<Element>
 
@@ -540,15 +546,32 @@ public final class Channel<Element: Sendable>: Sequence, @unchecked Sendable {
 
         @inlinable
         public mutating func next() -> Element? {
-            channel.receive()
+            try? channel.receive()
         }
     }
 
     /// An iterator that receives from this channel. Iterating consumes the
     /// values: two concurrent loops share them, each value reaching one.
+    /// `for x in channel` ends when the channel is closed and drained, and
+    /// also, silently, when a wait is interrupted: see `forEach(_:)`.
     @inlinable
     public func makeIterator() -> Iterator {
         Iterator(channel: self)
+    }
+
+    /// Receives every value until the channel is closed and drained,
+    /// calling `body` with each: `for x in channel`, except that an
+    /// interrupted wait is reported rather than ending the loop silently.
+    ///
+    /// ```swift
+    /// try jobs.forEach { job in try handle(job) }   // returns once jobs is closed
+    /// ```
+    ///
+    /// - Throws: `CancellationError` or `DeadlineExceeded` from a wait (see
+    ///   `receive()`), or what `body` throws; then the loop stops.
+    @inlinable
+    public func forEach(_ body: (Element) throws -> Void) throws {
+        while let x = try receive() { try body(x) }
     }
 }
 

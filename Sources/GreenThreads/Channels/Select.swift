@@ -153,8 +153,10 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 ///
 /// Callable from a green thread (parks) or an OS thread (blocks).
 /// - Throws: `ChannelError.closed` if the chosen case sends on a closed
-///   channel; `CancellationError` if the calling green thread is cancelled
-///   while waiting; `SelectError.noCases` if there is no case; whatever the
+///   channel; `CancellationError` if the calling green thread (or a cancel
+///   scope around the call) is cancelled while waiting; `DeadlineExceeded`
+///   if a `withDeadline` scope's deadline passes first (a `timeout` case
+///   that comes first runs instead); `SelectError.noCases` if there is no case; whatever the
 ///   chosen body throws.
 /// - Precondition: at most one `default` case.
 @inlinable
@@ -346,8 +348,9 @@ func _selectPark(
             return true
         }
         if !queued {
-            // Cancelled before the wait began: nothing was queued.
+            // Interrupted before the wait began: nothing was queued.
             SelectOrder.unlockAll(ops, lockOrder, count: n)
+            try cause.throwIfInterrupted()
             throw CancellationError()
         }
         // Withdraw the losing registrations, then report the winner: the
@@ -369,6 +372,7 @@ func _selectPark(
             return _selectRetry
         case .timedOut: return _selectTimedOut
         case .cancelled, .deadlock: throw CancellationError()
+        case .deadlineExceeded: throw DeadlineExceeded()
         }
     }
 }

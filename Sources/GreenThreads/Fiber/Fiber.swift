@@ -91,6 +91,13 @@ class Fiber: WaitTarget, @unchecked Sendable {
     let cancelled = Atomic<Bool>(false)
     /// Set while parked in a wait that cancellation may end.
     let cancellableWait = Atomic<Bool>(false)
+    /// The thread's active deadline and cancel scopes (Deadline.swift),
+    /// nil while none is: all a wait outside every scope pays for them is
+    /// this load. Points at `spareScopes`; owner only.
+    @exclusivity(unchecked) final var scopes: Unmanaged<WaitScopes>?
+    /// The `WaitScopes` of this fiber, kept between scopes (and across
+    /// reuse) so that a scope allocates nothing; nil until the first.
+    @exclusivity(unchecked) final var spareScopes: WaitScopes?
     @exclusivity(unchecked) var waitReason: WaitReason = .none
     /// When the current park began, in `gt_ticks` (Dump.swift says why a
     /// tick counter and not the clock). Meaningful only while parked.

@@ -173,10 +173,16 @@ final class TypedFiber<T>: Fiber, @unchecked Sendable {
             switch cause {
             case .notified, .timedOut: break
             case .cancelled: throw CancellationError()
+            case .deadlineExceeded: throw DeadlineExceeded()
             case .deadlock: throw RuntimeError.deadlock(core.deadlockReport ?? DeadlockReport(blocked: []))
             }
         }
         return try value()
+    }
+
+    /// Joiners registered, for tests: a join that gave up leaves none.
+    var joinerCount: Int {
+        lock.withLock { (joiner == nil ? 0 : 1) + joiners.count }
     }
 
     /// Removes a joiner whose wait ended other than by the body's end.

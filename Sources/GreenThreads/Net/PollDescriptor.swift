@@ -223,6 +223,9 @@ final class PollDescriptor: @unchecked Sendable {
         case .cancelled:
             removeStaleWaiter(direction, fiber: fiber)
             throw CancellationError()
+        case .deadlineExceeded:
+            removeStaleWaiter(direction, fiber: fiber)
+            throw DeadlineExceeded()
         case .deadlock:
             removeStaleWaiter(direction, fiber: fiber)
             throw NetError(.other, operation: operation(), detail: "deadlock")
@@ -270,10 +273,19 @@ final class PollDescriptor: @unchecked Sendable {
     private func waitOnThread(_ direction: Direction, deadline: Int64?, operation: @autoclosure () -> String) throws {
         let slice: Int64 = 50_000_000
         let events = Int16(direction == .read ? GT_POLLIN | GT_POLLRDHUP : GT_POLLOUT)
+        // A deadline scope's deadline, when earlier than the call's own
+        // (see Deadline.swift); and a cancel scope, checked every slice.
+        let scopes = WaitScopes.current
+        let scopeDeadline = scopes?.deadline ?? .max
         while true {
             if isClosed { throw NetError(.closed, operation: operation()) }
+            if let cause = scopes?.interruption { try cause.throwIfInterrupted() }
             var timeout = slice
-            if let deadline {
+            if scopeDeadline != .max && scopeDeadline < deadline ?? .max {
+                let left = scopeDeadline - gt_now_ns()
+                if left <= 0 { throw DeadlineExceeded() }
+                timeout = min(left, slice)
+            } else if let deadline {
                 let left = deadline - gt_now_ns()
                 if left <= 0 { throw NetError(.timedOut, operation: operation()) }
                 timeout = min(left, slice)

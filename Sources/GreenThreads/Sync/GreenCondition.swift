@@ -38,35 +38,38 @@ public final class GreenCondition: @unchecked Sendable {
     ///
     /// Callable from a green thread (parks) or an OS thread (blocks).
     /// - Precondition: the caller holds `mutex`.
-    /// - Throws: `CancellationError` if the calling green thread is
-    ///   cancelled while waiting. The mutex is held again either way.
+    /// - Throws: `CancellationError` if the calling green thread (or a
+    ///   cancel scope around the call) is cancelled while waiting,
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline passes.
+    ///   The mutex is held again either way.
     public func wait(_ mutex: GreenMutex) throws {
-        if try !wait(mutex, deadline: nil) { throw CancellationError() }
+        _ = try wait(mutex, deadline: nil)
     }
 
     /// Like `wait(_:)`, but gives up after `timeout`.
     /// - Returns: true if signalled, false if the timeout passed first.
-    /// - Throws: `CancellationError` if the calling green thread is
-    ///   cancelled while waiting. The mutex is held again in every case.
+    /// - Throws: `CancellationError` or `DeadlineExceeded`, as `wait(_:)`.
+    ///   The mutex is held again in every case.
     public func wait(_ mutex: GreenMutex, timeout: Duration) throws -> Bool {
         try wait(mutex, deadline: Park.deadline(after: timeout))
     }
 
     private func wait(_ mutex: GreenMutex, deadline: Int64?) throws -> Bool {
-        let cause = Waiter.withTemporary { me -> WakeCause? in
+        let (cause, queued) = Waiter.withTemporary { me -> (cause: WakeCause, queued: Bool) in
             lock.lock()
             // Queued first, the mutex released second: see the file header.
             return Park.waitQueued(me, lock: lock, reason: .other("GreenCondition.wait"), deadline: deadline,
                                    releasing: mutex,
                                    enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
-        // Cancelled before queueing: the mutex was never released.
-        guard let cause else { throw CancellationError() }
+        // Interrupted before queueing: the mutex was never released.
+        if !queued { try cause.throwIfInterrupted() }
         mutex.lockUncancellable()
         switch cause {
         case .notified: return true
         case .timedOut: return false
         case .cancelled, .deadlock: throw CancellationError()
+        case .deadlineExceeded: throw DeadlineExceeded()
         }
     }
 

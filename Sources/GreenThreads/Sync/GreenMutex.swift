@@ -81,9 +81,11 @@ public final class GreenMutex: @unchecked Sendable {
     /// Acquires the mutex, waiting while another thread holds it.
     ///
     /// Callable from a green thread (parks) or an OS thread (blocks).
-    /// - Throws: `CancellationError` if the calling green thread is
-    ///   cancelled while waiting; the mutex is then not held. A free mutex
-    ///   is acquired even by a cancelled thread.
+    /// - Throws: `CancellationError` if the calling green thread (or a
+    ///   cancel scope around the call) is cancelled while waiting,
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline passes;
+    ///   the mutex is then not held. A free mutex is acquired even by a
+    ///   cancelled thread.
     @inlinable
     public func lock() throws {
         if tryLock() { return }
@@ -93,7 +95,7 @@ public final class GreenMutex: @unchecked Sendable {
     /// `lock` when the mutex was not free at first glance.
     @usableFromInline
     func lockContended() throws {
-        if !lockSlow(cancellable: true) { throw CancellationError() }
+        try lockSlow(cancellable: true).throwIfInterrupted()
     }
 
     /// Acquires the mutex; cancellation does not end the wait. For callers
@@ -144,16 +146,16 @@ public final class GreenMutex: @unchecked Sendable {
     // MARK: Slow paths
 
     /// Returns true once the mutex is held, false if cancelled first.
-    private func lockSlow(cancellable: Bool) -> Bool {
+    private func lockSlow(cancellable: Bool) -> WakeCause {
         Waiter.withTemporary { me in lockSlow(me, cancellable: cancellable) }
     }
 
     /// `lockSlow` with its waiter, one for all its rounds (it keeps the
     /// time of the first queueing).
-    private func lockSlow(_ me: WaiterRef, cancellable: Bool) -> Bool {
+    private func lockSlow(_ me: WaiterRef, cancellable: Bool) -> WakeCause {
         var requeueAtFront = false
         while true {
-            if spin() { return true }
+            if spin() { return .notified }
             var acquired = false
             var queued = false
             let cause = Park.waitQueued(reason: .other("GreenMutex.lock"), cancellable: cancellable) { waker in
@@ -185,10 +187,10 @@ public final class GreenMutex: @unchecked Sendable {
             }
             // Acquired in the register step: ours, even if a cancellation
             // raced in afterwards.
-            if acquired { return true }
-            if !queued { return false }  // already cancelled: never queued
+            if acquired { return .notified }
+            if !queued { return cause }  // already interrupted: never queued
             if cause == .notified {
-                if me.pointee.outcome == .completed { return true }  // starvation mode: handed to us
+                if me.pointee.outcome == .completed { return .notified }  // starvation mode: handed to us
                 // Woken to compete; if a newcomer wins, keep our place.
                 requeueAtFront = true
                 continue
@@ -198,7 +200,7 @@ public final class GreenMutex: @unchecked Sendable {
             waiters.remove(me)
             if waiters.isEmpty { state.bitwiseAnd(~Self.waiting, ordering: .relaxed) }
             queueLock.unlock()
-            return false
+            return cause
         }
     }
 

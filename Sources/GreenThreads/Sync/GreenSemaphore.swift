@@ -37,15 +37,17 @@ public final class GreenSemaphore: @unchecked Sendable {
     /// Takes a permit, waiting until one is free.
     ///
     /// Callable from a green thread (parks) or an OS thread (blocks).
-    /// - Throws: `CancellationError` if the calling green thread is
-    ///   cancelled while waiting (no permit is taken).
+    /// - Throws: `CancellationError` if the calling green thread (or a
+    ///   cancel scope around the call) is cancelled while waiting,
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline passes; no
+    ///   permit is taken.
     public func acquire() throws {
-        if try !acquire(deadline: nil) { throw CancellationError() }
+        _ = try acquire(deadline: nil)
     }
 
     /// Takes a permit, waiting at most `timeout`.
     /// - Returns: whether a permit was taken.
-    /// - Throws: `CancellationError` if cancelled while waiting.
+    /// - Throws: `CancellationError` or `DeadlineExceeded`, as `acquire()`.
     public func acquire(timeout: Duration) throws -> Bool {
         try acquire(deadline: Park.deadline(after: timeout))
     }
@@ -68,14 +70,15 @@ public final class GreenSemaphore: @unchecked Sendable {
         }
         // Still under `lock` from the check above: a release cannot slip in
         // between and bank a permit we would not see.
-        let cause = Waiter.withTemporary { me in
+        let (cause, _) = Waiter.withTemporary { me in
             Park.waitQueued(me, lock: lock, reason: .other("GreenSemaphore.acquire"), deadline: deadline,
                             enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
         switch cause {
         case .notified: return true  // the releaser handed us its permit
         case .timedOut: return false
-        case .cancelled, .deadlock, nil: throw CancellationError()
+        case .cancelled, .deadlock: throw CancellationError()
+        case .deadlineExceeded: throw DeadlineExceeded()
         }
     }
 

@@ -48,19 +48,23 @@ public final class WaitGroup: @unchecked Sendable {
     /// Waits until the counter is zero.
     ///
     /// Callable from a green thread (parks) or an OS thread (blocks).
-    /// - Throws: `CancellationError` if the calling green thread is
-    ///   cancelled while waiting.
+    /// - Throws: `CancellationError` if the calling green thread (or a
+    ///   cancel scope around the call) is cancelled while waiting,
+    ///   `DeadlineExceeded` if a `withDeadline` scope's deadline passes.
     public func wait() throws {
         lock.lock()
         if counter == 0 {
             lock.unlock()
             return
         }
-        let cause = Waiter.withTemporary { me in
+        let (cause, _) = Waiter.withTemporary { me in
             Park.waitQueued(me, lock: lock, reason: .other("WaitGroup.wait"),
                             enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
-        if cause != .notified { throw CancellationError() }
+        if cause != .notified {
+            try cause.throwIfInterrupted()
+            throw CancellationError()  // .deadlock; .timedOut cannot happen (no deadline)
+        }
     }
 
     /// Adds one to the counter and runs `body` in a new green thread of the
@@ -79,4 +83,7 @@ public final class WaitGroup: @unchecked Sendable {
 
     /// The counter (a snapshot).
     public var count: Int { lock.withLock { counter } }
+
+    /// Queued waiters, live or dead (for tests).
+    var waiterCount: Int { lock.withLock { waiters.count } }
 }

@@ -37,7 +37,8 @@
 // ## Parking a green thread (`parkGreen`)
 //
 //  1. Cancelled already? A cancellable wait of a cancelled thread returns
-//     `.cancelled` at once, before anything is published. Otherwise the
+//     `.cancelled` at once, before anything is published (and one inside a
+//     tripped scope its cause, see below). Otherwise the
 //     thread records whether cancellation may end this wait
 //     (`cancellableWait`).
 //  2. Arm: `ticket = fiber.arm()`, the next odd value `(claim | 1) + 2`, so
@@ -83,6 +84,19 @@
 // |                                       |           | then seq_cst loads of the wait state      |
 // | finishSwitch: parking -> parked (CAS) | release   | `ready()`'s acquiring load                |
 // | claimer: cause, then parked -> queued | release   | the scheduler's acquire of the thread     |
+//
+// ## Deadline and cancel scopes (Deadline.swift)
+//
+// `withDeadline` and `withCancelScope` interrupt every cancellable wait
+// inside them. Park's part: the fiber's `scopes` is one load, nil outside
+// every scope; inside one, step 1 also returns at once if a scope has
+// tripped (`.cancelled`, `.deadlineExceeded`), and step 6 checks the
+// scopes' `trips` after the same fence, the Dekker pairing with
+// `ScopeNode.trip`. A scope's deadline is one timer per scope, not one per
+// wait, so a wait inside a scope arms no timer of its own; a wait's own
+// deadline (a select's timeout, a socket's) still ends it `.timedOut`
+// when it comes first. On a plain OS thread the futex takes the earlier
+// of the two deadlines (`waitOnThread(in:)`).
 //
 // ## No reference counting
 //
@@ -156,7 +170,7 @@ enum Park {
         guard let raw = gt_current_worker(),
               let f = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef({ $0.local.pointee.current })
         else {
-            return waitOnThread(deadline: deadline, core: core(), register: register)
+            return waitOnThread(deadline: deadline, cancellable: cancellable, core: core(), register: register)
         }
         // Guaranteed references: the worker outlives the wait, and the
         // scheduler holds the fiber's +1 until it retires. A strong local
@@ -176,7 +190,12 @@ enum Park {
         _ worker: Worker, _ fiber: Fiber, reason: () -> WaitReason, deadline: Int64?, cancellable: Bool,
         compactible: Bool, register: (UnownedWaker) -> Bool
     ) -> WakeCause {
-        if cancellable && fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
+        // One load for every scope (Deadline.swift): nil outside them all.
+        let scopes = fiber.scopes
+        if cancellable {
+            if fiber.cancelled.load(ordering: .relaxed) { return .cancelled }
+            if let scopes, let cause = scopes._withUnsafeGuaranteedRef({ $0.interruption }) { return cause }
+        }
         fiber.cancellableWait.store(cancellable, ordering: .relaxed)
         let ticket = fiber.arm()
         // Parking before anyone can see the waker: a wake that comes before
@@ -212,9 +231,14 @@ enum Park {
         // reads our ticket; we stored the ticket (arm), then read the flag.
         // The fence orders our store before our load, so at least one side
         // sees the other's write and the wait cannot miss its cancel.
+        // The same pairing with a scope's trip (Deadline.swift).
         if cancellable {
             atomicMemoryFence(ordering: .sequentiallyConsistent)
-            if fiber.cancelled.load(ordering: .relaxed) { Waker(target: fiber, ticket: ticket).wake(.cancelled) }
+            if fiber.cancelled.load(ordering: .relaxed) {
+                Waker(target: fiber, ticket: ticket).wake(.cancelled)
+            } else if let scopes, let cause = scopes._withUnsafeGuaranteedRef({ $0.interruption }) {
+                Waker(target: fiber, ticket: ticket).wake(cause)
+            }
         }
         if compactible, let deadline { worker.considerCompaction(fiber, ticket: ticket, deadline: deadline) }
         worker.switchAway(.park)
@@ -226,7 +250,15 @@ enum Park {
         return cause
     }
 
-    private static func waitOnThread(deadline: Int64?, core: RuntimeCore?, register: (UnownedWaker) -> Bool) -> WakeCause {
+    private static func waitOnThread(
+        deadline: Int64?, cancellable: Bool, core: RuntimeCore?, register: (UnownedWaker) -> Bool
+    ) -> WakeCause {
+        if let raw = gt_current_scopes() {
+            return Unmanaged<WaitScopes>.fromOpaque(raw)._withUnsafeGuaranteedRef { scopes in
+                waitOnThread(in: scopes, deadline: deadline, cancellable: cancellable, core: core,
+                             register: register)
+            }
+        }
         let waiter = ThreadWaiter()
         let ticket = waiter.arm()
         let waker = Waker(target: waiter, ticket: ticket)
@@ -236,6 +268,42 @@ enum Park {
         let cause = waiter.block(ticket: ticket, deadline: deadline)
         core?.endExternalWait(waker)
         return cause
+    }
+
+    /// `waitOnThread` inside a deadline or cancel scope (Deadline.swift,
+    /// "Plain OS threads"): the scopes' one waiter, so that a cancel can
+    /// find the wait, and the earlier of the two deadlines on the futex.
+    private static func waitOnThread(
+        in scopes: WaitScopes, deadline: Int64?, cancellable: Bool, core: RuntimeCore?,
+        register: (UnownedWaker) -> Bool
+    ) -> WakeCause {
+        var effective = deadline
+        var scopeFirst = false
+        if cancellable {
+            if let cause = scopes.interruption { return cause }
+            if scopes.deadline != .max {
+                if scopes.deadline <= gt_now_ns() { return .deadlineExceeded }
+                if deadline.map({ scopes.deadline < $0 }) ?? true {
+                    effective = scopes.deadline
+                    scopeFirst = true
+                }
+            }
+        }
+        let waiter = scopes.threadWaiter.unsafelyUnwrapped
+        scopes.threadCancellableWait.store(cancellable, ordering: .relaxed)
+        defer { scopes.threadCancellableWait.store(false, ordering: .relaxed) }
+        let ticket = waiter.arm()
+        let waker = Waker(target: waiter, ticket: ticket)
+        if !register(UnownedWaker(target: waiter, ticket: ticket)), waiter.disarm(ticket) { return .notified }
+        // Dekker with ScopeNode.trip, as on a green thread.
+        if cancellable {
+            atomicMemoryFence(ordering: .sequentiallyConsistent)
+            if let cause = scopes.interruption { waker.wake(cause) }
+        }
+        core?.beginExternalWait(waker)
+        let cause = waiter.block(ticket: ticket, deadline: effective)
+        core?.endExternalWait(waker)
+        return cause == .timedOut && scopeFirst ? .deadlineExceeded : cause
     }
 
     /// Now, on the clock of the caller's runtime (virtual or monotonic);
@@ -248,8 +316,12 @@ enum Park {
 
     /// Deadline `duration` from now (see `now()`), saturating.
     static func deadline(after duration: Duration) -> Int64 {
+        deadline(after: duration, from: now())
+    }
+
+    /// Deadline `duration` after `start` (a `now()`), saturating.
+    static func deadline(after duration: Duration, from start: Int64) -> Int64 {
         let (s, atto) = duration.components
-        let start = now()
         let ns = s.multipliedReportingOverflow(by: 1_000_000_000)
         if ns.overflow || s < 0 { return s < 0 ? start : Int64.max }
         let total = ns.partialValue.addingReportingOverflow(atto / 1_000_000_000)

@@ -37,8 +37,25 @@ import Synchronization
 enum WakeCause: UInt8 {
     case notified   // the event it waited for happened
     case timedOut   // its deadline passed first
-    case cancelled  // JoinHandle.cancel, or the runtime shutting down
+    case cancelled  // JoinHandle.cancel, the runtime shutting down, or a
+                    // cancelled cancel scope (Deadline.swift)
+    case deadlineExceeded  // the deadline of an enclosing scope passed
     case deadlock   // an OS thread's wait that can never end (RuntimeError.deadlock)
+}
+
+extension WakeCause {
+    /// Throws the error a wait that ended this way reports to its caller:
+    /// `CancellationError` or `DeadlineExceeded`. Returns for `.notified`
+    /// and `.timedOut` (a call's own timeout, which it reports its own
+    /// way) and for `.deadlock`, which each caller reports itself.
+    @inline(__always)
+    func throwIfInterrupted() throws {
+        switch self {
+        case .cancelled: throw CancellationError()
+        case .deadlineExceeded: throw DeadlineExceeded()
+        case .notified, .timedOut, .deadlock: return
+        }
+    }
 }
 
 /// Something that can wait: a green thread, or a plain OS thread blocked in

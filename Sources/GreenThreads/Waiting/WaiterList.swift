@@ -164,10 +164,11 @@ extension Park {
     /// `lock` released and `waiter` out of the list: `unlink` (under `lock`)
     /// removes it if the wait ended other than by a claim.
     ///
-    /// - Returns: why the wait ended, or nil if the thread was cancelled
-    ///   before it could wait (then nothing happened: `mutex` is still held).
-    ///   `.notified` means a claimer dequeued and resumed the waiter, having
-    ///   written its results first.
+    /// - Returns: why the wait ended, and whether it began: `queued` is
+    ///   false if the thread was cancelled, or a scope around it tripped,
+    ///   before it could wait (then nothing happened: `mutex` is still
+    ///   held). `.notified` means a claimer dequeued and resumed the waiter,
+    ///   having written its results first.
     @inline(__always)
     static func waitQueued(
         _ waiter: WaiterRef,
@@ -177,7 +178,7 @@ extension Park {
         releasing mutex: GreenMutex? = nil,
         enqueue: (WaiterRef) -> Void,
         unlink: (WaiterRef) -> Void
-    ) -> WakeCause? {
+    ) -> (cause: WakeCause, queued: Bool) {
         // Appending here rather than in the register step keeps the list
         // out of the register closure: that closure is a separate function
         // (Park.waitQueued is out of line), and a list reached from it
@@ -197,13 +198,13 @@ extension Park {
             // Already cancelled: Park returned before registering.
             unlink(waiter)
             lock.unlock()
-            return nil
+            return (cause, false)
         }
         if cause != .notified {
             lock.lock()
             unlink(waiter)
             lock.unlock()
         }
-        return cause
+        return (cause, true)
     }
 }

@@ -3,11 +3,12 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew|pipeline|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|parkmany ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|parkmany ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"runtime"
@@ -65,6 +66,7 @@ var benchmarks = map[string]benchmark{
 	"skew":            {"ms", benchSkew, false},
 	"pipeline":        {"ns/item", benchPipeline, false},
 	"pingpong":        {"ns/roundtrip", benchPingpong, false},
+	"deadline":        {"ns/roundtrip", benchDeadline, false},
 	"chan":            {"ns/message", benchChan, false},
 	"select":          {"ns/message", benchSelect, false},
 	"select-default":  {"ns/select", benchSelectDefault, false},
@@ -75,7 +77,7 @@ var benchmarks = map[string]benchmark{
 	"parkmany":        {"ns/thread", benchParkMany, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew", "pipeline", "pingpong", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "parkmany"}
+var order = []string{"switch", "spawn", "fib", "skew", "pipeline", "pingpong", "deadline", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "parkmany"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -247,6 +249,39 @@ func benchPingpong() float64 {
 			fmt.Fprintln(os.Stderr, "pingpong: wrong value")
 			os.Exit(1)
 		}
+	}
+	close(ping)
+	<-done
+	return float64(time.Since(start).Nanoseconds()) / pingRounds
+}
+
+// benchDeadline: pingpong with each receive under its own one-hour
+// context.WithTimeout, waited for with a select on ctx.Done().
+func benchDeadline() float64 {
+	ping, pong := make(chan int), make(chan int)
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		for v := range ping {
+			pong <- v
+		}
+		close(done)
+	}()
+	bg := context.Background()
+	for i := 0; i < pingRounds; i++ {
+		ping <- i
+		ctx, cancel := context.WithTimeout(bg, time.Hour)
+		select {
+		case v := <-pong:
+			if v != i {
+				fmt.Fprintln(os.Stderr, "deadline: wrong value")
+				os.Exit(1)
+			}
+		case <-ctx.Done():
+			fmt.Fprintln(os.Stderr, "deadline: expired")
+			os.Exit(1)
+		}
+		cancel()
 	}
 	close(ping)
 	<-done
