@@ -292,6 +292,17 @@ struct GreenTimerTests {
         #expect(got)
     }
 
+    @Test func aTickerMadeOnAPlainOSThreadWakesAGreenThread() throws {
+        let ticker = try onPlainThread { Ticker(every: .milliseconds(5)) }
+        defer { ticker.stop() }
+        let ticks = try onRuntime { () throws -> Int in
+            var ticks = 0
+            for _ in 0..<3 { if try ticker.channel.receive() != nil { ticks += 1 } }
+            return ticks
+        }
+        #expect(ticks == 3)
+    }
+
     // MARK: Scale
 
     #if DEBUG
@@ -319,7 +330,7 @@ struct GreenTimerTests {
         #expect(heapEntries(rt) <= 2 * TimerHeap.purgeFloor * rt.core.workers.count)
 
         // The same off every runtime, on the timer thread's heap.
-        let heap = TimerThread.shared.home.heap
+        let heap = TimerThread.shared.heap
         let threadPeak = try onPlainThread { () -> Int in
             var peak = 0
             for i in 0..<n {

@@ -3,29 +3,32 @@ import CContext
 /// Where a `ChannelTimer` waits: the heap of the worker that created it, on
 /// its runtime's clock, or the heap of the process's timer thread for one
 /// created outside every runtime (ChannelTimer.swift, "Where a timer lives").
+///
+/// It holds the worker (one reference for heap, clock and idle workers
+/// alike: a timer that outlives its runtime can still be stopped), not the
+/// three parts: every create and free of a timer would retain and release
+/// each, and the clock and `Idle` are shared by every worker.
 struct TimerHome {
-    let heap: TimerHeap
-    let clock: RuntimeClock
-    /// The runtime's idle workers, told of a deadline earlier than they
-    /// would wake for; nil for the timer thread's heap.
-    let idle: Idle?
+    /// nil: the timer thread's heap.
+    private let worker: Worker?
 
     /// The calling worker's heap, else the timer thread's.
     static func ofCaller() -> TimerHome {
-        guard let raw = gt_current_worker() else { return TimerThread.shared.home }
-        return Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef { worker in
-            TimerHome(heap: worker.timers, clock: worker.clock, idle: worker.idle)
-        }
+        TimerHome(worker: gt_current_worker().map { Unmanaged<Worker>.fromOpaque($0).takeUnretainedValue() })
     }
+
+    var heap: TimerHeap { worker?.timers ?? TimerThread.shared.heap }
+
+    var clock: RuntimeClock { worker?.clock ?? TimerThread.shared.clock }
 
     /// After `heap.add`: makes sure someone wakes for `deadline` (as
     /// `Park` does for a sleep).
     @inline(__always)
     func timerAdded(deadline: Int64) {
-        if let idle {
+        if let worker {
             // A virtual clock is advanced by the last idle worker: no
             // sleeper needs waking for a new timer.
-            if !clock.isVirtual { idle.timerAdded(deadline: deadline) }
+            if !worker.clock.isVirtual { worker.idle.timerAdded(deadline: deadline) }
         } else {
             TimerThread.shared.timerAdded(deadline: deadline)
         }

@@ -20,14 +20,14 @@ final class TimerThread: @unchecked Sendable {
 
     static let shared = TimerThread()
 
-    let home: TimerHome
+    let heap: TimerHeap
+    let clock = RuntimeClock(virtual: false)
     private let parker: UnsafeMutablePointer<gt_parker>
     /// The deadline the thread sleeps until (`Int64.max`: none).
     private let sleepUntil = Atomic<Int64>(Int64.max)
 
     private init() {
-        let clock = RuntimeClock(virtual: false)
-        home = TimerHome(heap: TimerHeap(clock: clock), clock: clock, idle: nil)
+        heap = TimerHeap(clock: clock)
         parker = .allocate(capacity: 1)
         gt_parker_init(parker)
         // The thread's reference: it runs until the process exits.
@@ -46,7 +46,6 @@ final class TimerThread: @unchecked Sendable {
     }
 
     private func run() {
-        let heap = home.heap
         while true {
             heap.fireExpiredIfAny()
             let next = heap.nextDeadline.load(ordering: .acquiring)
