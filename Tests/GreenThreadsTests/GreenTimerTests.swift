@@ -140,6 +140,34 @@ struct GreenTimerTests {
         #expect(try onPlainThread(check).allSatisfy { $0 })
     }
 
+    /// Stops and resets racing fires (the timers fall due on the other
+    /// worker too): whatever the interleaving, a timer nobody received
+    /// from is always pending to `stop`/`reset`, and nothing from before
+    /// the call arrives after it.
+    @Test func stopAndResetRacingFiresLeaveNothingStale() throws {
+        let rounds = 20_000
+        let (stopFalse, resetFalse, stale) = try onRuntime { () throws -> (Int, Int, Int) in
+            var stopFalse = 0, resetFalse = 0, stale = 0
+            var spin: UInt64 = 1
+            for i in 0..<rounds {
+                let t = GreenTimer(after: .nanoseconds(i % 50_000))
+                for _ in 0..<(i % 97) { spin = spin &* 6364136223846793005 &+ 1 }
+                if i % 2 == 0 {
+                    if !t.stop() { stopFalse += 1 }
+                } else {
+                    if !t.reset(after: .seconds(3600)) { resetFalse += 1 }
+                    t.stop()
+                }
+                if t.channel.tryReceive() != nil { stale += 1 }
+                if i % 1_000 == 0 { GreenThread.yield() }
+            }
+            return (stopFalse, resetFalse, spin == 0 ? -1 : stale)
+        }
+        #expect(stopFalse == 0)
+        #expect(resetFalse == 0)
+        #expect(stale == 0)
+    }
+
     // MARK: Ticker
 
     @Test func tickerDeliversTicksInOrder() throws {

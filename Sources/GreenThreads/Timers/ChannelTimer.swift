@@ -117,6 +117,10 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
     @exclusivity(unchecked) private var deadline: Int64 = 0
     /// The armed ticket, or 0 when nothing will fire. Guarded by: lock.
     @exclusivity(unchecked) private var ticket: UInt64 = 0
+    /// Whether the timer sent a value since it was last withdrawn, which
+    /// may still be in the buffer: a stop that finds false need not try to
+    /// drain (the common create-then-stop of a timeout). Guarded by: lock.
+    @exclusivity(unchecked) private var sent = false
 
     /// Starts a timer due `delay` from now (at once if it is not positive)
     /// that repeats every `period` nanoseconds (0: once).
@@ -134,7 +138,7 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
         lock.lock()
         let (pending, disarmed) = withdrawLocked()
         lock.unlock()
-        if disarmed { home.heap.noteStale() }
+        if disarmed { home.noteStale() }
         return pending
     }
 
@@ -148,7 +152,7 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
         let added = start(after: delay)
         let due = deadline
         lock.unlock()
-        if disarmed { home.heap.noteStale() }
+        if disarmed { home.noteStale() }
         if added { home.timerAdded(deadline: due) }
         return pending
     }
@@ -162,7 +166,8 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
         // Failing, the heap has claimed `t` (its fire will find the ticket
         // gone), or a shutdown did.
         let disarmed = t != 0 && disarm(t)
-        let drained = channel.tryReceive() != nil
+        let drained = sent && channel.tryReceive() != nil
+        sent = false
         return (t != 0 || drained, disarmed)
     }
 
@@ -172,13 +177,13 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
     private func start(after delay: Duration) -> Bool {
         let ns = TimerHome.nanoseconds(delay)
         if ns <= 0 && period == 0 {
-            _ = channel.trySend(ContinuousClock.now)
+            sent = channel.trySend(ContinuousClock.now)
             return false
         }
-        let now = home.clock.now()
+        let now = home.now()
         deadline = ns <= 0 ? now : now.addingSaturating(ns)
         ticket = arm()
-        home.heap.add(deadline: deadline, waker: Waker(target: self, ticket: ticket))
+        home.add(deadline: deadline, waker: Waker(target: self, ticket: ticket))
         return true
     }
 
@@ -186,13 +191,15 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
     override func resumeFromWait() {
         lock.lock()
         let t = ticket
-        let now = home.clock.now()
+        let now = home.now()
         guard t != 0, claim.load(ordering: .acquiring) == t &+ 1, now >= deadline else {
             lock.unlock()
             return
         }
-        _ = channel.trySend(ContinuousClock.now)
-        if period == 0 {
+        if channel.trySend(ContinuousClock.now) { sent = true }
+        // Once the runtime shuts down, a ticker's next entry would never
+        // fire (and would keep its worker): it stops with the runtime.
+        if period == 0 || home.isClosing {
             ticket = 0
             lock.unlock()
             return
@@ -202,7 +209,7 @@ final class ChannelTimer: WaitTarget, @unchecked Sendable {
         let (step, overflow) = period.multipliedReportingOverflow(by: behind)
         deadline = overflow ? Int64.max : deadline.addingSaturating(step)
         ticket = arm()
-        home.heap.add(deadline: deadline, waker: Waker(target: self, ticket: ticket))
+        home.add(deadline: deadline, waker: Waker(target: self, ticket: ticket))
         let due = deadline
         lock.unlock()
         home.timerAdded(deadline: due)
