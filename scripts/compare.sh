@@ -10,7 +10,7 @@
 #
 # `scale` is its own mode: see the block at "scale mode" below.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany|echo ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|timer|ticker|parkmany|echo ...]
 #                                                        (default: all of them)
 #        scripts/compare.sh scale [fib skew pipeline spawn]
 #                       speedup over worker counts: gt-bench scale, Go (GOMAXPROCS=N)
@@ -161,16 +161,16 @@ fi
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pipeline | pingpong | deadline | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany | echo) benches+=("$a") ;;
+        switch | spawn | fib | skew | pipeline | pingpong | deadline | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | timer | ticker | parkmany | echo) benches+=("$a") ;;
         -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pipeline, pingpong, deadline, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, parkmany, echo)" >&2
+                "(switch, spawn, fib, skew, pipeline, pingpong, deadline, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, timer, ticker, parkmany, echo)" >&2
             exit 2
             ;;
     esac
 done
-((${#benches[@]})) || benches=(switch spawn fib skew pingpong deadline chan select select-default select-timeout select-pingpong mutex generator timers parkmany echo)
+((${#benches[@]})) || benches=(switch spawn fib skew pingpong deadline chan select select-default select-timeout select-pingpong mutex generator timers timer ticker parkmany echo)
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
 echo_seconds=${ECHO_SECONDS:-5}
@@ -247,7 +247,7 @@ for r in rows:
 peer_has() {
     case $1 in
         go) [[ $2 != generator ]] ;;
-        boostfiber) [[ $2 != select* && $2 != generator && $2 != deadline ]] ;;   # Boost.Fiber has no select
+        boostfiber) [[ $2 != select* && $2 != generator && $2 != deadline && $2 != timer && $2 != ticker ]] ;;   # no select, no deadline scopes, no timer channels
         swiftconc) [[ " switch spawn fib skew timers parkmany " == *" $2 "* ]] ;;
         python) [[ $2 == generator ]] ;;   # reports peer=python-gen and peer=greenlet
         *) false ;;

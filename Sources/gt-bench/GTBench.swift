@@ -19,6 +19,7 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
     Benchmark(name: "timers", unit: "ns/sleeper",
               summary: "10^6 green threads each sleeping 1 s, joined by a WaitGroup (overhead beyond the 1 s; + peak RSS per sleeper asleep at once)",
               rssItems: { TimerWorkload.peakAsleep.load(ordering: .relaxed) }, measure: timersBenchmark),
+] + TimerStartStopBenchmarks.all + [
     Benchmark(name: "parkmany", unit: "ns/thread",
               summary: "10^6 green threads parked at once on one channel, woken by close (spawn+park+wake+exit per thread; + peak RSS per parked thread, target <= 6 KiB)",
               rssItems: { ParkManyWorkload.threads }, rssTargetPerItem: ParkManyWorkload.rssTargetPerThread,

@@ -4,7 +4,7 @@
 #   RESULT peer=<go|boostfiber|boostcontext|swiftconc|python-gen|greenlet> benchmark=<name>
 #          workers=<n> value=<median> unit=<unit>
 #
-# Usage: scripts/peers/run.sh [switch|spawn|fib|skew|pipeline|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|parkmany ...]
+# Usage: scripts/peers/run.sh [switch|spawn|fib|skew|pipeline|pingpong|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|timer|ticker|parkmany ...]
 #                             [--workers 1,2] [--peers go,boostfiber,swiftconc,python]
 # Env:   REPEATS  timed repeats per measurement, median reported (default 3
 #                 here to keep a full run to a few minutes; the peer
@@ -24,7 +24,7 @@ while (($#)); do
     case $1 in
         --workers) workers=${2:?--workers needs a list like 1,2}; shift 2 ;;
         --peers) peers=${2:?--peers needs a list like go,swiftconc}; shift 2 ;;
-        switch | spawn | fib | skew | pipeline | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | parkmany)
+        switch | spawn | fib | skew | pipeline | pingpong | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | timer | ticker | parkmany)
             benches+=("$1"); shift ;;
         -h | --help) sed -n '2,16p' "$0"; exit 0 ;;
         *) echo "run.sh: unknown argument '$1'" >&2; exit 2 ;;
@@ -36,7 +36,7 @@ export REPEATS=${REPEATS:-3}
 # peer_benches PEER: the benchmarks that peer implements.
 peer_benches() {
     case $1 in
-        go) echo switch spawn fib skew pipeline pingpong chan select select-default select-timeout select-pingpong mutex timers parkmany ;;
+        go) echo switch spawn fib skew pipeline pingpong chan select select-default select-timeout select-pingpong mutex timers timer ticker parkmany ;;
         boostfiber) echo switch spawn fib skew pipeline pingpong chan mutex timers parkmany ;;   # no select in Boost.Fiber
         swiftconc) echo switch spawn fib skew timers parkmany ;;
         python) echo generator ;;

@@ -3,7 +3,7 @@
 // Each workload mirrors the one gt-bench runs, so the numbers are comparable:
 // goroutines are Go's green threads and GOMAXPROCS is its worker count.
 //
-// Usage: go-peer [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|parkmany ...] [--workers 1,2]
+// Usage: go-peer [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|timers|timer|ticker|parkmany ...] [--workers 1,2]
 // Prints: RESULT peer=go benchmark=<name> workers=<n> value=<median> unit=<unit>
 package main
 
@@ -47,6 +47,7 @@ const (
 	mutexPerG    = 250_000
 	timerSleeps  = 1_000_000
 	timerSleep   = time.Second
+	timerOps     = 1_000_000
 	parkThreads  = 1_000_000
 )
 
@@ -74,10 +75,12 @@ var benchmarks = map[string]benchmark{
 	"select-pingpong": {"ns/roundtrip", benchSelectPingpong, false},
 	"mutex":           {"ns/op", benchMutex, false},
 	"timers":          {"ns/sleeper", benchTimers, false},
+	"timer":           {"ns/op", benchTimer, false},
+	"ticker":          {"ns/op", benchTicker, false},
 	"parkmany":        {"ns/thread", benchParkMany, false},
 }
 
-var order = []string{"switch", "spawn", "fib", "skew", "pipeline", "pingpong", "deadline", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "parkmany"}
+var order = []string{"switch", "spawn", "fib", "skew", "pipeline", "pingpong", "deadline", "chan", "select", "select-default", "select-timeout", "select-pingpong", "mutex", "timers", "timer", "ticker", "parkmany"}
 
 // benchSwitch: two goroutines on one P hand the CPU to each other with
 // Gosched, so every yield is one scheduler switch.
@@ -501,6 +504,27 @@ func benchTimers() float64 {
 	wg.Wait()
 	elapsed := time.Since(start)
 	return float64((elapsed - timerSleep).Nanoseconds()) / timerSleeps
+}
+
+// benchTimer: 10^6 × NewTimer(1 h) then Stop on one goroutine, the
+// start/stop of a request's timeout (ns per create+stop).
+func benchTimer() float64 {
+	start := time.Now()
+	for i := 0; i < timerOps; i++ {
+		t := time.NewTimer(time.Hour)
+		t.Stop()
+	}
+	return float64(time.Since(start).Nanoseconds()) / timerOps
+}
+
+// benchTicker: 10^6 × NewTicker(1 h) then Stop on one goroutine.
+func benchTicker() float64 {
+	start := time.Now()
+	for i := 0; i < timerOps; i++ {
+		t := time.NewTicker(time.Hour)
+		t.Stop()
+	}
+	return float64(time.Since(start).Nanoseconds()) / timerOps
 }
 
 // benchParkMany: 10^6 goroutines parked at once on one unbuffered channel,

@@ -42,8 +42,10 @@ final class TimerHeap: @unchecked Sendable {
 
     private let lock = SpinLock()
     private let clock: RuntimeClock
-    private var heap: [Entry] = []
-    private var sequence: UInt64 = 0
+    // @exclusivity(unchecked): the lock already serializes every access,
+    // so the dynamic check would be pure overhead on every timer added.
+    @exclusivity(unchecked) private var heap: [Entry] = []  // Guarded by: lock
+    @exclusivity(unchecked) private var sequence: UInt64 = 0  // Guarded by: lock
     /// Earliest deadline, `Int64.max` when empty.
     let nextDeadline = Atomic<Int64>(Int64.max)
     /// Entries whose wait ended some other way, as reported by the waiters
@@ -115,6 +117,9 @@ final class TimerHeap: @unchecked Sendable {
     /// for the caller to release once it dropped the lock (held here).
     private func purgeStale() -> [Unmanaged<WaitTarget>] {
         var dead: [Unmanaged<WaitTarget>] = []
+        // One allocation, no larger than the heap, instead of one per
+        // doubling: a purge of a busy heap drops thousands.
+        dead.reserveCapacity(heap.count)
         heap.removeAll { entry in
             if entry.isPending { return false }
             dead.append(entry.target)
