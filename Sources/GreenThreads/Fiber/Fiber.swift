@@ -92,6 +92,12 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// Set while parked in a wait that cancellation may end.
     let cancellableWait = Atomic<Bool>(false)
     @exclusivity(unchecked) var waitReason: WaitReason = .none
+    /// The innermost group this thread has open (`withGreenGroup`), linked
+    /// to the enclosing ones: `RuntimeCore.cancel` cancels their children.
+    /// Guarded by `groupsLock`; nil whenever the thread is between groups,
+    /// so at retirement and reuse too (Groups/OpenGroups.swift).
+    @exclusivity(unchecked) final var innermostGroup: GroupScope?
+    final let groupsLock = SpinLock()
     /// When the current park began, in `gt_ticks` (Dump.swift says why a
     /// tick counter and not the clock). Meaningful only while parked.
     @exclusivity(unchecked) final var parkedTicks: UInt64 = 0
