@@ -438,6 +438,56 @@ struct GreenGroupTests {
         #expect(liveAfter == liveBefore)
     }
 
+    @Test func cancelsRacingTheOpeningOfGroupsAreNeverMissed() throws {
+        // The cancel lands anywhere: before the group opens, while children
+        // are being started, while the body runs or waits. The children
+        // only end when cancelled, so a missed cancel would leave the
+        // parent stuck in its group (caught here by the deadline, which
+        // then closes the channel to let the test end and fail).
+        let rt = Runtime(workers: 2)
+        defer { rt.shutdown() }
+        let (stuck, wrongOutcomes, liveBefore, liveAfter) = try rt.run { () throws -> (Int, Int, Int, Int) in
+            let before = rt.stats.live
+            var stuck = 0, wrong = 0
+            var seed: UInt64 = 0x9E37_79B9_7F4A_7C15
+            for round in 0..<300 {
+                seed = seed &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+                let delay = Int(seed >> 58)  // 0..<64 yields
+                let never = Channel<Int>(capacity: 0)
+                let parent = go { () throws -> [Int] in
+                    try withGreenGroup(limit: round % 2 == 0 ? 2 : .max) { (group: GreenGroup<Int>) in
+                        for _ in 0..<4 {
+                            try group.go {
+                                _ = try never.receive()
+                                if GreenThread.isCancelled { throw CancellationError() }
+                                return 0
+                            }
+                        }
+                        if round % 3 == 0 { _ = try group.next() }
+                    }
+                }
+                for _ in 0..<delay { GreenThread.yield() }
+                parent.cancel()
+                if !eventually({ parent.isFinished }) {
+                    stuck += 1
+                    never.close()
+                }
+                do {
+                    _ = try parent.join()
+                    wrong += 1
+                } catch is CancellationError {
+                } catch {
+                    wrong += 1
+                }
+            }
+            _ = eventually { rt.stats.live == before }
+            return (stuck, wrong, before, rt.stats.live)
+        }
+        #expect(stuck == 0)
+        #expect(wrongOutcomes == 0)
+        #expect(liveAfter == liveBefore)
+    }
+
     // MARK: Nesting, children that spawn, plain threads
 
     @Test func nestedGroupsReturnTheirResults() throws {
