@@ -99,6 +99,12 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// reuse) so that a scope allocates nothing; nil until the first.
     @exclusivity(unchecked) final var spareScopes: WaitScopes?
     @exclusivity(unchecked) var waitReason: WaitReason = .none
+    /// The innermost group this thread has open (`withGreenGroup`), linked
+    /// to the enclosing ones: `RuntimeCore.cancel` cancels their children.
+    /// Guarded by `groupsLock`; nil whenever the thread is between groups,
+    /// so at retirement and reuse too (Groups/OpenGroups.swift).
+    @exclusivity(unchecked) final var innermostGroup: GroupScope?
+    final let groupsLock = SpinLock()
     /// When the current park began, in `gt_ticks` (Dump.swift says why a
     /// tick counter and not the clock). Meaningful only while parked.
     @exclusivity(unchecked) final var parkedTicks: UInt64 = 0

@@ -58,7 +58,9 @@ import Glibc
 // `cancel` stores the flag (sequentially consistent), then reads
 // `cancellableWait` and the armed ticket; a parking thread arms its ticket,
 // then reads the flag (Park.swift). Dekker: at least one side sees the
-// other, so a cancel never misses a wait that began before it.
+// other, so a cancel never misses a wait that began before it. Last, it
+// cancels the children of every group the thread has open, and so on down
+// (Groups/OpenGroups.swift says why that cannot miss a group being opened).
 //
 // ## Shutdown
 //
@@ -361,6 +363,8 @@ final class RuntimeCore: @unchecked Sendable {
            let ticket = fiber.armedTicket {
             Waker(target: fiber, ticket: ticket).wake(.cancelled)
         }
+        // And what it spawned in its groups (Groups/OpenGroups.swift).
+        fiber.cancelOpenGroups()
     }
 
     // MARK: Errors nobody joined
