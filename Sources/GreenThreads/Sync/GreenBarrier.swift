@@ -135,8 +135,8 @@ public final class GreenBarrier: @unchecked Sendable {
         arrived += 1
         let myGeneration = generation
         var brokenWaiters = ClaimedWaiters()
-        let (cause, outcome) = Waiter.withTemporary { me -> (WakeCause?, Waiter.Outcome) in
-            let cause = Park.waitQueued(me, lock: lock, reason: .other("GreenBarrier.arriveAndWait"),
+        let (cause, outcome) = Waiter.withTemporary { me -> (WakeCause, Waiter.Outcome) in
+            let (cause, _) = Park.waitQueued(me, lock: lock, reason: .other("GreenBarrier.arriveAndWait"),
                                         enqueue: { waiters.append($0) },
                                         unlink: { me in
                                             // Under `lock`, after a wait that
@@ -150,7 +150,10 @@ public final class GreenBarrier: @unchecked Sendable {
             return (cause, me.pointee.outcome)
         }
         brokenWaiters.resumeAll()
-        if cause != .notified { throw CancellationError() }
+        if cause != .notified {
+            try cause.throwIfInterrupted()
+            throw CancellationError()  // .deadlock
+        }
         if outcome == .closed { throw GreenBarrierError.broken }
         return index
     }

@@ -107,14 +107,15 @@ public final class GreenEvent: @unchecked Sendable {
             lock.unlock()
             return true
         }
-        let cause = Waiter.withTemporary { me in
+        let (cause, _) = Waiter.withTemporary { me in
             Park.waitQueued(me, lock: lock, reason: .other("GreenEvent.wait"), deadline: deadline,
                             enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
         switch cause {
         case .notified: return true
         case .timedOut: return false
-        case .cancelled, .deadlock, nil: throw CancellationError()
+        case .cancelled, .deadlock: throw CancellationError()
+        case .deadlineExceeded: throw DeadlineExceeded()
         }
     }
 

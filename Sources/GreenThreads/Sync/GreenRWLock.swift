@@ -105,12 +105,15 @@ public final class GreenRWLock: @unchecked Sendable {
             lock.unlock()
             return
         }
-        let cause = Waiter.withTemporary { me in
+        let (cause, _) = Waiter.withTemporary { me in
             Park.waitQueued(me, lock: lock, reason: .other("GreenRWLock.readLock"),
                             enqueue: { readWaiters.append($0) }, unlink: { readWaiters.remove($0) })
         }
         // `.notified`: the releaser counted us in before resuming us.
-        if cause != .notified { throw CancellationError() }
+        if cause != .notified {
+            try cause.throwIfInterrupted()
+            throw CancellationError()  // .deadlock
+        }
     }
 
     /// Acquires the lock for reading if that needs no wait.
@@ -167,7 +170,7 @@ public final class GreenRWLock: @unchecked Sendable {
             return
         }
         var granted = Granted()
-        let cause = Waiter.withTemporary { me in
+        let (cause, _) = Waiter.withTemporary { me in
             Park.waitQueued(me, lock: lock, reason: .other("GreenRWLock.writeLock"),
                             enqueue: { writeWaiters.append($0) },
                             unlink: { me in
@@ -178,7 +181,10 @@ public final class GreenRWLock: @unchecked Sendable {
                             })
         }
         granted.resumeAll()
-        if cause != .notified { throw CancellationError() }
+        if cause != .notified {
+            try cause.throwIfInterrupted()
+            throw CancellationError()  // .deadlock
+        }
     }
 
     /// Acquires the lock for writing if that needs no wait.

@@ -165,11 +165,14 @@ final class FutureState<T: Sendable>: @unchecked Sendable {
             lock.unlock()
             return try result.unsafelyUnwrapped.get()
         }
-        let cause = Waiter.withTemporary { me in
+        let (cause, _) = Waiter.withTemporary { me in
             Park.waitQueued(me, lock: lock, reason: .other("Future.get"),
                             enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
-        if cause != .notified { throw CancellationError() }
+        if cause != .notified {
+            try cause.throwIfInterrupted()
+            throw CancellationError()  // .deadlock
+        }
         // The completion stored the result before it claimed us.
         return try result.unsafelyUnwrapped.get()
     }
