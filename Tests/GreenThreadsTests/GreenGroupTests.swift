@@ -557,3 +557,99 @@ struct GreenGroupTests {
         #expect(rt.stats.live == 0)
     }
 }
+
+/// Groups inside deadline and cancel scopes: the scope reaches the
+/// children, whether the owner is parked in the group or busy in its body.
+@Suite("GreenGroup in scopes")
+struct GreenGroupScopeTests {
+    @Test("a deadline around a group ends its blocked children and the group throws DeadlineExceeded")
+    func deadlineAroundGroup() throws {
+        let rt = Runtime(configuration: .init(workers: 2))
+        defer { rt.shutdown() }
+        let live = rt.stats.live
+        let errors = try rt.run { () throws -> [String] in
+            let gate = Channel<Int>(capacity: 0)
+            let seen = Channel<String>(capacity: 8)
+            let start = ContinuousClock.now
+            do {
+                _ = try withDeadline(after: .milliseconds(50)) {
+                    try withGreenGroup(limit: 4) { (group: GreenGroup<Int>) in
+                        for i in 0..<4 {
+                            try group.go {
+                                do {
+                                    if i % 2 == 0 { try GreenThread.sleep(for: .seconds(30)) } else { _ = try gate.receive() }
+                                } catch {
+                                    _ = seen.trySend("\(type(of: error))")
+                                    throw error
+                                }
+                                return i
+                            }
+                        }
+                    }
+                }
+                Issue.record("the group returned past its deadline")
+            } catch is DeadlineExceeded {
+                #expect(ContinuousClock.now - start < .seconds(10))
+            }
+            seen.close()
+            return Array(seen)
+        }
+        #expect(errors.count == 4)
+        #expect(errors.allSatisfy { $0 == "DeadlineExceeded" || $0 == "CancellationError" }, "\(errors)")
+        #expect(rt.stats.live == live)
+    }
+
+    @Test("a child inherits the deadline while the owner is busy in its body")
+    func childInheritsDeadline() throws {
+        let rt = Runtime(configuration: .init(workers: 2))
+        defer { rt.shutdown() }
+        let outcome = try rt.run { () throws -> (String, Duration) in
+            let start = ContinuousClock.now
+            let ended = Channel<(String, ContinuousClock.Instant)>(capacity: 1)
+            do {
+                _ = try withDeadline(after: .milliseconds(30)) {
+                    try withGreenGroup { (group: GreenGroup<Int>) in
+                        try group.go {
+                            do {
+                                try GreenThread.sleep(for: .seconds(30))
+                            } catch {
+                                _ = ended.trySend(("\(type(of: error))", ContinuousClock.now))
+                                throw error
+                            }
+                            return 0
+                        }
+                        // Busy, never waiting, until the child has ended.
+                        while ended.count == 0, ContinuousClock.now - start < .seconds(20) {}
+                    }
+                }
+            } catch is DeadlineExceeded {}
+            let (what, when) = try #require(try ended.receive())
+            return (what, when - start)
+        }
+        #expect(outcome.0 == "DeadlineExceeded")
+        #expect(outcome.1 < .seconds(10))
+    }
+
+    @Test("cancelling a scope around a group cancels its children")
+    func cancelScopeAroundGroup() throws {
+        let rt = Runtime(configuration: .init(workers: 2))
+        defer { rt.shutdown() }
+        let live = rt.stats.live
+        let thrown = try rt.run { () throws -> String in
+            let never = Channel<Int>(capacity: 0)
+            do {
+                _ = try withCancelScope { scope in
+                    try withGreenGroup { (group: GreenGroup<Int>) in
+                        for _ in 0..<3 { try group.go { try never.receive() ?? 0 } }
+                        go { try? GreenThread.sleep(for: .milliseconds(20)); scope.cancel() }
+                    }
+                }
+                return "returned"
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        #expect(thrown == "CancellationError")
+        #expect(rt.stats.live == live)
+    }
+}

@@ -39,8 +39,11 @@ public struct DeadlineExceeded: Error, Sendable, Equatable, CustomStringConverti
 /// propagates out of this scope and every scope around it; catch it where
 /// you want to recover (Go's `ctx.Err()`, Trio's `fail_after`).
 ///
-/// Green threads spawned inside the scope are not bound by it, and neither
-/// is the body of `GreenThread.blocking`, which runs on another thread.
+/// Green threads spawned with `go` inside the scope are not bound by it,
+/// and neither is the body of `GreenThread.blocking`, which runs on
+/// another thread. The children of a `withGreenGroup` opened inside it
+/// are: each runs under the scope's deadline, so a fan-out ends when its
+/// deadline passes (Go's `errgroup` under `context.WithTimeout`).
 ///
 /// - Throws: what `body` throws, `DeadlineExceeded` from a wait included.
 public func withDeadline<T>(after duration: Duration, _ body: () throws -> T) throws -> T {
@@ -52,6 +55,12 @@ public func withDeadline<T>(after duration: Duration, _ body: () throws -> T) th
 /// throws `DeadlineExceeded` at once.
 public func withDeadline<T>(at instant: ContinuousClock.Instant, _ body: () throws -> T) throws -> T {
     try withScopeDeadline({ now in Park.deadline(after: instant - ContinuousClock.now, from: now) }, body)
+}
+
+/// A deadline scope at `deadline`, in the clock of `WaitScopes.deadline`:
+/// how a group's child inherits the deadline its group was opened under.
+func withDeadline<T>(clockNanoseconds deadline: Int64, _ body: () throws -> T) throws -> T {
+    try withScopeDeadline({ _ in deadline }, body)
 }
 
 /// A deadline scope at `deadline(now)` (`Park.now()` ns). See
@@ -113,7 +122,10 @@ private func withGreenScopeDeadline<T>(
 /// throws `CancellationError` at once. Once the scope has ended, `cancel()`
 /// does nothing: it never reaches the code after the scope. The green
 /// thread itself is not cancelled (`GreenThread.isCancelled` stays false),
-/// and green threads spawned inside the scope are not affected.
+/// and green threads spawned with `go` inside the scope are not affected.
+/// A `withGreenGroup` inside the scope is: its wait for its children ends
+/// with the scope's cancellation, which cancels the children (and the
+/// group throws `CancellationError` once they have ended).
 public final class CancelScope: Sendable {
     let node: ScopeNode
 

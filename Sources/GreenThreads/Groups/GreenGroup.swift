@@ -135,11 +135,22 @@ public final class GreenGroup<T: Sendable>: @unchecked Sendable {
             return slots.count - 1
         }
         let core = scope.core
+        // A child runs under the deadline of the scopes the group was
+        // opened in (Trio's nursery inside `fail_after`, a child of Go's
+        // `context.WithTimeout`): its own waits throw `DeadlineExceeded`
+        // then, busy owner or not.
+        let inherited = WaitScopes.current?.deadline ?? .max
+        let run: @Sendable () throws -> T
+        if inherited == .max {
+            run = body
+        } else {
+            run = { try withDeadline(clockNanoseconds: inherited, body) }
+        }
         let child: TypedFiber<T>
         if let worker = Worker.calling(of: core) {
-            child = Worker.spawnFiber(on: worker, name: name, file: file, line: line, body)
+            child = Worker.spawnFiber(on: worker, name: name, file: file, line: line, run)
         } else {
-            child = TypedFiber(core: core, name: name, file: file, line: line, body: body)
+            child = TypedFiber(core: core, name: name, file: file, line: line, body: run)
             core.submitExternal(child)
         }
         scope.adopt(child)

@@ -66,8 +66,10 @@ final class GroupScope: @unchecked Sendable {
                 throw CancellationError()
             }
             if running < limit { break }
-            if !awaitChange(cancellable: true, reason: "GreenGroup.go (waiting for a free slot)") {
+            let cause = awaitChange(cancellable: true, reason: "GreenGroup.go (waiting for a free slot)")
+            if cause != .notified {
                 lock.unlock()
+                try cause.throwIfInterrupted()
                 throw CancellationError()
             }
         }
@@ -186,8 +188,10 @@ final class GroupScope: @unchecked Sendable {
                 lock.unlock()
                 return nil
             }
-            if !awaitChange(cancellable: true, reason: "GreenGroup.next") {
+            let cause = awaitChange(cancellable: true, reason: "GreenGroup.next")
+            if cause != .notified {
                 lock.unlock()
+                try cause.throwIfInterrupted()
                 throw CancellationError()
             }
         }
@@ -195,12 +199,26 @@ final class GroupScope: @unchecked Sendable {
 
     // MARK: The end
 
-    /// Waits, uncancellably, until every child has ended and finished (its
-    /// stack and count given back), then closes the group; `finish` runs
-    /// under the lock, after the last child ended.
+    /// Waits until every child has ended and finished (its stack and count
+    /// given back), then closes the group; `finish` runs under the lock,
+    /// after the last child ended.
+    ///
+    /// The first wait is interruptible: a cancel scope or deadline around
+    /// the group that trips (or a cancel of the owner) fails the group with
+    /// that error, which cancels the children. Every later wait is not: no
+    /// child may outlive its group, and a tripped scope stays tripped, so
+    /// an interruptible wait would return at once, in a loop.
     func close<R>(_ finish: (_ firstError: (any Error)?) -> R) -> R {
         lock.lock()
-        while running > 0 { _ = awaitChange(cancellable: false, reason: "withGreenGroup (its children to end)") }
+        var interrupted = false
+        while running > 0 {
+            let cause = awaitChange(cancellable: !interrupted, reason: "withGreenGroup (its children to end)")
+            if cause == .notified || interrupted { continue }
+            interrupted = true
+            lock.unlock()
+            fail(cause == .deadlineExceeded ? DeadlineExceeded() : CancellationError())
+            lock.lock()
+        }
         closed = true
         let last = children
         children = []
@@ -222,10 +240,11 @@ final class GroupScope: @unchecked Sendable {
 
     /// Parks the caller until the next change (a child's end, a
     /// cancellation of the group). Called and returns with `lock` held.
-    /// Returns false if the wait was cancelled (the calling green thread
-    /// was); an uncancellable wait always returns true.
-    private func awaitChange(cancellable: Bool, reason: StaticString) -> Bool {
-        Waiter.withTemporary { me -> Bool in
+    /// Returns why the wait ended: `.notified`, or for a cancellable wait
+    /// an interruption (a cancel of the calling green thread, a tripped
+    /// scope around it); an uncancellable wait always returns `.notified`.
+    private func awaitChange(cancellable: Bool, reason: StaticString) -> WakeCause {
+        Waiter.withTemporary { me -> WakeCause in
             waiters.append(me)
             var registered = false
             let cause = Park.waitQueued(reason: .other(reason), cancellable: cancellable) { waker in
@@ -238,7 +257,7 @@ final class GroupScope: @unchecked Sendable {
             if registered { lock.lock() }
             // Ended other than by a claim: still queued, unlink it.
             if cause != .notified { waiters.remove(me) }
-            return cause == .notified
+            return cause
         }
     }
 }
