@@ -6,7 +6,9 @@
 //    that returns at once (the body runs as a Task on the default
 //    executor; the thread parks until it ends), against a Task doing the
 //    same with `await Task { ... }.value`. Reported: ns per call of each,
-//    and their ratio (target <= 2).
+//    and their ratio (target <= 2). Also with 64 callers at once (64
+//    green threads against 64 Tasks), where the wake-ups across the two
+//    pools overlap.
 //  * ping-pong: a Task and a green thread bounce an Int through two
 //    unbuffered channels (`await send`/`await receive` on the Task's side),
 //    against two Tasks bouncing it through two AsyncStreams. Reported: ns
@@ -30,10 +32,13 @@ enum AwaitBridgeWorkload {
         _ = try taskAwait(calls / 10)
         let bridge = try bridgeAwait(rt, calls)
         let task = try taskAwait(calls)
+        let bridgeMany = try bridgeAwaitMany(rt, calls)
+        let taskMany = try taskAwaitMany(calls)
         let pingBridge = try bridgePingPong(rt, roundTrips)
         let pingStream = try streamPingPong(roundTrips)
         return Sample(value: bridge, extras: [
             ("task_ns", task), ("await_ratio", bridge / task),
+            ("await64_bridge_ns", bridgeMany), ("await64_task_ns", taskMany), ("await64_ratio", bridgeMany / taskMany),
             ("pingpong_bridge_ns", pingBridge), ("pingpong_stream_ns", pingStream),
             ("pingpong_ratio", pingBridge / pingStream),
         ])
@@ -63,6 +68,48 @@ enum AwaitBridgeWorkload {
         }
         precondition(sum == n * (n + 1) / 2, "await-bridge: wrong sum")
         return Double(elapsed) / Double(n)
+    }
+
+    static let callers = 64
+
+    /// ns per `GreenThread.await`, `callers` green threads calling at once.
+    static func bridgeAwaitMany(_ rt: Runtime, _ n: Int) throws -> Double {
+        let each = n / callers
+        let start = gt_now_ns()
+        let sum = try rt.run { () throws -> Int in
+            let hs = (0..<callers).map { _ in
+                go { () throws -> Int in
+                    var sum = 0
+                    for i in 0..<each { sum &+= try GreenThread.await { await ready(i) } }
+                    return sum
+                }
+            }
+            return try joinAll(hs).reduce(0, &+)
+        }
+        let elapsed = gt_now_ns() - start
+        precondition(sum == callers * each * (each + 1) / 2, "await-bridge: wrong sum")
+        return Double(elapsed) / Double(callers * each)
+    }
+
+    /// ns per `await Task { }.value`, `callers` Tasks calling at once.
+    static func taskAwaitMany(_ n: Int) throws -> Double {
+        let each = n / callers
+        let (sum, elapsed) = try GreenThread.await { () async -> (Int, Int64) in
+            let start = gt_now_ns()
+            let sum = await withTaskGroup(of: Int.self) { group in
+                for _ in 0..<callers {
+                    group.addTask {
+                        var sum = 0
+                        for i in 0..<each { sum &+= await Task { await ready(i) }.value }
+                        return sum
+                    }
+                }
+                return await group.reduce(0, &+)
+            }
+            return (sum, gt_now_ns() - start)
+        }
+        precondition(sum == callers * each * (each + 1) / 2, "await-bridge: wrong sum")
+        return Double(elapsed) / Double(callers * each)
     }
 
     /// ns per round trip: a Task sends, a green thread echoes.
