@@ -62,6 +62,8 @@ int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out) {
     return 0;
 }
 
+bool gt_is_main_thread(void) { return gettid() == getpid(); }
+
 void gt_thread_join(uint64_t handle) {
     pthread_join((pthread_t)handle, NULL);
 }

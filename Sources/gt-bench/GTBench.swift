@@ -24,6 +24,9 @@ let registry: [Benchmark] = CoreBenchmarks.all + ChannelBenchmarks.all + [
               summary: "10^6 green threads parked at once on one channel, woken by close (spawn+park+wake+exit per thread; + peak RSS per parked thread, target <= 6 KiB)",
               rssItems: { ParkManyWorkload.threads }, rssTargetPerItem: ParkManyWorkload.rssTargetPerThread,
               measure: parkManyBenchmark),
+    Benchmark(name: "await-bridge", unit: "ns/await",
+              summary: "a green thread's GreenThread.await of an async function that returns at once, beside a Task's await Task { }.value (ratio target <= 2); Task<->green ping-pong through channels beside an AsyncStream ping-pong between two Tasks (ratio target <= 1)",
+              measureSample: AwaitBridgeWorkload.benchmark),
 ] + DeadlineBenchmark.all + EchoBenchmark.all
 
 @main

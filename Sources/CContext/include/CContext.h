@@ -241,6 +241,9 @@ int gt_thread_start(void (*fn)(void *), void *arg, uint64_t *handle_out);
 void gt_thread_join(uint64_t handle);
 /// Joins with a timeout. Returns 0 when joined, -ETIMEDOUT otherwise.
 int gt_thread_join_timeout(uint64_t handle, int64_t timeout_ns);
+/// Whether the calling thread is the process's main thread (its id is the
+/// process id).
+bool gt_is_main_thread(void);
 /// Installs an alternate signal stack so a stack overflow on this thread
 /// reaches a handler instead of killing the process silently. Returns 0
 /// (also when the thread already has one) or a negative errno.

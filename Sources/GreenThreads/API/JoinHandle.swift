@@ -37,11 +37,19 @@ public struct JoinHandle<T: Sendable>: Sendable {
 
     /// The result, for Swift concurrency: suspends the task (never a
     /// worker) until the green thread finishes.
+    ///
+    /// Cancelling the awaiting Task cancels the green thread (as `cancel()`
+    /// does) and still waits for it to finish: its reaction to the
+    /// cancellation, usually `CancellationError`, is the result.
     public var value: T {
         get async throws {
             let fiber = self.fiber
-            return try await withCheckedThrowingContinuation { continuation in
-                fiber.onCompletion { continuation.resume(with: Result { try fiber.value() }) }
+            return try await withTaskCancellationHandler {
+                try await withCheckedThrowingContinuation { continuation in
+                    fiber.onCompletion { continuation.resume(with: Result { try fiber.value() }) }
+                }
+            } onCancel: {
+                fiber.core.cancel(fiber)
             }
         }
     }

@@ -36,10 +36,11 @@ extension RuntimeCore {
             return false
         }
         guard !hasVisibleWork(), earliestDeadline() == Int64.max else { return false }
-        // Threads parked on an fd or in a blocking call wait for the outside
-        // world, not for each other.
+        // Threads parked on an fd, in a blocking call or on a Task wait for
+        // the outside world, not for each other.
         guard poller.ioWaiters.load(ordering: .acquiring) == 0,
-              blockingPool.inFlight.load(ordering: .acquiring) == 0 else { return false }
+              blockingPool.inFlight.load(ordering: .acquiring) == 0,
+              taskWaits.load(ordering: .acquiring) == 0 else { return false }
         return waitersLock.withLock { !externalWaiters.isEmpty }
     }
 

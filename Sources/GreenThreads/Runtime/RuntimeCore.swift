@@ -28,10 +28,10 @@ import Glibc
 // holds when detection is on and the runtime is not closing, every active
 // worker (configured ones and the spares in use, SpareWorker.swift) is in
 // the sleeper list, nothing is visible in any queue, no timer is pending,
-// no green thread waits on an fd or in `GreenThread.blocking` (those wait
-// for the outside world), and at least one OS thread is in a registered
-// wait (`beginExternalWait`, which wakes a sleeping worker when the rest
-// holds, so that the last one re-checks). Comparing `sleeping` with
+// no green thread waits on an fd, in `GreenThread.blocking` or in
+// `GreenThread.await` (those wait for the outside world), and at least one
+// OS thread is in a registered wait (`beginExternalWait`, which wakes a
+// sleeping worker when the rest holds, so that the last one re-checks). Comparing `sleeping` with
 // `activeWorkers`, not with the configured count, keeps a worker stuck in a
 // blocking call, beside its sleeping replacement, from passing for
 // "everyone asleep".
@@ -165,6 +165,9 @@ final class RuntimeCore: @unchecked Sendable {
     let idStride: UInt64
     let externalSpawns = Atomic<Int>(0)
     let externalWakes = Atomic<Int>(0)
+    /// Green threads parked in `GreenThread.await`: they wait for a Task,
+    /// the outside world, so deadlock detection holds off (GreenAwait.swift).
+    let taskWaits = Atomic<Int>(0)
     let shutdownLock = SpinLock()
     let shutdownDone = Atomic<Bool>(false)
 

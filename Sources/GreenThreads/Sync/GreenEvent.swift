@@ -53,9 +53,9 @@ public final class GreenEvent: @unchecked Sendable {
     // SAFETY: @unchecked Sendable: `flag` is atomic (changed only under
     // `lock`); `waiters` is guarded by `lock`.
 
-    private let flag = Atomic<Bool>(false)
-    private let lock = SpinLock()
-    @exclusivity(unchecked) private var waiters = WaiterList()  // Guarded by: lock
+    let flag = Atomic<Bool>(false)
+    let lock = SpinLock()
+    @exclusivity(unchecked) var waiters = WaiterList()  // Guarded by: lock
 
     /// Creates an event that is not set.
     public init() {}

@@ -20,9 +20,9 @@
 public final class WaitGroup: @unchecked Sendable {
     // SAFETY: @unchecked Sendable: both fields are guarded by `lock`.
 
-    private let lock = SpinLock()
-    @exclusivity(unchecked) private var counter = 0                         // Guarded by: lock
-    @exclusivity(unchecked) private var waiters = WaiterList()  // Guarded by: lock
+    let lock = SpinLock()
+    @exclusivity(unchecked) var counter = 0                         // Guarded by: lock
+    @exclusivity(unchecked) var waiters = WaiterList()  // Guarded by: lock
 
     /// Creates a wait group with a zero counter.
     public init() {}
