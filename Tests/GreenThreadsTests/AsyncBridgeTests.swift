@@ -487,3 +487,24 @@ struct AsyncWaitTests {
         #expect(try await h.value == 100)
     }
 }
+
+/// `GreenThread.await` inside a deadline scope: the scope's deadline
+/// cancels the Task, and the caller gets `DeadlineExceeded`.
+@Suite("GreenThread.await in scopes")
+struct GreenAwaitScopeTests {
+    @Test func aDeadlineAroundAnAwaitCancelsTheTask() throws {
+        let rt = Runtime(configuration: .init(workers: 1))
+        defer { rt.shutdown() }
+        let outcome = try rt.run { () throws -> String in
+            do {
+                _ = try withDeadline(after: .milliseconds(20)) {
+                    try GreenThread.await { try await Task.sleep(for: .seconds(60)); return 1 }
+                }
+                return "returned"
+            } catch {
+                return "\(type(of: error))"
+            }
+        }
+        #expect(outcome == "DeadlineExceeded")
+    }
+}

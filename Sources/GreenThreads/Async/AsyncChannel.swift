@@ -53,6 +53,9 @@ extension Channel {
             if target.waiter.pointee.outcome == .closed { throw ChannelError.closed }
         case .timedOut, .cancelled, .deadlock:
             throw CancellationError()
+        case .deadlineExceeded:
+            // Scopes bound threads, not Tasks: not reached, kept exhaustive.
+            throw DeadlineExceeded()
         }
     }
 
@@ -105,6 +108,9 @@ extension Channel {
             return target.waiter.pointee.outcome == .completed ? slot.move() : nil
         case .timedOut, .cancelled, .deadlock:
             throw CancellationError()
+        case .deadlineExceeded:
+            // Scopes bound threads, not Tasks: not reached, kept exhaustive.
+            throw DeadlineExceeded()
         }
     }
 }

@@ -137,6 +137,7 @@ extension GreenThread {
             }
         }
         var cause = Park.wait(reason: .other("GreenThread.await"), cancellable: true) { completion.register($0) }
+        let interruption = cause
         if cause != .notified {
             task.cancel()
             // Until the body has finished: it must not outlive the call.
@@ -144,7 +145,13 @@ extension GreenThread {
                 cause = Park.wait(reason: .other("GreenThread.await"), cancellable: false) { completion.register($0) }
             }
         }
-        return try completion.outcome.get()
+        let outcome = completion.outcome
+        // A deadline scope around the call ended it: the Task saw a plain
+        // cancellation, the caller is owed the scope's reason.
+        if interruption == .deadlineExceeded, case .failure(let error) = outcome, error is CancellationError {
+            throw DeadlineExceeded()
+        }
+        return try outcome.get()
     }
 
     /// Traps if an OS thread about to block is running a Task off the main
