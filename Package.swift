@@ -54,6 +54,7 @@ let package = Package(
         .executableTarget(name: "echo-server", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/echo-server"),
         .executableTarget(name: "http-hello", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/http-hello"),
         .executableTarget(name: "crawler", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/crawler"),
+        .executableTarget(name: "fanout-server", dependencies: ["GreenThreads", "NetExamples"], path: "Examples/fanout-server"),
         .testTarget(
             name: "GreenThreadsTests",
             dependencies: ["GreenThreads", "CContext"],

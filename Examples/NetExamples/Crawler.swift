@@ -21,6 +21,38 @@ public enum Crawler {
         return Dictionary(zip(links, bodies), uniquingKeysWith: { first, _ in first })
     }
 
+    /// What a crawl under a per-page deadline got: the pages that came in
+    /// time (path → body) and the paths that did not.
+    public struct BoundedCrawl: Sendable {
+        public var pages: [String: String] = [:]
+        public var timedOut: [String] = []
+    }
+
+    /// Every page linked from `/`, at most `limit` fetches at a time, each
+    /// given `perPage` (its connect, request and response together): a page
+    /// slower than that is given up and listed in `timedOut`, the crawl goes
+    /// on. Any other failure (a refused connection, a bad status) cancels
+    /// the fetches still running and is thrown once they have ended.
+    public static func crawl(host: String, port: Int, limit: Int, perPage: Duration) throws -> BoundedCrawl {
+        let index = try fetch(host: host, port: port, path: "/")
+        let outcomes = try withGreenGroup(limit: limit) { (group: GreenGroup<(String, String?)>) in
+            for link in links(in: index) {
+                try group.go(name: "GET \(link)") {
+                    do {
+                        return (link, try withDeadline(after: perPage) { try fetch(host: host, port: port, path: link) })
+                    } catch is DeadlineExceeded {
+                        return (link, nil)
+                    }
+                }
+            }
+        }
+        var crawl = BoundedCrawl()
+        for (link, body) in outcomes {
+            if let body { crawl.pages[link] = body } else { crawl.timedOut.append(link) }
+        }
+        return crawl
+    }
+
     /// The `href="..."` targets in `html`, in order.
     public static func links(in html: String) -> [String] {
         var out: [String] = []
@@ -40,11 +72,18 @@ public enum Crawler {
         return response.bodyText
     }
 
-    /// Both wall times of one run against a local `CrawlSite`.
+    /// The wall times of one run against a local `CrawlSite`.
     public struct Report: Sendable {
         public let pages: Int
         public let sequential: Duration
         public let concurrent: Duration
+        /// The bounded crawl: `boundedLimit` fetches at a time, each under a
+        /// deadline of `boundedDeadline`, against a site whose every 10th
+        /// page is 10 times slower; `boundedTimedOut` of them gave up.
+        public let bounded: Duration
+        public let boundedLimit: Int
+        public let boundedDeadline: Duration
+        public let boundedTimedOut: Int
     }
 
     /// Starts a `CrawlSite` of `pages` pages on an ephemeral loopback port,
@@ -76,6 +115,36 @@ public enum Crawler {
                 throw Failure(description: "\(name) crawl: \(CrawlSite.path(page)) has the wrong contents")
             }
         }
-        return Report(pages: pages, sequential: sequentialTime, concurrent: concurrentTime)
+        let (boundedTime, limit, deadline, timedOut) = try runBounded(pages: pages, latency: latency)
+        return Report(pages: pages, sequential: sequentialTime, concurrent: concurrentTime,
+                      bounded: boundedTime, boundedLimit: limit, boundedDeadline: deadline, boundedTimedOut: timedOut)
+    }
+
+    /// The bounded crawl of `run`: 8 at a time, each page given 4 times the
+    /// latency, against a site whose every 10th page takes 10 times it.
+    /// Checks that exactly the slow pages timed out and every other page
+    /// came with the right contents.
+    private static func runBounded(pages: Int, latency: Duration) throws -> (Duration, Int, Duration, Int) {
+        let limit = 8
+        let deadline = latency * 4 + .milliseconds(20)
+        let site = CrawlSite(pages: pages, latency: latency, slowEvery: 10, slowLatency: latency * 10 + .milliseconds(200))
+        let listener = try TCPListener(host: "127.0.0.1", port: 0)
+        let server = go { try HTTPServer.serve(listener, handler: site.respond) }
+        defer {
+            listener.close()
+            _ = try? server.join()
+        }
+        var result = BoundedCrawl()
+        let time = try ContinuousClock().measure {
+            result = try crawl(host: "127.0.0.1", port: listener.port, limit: limit, perPage: deadline)
+        }
+        let slow = Set((0..<pages).filter(site.isSlow).map(CrawlSite.path))
+        guard Set(result.timedOut) == slow else {
+            throw Failure(description: "bounded crawl: \(result.timedOut.count) pages timed out, expected the \(slow.count) slow ones")
+        }
+        for page in 0..<pages where !site.isSlow(page) && result.pages[CrawlSite.path(page)] != CrawlSite.body(page) {
+            throw Failure(description: "bounded crawl: \(CrawlSite.path(page)) missing or with the wrong contents")
+        }
+        return (time, limit, deadline, result.timedOut.count)
     }
 }

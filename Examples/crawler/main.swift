@@ -1,8 +1,11 @@
 // crawler: the seed documents' crawler. It starts a local test site inside
 // the process (an index and N pages, each answered after a simulated 50 ms of
 // latency), then fetches every page twice: one after another, and with one
-// green thread per page. Both wall times are printed and every page's
-// contents are checked.
+// green thread per page. Then it crawls a site whose every 10th page is ten
+// times slower the way a service would: a group of at most 8 fetches at a
+// time (`withGreenGroup(limit:)`), each under its own deadline
+// (`withDeadline(after:)`), giving up the stragglers. The wall times are
+// printed and every page's contents are checked.
 //
 //     swift run -c release crawler [PAGES] [LATENCY_MS]      (default 50 pages, 50 ms)
 import GreenThreads
@@ -31,6 +34,8 @@ do {
     print("  concurrent: \(ms(report.concurrent))  (one green thread per page)")
     let speedup = report.sequential / report.concurrent
     print("  speed-up:   \((speedup * 10).rounded() / 10)x")
+    print("  bounded:    \(ms(report.bounded))  (\(report.boundedLimit) at a time, each page given \(ms(report.boundedDeadline));"
+          + " every 10th page answers 10x slower: \(report.boundedTimedOut) gave up)")
 } catch {
     logError("crawler: \(error)")
     exit(1)

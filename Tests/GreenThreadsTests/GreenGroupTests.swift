@@ -14,6 +14,18 @@ private func onRuntime<T: Sendable>(workers: Int = 2, _ body: @escaping @Sendabl
 
 /// Yields until `condition` holds or 10 s pass (a loaded machine is slow);
 /// whether it held.
+/// How joining `handle` ended: "returned", "cancelled", or the error.
+private func joinOutcome<T>(_ handle: JoinHandle<T>) -> String {
+    do {
+        _ = try handle.join()
+        return "returned"
+    } catch is CancellationError {
+        return "cancelled"
+    } catch {
+        return "\(error)"
+    }
+}
+
 private func eventually(_ condition: () -> Bool) -> Bool {
     let end = gt_now_ns() + 10_000_000_000
     while !condition() {
@@ -340,16 +352,7 @@ struct GreenGroupTests {
             }
             _ = eventually { started.load(ordering: .relaxed) == 3 }
             parent.cancel()
-            let outcome: String
-            do {
-                _ = try parent.join()
-                outcome = "returned"
-            } catch is CancellationError {
-                outcome = "cancelled"
-            } catch {
-                outcome = "\(error)"
-            }
-            return (outcome, before, rt.stats.live)
+            return (joinOutcome(parent), before, rt.stats.live)
         }
         #expect(parentOutcome == "cancelled")
         #expect(ended.load(ordering: .relaxed) == 3)
@@ -437,16 +440,7 @@ struct GreenGroupTests {
             parent.cancel()
             // Not cancelled: end them, so the test fails instead of hanging.
             if !eventually({ ended.load(ordering: .relaxed) == 6 }) { never.close() }
-            let outcome: String
-            do {
-                _ = try parent.join()
-                outcome = "returned"
-            } catch is CancellationError {
-                outcome = "cancelled"
-            } catch {
-                outcome = "\(error)"
-            }
-            return (outcome, before, rt.stats.live)
+            return (joinOutcome(parent), before, rt.stats.live)
         }
         #expect(outcome == "cancelled")
         #expect(ended.load(ordering: .relaxed) == 6)

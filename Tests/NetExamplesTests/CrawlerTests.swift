@@ -15,6 +15,8 @@ struct CrawlerTests {
             let report = try rt.run { try Crawler.run(pages: 20, latency: .milliseconds(50)) }
             #expect(report.pages == 20)
             #expect(report.sequential >= .milliseconds(20 * 50))
+            // Pages 9 and 19 are the slow ones; run checked which gave up.
+            #expect(report.boundedTimedOut == 2)
             // Busy or not, overlapping the latency must beat waiting it out.
             return [.below("the concurrent crawl", report.concurrent, report.sequential / 2,
                            loaded: report.sequential)]
