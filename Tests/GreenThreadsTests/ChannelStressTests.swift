@@ -22,12 +22,6 @@ struct Mix: Sendable {
     mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
 }
 
-private func onRuntime<T: Sendable>(workers: Int, _ body: @escaping @Sendable () throws -> T) throws -> T {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
-    return try rt.run(body)
-}
-
 /// A never-ready channel, to give selects a second case.
 private let neverReady = Channel<Int>()
 

@@ -5,13 +5,6 @@ import Testing
 
 private struct Failure: Error, Equatable { let code: Int }
 
-/// Runs `body` as the main green thread of a fresh runtime.
-private func onRuntime<T: Sendable>(workers: Int = 2, _ body: @escaping @Sendable () throws -> T) throws -> T {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
-    return try rt.run(body)
-}
-
 /// Yields until `condition` holds or 10 s pass (a loaded machine is slow);
 /// whether it held.
 /// How joining `handle` ended: "returned", "cancelled", or the error.

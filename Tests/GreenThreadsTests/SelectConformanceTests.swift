@@ -10,12 +10,6 @@ import Testing
 // makes c2 ready and then empties c1 while the select runs, so at every
 // instant one of the two is ready and `default` must never run.
 
-private func onRuntime<T: Sendable>(workers: Int, _ body: @escaping @Sendable () throws -> T) throws -> T {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
-    return try rt.run(body)
-}
-
 /// Channels that are never ready: padding that widens a select's poll.
 private let padding = (0..<32).map { _ in Channel<Int>() }
 

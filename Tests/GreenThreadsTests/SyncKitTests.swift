@@ -10,13 +10,6 @@ import Glibc
 // GreenLocal: each one's contract, cancellation leaving no registration,
 // plain OS threads, and a randomized stress with yields on two workers.
 
-/// Runs `body` as the main green thread of a fresh runtime.
-private func onRuntime<T: Sendable>(workers: Int = 2, _ body: @escaping @Sendable () throws -> T) throws -> T {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
-    return try rt.run(body)
-}
-
 /// Yields (or, off a runtime, sleeps briefly) until `condition` holds; false
 /// if it did not within 10 s.
 private func eventually(_ condition: () -> Bool) -> Bool {

@@ -3,13 +3,6 @@ import Synchronization
 import Testing
 @testable import GreenThreads
 
-/// Runs `body` as the main green thread of a fresh runtime.
-private func onRuntime<T: Sendable>(workers: Int = 2, _ body: @escaping @Sendable () throws -> T) throws -> T {
-    let rt = Runtime(workers: workers)
-    defer { rt.shutdown() }
-    return try rt.run(body)
-}
-
 /// Shared mutable state that only a lock under test protects.
 private final class Box<Value>: @unchecked Sendable {
     var value: Value
