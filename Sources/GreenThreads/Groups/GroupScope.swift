@@ -69,8 +69,7 @@ final class GroupScope: @unchecked Sendable {
             let cause = awaitChange(cancellable: true, reason: "GreenGroup.go (waiting for a free slot)")
             if cause != .notified {
                 lock.unlock()
-                try cause.throwIfInterrupted()
-                throw CancellationError()
+                try cause.throwUnlessNotified()
             }
         }
         running += 1
@@ -191,8 +190,7 @@ final class GroupScope: @unchecked Sendable {
             let cause = awaitChange(cancellable: true, reason: "GreenGroup.next")
             if cause != .notified {
                 lock.unlock()
-                try cause.throwIfInterrupted()
-                throw CancellationError()
+                try cause.throwUnlessNotified()
             }
         }
     }

@@ -150,10 +150,7 @@ public final class GreenBarrier: @unchecked Sendable {
             return (cause, me.pointee.outcome)
         }
         brokenWaiters.resumeAll()
-        if cause != .notified {
-            try cause.throwIfInterrupted()
-            throw CancellationError()  // .deadlock
-        }
+        try cause.throwUnlessNotified()
         if outcome == .closed { throw GreenBarrierError.broken }
         return index
     }

@@ -110,10 +110,7 @@ public final class GreenRWLock: @unchecked Sendable {
                             enqueue: { readWaiters.append($0) }, unlink: { readWaiters.remove($0) })
         }
         // `.notified`: the releaser counted us in before resuming us.
-        if cause != .notified {
-            try cause.throwIfInterrupted()
-            throw CancellationError()  // .deadlock
-        }
+        try cause.throwUnlessNotified()
     }
 
     /// Acquires the lock for reading if that needs no wait.
@@ -181,10 +178,7 @@ public final class GreenRWLock: @unchecked Sendable {
                             })
         }
         granted.resumeAll()
-        if cause != .notified {
-            try cause.throwIfInterrupted()
-            throw CancellationError()  // .deadlock
-        }
+        try cause.throwUnlessNotified()
     }
 
     /// Acquires the lock for writing if that needs no wait.

@@ -169,10 +169,7 @@ final class FutureState<T: Sendable>: @unchecked Sendable {
             Park.waitQueued(me, lock: lock, reason: .other("Future.get"),
                             enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
-        if cause != .notified {
-            try cause.throwIfInterrupted()
-            throw CancellationError()  // .deadlock
-        }
+        try cause.throwUnlessNotified()
         // The completion stored the result before it claimed us.
         return try result.unsafelyUnwrapped.get()
     }

@@ -61,10 +61,7 @@ public final class WaitGroup: @unchecked Sendable {
             Park.waitQueued(me, lock: lock, reason: .other("WaitGroup.wait"),
                             enqueue: { waiters.append($0) }, unlink: { waiters.remove($0) })
         }
-        if cause != .notified {
-            try cause.throwIfInterrupted()
-            throw CancellationError()  // .deadlock; .timedOut cannot happen (no deadline)
-        }
+        try cause.throwUnlessNotified()
     }
 
     /// Adds one to the counter and runs `body` in a new green thread of the

@@ -56,6 +56,18 @@ extension WakeCause {
         case .notified, .timedOut, .deadlock: return
         }
     }
+
+    /// For a wait with no timeout of its own, whose only success is
+    /// `.notified`: throws `DeadlineExceeded` for a passed scope deadline
+    /// and `CancellationError` for every other end (a cancel, `.deadlock`).
+    @inline(__always)
+    func throwUnlessNotified() throws {
+        switch self {
+        case .notified: return
+        case .deadlineExceeded: throw DeadlineExceeded()
+        case .cancelled, .timedOut, .deadlock: throw CancellationError()
+        }
+    }
 }
 
 /// Something that can wait: a green thread, or a plain OS thread blocked in
