@@ -91,21 +91,12 @@ public enum Crawler {
     /// fetched every page with the right contents, and stops the site. Call
     /// it on a green thread.
     public static func run(pages: Int, latency: Duration) throws -> Report {
-        let site = CrawlSite(pages: pages, latency: latency)
-        let listener = try TCPListener(host: "127.0.0.1", port: 0)
-        let server = go { try HTTPServer.serve(listener, handler: site.respond) }
-        defer {
-            listener.close()
-            _ = try? server.join()
-        }
         let clock = ContinuousClock()
         var sequential: [String: String] = [:]
-        let sequentialTime = try clock.measure {
-            sequential = try crawl(host: "127.0.0.1", port: listener.port, concurrently: false)
-        }
         var concurrent: [String: String] = [:]
-        let concurrentTime = try clock.measure {
-            concurrent = try crawl(host: "127.0.0.1", port: listener.port, concurrently: true)
+        let (sequentialTime, concurrentTime) = try serving(CrawlSite(pages: pages, latency: latency)) { port in
+            (try clock.measure { sequential = try crawl(host: "127.0.0.1", port: port, concurrently: false) },
+             try clock.measure { concurrent = try crawl(host: "127.0.0.1", port: port, concurrently: true) })
         }
         for (name, result) in [("sequential", sequential), ("concurrent", concurrent)] {
             guard result.count == pages else {
@@ -120,6 +111,18 @@ public enum Crawler {
                       bounded: boundedTime, boundedLimit: limit, boundedDeadline: deadline, boundedTimedOut: timedOut)
     }
 
+    /// Runs `body` with `site` served on an ephemeral loopback port, then
+    /// stops the site (after its open connections end).
+    private static func serving<R>(_ site: CrawlSite, _ body: (_ port: Int) throws -> R) throws -> R {
+        let listener = try TCPListener(host: "127.0.0.1", port: 0)
+        let server = go { try HTTPServer.serve(listener, handler: site.respond) }
+        defer {
+            listener.close()
+            _ = try? server.join()
+        }
+        return try body(listener.port)
+    }
+
     /// The bounded crawl of `run`: 8 at a time, each page given 4 times the
     /// latency, against a site whose every 10th page takes 10 times it.
     /// Checks that exactly the slow pages timed out and every other page
@@ -128,15 +131,9 @@ public enum Crawler {
         let limit = 8
         let deadline = latency * 4 + .milliseconds(20)
         let site = CrawlSite(pages: pages, latency: latency, slowEvery: 10, slowLatency: latency * 10 + .milliseconds(200))
-        let listener = try TCPListener(host: "127.0.0.1", port: 0)
-        let server = go { try HTTPServer.serve(listener, handler: site.respond) }
-        defer {
-            listener.close()
-            _ = try? server.join()
-        }
         var result = BoundedCrawl()
-        let time = try ContinuousClock().measure {
-            result = try crawl(host: "127.0.0.1", port: listener.port, limit: limit, perPage: deadline)
+        let time = try serving(site) { port in
+            try ContinuousClock().measure { result = try crawl(host: "127.0.0.1", port: port, limit: limit, perPage: deadline) }
         }
         let slow = Set((0..<pages).filter(site.isSlow).map(CrawlSite.path))
         guard Set(result.timedOut) == slow else {
