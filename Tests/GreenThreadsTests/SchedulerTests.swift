@@ -258,6 +258,42 @@ struct SchedulerTests {
         }
     }
 
+    /// The confirmation delay must be slept out whole. With sockets in
+    /// use the last idle worker sleeps in epoll_wait, which also returns
+    /// for an edge nobody waits for; checking at that moment confirmed
+    /// nothing, and an OS thread about to send (here 40 ms after such an
+    /// edge, well inside the delay) got a false deadlock report.
+    @Test func anEdgeNobodyWaitsForDoesNotCutTheConfirmationShort() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        let listener = try TCPListener(host: "127.0.0.1", port: 0)
+        defer { listener.close() }
+        // A connection whose server side is registered with the poller (its
+        // first read parked) and that nobody reads afterwards.
+        let (server, client) = try rt.run { () throws -> (TCPStream, TCPStream) in
+            let accepted = go { try listener.accept() }
+            let c = try TCPStream.connect(host: "127.0.0.1", port: listener.port)
+            let s = try accepted.join()
+            let reader = go { try s.readExactly(1) }
+            try GreenThread.sleep(for: .milliseconds(5))
+            try c.write([1])
+            _ = try reader.join()
+            return (s, c)
+        }
+        defer { server.close(); client.close() }
+        for round in 0..<3 {
+            let ch = Channel<Int>(capacity: 0)
+            let sender = startPlainThread {
+                usleep(30_000)
+                try? client.write([2])  // an edge on `server`, which nobody waits for
+                usleep(40_000)
+                try? ch.send(round)
+            }
+            defer { gt_thread_join(sender) }
+            #expect(try rt.run { try ch.receive() } == round)
+        }
+    }
+
     @Test func shutdownUnwindsParkedThreadsAndFreesEveryStack() throws {
         try expectTimely { () throws -> [TimingBound] in
             let rt = Runtime(workers: 2)

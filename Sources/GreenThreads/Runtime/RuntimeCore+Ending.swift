@@ -41,7 +41,10 @@ extension RuntimeCore {
         guard poller.ioWaiters.load(ordering: .acquiring) == 0,
               blockingPool.inFlight.load(ordering: .acquiring) == 0,
               taskWaits.load(ordering: .acquiring) == 0 else { return false }
-        return waitersLock.withLock { !externalWaiters.isEmpty }
+        // Only a wait nobody has claimed: an OS thread already woken (its
+        // joined thread finished) stays registered until it runs again,
+        // which on a busy machine can be long after everything went quiet.
+        return waitersLock.withLock { externalWaiters.values.contains { $0.isPending } }
     }
 
     /// Changes whenever anything runs, is spawned or is woken from outside.
@@ -53,7 +56,13 @@ extension RuntimeCore {
         return sum
     }
 
-    func reportDeadlock() {
+    /// Reports a deadlock confirmed over a whole quiet period that began
+    /// at `epoch`: the registered OS-thread waiters still pending are woken
+    /// with `.deadlock`. The condition is checked once more after they are
+    /// collected, so that a wait registered after the confirmation (an OS
+    /// thread that has since spawned something and waits on it: the spawn
+    /// moves the epoch) is never woken for a deadlock it is not part of.
+    func reportDeadlock(epoch: Int) {
         var entries: [DeadlockReport.Entry] = []
         registry.forEach { f in
             if f.state == .parked {
@@ -63,10 +72,9 @@ extension RuntimeCore {
         }
         entries.sort { $0.thread.rawValue < $1.thread.rawValue }
         let report = DeadlockReport(blocked: entries)
-        let wakers: [Waker] = waitersLock.withLock {
-            lastDeadlock = report
-            return Array(externalWaiters.values)
-        }
+        let wakers: [Waker] = waitersLock.withLock { externalWaiters.values.filter(\.isPending) }
+        guard !wakers.isEmpty, mayBeDeadlocked(), activityEpoch() == epoch else { return }
+        waitersLock.withLock { lastDeadlock = report }
         for w in wakers { w.wake(.deadlock) }
     }
 

@@ -38,8 +38,17 @@ import Glibc
 //
 // The last worker to sleep sees this, records `activityEpoch()` (every
 // worker's switch and spawn counters plus the outside spawns and wakes) and
-// sleeps only `deadlockConfirmNanos`. If it times out with the condition
-// still true and the epoch unchanged, it calls `reportDeadlock`: a
+// sleeps only `deadlockConfirmNanos`. If it has slept that whole delay with
+// the condition still true and the epoch unchanged, it calls
+// `reportDeadlock`. A shorter sleep confirms nothing and is not taken for
+// one: epoll_wait also ends for an edge nobody waits for, or a signal, and
+// a check at that moment would report a deadlock whenever an OS thread is a
+// few milliseconds from sending. Only waits still pending count: an OS
+// thread already woken stays registered until it runs again, which on a
+// busy machine may come after everything else went quiet. `reportDeadlock`
+// collects the pending waiters and checks the condition and the epoch once
+// more before waking them, so a wait registered after the confirmation
+// (its thread spawned first, which moved the epoch) is left alone. A report is a
 // `DeadlockReport` of every parked thread's `WaitReason`, stored, and every
 // registered OS-thread waiter woken with `.deadlock`, so `join` throws
 // `RuntimeError.deadlock`. The parked green threads stay parked. The

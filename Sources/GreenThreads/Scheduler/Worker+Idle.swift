@@ -167,6 +167,7 @@ extension Worker {
             }
         }
         let epoch = core.activityEpoch()
+        let sleepStart = watchingForDeadlock ? gt_now_ns() : 0
         if !clock.isVirtual { idle.noteSleep(until: timeout < 0 || watchingForDeadlock ? Int64.max : deadline) }
         defer { idle.sleepUntil.store(Int64.max, ordering: .relaxed) }
         // At most one idle worker sleeps in epoll_wait (once any fd was
@@ -186,8 +187,12 @@ extension Worker {
             // A notifier took us out of the list and gave us its spinning count.
             local.pointee.isSpinning = !core.stopping.load(ordering: .acquiring)
         } else {
-            if watchingForDeadlock, core.mayBeDeadlocked(), core.activityEpoch() == epoch {
-                core.reportDeadlock()
+            // Only after the whole confirmation delay: an epoll_wait also
+            // ends early, for an edge nobody waits for or a signal, and a
+            // check at that moment would confirm nothing.
+            if watchingForDeadlock, gt_now_ns() &- sleepStart >= RuntimeCore.deadlockConfirmNanos,
+               core.mayBeDeadlocked(), core.activityEpoch() == epoch {
+                core.reportDeadlock(epoch: epoch)
             }
             leaveSleepers()
         }
