@@ -41,14 +41,18 @@
 //     tripped scope its cause, see below). Otherwise the
 //     thread records whether cancellation may end this wait
 //     (`cancellableWait`).
-//  2. Arm: `ticket = fiber.arm()`, the next odd value `(claim | 1) + 2`, so
+//  2. Parking state: `runState = parking`, *before* the wait can be
+//     claimed. A wake that arrives while the switch is still saving the
+//     context finds `parking` and leaves `wakePending` instead of queueing a
+//     half-saved thread; the worker that finishes the switch queues it
+//     (Fiber.swift, `Fiber.RunState`).
+//  3. Arm: `ticket = fiber.arm()`, the next odd value `(claim | 1) + 2`, so
 //     tickets are unique and only increase (releasing store: a claimer's
-//     acquiring CAS sees what the waiter wrote before arming).
-//  3. Parking state: `runState = parking` (releasing), *before* the waker is
-//     visible to anyone. A wake that arrives while the switch is still
-//     saving the context finds `parking` and leaves `wakePending` instead of
-//     queueing a half-saved thread; the worker that finishes the switch
-//     queues it (Fiber.swift, `Fiber.RunState`).
+//     acquiring CAS sees what the waiter wrote before arming, `parking`
+//     included). Arming is what makes the wait claimable, before any
+//     register step: `RuntimeCore.cancel` and a scope's trip read the armed
+//     ticket straight from the fiber. Armed first, a cancel that came in
+//     between found the thread still `running` and trapped in `ready()`.
 //  4. Register: `register(waker)` publishes the waker (a joiner slot, a
 //     channel queue, a poll descriptor). It returns false if the event has
 //     already happened; then `disarm(ticket)` withdraws the wait and it
@@ -65,7 +69,7 @@
 //     wait that ends some other way reports its stale entry (`noteStale`).
 //  6. Cancel (Dekker): `RuntimeCore.cancel` stores `cancelled` and then
 //     reads `cancellableWait` and the armed ticket; the waiter stored both
-//     (steps 2 and 1) and then reads `cancelled`. A sequentially consistent
+//     (steps 3 and 1) and then reads `cancelled`. A sequentially consistent
 //     fence between the waiter's stores and its load pairs with the seq_cst
 //     accesses of `cancel`, so at least one side sees the other's write: if
 //     the waiter misses the flag, `cancel` sees the ticket and wakes it.
@@ -197,10 +201,11 @@ enum Park {
             if let scopes, let cause = scopes._withUnsafeGuaranteedRef({ $0.interruption }) { return cause }
         }
         fiber.cancellableWait.store(cancellable, ordering: .relaxed)
+        // Parking before the wait can be claimed (steps 2-3): a wake that
+        // comes before the switch finishes must find `parking`, not
+        // `running`, and `cancel` claims the armed ticket directly.
+        fiber.runState.store(Fiber.RunState.parking.rawValue, ordering: .relaxed)
         let ticket = fiber.arm()
-        // Parking before anyone can see the waker: a wake that comes before
-        // the switch finishes must find `parking`, not `running`.
-        fiber.runState.store(Fiber.RunState.parking.rawValue, ordering: .releasing)
         fiber.waitReason = reason()
         // For the dump's "since when": a tick read, not a clock call (see
         // Dump.swift), so that the channel round trip does not pay for it.
