@@ -92,7 +92,8 @@ private func withScopeDeadline<T>(_ deadline: (Int64) -> Int64, _ body: () throw
 
 /// `withScopeDeadline` on a green thread: a node with a timer when the
 /// deadline is earlier than the ones around it (only then can it fire
-/// first).
+/// first), which inserts one only if its lazy entry would fire late
+/// (Deadline.swift).
 @inline(__always)
 private func withGreenScopeDeadline<T>(
     _ deadline: Int64, now: Int64, scopes: WaitScopes, worker: Unmanaged<Worker>, _ body: () throws -> T
@@ -102,7 +103,7 @@ private func withGreenScopeDeadline<T>(
     if deadline < saved {
         scopes.deadline = deadline
         let n = scopes.takeNode()
-        worker._withUnsafeGuaranteedRef { n.startTimer(deadline: deadline, now: now, worker: $0) }
+        n.begin(in: scopes, deadline: deadline, now: now, worker: worker)
         node = n
     }
     defer {
@@ -160,7 +161,7 @@ public final class CancelScope: Sendable {
 ///   `CancellationError`, which propagates out of the scope.
 public func withCancelScope<T>(_ body: (CancelScope) throws -> T) throws -> T {
     let scopes = WaitScopes.enter()
-    let node = ScopeNode(kind: .cancel, in: scopes)
+    let node = ScopeNode(cancelIn: scopes)
     defer {
         node.leave()
         scopes.leave()
