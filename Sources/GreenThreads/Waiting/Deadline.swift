@@ -47,7 +47,7 @@
 // `Fiber.scopes`, a plain OS thread's thread-local slot), attached by its
 // outermost scope and detached by it. A fiber keeps its `WaitScopes` for
 // its next scope (`Fiber.spareScopes`), and the `WaitScopes` keeps one
-// deadline node for its next deadline scope (`spareNode`): a deadline
+// deadline node for its next deadline scope (`spare`): a deadline
 // scope around a wait that succeeds allocates nothing once warm. It holds
 // `trips`: how many active scopes are *tripped* (cancelled scopes count
 // `cancelUnit` each, expired deadline scopes one each), and the earliest
@@ -82,7 +82,7 @@
 //     entry again at that deadline; with no active scope it stops there.
 //     So a stale entry never trips a later scope whose deadline has not
 //     passed, nor reaches a wait outside every scope (no `owner`).
-//  4. A node that is not kept (a second one when `spareNode` is taken, the
+//  4. A node that is not kept (one for a scope nested in the spare's, the
 //     spare of a `WaitScopes` that is freed) withdraws its entry, so that
 //     nothing but a spare node keeps an entry beyond its scope: at most
 //     one per `WaitScopes`, and it leaves when it fires.
@@ -142,7 +142,7 @@ import Synchronization
 
 /// The active scopes of one thread (see the file header).
 final class WaitScopes: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `deadline`, `depth` and `spareNode` are
+    // SAFETY: @unchecked Sendable: the fields marked "Owner only" are
     // touched only by the owning thread; `trips` and
     // `threadCancellableWait` are atomic; `target` never changes.
 
@@ -164,8 +164,18 @@ final class WaitScopes: @unchecked Sendable {
     @exclusivity(unchecked) var deadline: Int64 = .max
     /// Active scopes. Owner only.
     @exclusivity(unchecked) var depth = 0
-    /// A deadline node to reuse (file header). Owner only.
-    @exclusivity(unchecked) private(set) var spareNode: ScopeNode?
+    /// The deadline node kept for the next deadline scope (file header),
+    /// owned: released in `deinit`. Unmanaged, so that taking it for a
+    /// scope and giving it back costs no reference count. Owner only.
+    @exclusivity(unchecked) private var spare: Unmanaged<ScopeNode>?
+    /// Whether a scope is using `spare`. Owner only.
+    @exclusivity(unchecked) private var spareInUse = false
+    /// The last span `deadline(after:from:)` converted, and its
+    /// nanoseconds: a thread sets the same timeout scope after scope, and
+    /// splitting a `Duration` is a 128-bit division, which cost as much as
+    /// the rest of the scope's set-up. Owner only.
+    @exclusivity(unchecked) private var lastSpan: Duration = .zero
+    @exclusivity(unchecked) private var lastSpanNanoseconds: Int64 = 0
 
     private init(fiber: Fiber) {
         target = fiber
@@ -214,32 +224,65 @@ final class WaitScopes: @unchecked Sendable {
     }
 
     /// A deadline node for a new scope of this green thread: the spare one
-    /// if there is one (file header).
+    /// if it is free (file header). Balance with `endNode`.
     @inline(__always)
-    func takeNode() -> ScopeNode {
-        if let spare = spareNode {
-            spareNode = nil
+    func takeNode() -> Unmanaged<ScopeNode> {
+        if let spare, !spareInUse {
+            spareInUse = true
             return spare
         }
-        return ScopeNode(kind: .deadline)
+        return takeNewNode()
     }
 
-    /// Ends the scope of a node from `takeNode`: keeps it, live entry and
-    /// all, as the spare, or withdraws its entry (file header, step 4).
-    @inline(__always)
-    func endNode(_ node: ScopeNode) {
-        node.leave()
-        if spareNode == nil {
-            spareNode = node
-        } else {
-            node.withdraw()
+    /// A node for a scope nested in the one using the spare (or the first):
+    /// owned by the scope, until `endNode` keeps or releases it.
+    @inline(never)
+    private func takeNewNode() -> Unmanaged<ScopeNode> {
+        let node = Unmanaged.passRetained(ScopeNode(kind: .deadline))
+        if spare == nil {
+            spare = node
+            spareInUse = true
         }
+        return node
+    }
+
+    /// Ends the scope of a node from `takeNode`: the spare stays, live
+    /// entry and all; another withdraws its entry and goes (file header,
+    /// step 4).
+    @inline(__always)
+    func endNode(_ node: Unmanaged<ScopeNode>) {
+        node._withUnsafeGuaranteedRef { $0.leave() }
+        if node.toOpaque() == spare?.toOpaque() {
+            spareInUse = false
+        } else {
+            node._withUnsafeGuaranteedRef { $0.withdraw() }
+            node.release()
+        }
+    }
+
+    /// The spare deadline node, if any (tests).
+    var spareNode: ScopeNode? { spare?.takeUnretainedValue() }
+
+    /// `Park.deadline(after:from:)`, remembering the last span converted.
+    @inline(__always)
+    func deadline(after span: Duration, from now: Int64) -> Int64 {
+        if span != lastSpan {
+            lastSpan = span
+            lastSpanNanoseconds = Park.deadline(after: span, from: 0)
+        }
+        // As Park.deadline: negative spans end at `now`, the rest saturate.
+        let ns = lastSpanNanoseconds
+        let d = now.addingReportingOverflow(ns)
+        return ns == .max || d.overflow ? .max : d.partialValue
     }
 
     deinit {
-        // The fiber is gone: its spare's entry would only wait in the heap,
+        // The fiber is gone: the spare's entry would only wait in the heap,
         // holding the node, until it fires.
-        spareNode?.withdraw()
+        if let spare {
+            spare._withUnsafeGuaranteedRef { $0.withdraw() }
+            spare.release()
+        }
     }
 
     /// Begins a scope on the calling thread: its `WaitScopes` (created for
