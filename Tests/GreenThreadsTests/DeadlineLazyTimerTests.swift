@@ -139,10 +139,11 @@ struct DeadlineLazyTimerTests {
         #expect(growth.values.allSatisfy { $0 >= 1 && $0 <= TimerHeap.purgeFloor + 1 }, "\(growth)")
     }
 
-    /// Green threads that each end after a deadline scope: a node that is
-    /// not kept (the spare of a freed fiber, the second node of nested
-    /// scopes) withdraws its entry, so finished threads leave none behind
-    /// beyond the ones cached for reuse.
+    /// Green threads that each end after a deadline scope: a finished
+    /// thread's node keeps its entry only while its fiber waits for reuse,
+    /// and the next thread on that fiber takes over node and entry, so the
+    /// entries stay bounded by the threads alive at once, not by the
+    /// threads that ever ran.
     @Test func finishedThreadsLeaveNoEntriesBehind() throws {
         let growth = try onRuntime(workers: 1) { () throws -> Int in
             let before = heapCount()

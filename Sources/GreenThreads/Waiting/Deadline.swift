@@ -28,9 +28,9 @@
 //    way (below): their futex takes the deadline for free.
 //  * A timer per scope, inserted when the scope begins and withdrawn when
 //    it ends. Nearly every scope ends long before its deadline, so each
-//    paid a heap insertion under the heap's lock, a retain, a withdrawal
-//    CAS and a share of the purge of the stale entries it left: more than
-//    the channel round trip it guarded.
+//    would pay a heap insertion under the heap's lock, a retain, a
+//    withdrawal CAS and a share of the purge of the stale entries it
+//    leaves: more than the channel round trip it guards.
 //  * Moving a live entry in place (decrease-key). The heap would have to
 //    keep each node's index up to date on every sift, for every timer, to
 //    serve the one case (a deadline earlier than the entry's) that a fresh
@@ -91,7 +91,8 @@
 // costs two uncontended lock pairs on its node and no heap access. A
 // tight deadline after a long one (step 1's fresh entry) fires on time.
 // The entry of a node whose thread migrated stays in the first worker's
-// heap: every worker fires the others' due timers, so it is still served.
+// heap, served as any timer there is: by that worker, or by one out of
+// work, which fires every worker's due timers.
 //
 // Tripping (`ScopeNode.trip`, from the timer or `CancelScope.cancel`), under
 // the node's lock, only while the node's scope is active (`owner` set):
