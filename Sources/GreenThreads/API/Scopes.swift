@@ -47,26 +47,26 @@ public struct DeadlineExceeded: Error, Sendable, Equatable, CustomStringConverti
 ///
 /// - Throws: what `body` throws, `DeadlineExceeded` from a wait included.
 public func withDeadline<T>(after duration: Duration, _ body: () throws -> T) throws -> T {
-    try withScopeDeadline({ now in Park.deadline(after: duration, from: now) }, body)
+    try withScopeDeadline({ now, scopes in scopes.deadline(after: duration, from: now) }, body)
 }
 
 /// `withDeadline(after:_:)` with an absolute deadline on the continuous
 /// clock. An instant in the past has already passed: the first wait inside
 /// throws `DeadlineExceeded` at once.
 public func withDeadline<T>(at instant: ContinuousClock.Instant, _ body: () throws -> T) throws -> T {
-    try withScopeDeadline({ now in Park.deadline(after: instant - ContinuousClock.now, from: now) }, body)
+    try withScopeDeadline({ now, _ in Park.deadline(after: instant - ContinuousClock.now, from: now) }, body)
 }
 
 /// A deadline scope at `deadline`, in the clock of `WaitScopes.deadline`:
 /// how a group's child inherits the deadline its group was opened under.
 func withDeadline<T>(clockNanoseconds deadline: Int64, _ body: () throws -> T) throws -> T {
-    try withScopeDeadline({ _ in deadline }, body)
+    try withScopeDeadline({ _, _ in deadline }, body)
 }
 
-/// A deadline scope at `deadline(now)` (`Park.now()` ns). See
-/// Deadline.swift.
+/// A deadline scope at `deadline(now, scopes)` (`Park.now()` ns), given
+/// the thread's scopes with this one entered. See Deadline.swift.
 @inline(__always)
-private func withScopeDeadline<T>(_ deadline: (Int64) -> Int64, _ body: () throws -> T) throws -> T {
+private func withScopeDeadline<T>(_ deadline: (Int64, WaitScopes) -> Int64, _ body: () throws -> T) throws -> T {
     // A green thread: the worker and fiber resolved once, and no reference
     // counted (the worker outlives the call, the fiber runs it, and the
     // fiber keeps its scopes).
@@ -76,13 +76,13 @@ private func withScopeDeadline<T>(_ deadline: (Int64) -> Int64, _ body: () throw
         let now = worker._withUnsafeGuaranteedRef { $0.clock.now() }
         let scopes = fiber._withUnsafeGuaranteedRef { WaitScopes.enter(fiber: $0) }
         return try scopes._withUnsafeGuaranteedRef { scopes in
-            try withGreenScopeDeadline(deadline(now), now: now, scopes: scopes, worker: worker, body)
+            try withGreenScopeDeadline(deadline(now, scopes), now: now, scopes: scopes, worker: worker, body)
         }
     }
     let scopes = WaitScopes.enter()
     let saved = scopes.deadline
     // An OS thread's futex takes the deadline: no timer, no node.
-    scopes.deadline = min(saved, deadline(Park.now()))
+    scopes.deadline = min(saved, deadline(Park.now(), scopes))
     defer {
         scopes.deadline = saved
         scopes.leave()
@@ -92,17 +92,18 @@ private func withScopeDeadline<T>(_ deadline: (Int64) -> Int64, _ body: () throw
 
 /// `withScopeDeadline` on a green thread: a node with a timer when the
 /// deadline is earlier than the ones around it (only then can it fire
-/// first).
+/// first), which inserts one only if its lazy entry would fire late
+/// (Deadline.swift).
 @inline(__always)
 private func withGreenScopeDeadline<T>(
     _ deadline: Int64, now: Int64, scopes: WaitScopes, worker: Unmanaged<Worker>, _ body: () throws -> T
 ) throws -> T {
     let saved = scopes.deadline
-    var node: ScopeNode?
+    var node: Unmanaged<ScopeNode>?
     if deadline < saved {
         scopes.deadline = deadline
         let n = scopes.takeNode()
-        worker._withUnsafeGuaranteedRef { n.startTimer(deadline: deadline, now: now, worker: $0) }
+        n._withUnsafeGuaranteedRef { $0.begin(in: scopes, deadline: deadline, now: now, worker: worker) }
         node = n
     }
     defer {
@@ -160,7 +161,7 @@ public final class CancelScope: Sendable {
 ///   `CancellationError`, which propagates out of the scope.
 public func withCancelScope<T>(_ body: (CancelScope) throws -> T) throws -> T {
     let scopes = WaitScopes.enter()
-    let node = ScopeNode(kind: .cancel, in: scopes)
+    let node = ScopeNode(cancelIn: scopes)
     defer {
         node.leave()
         scopes.leave()

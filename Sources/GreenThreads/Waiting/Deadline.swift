@@ -26,6 +26,15 @@
 //    timer heap insertion, a reference count and a stale entry, several
 //    times the rest of a channel hand-off. Plain OS threads do work this
 //    way (below): their futex takes the deadline for free.
+//  * A timer per scope, inserted when the scope begins and withdrawn when
+//    it ends. Nearly every scope ends long before its deadline, so each
+//    would pay a heap insertion under the heap's lock, a retain, a
+//    withdrawal CAS and a share of the purge of the stale entries it
+//    leaves: more than the channel round trip it guards.
+//  * Moving a live entry in place (decrease-key). The heap would have to
+//    keep each node's index up to date on every sift, for every timer, to
+//    serve the one case (a deadline earlier than the entry's) that a fresh
+//    entry serves as well.
 //  * A thread-wide "interrupted" flag. It cannot tell which scope tripped,
 //    so leaving the inner of two scopes could not clear it correctly.
 //  * Waking a thread from `cancel()` without knowing the scope is still
@@ -37,22 +46,53 @@
 // Each thread with an active scope has one `WaitScopes` (a green thread's
 // `Fiber.scopes`, a plain OS thread's thread-local slot), attached by its
 // outermost scope and detached by it. A fiber keeps its `WaitScopes` for
-// its next scope (`Fiber.spareScopes`), and the `WaitScopes` keeps a
-// deadline node whose timer was withdrawn unfired (`spareNode`): a
-// deadline scope around a wait that succeeds allocates nothing once warm.
-// A withdrawn node can be armed again safely: its old heap entry holds the
-// old ticket, whose claim fails. It holds `trips`: how many active
-// scopes are *tripped* (cancelled scopes count `cancelUnit` each, expired
-// deadline scopes one each), and the earliest active deadline.
+// its next scope (`Fiber.spareScopes`), and the `WaitScopes` keeps one
+// deadline node for its next deadline scope (`spare`): a deadline
+// scope around a wait that succeeds allocates nothing once warm. It holds
+// `trips`: how many active scopes are *tripped* (cancelled scopes count
+// `cancelUnit` each, expired deadline scopes one each), and the earliest
+// active deadline.
 //
 // A scope that must be able to trip has a `ScopeNode`: every cancel scope,
 // and a green thread's deadline scope whose deadline is earlier than the
-// ones around it (a later one could never fire first). Its deadline is a
-// single timer on the current worker's `TimerHeap`, armed once for the
-// whole scope: the node is itself a `WaitTarget` with one ticket, so the
-// heap fires it like any other wait, and the scope's end disarms it (lazy
-// deletion, `noteStale`, as for a wait's timer). A deadline already past
-// when the scope begins trips the node at once, with no timer.
+// ones around it (a later one could never fire first). A deadline already
+// past when the scope begins trips the node at once.
+//
+// ## A deadline node's timer: one lazy entry (Go's "timer modified later")
+//
+// A deadline node has at most one live entry in a worker's `TimerHeap`,
+// and it outlives the scope that inserted it: the node is itself a
+// `WaitTarget`, the entry a `Waker` for the node's current ticket. The
+// node records, under its lock, the deadline of the scope it serves
+// (`deadline`, meaningful while `owner` is set) and that of its live
+// entry (`entryDeadline`, `.max` for none). The entry may fire earlier
+// than the scope's deadline, never later:
+//
+//  1. A scope begins on the node (`begin`). If the live entry is due no
+//     later than the scope's deadline, the heap is not touched: the scope
+//     only records its deadline. Otherwise (no entry, or a later one) the
+//     node withdraws the old entry (`disarm`, `noteStale`) and inserts a
+//     fresh one at the scope's deadline with a new ticket.
+//  2. The scope ends (`leave`): `owner` is cleared, the entry stays.
+//  3. The entry fires (`resumeFromWait`, `.timedOut`). Under the lock: if
+//     the node is armed again, a newer entry replaced this one, which was
+//     already claimed when the node re-armed: it does nothing. Otherwise
+//     the node has no entry any more, and with an active, untripped scope
+//     it trips it if the scope's deadline has passed, else inserts the
+//     entry again at that deadline; with no active scope it stops there.
+//     So a stale entry never trips a later scope whose deadline has not
+//     passed, nor reaches a wait outside every scope (no `owner`).
+//  4. A node that is not kept (one for a scope nested in the spare's, the
+//     spare of a `WaitScopes` that is freed) withdraws its entry, so that
+//     nothing but a spare node keeps an entry beyond its scope: at most
+//     one per `WaitScopes`, and it leaves when it fires.
+//
+// The benchmark's loop of one-hour scopes inserts once an hour: the scope
+// costs two uncontended lock pairs on its node and no heap access. A
+// tight deadline after a long one (step 1's fresh entry) fires on time.
+// The entry of a node whose thread migrated stays in the first worker's
+// heap, served as any timer there is: by that worker, or by one out of
+// work, which fires every worker's due timers.
 //
 // Tripping (`ScopeNode.trip`, from the timer or `CancelScope.cancel`), under
 // the node's lock, only while the node's scope is active (`owner` set):
@@ -95,13 +135,15 @@
 // | trip: trips += kind                           | seq_cst  | the waiter's fence, then load    |
 // | trip: load cancellableWait, then armed ticket | seq_cst  | the waiter's stores, then fence  |
 // | leave: trips -= kind, owner = nil             | (lock)   | trip's check of `owner`          |
+// | begin, leave, fire: deadline, entryDeadline   | (lock)   | each other                       |
+// | fire: node's claim (its entry's ticket)       | acq_rel  | begin's and withdraw's disarm    |
 
 import CContext
 import Synchronization
 
 /// The active scopes of one thread (see the file header).
 final class WaitScopes: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `deadline`, `depth` and `spareNode` are
+    // SAFETY: @unchecked Sendable: the fields marked "Owner only" are
     // touched only by the owning thread; `trips` and
     // `threadCancellableWait` are atomic; `target` never changes.
 
@@ -123,8 +165,18 @@ final class WaitScopes: @unchecked Sendable {
     @exclusivity(unchecked) var deadline: Int64 = .max
     /// Active scopes. Owner only.
     @exclusivity(unchecked) var depth = 0
-    /// A deadline node to reuse (file header). Owner only.
-    @exclusivity(unchecked) private var spareNode: ScopeNode?
+    /// The deadline node kept for the next deadline scope (file header),
+    /// owned: released in `deinit`. Unmanaged, so that taking it for a
+    /// scope and giving it back costs no reference count. Owner only.
+    @exclusivity(unchecked) private var spare: Unmanaged<ScopeNode>?
+    /// Whether a scope is using `spare`. Owner only.
+    @exclusivity(unchecked) private var spareInUse = false
+    /// The last span `deadline(after:from:)` converted, and its
+    /// nanoseconds: a thread sets the same timeout scope after scope, and
+    /// splitting a `Duration` is a 128-bit division, which cost as much as
+    /// the rest of the scope's set-up. Owner only.
+    @exclusivity(unchecked) private var lastSpan: Duration = .zero
+    @exclusivity(unchecked) private var lastSpanNanoseconds: Int64 = 0
 
     private init(fiber: Fiber) {
         target = fiber
@@ -173,22 +225,65 @@ final class WaitScopes: @unchecked Sendable {
     }
 
     /// A deadline node for a new scope of this green thread: the spare one
-    /// if there is one (file header).
+    /// if it is free (file header). Balance with `endNode`.
     @inline(__always)
-    func takeNode() -> ScopeNode {
-        if let spare = spareNode {
-            spareNode = nil
-            spare.reuse(in: self)
+    func takeNode() -> Unmanaged<ScopeNode> {
+        if let spare, !spareInUse {
+            spareInUse = true
             return spare
         }
-        return ScopeNode(kind: .deadline, in: self)
+        return takeNewNode()
     }
 
-    /// Ends the scope of a node from `takeNode`, keeping it if reusable.
+    /// A node for a scope nested in the one using the spare (or the first):
+    /// owned by the scope, until `endNode` keeps or releases it.
+    @inline(never)
+    private func takeNewNode() -> Unmanaged<ScopeNode> {
+        let node = Unmanaged.passRetained(ScopeNode(kind: .deadline))
+        if spare == nil {
+            spare = node
+            spareInUse = true
+        }
+        return node
+    }
+
+    /// Ends the scope of a node from `takeNode`: the spare stays, live
+    /// entry and all; another withdraws its entry and goes (file header,
+    /// step 4).
     @inline(__always)
-    func endNode(_ node: ScopeNode) {
-        node.leave()
-        if node.isReusable { spareNode = node }
+    func endNode(_ node: Unmanaged<ScopeNode>) {
+        node._withUnsafeGuaranteedRef { $0.leave() }
+        if node.toOpaque() == spare?.toOpaque() {
+            spareInUse = false
+        } else {
+            node._withUnsafeGuaranteedRef { $0.withdraw() }
+            node.release()
+        }
+    }
+
+    /// The spare deadline node, if any (tests).
+    var spareNode: ScopeNode? { spare?.takeUnretainedValue() }
+
+    /// `Park.deadline(after:from:)`, remembering the last span converted.
+    @inline(__always)
+    func deadline(after span: Duration, from now: Int64) -> Int64 {
+        if span != lastSpan {
+            lastSpan = span
+            lastSpanNanoseconds = Park.deadline(after: span, from: 0)
+        }
+        // As Park.deadline: negative spans end at `now`, the rest saturate.
+        let ns = lastSpanNanoseconds
+        let d = now.addingReportingOverflow(ns)
+        return ns == .max || d.overflow ? .max : d.partialValue
+    }
+
+    deinit {
+        // The fiber is gone: the spare's entry would only wait in the heap,
+        // holding the node, until it fires.
+        if let spare {
+            spare._withUnsafeGuaranteedRef { $0.withdraw() }
+            spare.release()
+        }
     }
 
     /// Begins a scope on the calling thread: its `WaitScopes` (created for
@@ -237,12 +332,11 @@ final class WaitScopes: @unchecked Sendable {
 }
 
 /// A scope that can trip: a cancel scope, or a green thread's deadline
-/// scope with its timer (see the file header). Itself the target of that
-/// timer, armed once.
+/// scope. A deadline node is also the target of its one lazy timer entry,
+/// which outlives its scopes (see the file header).
 final class ScopeNode: WaitTarget, @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `owner`, `tripped` and `cancelRequested`
-    // are guarded by `lock`; `timers` and `timerTicket` are written once by
-    // the owner before the timer is published, and read by it alone.
+    // SAFETY: @unchecked Sendable: every field but `kind` is guarded by
+    // `lock`; the claim word is atomic.
 
     enum Kind: Int {
         case cancel = 4294967296  // WaitScopes.cancelUnit
@@ -251,50 +345,113 @@ final class ScopeNode: WaitTarget, @unchecked Sendable {
 
     let kind: Kind
     private let lock = SpinLock()
-    /// The scopes this node's scope is active in; nil once it ended.
-    @exclusivity(unchecked) private var owner: WaitScopes?     // Guarded by: lock
+    /// The scopes this node's scope is active in; nil between scopes.
+    /// Unretained: they outlive the scope (the fiber keeps them, an OS
+    /// thread's slot holds them until its outermost scope ends), and a
+    /// tripper reads it only under the lock, so only while it is set.
+    @exclusivity(unchecked) private var owner: Unmanaged<WaitScopes>?  // Guarded by: lock
     @exclusivity(unchecked) private var tripped = false         // Guarded by: lock
     @exclusivity(unchecked) private var cancelRequested = false  // Guarded by: lock
-    /// The heap holding this node's timer, if it has one. Owner only.
-    @exclusivity(unchecked) private var timers: Unmanaged<TimerHeap>?
-    @exclusivity(unchecked) private var timerTicket: UInt64 = 0
+    /// The active scope's deadline, on the runtime's clock; meaningful
+    /// while `owner` is set.
+    @exclusivity(unchecked) private var deadline: Int64 = .max  // Guarded by: lock
+    /// The deadline of the live timer entry, `.max` for none. Never later
+    /// than `deadline` while a scope is active and its entry is live.
+    @exclusivity(unchecked) private var entryDeadline: Int64 = .max  // Guarded by: lock
+    @exclusivity(unchecked) private var entryTicket: UInt64 = 0  // Guarded by: lock
+    /// The worker whose heap holds the entry. Unretained: touched only
+    /// while the entry is in that heap (a won `disarm`, or its firing),
+    /// that is before the runtime's shutdown drained it.
+    @exclusivity(unchecked) private var home: Unmanaged<Worker>?  // Guarded by: lock
 
-    init(kind: Kind, in scopes: WaitScopes) {
+    /// A deadline node, between scopes until `begin`.
+    init(kind: Kind) {
         self.kind = kind
-        owner = scopes
         super.init()
     }
 
-    /// Makes a spare deadline node (see `isReusable`) the node of a new
-    /// scope. Nothing else can reach it meanwhile: its timer's old ticket
-    /// is dead, and no `CancelScope` refers to a deadline node.
-    func reuse(in scopes: WaitScopes) {
-        owner = scopes
-        tripped = false
-        timers = nil
+    /// A cancel node, its scope active in `scopes`.
+    init(cancelIn scopes: WaitScopes) {
+        kind = .cancel
+        owner = Unmanaged.passUnretained(scopes)
+        super.init()
     }
 
-    /// Whether the scope ended with its timer withdrawn unfired, so that
-    /// the node may serve another deadline scope (`reuse`).
-    @exclusivity(unchecked) private(set) var isReusable = false
+    /// Begins a deadline scope on the node, on the calling green thread's
+    /// `worker` (file header, step 1): trips at once if `deadline` is not
+    /// after `now`, and touches the heap only if the live entry (if any)
+    /// would fire after `deadline`.
+    @inline(__always)
+    func begin(in scopes: WaitScopes, deadline: Int64, now: Int64, worker: Unmanaged<Worker>) {
+        lock.lock()
+        owner = Unmanaged.passUnretained(scopes)
+        tripped = false
+        self.deadline = deadline
+        if deadline > now && entryDeadline <= deadline {
+            lock.unlock()
+            return
+        }
+        beginElsewhere(deadline: deadline, now: now, worker: worker)
+    }
 
-    /// Arms the deadline timer on the calling green thread's worker, or
-    /// trips at once if `deadline` is not after `now`.
-    func startTimer(deadline: Int64, now: Int64, worker: Worker) {
-        isReusable = false
+    /// `begin` when the scope has expired already or needs an earlier
+    /// entry. Under the lock, which it drops.
+    @inline(never)
+    private func beginElsewhere(deadline: Int64, now: Int64, worker: Unmanaged<Worker>) {
         if deadline <= now {
+            lock.unlock()
             trip(.deadline)
             return
         }
-        timerTicket = arm()
-        timers = Unmanaged.passUnretained(worker.timers)
-        worker.timers.add(deadline: deadline, waker: Waker(target: self, ticket: timerTicket))
-        if !worker.clock.isVirtual { worker.idle.timerAdded(deadline: deadline) }
+        var stale: Unmanaged<Worker>?
+        // A failed disarm: the old entry is firing; seeing the node armed
+        // again, it will do nothing (step 3).
+        if entryDeadline != .max, disarm(entryTicket) { stale = home }
+        insertEntry(at: deadline, worker: worker)
+        lock.unlock()
+        stale?._withUnsafeGuaranteedRef { $0.timers.noteStale() }
+        worker._withUnsafeGuaranteedRef { if !$0.clock.isVirtual { $0.idle.timerAdded(deadline: deadline) } }
     }
 
-    /// The timer fired (or shutdown drained it: a cancellation).
+    /// Arms a new ticket and puts its entry in `worker`'s heap. Under the
+    /// lock, with no live entry (withdrawn or claimed).
+    private func insertEntry(at deadline: Int64, worker: Unmanaged<Worker>) {
+        let ticket = arm()
+        entryTicket = ticket
+        entryDeadline = deadline
+        home = worker
+        worker._withUnsafeGuaranteedRef { $0.timers.add(deadline: deadline, waker: Waker(target: self, ticket: ticket)) }
+    }
+
+    /// The entry fired (file header, step 3), or shutdown drained it (a
+    /// cancellation: the scope trips, as its waits are cancelled).
     override func resumeFromWait() {
-        trip(cause == .timedOut ? .deadline : .cancel)
+        let fired = cause
+        var claimed: WaitTarget?
+        var reinserted: (Unmanaged<Worker>, Int64)?
+        lock.lock()
+        if armedTicket == nil {
+            entryDeadline = .max
+            if fired != .timedOut {
+                cancelRequested = true
+                claimed = tripLocked()
+            } else if owner != nil, !tripped, let home,
+                      // A closing runtime drains its heaps and cancels its
+                      // waits: an entry put back now could outlive the heap.
+                      !home._withUnsafeGuaranteedRef({ $0.closing.load(ordering: .relaxed) }) {
+                if deadline <= home._withUnsafeGuaranteedRef({ $0.clock.now() }) {
+                    claimed = tripLocked()
+                } else {
+                    insertEntry(at: deadline, worker: home)
+                    reinserted = (home, deadline)
+                }
+            }
+        }
+        lock.unlock()
+        claimed?.resume(kind == .cancel ? .cancelled : .deadlineExceeded)
+        if let (worker, deadline) = reinserted {
+            worker._withUnsafeGuaranteedRef { if !$0.clock.isVirtual { $0.idle.timerAdded(deadline: deadline) } }
+        }
     }
 
     /// Whether `cancel()` was called on the scope (even after it ended).
@@ -303,33 +460,47 @@ final class ScopeNode: WaitTarget, @unchecked Sendable {
     /// Trips the scope if it is still active: ends the thread's current
     /// interruptible wait and every later one until the scope ends.
     func trip(_ how: Kind) {
-        var claimed: WaitTarget?
         lock.lock()
         if how == .cancel { cancelRequested = true }
-        if let owner, !tripped {
-            tripped = true
-            owner.trips.add(kind.rawValue, ordering: .sequentiallyConsistent)
-            claimed = owner.claimCurrentWait()
-        }
+        let claimed = tripLocked()
         lock.unlock()
         claimed?.resume(kind == .cancel ? .cancelled : .deadlineExceeded)
     }
 
-    /// The scope ends: from here on a trip does nothing.
-    func leave() {
-        if let timers, disarm(timerTicket) {
-            timers._withUnsafeGuaranteedRef { $0.noteStale() }
-            if kind == .deadline {
-                // Withdrawn unfired, and only its timer trips a deadline
-                // node once armed: nobody else can be in `trip`.
-                owner = nil
-                isReusable = true
-                return
-            }
+    /// Steps 1 and 2 of tripping, under the lock; the caller resumes the
+    /// wait it returns once it unlocked.
+    private func tripLocked() -> WaitTarget? {
+        guard let owner, !tripped else { return nil }
+        tripped = true
+        return owner._withUnsafeGuaranteedRef { owner in
+            owner.trips.add(kind.rawValue, ordering: .sequentiallyConsistent)
+            return owner.claimCurrentWait()
         }
+    }
+
+    /// The scope ends (file header, step 2): from here on a trip does
+    /// nothing. A deadline node's entry stays for its next scope.
+    @inline(__always)
+    func leave() {
         lock.lock()
-        if tripped, let owner { owner.trips.subtract(kind.rawValue, ordering: .relaxed) }
+        if tripped, let owner {
+            _ = owner._withUnsafeGuaranteedRef { $0.trips.subtract(kind.rawValue, ordering: .relaxed) }
+        }
         owner = nil
         lock.unlock()
     }
+
+    /// Withdraws the live entry of a node between scopes that is not kept
+    /// (file header, step 4).
+    func withdraw() {
+        lock.lock()
+        var stale: Unmanaged<Worker>?
+        if entryDeadline != .max, disarm(entryTicket) { stale = home }
+        entryDeadline = .max
+        lock.unlock()
+        stale?._withUnsafeGuaranteedRef { $0.timers.noteStale() }
+    }
+
+    /// The deadline of the live entry, `.max` for none (tests).
+    var liveEntryDeadline: Int64 { lock.withLock { armedTicket == nil ? .max : entryDeadline } }
 }
