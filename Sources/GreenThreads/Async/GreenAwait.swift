@@ -109,8 +109,7 @@ extension GreenThread {
     /// Runs async code from a green thread: starts `body` as a Task (on the
     /// runtime's `taskExecutor`, so on the workers, between green threads)
     /// and parks the calling green thread, never its worker, until it
-    /// finishes. Returns what the body returns, or
-    /// rethrows what it throws.
+    /// finishes. Returns what the body returns, or rethrows what it throws.
     ///
     /// ```swift
     /// let page = try GreenThread.await { try await client.get(url) }
@@ -120,7 +119,9 @@ extension GreenThread {
     /// still waits for it to finish, so the body never outlives the call;
     /// the body's reaction (usually `CancellationError`) is the result.
     /// On a plain OS thread the call blocks that thread, and the Task runs
-    /// on Swift's default executor.
+    /// on Swift's default executor. The body is async code: it awaits, and
+    /// must not block its thread (on a green thread's call, that thread is
+    /// a worker).
     ///
     /// - Precondition: not called from inside a Swift concurrency Task off
     ///   the main thread (it would block a thread of the cooperative pool,
