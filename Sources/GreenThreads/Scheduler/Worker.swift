@@ -84,7 +84,8 @@ import Synchronization
 // yielder and starve everything older.
 //
 // When `nextLocal` finds nothing, `findRunnable` looks further, cheapest
-// first: the injectors (this node's first, a batch at a time); due timers,
+// first: the injectors (this node's first, a batch at a time); the jobs of
+// the runtime's `TaskExecutor` (Async/TaskExecutor.swift); due timers,
 // this worker's and then anyone's; while threads wait on sockets, a stalled
 // peer's queue (StalledPeers.swift), a CPU yield (CPUYield.swift) and a
 // non-blocking netpoll; the stack compactions enlisted so far; then
