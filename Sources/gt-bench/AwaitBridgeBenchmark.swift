@@ -3,16 +3,22 @@
 // doing the same in the same run.
 //
 //  * await: a green thread calls `GreenThread.await` on an async function
-//    that returns at once (the body runs as a Task on the default
-//    executor; the thread parks until it ends), against a Task doing the
-//    same with `await Task { ... }.value`. Reported: ns per call of each,
-//    and their ratio (target <= 2). Also with 64 callers at once (64
-//    green threads against 64 Tasks), where the wake-ups across the two
-//    pools overlap.
+//    that returns at once (the body runs as a Task on the runtime's
+//    `taskExecutor`, on the caller's worker; the thread parks until it
+//    ends), against a Task doing the same with `await Task { ... }.value`
+//    on the default executor. Reported: ns per call of each, and their
+//    ratio (target <= 2). Also with 64 callers at once (64 green threads
+//    against 64 Tasks).
+//  * executor: the Task loop of the await row with every Task on the
+//    runtime's `taskExecutor` (`exec_task_ns`), and its ratio to the
+//    default executor's (`exec_ratio`).
 //  * ping-pong: a Task and a green thread bounce an Int through two
 //    unbuffered channels (`await send`/`await receive` on the Task's side),
-//    against two Tasks bouncing it through two AsyncStreams. Reported: ns
-//    per round trip of each, and their ratio (target <= 1).
+//    against two Tasks bouncing it through two AsyncStreams. The Task on
+//    the default executor (`pingpong_bridge_ns`) and on the runtime's
+//    `taskExecutor` (`pingpong_exec_ns`). Reported: ns per round trip of
+//    each, and their ratios to the streams (target for the executor's:
+//    <= 1).
 import CContext
 import GreenThreads
 
@@ -30,17 +36,22 @@ enum AwaitBridgeWorkload {
         // Warm both sides (stacks, the pool's threads) before timing.
         _ = try bridgeAwait(rt, calls / 10)
         _ = try taskAwait(calls / 10)
+        _ = try taskAwait(calls / 10, on: rt.taskExecutor)
         let bridge = try bridgeAwait(rt, calls)
         let task = try taskAwait(calls)
+        let execTask = try taskAwait(calls, on: rt.taskExecutor)
         let bridgeMany = try bridgeAwaitMany(rt, calls)
         let taskMany = try taskAwaitMany(calls)
         let pingBridge = try bridgePingPong(rt, roundTrips)
+        let pingExec = try bridgePingPong(rt, roundTrips, on: rt.taskExecutor)
         let pingStream = try streamPingPong(roundTrips)
         return Sample(value: bridge, extras: [
             ("task_ns", task), ("await_ratio", bridge / task),
+            ("exec_task_ns", execTask), ("exec_ratio", execTask / task),
             ("await64_bridge_ns", bridgeMany), ("await64_task_ns", taskMany), ("await64_ratio", bridgeMany / taskMany),
             ("pingpong_bridge_ns", pingBridge), ("pingpong_stream_ns", pingStream),
             ("pingpong_ratio", pingBridge / pingStream),
+            ("pingpong_exec_ns", pingExec), ("pingpong_exec_ratio", pingExec / pingStream),
         ])
     }
 
@@ -57,14 +68,18 @@ enum AwaitBridgeWorkload {
         return Double(elapsed) / Double(n)
     }
 
-    /// ns per `await Task { }.value` from one Task. (This plain OS thread
-    /// waits for that Task through `GreenThread.await`, outside the timing.)
-    static func taskAwait(_ n: Int) throws -> Double {
-        let (sum, elapsed) = try GreenThread.await { () async -> (Int, Int64) in
+    /// ns per `await Task { }.value` from one Task, both on `executor`
+    /// (nil: the default executor). (This plain OS thread waits for that
+    /// Task through `GreenThread.await`, outside the timing.)
+    static func taskAwait(_ n: Int, on executor: GreenTaskExecutor? = nil) throws -> Double {
+        let loop = { @Sendable () async -> (Int, Int64) in
             let start = gt_now_ns()
             var sum = 0
-            for i in 0..<n { sum &+= await Task { await ready(i) }.value }
+            for i in 0..<n { sum &+= await Task(executorPreference: executor) { await ready(i) }.value }
             return (sum, gt_now_ns() - start)
+        }
+        let (sum, elapsed) = try GreenThread.await { () async -> (Int, Int64) in
+            await Task(executorPreference: executor, operation: loop).value
         }
         precondition(sum == n * (n + 1) / 2, "await-bridge: wrong sum")
         return Double(elapsed) / Double(n)
@@ -112,13 +127,14 @@ enum AwaitBridgeWorkload {
         return Double(elapsed) / Double(callers * each)
     }
 
-    /// ns per round trip: a Task sends, a green thread echoes.
-    static func bridgePingPong(_ rt: Runtime, _ n: Int) throws -> Double {
+    /// ns per round trip: a Task on `executor` (nil: the default one)
+    /// sends, a green thread echoes.
+    static func bridgePingPong(_ rt: Runtime, _ n: Int, on executor: GreenTaskExecutor? = nil) throws -> Double {
         let ping = Channel<Int>(), pong = Channel<Int>()
         let echo = rt.spawn { () throws in
             for v in ping { try pong.send(v) }
         }
-        let (sum, elapsed) = try GreenThread.await { () async throws -> (Int, Int64) in
+        let loop = { @Sendable () async throws -> (Int, Int64) in
             let start = gt_now_ns()
             var sum = 0
             for i in 0..<n {
@@ -126,6 +142,9 @@ enum AwaitBridgeWorkload {
                 sum &+= try await pong.receive() ?? 0
             }
             return (sum, gt_now_ns() - start)
+        }
+        let (sum, elapsed) = try GreenThread.await { () async throws -> (Int, Int64) in
+            try await Task(executorPreference: executor, operation: loop).value
         }
         ping.close()
         try echo.join()

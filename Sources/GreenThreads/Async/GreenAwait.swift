@@ -10,19 +10,26 @@
 //
 // ## Design
 //
-// The body runs as an unstructured `Task` on the default executor (Swift's
-// cooperative pool, never a worker of the runtime). The green thread parks
-// in `Park.wait` on a `TaskCompletion`: the Task stores its result there and
-// wakes the parked thread through the waker it found, the ordinary claim
-// protocol (Park.swift). So any number of green threads may wait at once, on
-// any number of workers, each costing one Task and one park; with every
-// worker's threads parked here, the workers sleep and the pool runs the
-// bodies.
+// The body runs as an unstructured `Task`. Called on a green thread, the
+// Task prefers the runtime's own executor (`Runtime.taskExecutor`,
+// TaskExecutor.swift): its first job is queued on the caller's worker,
+// which runs it on its scheduling loop as soon as the caller parks, and the
+// body's wake of the caller lands in that worker's run-next slot. A call
+// so stays on one worker and one core, with no thread of Swift's pool to
+// wake. On a plain OS thread the Task runs on the default executor (the
+// cooperative pool). The green thread parks in `Park.wait` on a
+// `TaskCompletion`: the Task stores its result there and wakes the parked
+// thread through the waker it found, the ordinary claim protocol
+// (Park.swift). So any number of green threads may wait at once, on any
+// number of workers, each costing one Task and one park; the body's
+// suspensions (awaiting I/O, a timer) park nothing but the Task.
 //
 // Rejected: running the body with a semaphore wait on the calling thread
 // (blocks the worker: the deadlock above); polling a completion flag with
 // `GreenThread.yield` (burns the worker while the Task runs, and scales with
-// the number of waiters).
+// the number of waiters); the default executor for green callers too (every
+// call then wakes a pool thread, and the body's end wakes the worker back:
+// two cross-core futex wakes per call).
 //
 // ## Cancellation, both ways
 //
@@ -99,10 +106,10 @@ final class TaskCompletion<T: Sendable>: @unchecked Sendable {
 }
 
 extension GreenThread {
-    /// Runs async code from a green thread: starts `body` as a Task (on
-    /// Swift's default executor) and parks the calling green thread, never
-    /// its worker, until it finishes. Returns what the body returns, or
-    /// rethrows what it throws.
+    /// Runs async code from a green thread: starts `body` as a Task (on the
+    /// runtime's `taskExecutor`, so on the workers, between green threads)
+    /// and parks the calling green thread, never its worker, until it
+    /// finishes. Returns what the body returns, or rethrows what it throws.
     ///
     /// ```swift
     /// let page = try GreenThread.await { try await client.get(url) }
@@ -111,7 +118,10 @@ extension GreenThread {
     /// Cancelling the green thread while it waits cancels the Task, and then
     /// still waits for it to finish, so the body never outlives the call;
     /// the body's reaction (usually `CancellationError`) is the result.
-    /// On a plain OS thread the call blocks that thread.
+    /// On a plain OS thread the call blocks that thread, and the Task runs
+    /// on Swift's default executor. The body is async code: it awaits, and
+    /// must not block its thread (on a green thread's call, that thread is
+    /// a worker).
     ///
     /// - Precondition: not called from inside a Swift concurrency Task off
     ///   the main thread (it would block a thread of the cooperative pool,
@@ -128,7 +138,7 @@ extension GreenThread {
         core?.taskWaits.add(1, ordering: .releasing)
         defer { core?.taskWaits.subtract(1, ordering: .releasing) }
         let completion = TaskCompletion<T>()
-        let task = Task {
+        let operation: @Sendable () async -> Void = {
             if cancelledAlready { withUnsafeCurrentTask { $0?.cancel() } }
             do {
                 completion.complete(.success(try await body()))
@@ -136,6 +146,8 @@ extension GreenThread {
                 completion.complete(.failure(error))
             }
         }
+        // On a green thread, the runtime's own workers run the body.
+        let task = core.map { Task(executorPreference: $0.taskExecutor, operation: operation) } ?? Task(operation: operation)
         var cause = Park.wait(reason: .other("GreenThread.await"), cancellable: true) { completion.register($0) }
         let interruption = cause
         if cause != .notified {

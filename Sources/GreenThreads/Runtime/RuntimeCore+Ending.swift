@@ -49,7 +49,7 @@ extension RuntimeCore {
 
     /// Changes whenever anything runs, is spawned or is woken from outside.
     func activityEpoch() -> Int {
-        var sum = externalSpawns.load(ordering: .relaxed) &+ externalWakes.load(ordering: .relaxed)
+        var sum = externalSpawns.load(ordering: .relaxed) &+ externalWakes.load(ordering: .relaxed) &+ jobsRun
         for w in workers {
             sum &+= w.switchCount.load(ordering: .relaxed) &+ w.counters.spawned.load(ordering: .relaxed)
         }
@@ -129,6 +129,9 @@ extension RuntimeCore {
             if gt_thread_join_timeout(w.thread, max(0, joinDeadline - gt_now_ns())) != 0 { stuck.insert(w.index) }
         }
         let abandoned = liveCount
+        // No worker runs jobs any more: what is queued goes to the global
+        // executor, and so does whatever is enqueued from now on.
+        closeTaskExecutor()
         // Before any stack goes: a dump reads them. The signal's previous
         // action is back once no runtime listens for it.
         dumpListener?.stop()

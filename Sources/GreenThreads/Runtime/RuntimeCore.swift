@@ -177,6 +177,8 @@ final class RuntimeCore: @unchecked Sendable {
     /// Green threads parked in `GreenThread.await`: they wait for a Task,
     /// the outside world, so deadlock detection holds off (GreenAwait.swift).
     let taskWaits = Atomic<Int>(0)
+    /// Runs Tasks on the workers (Async/TaskExecutor.swift).
+    let taskExecutor: GreenTaskExecutor
     let shutdownLock = SpinLock()
     let shutdownDone = Atomic<Bool>(false)
 
@@ -210,6 +212,7 @@ final class RuntimeCore: @unchecked Sendable {
         yieldQueues = monitored && gt_membarrier_register() == 0
         let total = n + spares
         idle = Idle(workerCount: n, capacity: total)
+        taskExecutor = GreenTaskExecutor(idle: idle)
         blockingPool = BlockingPool(maxThreads: configuration.blockingThreads)
         registry = Registry(shardCount: total + 1)
         idStride = UInt64(total + 1)
@@ -345,7 +348,7 @@ final class RuntimeCore: @unchecked Sendable {
         for w in workers where !w.deque.isEmpty || w.runNext.load(ordering: .acquiring) != 0 {
             return true
         }
-        return false
+        return hasQueuedJobs()
     }
 
     // MARK: Timers

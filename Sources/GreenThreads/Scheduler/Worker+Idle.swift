@@ -81,6 +81,8 @@ extension Worker {
             if let f = stealFromOwnNode(takeRunNext: takeRunNext) { return f }
             if let f = homeInjector.popBatch(max: 1) { return f }
             if let f = nextLocal() { return f }
+            // Jobs of the runtime's executor: `findRunnable` runs them.
+            if takeJobs(takePeers: takeRunNext) { return nil }
             // This node is dry: the others, nearest first, far ones less often.
             if crossesNodes, let f = stealFromOtherNodes(round: round, takeRunNext: takeRunNext) { return f }
             round += 1

@@ -168,7 +168,7 @@ extension Worker {
     /// or sysmon under its claim, may read (YieldQueue.swift).
     @inline(__always)
     var hasStealableWork: Bool {
-        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty
+        runNext.load(ordering: .relaxed) != 0 || !deque.isEmpty || !jobs.isEmpty
     }
 
     /// The owner's fast pick: no stealing, no clock reads except at the
@@ -238,6 +238,7 @@ extension Worker {
         if poller.worthPolling, deque.isEmptyForOwner || gt_now_ns() - local.pointee.lastPoll >= Self.busyPollNanos {
             _ = pollReady(keepOne: false)
         }
+        noticeInjectedJobs()
         return takeInjected()
     }
 

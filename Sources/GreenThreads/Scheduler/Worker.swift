@@ -84,7 +84,8 @@ import Synchronization
 // yielder and starve everything older.
 //
 // When `nextLocal` finds nothing, `findRunnable` looks further, cheapest
-// first: the injectors (this node's first, a batch at a time); due timers,
+// first: the injectors (this node's first, a batch at a time); the jobs of
+// the runtime's `TaskExecutor` (Async/TaskExecutor.swift); due timers,
 // this worker's and then anyone's; while threads wait on sockets, a stalled
 // peer's queue (StalledPeers.swift), a CPU yield (CPUYield.swift) and a
 // non-blocking netpoll; the stack compactions enlisted so far; then
@@ -304,6 +305,10 @@ final class Worker: @unchecked Sendable {
     let spareParker: UnsafeMutablePointer<gt_parker>
 
     let counters = WorkerCounters()
+    /// Jobs of Tasks that prefer the runtime's executor, run by the
+    /// scheduling loop between green threads (Async/TaskExecutor.swift).
+    let jobs = JobQueue()
+    let taskExecutor: GreenTaskExecutor
     /// Whether this worker gives its CPU away before polling (CPUYield.swift).
     let yieldsCPU: Bool
     /// Bumped when a switch starts and again when a green thread's code is
@@ -338,6 +343,7 @@ final class Worker: @unchecked Sendable {
         clock = core.clock
         poller = core.poller
         timers = TimerHeap(clock: core.clock)
+        taskExecutor = core.taskExecutor
         local = .allocate(capacity: 1)
         local.initialize(to: WorkerLocal(rng: FastRandom(seed: seed), stealRng: FastRandom(seed: seed ^ 0x5851_F42D_4C95_7F2D)))
         gt_context_init_base(&local.pointee.schedulerContext)
@@ -389,7 +395,11 @@ final class Worker: @unchecked Sendable {
         }
         settleMemoryOnNode()
         let l = local
-        while let f = findRunnable() {
+        while true {
+            // Jobs queued here while green threads ran (`Interrupt.jobs`
+            // sent the last switch back here) go before the next thread.
+            if interrupts.load(ordering: .relaxed) & Interrupt.jobs != 0 { runJobs() }
+            guard let f = findRunnable() else { break }
             l.pointee.current = f
             unowned(unsafe) let fiber = f.takeUnretainedValue()
             fiber.runState.store(Fiber.RunState.running.rawValue, ordering: .relaxed)
@@ -416,6 +426,7 @@ final class Worker: @unchecked Sendable {
             if isSpare, !continueAsSpare() { return nil }
             if let f = nextLocal() { return found(f) }
             if let f = takeInjected() { return found(f) }
+            if runJobs() { continue }
             if timers.fireExpiredIfAny() > 0 { continue }
             // Due timers of other workers too: their owners may be busy or
             // asleep, and parkIdle would not sleep past a due deadline.
@@ -445,6 +456,7 @@ final class Worker: @unchecked Sendable {
             }
             if local.pointee.isSpinning {
                 if let f = spinForWork() { return found(f) }
+                if !jobs.isEmpty { continue }  // the spin took jobs: run them
                 if core.fireRemoteTimers(now: clock.now()) > 0 { continue }
             }
             parkIdle()

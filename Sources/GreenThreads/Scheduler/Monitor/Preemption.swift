@@ -18,8 +18,12 @@ enum Interrupt {
     /// once it sees the worker's switch count move, and `checkpoint()` when
     /// it honours it. Meanwhile a stale bit costs at most one extra yield.
     static let preempt: UInt8 = 4
+    /// Jobs of the runtime's `TaskExecutor` wait in this worker's queue:
+    /// the next switch returns to the scheduling loop, which runs them
+    /// (Async/TaskExecutor.swift). Set and cleared by the worker itself.
+    static let jobs: UInt8 = 8
     /// The bits that send every switch back to the scheduling loop.
-    static let toLoop: UInt8 = stop | retire
+    static let toLoop: UInt8 = stop | retire | jobs
 }
 
 extension Worker {
