@@ -10,11 +10,13 @@ import Logging
 /// one that logs, so the core library needs no logging dependency and a
 /// program that does not care keeps the plain line.
 ///
-/// The handler runs on the worker that dropped the last handle, inside the
-/// scheduler's exit path: it must not block, and a log handler that writes
-/// synchronously to a slow sink delays that worker's next green thread.
+/// The runtime reports when the failed thread's last reference goes away,
+/// on whichever thread lets go of it last: most often a worker between two
+/// green threads, so the handler must not block. A log handler that writes
+/// synchronously to a slow sink delays that worker's next green thread;
 /// swift-log's stream and in-memory handlers take a lock for the write and
-/// return, which is within that budget.
+/// return, which is within that budget. A thread that unwound with
+/// `CancellationError` did what it was asked and is never reported.
 public enum UnhandledErrorLog {
     /// A handler for `Runtime.Configuration.unhandledErrorHandler` that
     /// writes each unjoined failure to `logger`.
