@@ -6,12 +6,17 @@ let package = Package(
     products: [
         .library(name: "GreenThreads", targets: ["GreenThreads"]),
         .executable(name: "gt-bench", targets: ["gt-bench"]),
+        .library(name: "GreenThreadsMetrics", targets: ["GreenThreadsMetrics"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         // `swift package generate-documentation --target GreenThreads` builds
         // the DocC catalog in Sources/GreenThreads/GreenThreads.docc.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.4.0"),
+        // Only GreenThreadsMetrics uses these: the GreenThreads library
+        // itself depends on nothing but CContext.
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.0"),
     ],
     targets: [
         // numa.h, which Sources/CContext/numa.c is compiled against. The
@@ -29,6 +34,17 @@ let package = Package(
         .target(
             name: "GreenThreads",
             dependencies: ["CContext"]
+        ),
+        // Runtime statistics as swift-metrics gauges and counters, and the
+        // runtime's reports (unjoined failures, hand-offs) as swift-log
+        // lines: a separate target, so GreenThreads keeps no dependency.
+        .target(
+            name: "GreenThreadsMetrics",
+            dependencies: [
+                "GreenThreads",
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .executableTarget(
             name: "gt-bench",
@@ -61,6 +77,15 @@ let package = Package(
             // Copies of /sys/devices/system/node from real machines, read by
             // the topology tests through their source path.
             exclude: ["Fixtures"]
+        ),
+        .testTarget(
+            name: "GreenThreadsMetricsTests",
+            dependencies: [
+                "GreenThreadsMetrics",
+                "GreenThreads",
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+                .product(name: "InMemoryLogging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "NetExamplesTests",
