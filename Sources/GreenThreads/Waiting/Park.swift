@@ -96,8 +96,9 @@
 // every scope; inside one, step 1 also returns at once if a scope has
 // tripped (`.cancelled`, `.deadlineExceeded`), and step 6 checks the
 // scopes' `trips` after the same fence, the Dekker pairing with
-// `ScopeNode.trip`. A scope's deadline is one timer per scope, not one per
-// wait, so a wait inside a scope arms no timer of its own; a wait's own
+// `ScopeNode.trip`. A scope's deadline is at most one timer entry per
+// scope (often one shared by a thread's successive scopes, Deadline.swift),
+// not one per wait, so a wait inside a scope arms no timer of its own; a wait's own
 // deadline (a select's timeout, a socket's) still ends it `.timedOut`
 // when it comes first. On a plain OS thread the futex takes the earlier
 // of the two deadlines (`waitOnThread(in:)`).
