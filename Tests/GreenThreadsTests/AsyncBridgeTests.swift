@@ -28,16 +28,6 @@ private func onRuntime<T: Sendable>(workers: Int, _ body: @escaping @Sendable ()
     return try await rt.spawn(body).value
 }
 
-/// Suspends until `condition` holds; false if it did not within 10 s.
-private func eventually(_ condition: () -> Bool) async -> Bool {
-    let deadline = gt_now_ns() + 10_000_000_000
-    while !condition() {
-        if gt_now_ns() > deadline { return false }
-        try? await Task.sleep(for: .microseconds(200))
-    }
-    return true
-}
-
 /// Yields (or sleeps, off a runtime) until `condition` holds; false if it
 /// did not within 10 s.
 private func eventuallyGreen(_ condition: () -> Bool) -> Bool {
@@ -159,7 +149,7 @@ struct GreenAwaitTests {
                 throw error
             }
         }
-        #expect(await eventually { started.load(ordering: .acquiring) })
+        #expect(await eventuallyAsync { started.load(ordering: .acquiring) })
         let t0 = gt_now_ns()
         h.cancel()
         await #expect(throws: CancellationError.self) { try await h.value }
@@ -212,7 +202,7 @@ struct GreenAwaitTests {
             return 1
         }
         let task = Task { try await h.value }
-        #expect(await eventually { waiting.load(ordering: .acquiring) && never.waiterCount == 1 })
+        #expect(await eventuallyAsync { waiting.load(ordering: .acquiring) && never.waiterCount == 1 })
         let t0 = gt_now_ns()
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
@@ -450,7 +440,7 @@ struct AsyncWaitTests {
         wg2.add(1)
         let a = Task { try await ev2.wait() }
         let b = Task { try await wg2.wait() }
-        #expect(await eventually { ev2.waiterCount == 1 })
+        #expect(await eventuallyAsync { ev2.waiterCount == 1 })
         a.cancel()
         b.cancel()
         await #expect(throws: CancellationError.self) { try await a.value }

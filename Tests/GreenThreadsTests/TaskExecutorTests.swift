@@ -21,16 +21,6 @@ private final class Tally: Sendable {
     let offWorker = Atomic<Int>(0)
 }
 
-/// Suspends until `condition` holds; false if it did not within 10 s.
-private func eventually(_ condition: () -> Bool) async -> Bool {
-    let deadline = gt_now_ns() + 10_000_000_000
-    while !condition() {
-        if gt_now_ns() > deadline { return false }
-        try? await Task.sleep(for: .microseconds(200))
-    }
-    return true
-}
-
 @Suite("TaskExecutorTests", .serialized)
 struct TaskExecutorTests {
     /// Every slice of the Task (before and after each suspension, also one
@@ -162,7 +152,7 @@ struct TaskExecutorTests {
             started.ran.store(1, ordering: .releasing)
             return try await ch.receive()
         }
-        #expect(await eventually { started.ran.load(ordering: .acquiring) == 1 })
+        #expect(await eventuallyAsync { started.ran.load(ordering: .acquiring) == 1 })
         try await Task.sleep(for: .milliseconds(5))
         task.cancel()
         await #expect(throws: CancellationError.self) { try await task.value }
