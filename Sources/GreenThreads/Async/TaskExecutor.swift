@@ -255,6 +255,10 @@ public final class GreenTaskExecutor: TaskExecutor {
         self.idle = idle
     }
 
+    /// Queues a job of a Task that prefers this executor: on the calling
+    /// worker's own queue when called on one of the runtime's workers,
+    /// otherwise on the shared queue, waking an idle worker. After shutdown
+    /// the job goes to Swift's global executor instead, so it still runs.
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         let mine = ObjectIdentifier(self)
