@@ -221,10 +221,16 @@ fi
 
 # --- run ---------------------------------------------------------------------------
 # gt-bench prints JSON; turn it into the peers' RESULT lines (peer=greenthreads).
+# run_ours BENCH WORKERS [cold]: with "cold", one run with no warm-up,
+# reported as BENCH-cold (call it once per process and worker count).
 run_ours() {
     local out
     # shellcheck disable=SC2086  # GT_BENCH_ARGS is a list of words
-    out=$("$ours" run "$1" --workers "$2" --repeats "$REPEATS" --json ${GT_BENCH_ARGS:-}) || return 1
+    if [[ ${3:-} == cold ]]; then
+        out=$("$ours" run "$1" --workers "$2" --repeats 1 --cold --json ${GT_BENCH_ARGS:-}) || return 1
+    else
+        out=$("$ours" run "$1" --workers "$2" --repeats "$REPEATS" --json ${GT_BENCH_ARGS:-}) || return 1
+    fi
     python3 -c '
 import json, sys
 text = sys.stdin.read()
@@ -233,14 +239,15 @@ try:
     rows = doc["results"]
 except (ValueError, KeyError, TypeError):
     sys.exit("compare: gt-bench printed no JSON results; output began: %r" % text[:200])
+cold = sys.argv[1] == "cold"
 for r in rows:
     print("RESULT peer=greenthreads benchmark=%s workers=%d value=%s unit=%s"
-          % (r["benchmark"], r["workers"], r["value"], r["unit"]))
-    if r["benchmark"] in ("timers", "parkmany") and "peakRSSBytesPerItem" in r:  # as the peers print it
+          % (r["benchmark"] + ("-cold" if cold else ""), r["workers"], r["value"], r["unit"]))
+    if not cold and r["benchmark"] in ("timers", "parkmany") and "peakRSSBytesPerItem" in r:  # as the peers print it
         print("RESULT peer=greenthreads benchmark=%s-rss workers=%d value=%s unit=%s at_once=%d"
               % (r["benchmark"], r["workers"], r["peakRSSBytesPerItem"],
                  "B/sleeper" if r["benchmark"] == "timers" else "B/thread", r["peakItems"]))
-' <<<"$out"
+' "${3:-warm}" <<<"$out"
 }
 
 # peer_has PEER BENCH: true if that peer implements the benchmark.
@@ -331,6 +338,19 @@ for bench in "${benches[@]}"; do
                     || log "$impl failed on $bench"
             fi
         done
+        # The mass workloads also cold: one process per worker count, no
+        # warm-up (the warm runs above reuse stacks and heap, as a service's
+        # second burst does; a program's first burst pays for them).
+        if [[ $bench == timers || $bench == parkmany ]]; then
+            for cw in ${w//,/ }; do
+                log "$bench-cold round $round/$rounds, workers $cw: ours, go"
+                if [[ -n $ours ]]; then
+                    run_ours "$bench" "$cw" cold >>"$results" || log "gt-bench failed on $bench-cold"
+                fi
+                COLD=1 "$peers_dir/.build-peers/go-peer" "$bench" --workers "$cw" >>"$results" \
+                    || log "go failed on $bench-cold"
+            done
+        fi
     done
 done
 
@@ -344,8 +364,9 @@ import statistics, sys
 from collections import defaultdict
 
 path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], sys.argv[3:]
-# timers and parkmany also report memory (peak RSS per thread held at once): its own row.
-benches = [x for b in benches for x in ([b, b + "-rss"] if b in ("timers", "parkmany") else [b])]
+# timers and parkmany also run cold (no warm-up, a process each) and report
+# memory (peak RSS per thread held at once): rows of their own.
+benches = [x for b in benches for x in ([b, b + "-cold", b + "-rss"] if b in ("timers", "parkmany") else [b])]
 values, units = defaultdict(list), {}
 echo = defaultdict(list)  # (peer, connections, workers) -> [(rps, p99_us)]
 at_once = defaultdict(list)  # timers-rss: the most sleepers asleep at once, per run
@@ -443,6 +464,10 @@ if table:
     print("Go: GOMAXPROCS = workers. Boost.Fiber: work_stealing on `workers` threads "
           "(switch: round_robin on one thread; no select). Swift conc: default executor, its pool "
           "pinned to `workers` CPUs with taskset (the only knob that works on Linux).")
+if any(b.endswith("-cold") for b in table):
+    print("-cold rows: one run per process with no warm-up (fresh stacks, heap and page tables), "
+          "gt-bench run --cold and the Go peer with COLD=1; the plain rows are warm, repeats after "
+          "a warm-up in one process.")
 if "generator" in benches:
     print("generator: Python gen = a plain generator resumed with send(); greenlet = one "
           "switch in and back out; both 10^6 resumes (gt-bench: 10^7).")

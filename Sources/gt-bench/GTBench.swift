@@ -60,6 +60,11 @@ struct GTBench: ParsableCommand {
         @Option(help: "Timed repeats per point; the median is reported.")
         var repeats: Int = 5
 
+        @Flag(help: ArgumentHelp(
+            "No warm-up run: the first timed run meets fresh stacks, heap and page tables.",
+            discussion: "Run one benchmark at one worker count with --repeats 1 per process for a cold start as a program's first burst sees it; the peers' COLD=1 does the same."))
+        var cold = false
+
         @Flag(help: "Print one JSON object on stdout instead of a table.")
         var json = false
 
@@ -94,7 +99,7 @@ struct GTBench: ParsableCommand {
             var results: [Measurement] = []
             for b in try selected() {
                 for w in b.singleThreaded ? [1] : try workerCounts() {
-                    _ = try b.measure(w)  // warm-up: page in stacks, code and caches
+                    if !cold { _ = try b.measure(w) }  // warm-up: page in stacks, code and caches
                     var samples: [Sample] = []
                     for _ in 0..<repeats { samples.append(try b.measure(w)) }
                     let m = Measurement(benchmark: b.name, workers: w, unit: b.unit, samples: samples,

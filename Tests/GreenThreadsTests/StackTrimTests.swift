@@ -89,4 +89,32 @@ struct StackTrimTests {
         }
         #expect(rt.stats.stacksMapped == mapped)
     }
+
+    /// A burst larger than a worker's own pool spills into the node's
+    /// shared pool: those stacks keep their pages too (a repeat of the
+    /// burst does not fault them back in), and the shared pool decays like
+    /// the worker's, so within a few periods only the warm set is resident.
+    @Test func spilledStacksStayResidentThenDecay() throws {
+        let rt = singlePoolRuntime()
+        defer { rt.shutdown() }
+        let n = 2 * StackPool.spillAt + 1_000
+        let stacks = try rt.run { try concurrentThreads(n) }
+        #expect(Set(stacks.map(\.0)).count == n)
+        let kept = stacks.filter { topPageResident(base: $0.0, size: $0.1) }.count
+        #expect(kept >= n * 9 / 10, "only \(kept) of \(n) stacks still resident right after the burst")
+
+        let mapped = rt.stats.stacksMapped
+        let again = try rt.run { try concurrentThreads(n) }
+        #expect(rt.stats.stacksMapped == mapped, "a repeat of the burst mapped new stacks")
+        #expect(Set(again.map(\.0)) == Set(stacks.map(\.0)))
+
+        let deadline = gt_now_ns() + 10 * StackPool.decayNanos
+        var resident = kept
+        while gt_now_ns() < deadline {
+            resident = stacks.filter { topPageResident(base: $0.0, size: $0.1) }.count
+            if resident <= StackPool.warmCount { break }
+            usleep(50_000)
+        }
+        #expect(resident <= StackPool.warmCount, "\(resident) of \(n) stacks still resident after the decay")
+    }
 }

@@ -34,10 +34,11 @@ import Synchronization
 //
 // `parkIdle`: join the sleeper list, stop spinning, full fence, re-check
 // every queue, the earliest deadline and `stopping` (leave if any); return
-// decayed stacks to the system in slices (StackPool.swift), leaving as soon
-// as work, a due timer or shutdown shows up; then read the clock again
+// decayed stacks, its own and its node's shared pool's, to the system in
+// slices (StackPool.swift), leaving as soon as work, a due timer or
+// shutdown shows up; then read the clock again
 // (trimming took time) and sleep until the earliest deadline of any worker,
-// or the pool's next trim, whichever is first. A sleep with no timer at all
+// or the pools' next trim, whichever is first. A sleep with no timer at all
 // may be a deadlock: it wakes after a confirmation delay and reports one if
 // nothing moved (`RuntimeCore.mayBeDeadlocked`). The sleep is on the
 // worker's futex word (parker.c), or, for at most one idle worker once any
@@ -144,7 +145,7 @@ extension Worker {
         // that went unused for a whole decay period (StackPool); under a
         // virtual clock, whose sleeps take no real time, all of them at once.
         let decay = clock.isVirtual ? 0 : StackPool.decayNanos
-        while !local.pointee.stacks.trim(now: gt_now_ns(), decay: decay) {
+        while !local.pointee.stacks.trim(now: gt_now_ns(), decay: decay) || !sharedStacks.trim(now: gt_now_ns(), decay: decay) {
             if core.hasVisibleWork() || core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
                 leaveSleepers()
                 return
@@ -161,7 +162,9 @@ extension Worker {
         // Wake to trim once the stacks pooled now have gone unused a whole
         // period. (Not a deadlock confirmation, if that comes first: the
         // next sleep watches again.)
-        if let due = local.pointee.stacks.trimDue(decay: decay) {
+        let localDue = local.pointee.stacks.trimDue(decay: decay)
+        let sharedDue = sharedStacks.trimDue(decay: decay)
+        if let due = localDue.map({ min($0, sharedDue ?? $0) }) ?? sharedDue {
             let untilTrim = max(0, due &- gt_now_ns())
             if timeout < 0 || untilTrim < timeout {
                 timeout = untilTrim

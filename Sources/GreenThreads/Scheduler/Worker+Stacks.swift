@@ -67,20 +67,16 @@ extension Worker {
         if Int(stack.home) != node { return sendHome(stack) }
         local.pointee.stacks.put(stack)
         if local.pointee.stacks.count > StackPool.spillAt {
-            // Stacks enter the shared pool clean: nobody trims it, and after
-            // a mass wake (compacted sleepers each faulted a page back in)
-            // its stacks would keep their pages until reused.
-            local.pointee.stacks.trimOldestHalf()
+            // Spilled dirty: a repeat of the burst finds its pages resident,
+            // and the shared pool's own decay gives them back otherwise.
             local.pointee.stacks.spillHalf(into: sharedStacks)
         }
     }
 
     /// A stack freed away from its home node goes into that node's shared
-    /// pool, clean like every stack there (StackPool.swift, "Home nodes").
+    /// pool (StackPool.swift, "Home nodes"); its pages are already there.
     @inline(never)
     private func sendHome(_ stack: gt_stack) {
-        var s = stack
-        gt_stack_discard(&s)
-        core.stackPools[Int(stack.home)].put(s)
+        core.stackPools[Int(stack.home)].put(stack)
     }
 }

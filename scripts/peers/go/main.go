@@ -576,6 +576,13 @@ func main() {
 			repeats = n
 		}
 	}
+	// COLD=1: no warm-up and one timed run, printed as NAME-cold: run one
+	// benchmark at one worker count per process for a cold start (fresh
+	// heap, stacks and Ps), like gt-bench run --cold.
+	cold := os.Getenv("COLD") == "1"
+	if cold {
+		repeats = 1
+	}
 	workers := []int{1, 2}
 	var names []string
 	args := os.Args[1:]
@@ -610,8 +617,14 @@ func main() {
 				continue
 			}
 			runtime.GOMAXPROCS(w)
-			b.run() // warm-up: grow stacks, heap and Ps before timing
 			vals := make([]float64, repeats)
+			if cold {
+				vals[0] = b.run()
+				fmt.Printf("RESULT peer=go benchmark=%s-cold workers=%d value=%.3f unit=%s\n",
+					name, w, vals[0], b.unit)
+				continue
+			}
+			b.run() // warm-up: grow stacks, heap and Ps before timing
 			for r := range vals {
 				runtime.GC() // start each repeat from a quiet heap
 				vals[r] = b.run()

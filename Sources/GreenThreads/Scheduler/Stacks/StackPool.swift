@@ -31,9 +31,13 @@ import Synchronization
 /// work, due timers and shutdown between slices. A sleep cut short to trim
 /// does not count as a deadlock confirmation (RuntimeCore.swift), so a
 /// deadlock right after a burst is reported up to a period later. A pool
-/// that spills hands its oldest half on trimmed (`trimOldestHalf`): nobody
-/// trims the shared pool, and after a mass wake of compacted sleepers
-/// (StackCompaction.swift) each of those stacks has its top page back.
+/// that spills hands its oldest half on as they are, pages and all, and the
+/// shared pool decays by the same rule (without a warm set), trimmed by
+/// whichever of its node's workers falls idle. Spilling them clean instead
+/// made every repeat of a burst larger than `spillAt` (a million parked
+/// threads, a mass wake of compacted sleepers) fault each stack's top page
+/// back in: half the time of a warm `parkmany` went to those faults and the
+/// discards, where Go's warm repeat reuses resident stacks.
 ///
 /// **Home nodes.** On a machine with several NUMA nodes a stack should be
 /// memory of the node whose CPUs run its thread: a green thread's frames
@@ -85,11 +89,9 @@ import Synchronization
 /// simulated topology still keeps a pool per node, which tests use to
 /// check the routing, but binds nothing, since its nodes have no memory.
 /// A spare worker (SpareWorker.swift) is not pinned, so the few stacks it
-/// maps are placed by first touch. A stack sent home is discarded first
-/// (one `madvise`), because shared pools are never trimmed: the cost falls
-/// only on threads that crossed nodes (a cross-node steal, or a wake from
-/// another node's thread), and the next user faults its pages back in on
-/// the home node.
+/// maps are placed by first touch. A stack sent home keeps its pages: they
+/// are on the home node already (rule 1), and the shared pool's decay
+/// returns them if nobody takes the stack.
 ///
 /// **Where stacks come from** (stack.c's header): slabs of 64 stacks, one
 /// `MAP_NORESERVE` mapping each, every stack with a guard region
@@ -120,8 +122,9 @@ import Synchronization
 /// one page only a compacted sleeper goes.
 struct StackPool: ~Copyable {
     static let warmCount = 64
-    /// High enough that a worker's own burst (fib's ~6,000) stays local and
-    /// dirty; a spill hands stacks on clean, which their next user faults.
+    /// High enough that a worker's own burst (fib's ~6,000) stays local:
+    /// a spill costs a lock per stack, and a refill from the shared pool
+    /// one per batch.
     static let spillAt = 8_192
     static let refillBatch = 128
     /// How long a pooled stack must go untaken before an idle worker gives
@@ -210,15 +213,6 @@ struct StackPool: ~Copyable {
         count - Self.warmCount > cleanBelow ? epochStart &+ decay : nil
     }
 
-    /// Discards the oldest half, the part `spillHalf` hands on, unless
-    /// already clean.
-    mutating func trimOldestHalf() {
-        let half = count / 2
-        if cleanBelow >= half { return }
-        _ = items.withItems { gt_stacks_discard($0 + cleanBelow, Int32(half - cleanBelow)) }
-        cleanBelow = half
-    }
-
     mutating func removeAll(_ body: (inout gt_stack) -> Void) {
         items.forEach { body(&$0.pointee) }
         items.removeAll()
@@ -228,12 +222,21 @@ struct StackPool: ~Copyable {
 }
 
 /// The pool shared by the workers of one node: their spills, and the
-/// stacks of that node freed on other nodes.
+/// stacks of that node freed on other nodes. Trimmed by decay like a
+/// worker's own pool (any idle worker of the node does it, a slice at a
+/// time under the lock), but with no warm set: the workers' pools keep
+/// theirs.
 final class SharedStackPool: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `items` is guarded by `lock`.
+    // SAFETY: @unchecked Sendable: `items`, `cleanBelow`, `lowWater` and
+    // `epochStart` are guarded by `lock`.
 
     private let lock = SpinLock()
     private var items: [gt_stack] = []
+    /// Entries below this index were discarded since they were pooled.
+    private var cleanBelow = 0
+    /// The fewest stacks pooled since `epochStart` (see StackPool).
+    private var lowWater = 0
+    private var epochStart: Int64 = 0
 
     func put(_ stacks: UnsafeBufferPointer<gt_stack>) {
         lock.withLock { items.append(contentsOf: stacks) }
@@ -247,12 +250,57 @@ final class SharedStackPool: @unchecked Sendable {
         lock.lock()
         let k = min(n, items.count)
         for _ in 0..<k { pool.put(items.removeLast()) }
+        tookSome()
         lock.unlock()
         return k > 0
     }
 
     func take() -> gt_stack? {
-        lock.withLock { items.popLast() }
+        lock.withLock {
+            let s = items.popLast()
+            tookSome()
+            return s
+        }
+    }
+
+    /// Under the lock, after a take: the entries above the new count are
+    /// gone, so neither mark may point past it.
+    private func tookSome() {
+        if cleanBelow > items.count { cleanBelow = items.count }
+        if lowWater > items.count { lowWater = items.count }
+    }
+
+    /// `StackPool.trim` for the shared pool: discards up to
+    /// `StackPool.trimSlice` stacks that went untaken for the whole period
+    /// that ended by `now` (all of them when `decay` is 0). The discard runs
+    /// under the lock, so no worker can take a stack whose pages are being
+    /// dropped; a slice is one `process_madvise`, and only idle workers
+    /// trim. Returns true once nothing is left to trim now.
+    func trim(now: Int64, decay: Int64) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if now &- epochStart < decay { return true }
+        let keep = decay == 0 ? items.count : lowWater
+        if keep <= cleanBelow {
+            startPeriod(now)
+            return true
+        }
+        let end = min(keep, cleanBelow + StackPool.trimSlice)
+        _ = items.withUnsafeMutableBufferPointer { gt_stacks_discard($0.baseAddress! + cleanBelow, Int32(end - cleanBelow)) }
+        cleanBelow = end
+        if end < keep { return false }
+        startPeriod(now)
+        return true
+    }
+
+    private func startPeriod(_ now: Int64) {
+        epochStart = now
+        lowWater = items.count
+    }
+
+    /// When trimming could next give memory back (see `StackPool.trimDue`).
+    func trimDue(decay: Int64) -> Int64? {
+        lock.withLock { items.count > cleanBelow ? epochStart &+ decay : nil }
     }
 
     /// Whether the stack at `base` is pooled here (diagnostics and tests).
@@ -264,6 +312,8 @@ final class SharedStackPool: @unchecked Sendable {
         lock.withLock {
             let all = items
             items.removeAll()
+            cleanBelow = 0
+            lowWater = 0
             return all
         }
     }
