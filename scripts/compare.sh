@@ -28,6 +28,9 @@
 #        ECHO_SECONDS=5 seconds of load per echo run
 #        ECHO_CONNECTIONS="100 1000"  connection counts for echo
 #        RESULTS_FILE   also keep every run's raw RESULT lines in this file
+#        PEER_TIMEOUT=300  seconds a peer's run may take before it is stopped
+#                       and left out ("—"); Boost.Fiber's timers run (10^6
+#                       sleeping fibers) takes longer than that here
 #        SCALE_PNG      scale: the chart to write (default docs/scale.png)
 # Results are most meaningful on an otherwise idle machine.
 set -euo pipefail
@@ -50,7 +53,7 @@ if [[ ${1:-} == scale ]]; then
     for a in "$@"; do
         case $a in
             fib | skew | pipeline | spawn | pingpong | chan | mutex) benches+=("$a") ;;
-            -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+            -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
             *) echo "compare.sh scale: unknown workload '$a' (fib, skew, pipeline, spawn, pingpong, chan, mutex)" >&2; exit 2 ;;
         esac
     done
@@ -162,7 +165,7 @@ benches=()
 for a in "$@"; do
     case $a in
         switch | spawn | fib | skew | pipeline | pingpong | deadline | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | timer | ticker | parkmany | echo) benches+=("$a") ;;
-        -h | --help) sed -n '2,32p' "$0"; exit 0 ;;
+        -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
                 "(switch, spawn, fib, skew, pipeline, pingpong, deadline, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, timer, ticker, parkmany, echo)" >&2
@@ -174,6 +177,7 @@ done
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
 echo_seconds=${ECHO_SECONDS:-5}
+peer_timeout=${PEER_TIMEOUT:-300}
 echo_connections=${ECHO_CONNECTIONS:-100 1000}
 export REPEATS=${REPEATS:-3}
 
@@ -334,8 +338,8 @@ for bench in "${benches[@]}"; do
                     ours=""
                 fi
             else
-                "$peers_dir/.build-peers/$impl-peer" "$bench" --workers "$w" >>"$results" \
-                    || log "$impl failed on $bench"
+                timeout "$peer_timeout" "$peers_dir/.build-peers/$impl-peer" "$bench" --workers "$w" >>"$results" \
+                    || log "$impl failed on $bench (or ran past PEER_TIMEOUT=${peer_timeout}s)"
             fi
         done
         # The mass workloads also cold: one process per worker count, no

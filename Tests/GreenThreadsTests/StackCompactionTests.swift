@@ -189,6 +189,34 @@ struct StackCompactionTests {
         #expect(s.stacksCompacted == 0)
     }
 
+    /// A finished thread whose stack was compacted while it slept gives it
+    /// back clean (the page it faulted in to finish is released, in a batch
+    /// or once the worker falls idle), unlike a thread that only parked.
+    @Test("the stacks of compacted sleepers return to the pool clean")
+    func compactedStacksReturnClean() throws {
+        let rt = compactingRuntime(workers: 1)
+        defer { rt.shutdown() }
+        let n = 100
+        let ranges = try rt.run { () throws -> [(UInt, Int)] in
+            let hs = (0..<n).map { _ in go { _ = try? GreenThread.sleep(for: .seconds(3600)) } }
+            try waitFor("\(n) compacted stacks") { rt.stats.stacksCompacted == n }
+            let stacks = hs.map { (UInt(bitPattern: $0.fiber.stack.base), $0.fiber.stack.size) }
+            for h in hs { h.cancel() }
+            for h in hs { try h.join() }
+            return stacks
+        }
+        #expect(rt.stats.stackCompactions == n)
+        let stacks = ranges.map { gt_stack(base: UnsafeMutableRawPointer(bitPattern: $0.0), size: $0.1,
+                                           mapping: nil, mapping_size: 0, home: 0) }
+        var resident = stacks.map(residentPages)
+        let deadline = gt_now_ns() + 10_000_000_000
+        while resident.contains(where: { $0 != 0 }) && gt_now_ns() < deadline {
+            usleep(10_000)
+            resident = stacks.map(residentPages)
+        }
+        #expect(resident.allSatisfy { $0 == 0 }, "resident pages: \(resident.sorted().suffix(5))")
+    }
+
     /// Wakes race the compaction of the same sleep in every order: sleeps
     /// whose timers fire within a few hundred microseconds (while the batch
     /// that holds them is being claimed, copied or released), and cancels

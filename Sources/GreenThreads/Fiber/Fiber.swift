@@ -86,6 +86,9 @@ class Fiber: WaitTarget, @unchecked Sendable {
     /// nil otherwise. Written by the compacting worker (state `compacting`)
     /// and by the worker that restores it before switching in.
     @exclusivity(unchecked) var compactedStack: UnsafeMutableRawPointer?
+    /// Set when a compacted stack is copied back: at the end the stack
+    /// returns to its pool clean (`StackPool.putClean`).
+    @exclusivity(unchecked) final var stackWasCompacted = false
 
     let runState = Atomic<UInt8>(RunState.queued.rawValue)
     let cancelled = Atomic<Bool>(false)
@@ -223,6 +226,7 @@ class Fiber: WaitTarget, @unchecked Sendable {
         let s = stack
         stack = gt_stack()
         hasStack = false
+        stackWasCompacted = false
         return s
     }
 

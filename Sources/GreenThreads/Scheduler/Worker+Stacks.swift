@@ -61,10 +61,11 @@ extension Worker {
         return nil
     }
 
-    func recycle(_ stack: gt_stack) {
+    func recycle(_ stack: gt_stack, wasCompacted: Bool = false) {
         // The local pool holds only this node's stacks: a thread that
         // migrated gives its stack back to the node its pages are on.
         if Int(stack.home) != node { return sendHome(stack) }
+        if wasCompacted { return local.pointee.stacks.putClean(stack) }
         local.pointee.stacks.put(stack)
         if local.pointee.stacks.count > StackPool.spillAt {
             // Spilled dirty: a repeat of the burst finds its pages resident,

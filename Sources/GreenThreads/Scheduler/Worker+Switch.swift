@@ -245,7 +245,8 @@ extension Worker {
             // Its last switch is done: a sanitizer's record of the context
             // (sanitizer_fibers.h) goes before the stack is reused.
             gt_context_destroy(fiber.context)
-            recycle(fiber.takeStack())
+            let wasCompacted = fiber.stackWasCompacted
+            recycle(fiber.takeStack(), wasCompacted: wasCompacted)
             return fiber.recyclable
         }
         if limitsLive { Unmanaged.passUnretained(core)._withUnsafeGuaranteedRef { $0.releaseLive() } }

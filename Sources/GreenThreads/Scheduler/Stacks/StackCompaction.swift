@@ -210,6 +210,7 @@ extension Worker {
     func restoreStack(_ fiber: Fiber) {
         let saved = fiber.compactedStack.unsafelyUnwrapped
         fiber.compactedStack = nil
+        fiber.stackWasCompacted = true
         let stack = fiber.stack
         gt_stack_restore(saved, UnsafeMutableRawPointer(stack.base.unsafelyUnwrapped) + stack.size)
         counters.restoredStacks.store(counters.restoredStacks.load(ordering: .relaxed) &+ 1, ordering: .releasing)

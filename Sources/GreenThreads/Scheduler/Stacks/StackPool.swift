@@ -35,9 +35,12 @@ import Synchronization
 /// shared pool decays by the same rule (without a warm set), trimmed by
 /// whichever of its node's workers falls idle. Spilling them clean instead
 /// made every repeat of a burst larger than `spillAt` (a million parked
-/// threads, a mass wake of compacted sleepers) fault each stack's top page
-/// back in: half the time of a warm `parkmany` went to those faults and the
-/// discards, where Go's warm repeat reuses resident stacks.
+/// threads) fault each stack's top page back in: half the time of a warm
+/// `parkmany` went to those faults and the discards, where Go's warm repeat
+/// reuses resident stacks. The exception is a stack whose thread was
+/// compacted (StackCompaction.swift): it comes back clean (`putClean`), in
+/// batches, since a burst of long sleepers would only compact it again, and
+/// a million of them woken at once must not leave a million dirty stacks.
 ///
 /// **Home nodes.** On a machine with several NUMA nodes a stack should be
 /// memory of the node whose CPUs run its thread: a green thread's frames
@@ -133,6 +136,9 @@ struct StackPool: ~Copyable {
 
     private var items = LocalLIFO<gt_stack>(capacity: 256)
     var count: Int { items.count }
+    /// Stacks of compacted sleepers that finished, waiting to be discarded
+    /// together (`putClean`); not in `items`, so nobody takes them yet.
+    private var pendingClean = LocalLIFO<gt_stack>(capacity: StackCompactor.batchSize)
     /// The kernel memory node this worker's new stacks are bound to; -1
     /// where the runtime does not bind (one node, simulated, unpinned).
     private(set) var memoryNode: Int32 = -1
@@ -164,6 +170,27 @@ struct StackPool: ~Copyable {
         items.put(stack)
     }
 
+    /// Pools a stack whose thread was compacted while it slept: clean, in
+    /// batches of `StackCompactor.batchSize` (one `process_madvise`), or at
+    /// the next `trim`. The runtime gave that memory back once already (a
+    /// long sleep among many), and the page the thread faulted in to finish
+    /// is not worth keeping for the next burst, whose sleepers would be
+    /// compacted again; a stack that never slept compacted stays dirty, so
+    /// a repeat of a burst of parked threads reuses resident stacks.
+    mutating func putClean(_ stack: gt_stack) {
+        pendingClean.put(stack)
+        if pendingClean.count >= StackCompactor.batchSize { flushPendingClean() }
+    }
+
+    private mutating func flushPendingClean() {
+        let n = pendingClean.count
+        if n == 0 { return }
+        _ = pendingClean.withItems { gt_stacks_discard($0, Int32(n)) }
+        // On top, counted dirty: a later trim may discard them once more,
+        // which costs a syscall and loses nothing.
+        while let s = pendingClean.take() { items.put(s) }
+    }
+
     /// Hands the oldest half to `shared`.
     mutating func spillHalf(into shared: SharedStackPool) {
         let half = count / 2
@@ -186,6 +213,7 @@ struct StackPool: ~Copyable {
     /// by `now` (all of them when `decay` is 0). Returns true once nothing
     /// is left to trim now; the next period then begins.
     mutating func trim(now: Int64, decay: Int64) -> Bool {
+        flushPendingClean()
         if now &- epochStart < decay { return true }
         let keep = min(count - Self.warmCount, decay == 0 ? count : lowWater)
         if keep <= cleanBelow {
@@ -216,6 +244,8 @@ struct StackPool: ~Copyable {
     mutating func removeAll(_ body: (inout gt_stack) -> Void) {
         items.forEach { body(&$0.pointee) }
         items.removeAll()
+        pendingClean.forEach { body(&$0.pointee) }
+        pendingClean.removeAll()
         cleanBelow = 0
         lowWater = 0
     }
