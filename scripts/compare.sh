@@ -343,7 +343,7 @@ run_http() {
     "$@" >"$out" 2>&1 &
     pid=$!
     for ((i = 0; i < 300; i++)); do
-        port=$(sed -n 's,^listening on \(http://\)\{0,1\}127\.0\.0\.1:\([0-9]*\).*,\2,p' "$out")
+        port=$(sed -n 's#^listening on \(http://\)\{0,1\}127\.0\.0\.1:\([0-9]*\).*#\2#p' "$out")
         [[ -n $port ]] && break
         kill -0 "$pid" 2>/dev/null || break
         sleep 0.1
