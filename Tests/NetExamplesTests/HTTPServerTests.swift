@@ -8,14 +8,15 @@ extension NetExampleSuites {
 @Suite("HTTPServer")
 struct HTTPServerTests {
     /// Runs `body` against an http-hello server on a free port.
-    func withHello(headerTimeout: Duration = HTTPServer.headerTimeout,
+    func withHello(idleTimeout: Duration = HTTPServer.idleTimeout, headerTimeout: Duration = HTTPServer.headerTimeout,
                    _ body: @escaping @Sendable (Int) throws -> Void) throws {
         let rt = Runtime(workers: 2)
         defer { rt.shutdown() }
         try rt.run {
             let listener = try TCPListener(host: "127.0.0.1", port: 0)
             let server = go {
-                try HTTPServer.serve(listener, headerTimeout: headerTimeout, handler: HelloApp.respond)
+                try HTTPServer.serve(listener, idleTimeout: idleTimeout, headerTimeout: headerTimeout,
+                                     handler: HelloApp.respond)
             }
             defer {
                 listener.close()
@@ -218,6 +219,27 @@ struct HTTPServerTests {
             try GreenThread.sleep(for: limit * 2)
             try idle.write(HTTPRequest(method: "GET", target: "/").serialized())
             #expect(try HTTPParser().readResponse(from: idleReader).status == 200)
+        }
+    }
+
+    @Test func idleConnectionsCloseAfterTheIdleTimeout() throws {
+        let limit = Duration.milliseconds(300)
+        try withHello(idleTimeout: limit) { port in
+            let conn = try TCPStream.connect(host: "127.0.0.1", port: port, timeout: .seconds(5))
+            defer { conn.close() }
+            let reader = BufferedReader(StreamSource(conn, timeout: .seconds(10)))
+            // Kept alive while it stays busy: requests closer together than the limit.
+            var lastSent = ContinuousClock.now
+            for i in 0..<4 {
+                if i > 0 { try GreenThread.sleep(for: limit / 4) }
+                lastSent = ContinuousClock.now
+                try conn.write(HTTPRequest(method: "GET", target: "/").serialized())
+                #expect(try HTTPParser().readResponse(from: reader).status == 200)
+            }
+            // Then idle: closed without a word. Never before the limit: the
+            // server's idle wait began after our last request was sent.
+            #expect(try conn.read(upTo: 16, timeout: .seconds(10)).isEmpty)
+            #expect(ContinuousClock.now - lastSent >= limit)
         }
     }
 
