@@ -7,10 +7,13 @@
 # echo server as separate processes, each driven by the same neutral load
 # generator (`gt-bench loadgen`: 64-byte messages, 100 and 1,000 connections),
 # and prints requests/s and p99 latency.
+# `http` runs the http-hello example, a Go net/http hello server and a
+# Hummingbird hello server the same way, driven by wrk (keep-alive, GET /,
+# 100 and 1,000 connections), and prints requests/s with p50 and p99 latency.
 #
 # `scale` is its own mode: see the block at "scale mode" below.
 #
-# Usage: scripts/compare.sh [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|timer|ticker|parkmany|echo ...]
+# Usage: scripts/compare.sh [switch|spawn|fib|skew|pipeline|pingpong|deadline|chan|select|select-default|select-timeout|select-pingpong|mutex|generator|timers|timer|ticker|parkmany|echo|http ...]
 #                                                        (default: all of them)
 #        scripts/compare.sh scale [fib skew pipeline spawn]
 #                       speedup over worker counts: gt-bench scale, Go (GOMAXPROCS=N)
@@ -24,9 +27,12 @@
 #        WORKERS=1,2    worker counts (switch and generator always use 1)
 #        GT_BENCH_ARGS  extra arguments for `gt-bench run`
 #        GT_BENCH       use this gt-bench binary instead of building one
-#                       (echo also needs echo-server beside it, or builds it)
+#                       (echo also needs echo-server beside it, or builds it;
+#                       http needs http-hello beside it, or builds it)
 #        ECHO_SECONDS=5 seconds of load per echo run
 #        ECHO_CONNECTIONS="100 1000"  connection counts for echo
+#        HTTP_SECONDS=5 seconds of load per http run (after a 1 s warm-up)
+#        HTTP_CONNECTIONS="100 1000"  connection counts for http
 #        RESULTS_FILE   also keep every run's raw RESULT lines in this file
 #        PEER_TIMEOUT=300  seconds a peer's run may take before it is stopped
 #                       and left out ("—"); Boost.Fiber's timers run (10^6
@@ -53,7 +59,7 @@ if [[ ${1:-} == scale ]]; then
     for a in "$@"; do
         case $a in
             fib | skew | pipeline | spawn | pingpong | chan | mutex) benches+=("$a") ;;
-            -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+            -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
             *) echo "compare.sh scale: unknown workload '$a' (fib, skew, pipeline, spawn, pingpong, chan, mutex)" >&2; exit 2 ;;
         esac
     done
@@ -164,21 +170,23 @@ fi
 benches=()
 for a in "$@"; do
     case $a in
-        switch | spawn | fib | skew | pipeline | pingpong | deadline | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | timer | ticker | parkmany | echo) benches+=("$a") ;;
-        -h | --help) sed -n '2,35p' "$0"; exit 0 ;;
+        switch | spawn | fib | skew | pipeline | pingpong | deadline | chan | select | select-default | select-timeout | select-pingpong | mutex | generator | timers | timer | ticker | parkmany | echo | http) benches+=("$a") ;;
+        -h | --help) sed -n '2,41p' "$0"; exit 0 ;;
         *)
             echo "compare.sh: unknown benchmark '$a'" \
-                "(switch, spawn, fib, skew, pipeline, pingpong, deadline, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, timer, ticker, parkmany, echo)" >&2
+                "(switch, spawn, fib, skew, pipeline, pingpong, deadline, chan, select, select-default, select-timeout, select-pingpong, mutex, generator, timers, timer, ticker, parkmany, echo, http)" >&2
             exit 2
             ;;
     esac
 done
-((${#benches[@]})) || benches=(switch spawn fib skew pingpong deadline chan select select-default select-timeout select-pingpong mutex generator timers timer ticker parkmany echo)
+((${#benches[@]})) || benches=(switch spawn fib skew pingpong deadline chan select select-default select-timeout select-pingpong mutex generator timers timer ticker parkmany echo http)
 rounds=${ROUNDS:-3}
 workers=${WORKERS:-1,2}
 echo_seconds=${ECHO_SECONDS:-5}
 peer_timeout=${PEER_TIMEOUT:-300}
 echo_connections=${ECHO_CONNECTIONS:-100 1000}
+http_seconds=${HTTP_SECONDS:-5}
+http_connections=${HTTP_CONNECTIONS:-100 1000}
 export REPEATS=${REPEATS:-3}
 
 log() { echo "compare: $*" >&2; }
@@ -191,7 +199,14 @@ if awk -v l="$load" 'BEGIN { exit !(l >= 0.5) }'; then
 fi
 
 # --- build -----------------------------------------------------------------------
-"$peers_dir/build.sh"
+# Hummingbird (a long first build) only when http is asked for.
+peer_builds=(go boostfiber swiftconc nio-echo python)
+[[ " ${benches[*]} " == *" http "* ]] && peer_builds+=(hummingbird)
+"$peers_dir/build.sh" "${peer_builds[@]}" || log "some peers did not build (see above): they are left out"
+if [[ " ${benches[*]} " == *" http "* ]] && ! command -v wrk >/dev/null; then
+    log "wrk is missing: installing the peer tools (scripts/setup.sh --peers)"
+    "$root/scripts/setup.sh" --peers >&2 || log "setup.sh --peers failed"
+fi
 
 swift=$(command -v swift || echo /opt/swift/usr/bin/swift)
 ours=""
@@ -200,6 +215,8 @@ results=$(mktemp)
 trap 'rm -f "$build_log" "$results"' EXIT
 if [[ -n ${GT_BENCH:-} ]]; then
     ours=$GT_BENCH
+elif [[ " ${benches[*]} " == " http " ]]; then
+    :  # http alone needs only the http-hello example (below)
 else
     log "building gt-bench (release)"
     if (cd "$root" && "$swift" build -c release --product gt-bench) >"$build_log" 2>&1; then
@@ -220,6 +237,22 @@ if [[ " ${benches[*]} " == *" echo "* && -n $ours ]]; then
     else
         log "the echo-server example does not build - echo runs without GreenThreads. Build output ends with:"
         tail -n 5 "$build_log" >&2
+    fi
+fi
+
+# The http-hello example, for `http`: beside gt-bench, or built here.
+http_hello=""
+if [[ " ${benches[*]} " == *" http "* ]]; then
+    if [[ -n $ours && -x $(dirname "$ours")/http-hello ]]; then
+        http_hello="$(dirname "$ours")/http-hello"
+    else
+        log "building http-hello (release)"
+        if (cd "$root" && "$swift" build -c release --product http-hello) >"$build_log" 2>&1; then
+            http_hello="$(cd "$root" && "$swift" build -c release --show-bin-path)/http-hello"
+        else
+            log "the http-hello example does not build - http runs without GreenThreads. Build output ends with:"
+            tail -n 5 "$build_log" >&2
+        fi
     fi
 fi
 
@@ -308,7 +341,96 @@ print("RESULT peer=%s benchmark=echo%s workers=%s value=%.1f unit=ns/request rps
     rm -f "$out"
 }
 
+# run_http IMPL WORKERS SERVER-COMMAND... : starts the server on a free port,
+# checks that GET / answers the greeting, then drives it with wrk for each
+# connection count in turn (a 1 s warm-up first) and prints RESULT lines
+# (value = ns per request, plus rps, p50_us and p99_us from wrk --latency).
+# wrk gets the cores the server leaves free, or all of them when it leaves
+# none (as gt-bench loadgen does for echo); it shares them with the server.
+run_http() {
+    local impl=$1 w=$2 out port="" pid i c report threads body
+    shift 2
+    out=$(mktemp)
+    "$@" >"$out" 2>&1 &
+    pid=$!
+    for ((i = 0; i < 300; i++)); do
+        port=$(sed -n 's#^listening on \(http://\)\{0,1\}127\.0\.0\.1:\([0-9]*\).*#\2#p' "$out")
+        [[ -n $port ]] && break
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.1
+    done
+    if [[ -z $port ]]; then
+        log "$impl http server did not start: $(head -c 300 "$out")"
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+        rm -f "$out"
+        return 1
+    fi
+    body=$(python3 -c '
+import sys, urllib.request
+with urllib.request.urlopen("http://127.0.0.1:%s/" % sys.argv[1], timeout=10) as r:
+    sys.stdout.write(r.read().decode())' "$port" 2>&1) || true
+    if [[ $body != "Hello, world!" ]]; then  # $(...) drops the final newline
+        log "$impl: GET / answered '${body:0:200}', not the greeting - not measured"
+    else
+        threads=$(($(nproc) - w))
+        ((threads > 0)) || threads=$(nproc)
+        wrk -t "$threads" -c "${http_connections%% *}" -d 1 "http://127.0.0.1:$port/" >/dev/null 2>&1 || true
+        for c in $http_connections; do
+            ((threads <= c)) || threads=$c
+            if report=$(wrk -t "$threads" -c "$c" -d "$http_seconds" --latency "http://127.0.0.1:$port/" 2>&1); then
+                python3 -c '
+import re, sys
+text, impl, c, w = sys.argv[1:]
+def us(s):  # wrk prints 812.00us, 1.23ms, 2.01s
+    n, unit = re.fullmatch(r"([0-9.]+)(us|ms|s)", s).groups()
+    return float(n) * {"us": 1, "ms": 1e3, "s": 1e6}[unit]
+try:
+    rps = float(re.search(r"^Requests/sec:\s+([0-9.]+)", text, re.M).group(1))
+    p50 = us(re.search(r"^\s+50%\s+(\S+)", text, re.M).group(1))
+    p99 = us(re.search(r"^\s+99%\s+(\S+)", text, re.M).group(1))
+except (AttributeError, ValueError):
+    sys.exit("compare: %s http at %s connections: no wrk numbers in %r" % (impl, c, text[-400:]))
+errors = re.search(r"^\s+Socket errors: (.*)$", text, re.M)
+non2xx = re.search(r"^\s+Non-2xx or 3xx responses: (\d+)", text, re.M)
+if errors or non2xx:
+    print("compare: %s http at %s connections, workers %s: %s%s" % (impl, c, w,
+          "socket errors: " + errors.group(1) if errors else "", "; non-2xx: " + non2xx.group(1) if non2xx else ""),
+          file=sys.stderr)
+if not rps:
+    sys.exit("compare: %s http at %s connections completed no request" % (impl, c))
+print("RESULT peer=%s benchmark=http%s workers=%s value=%.1f unit=ns/request rps=%.1f p50_us=%.1f p99_us=%.1f"
+      % (impl, c, w, 1e9 / rps, rps, p50, p99))
+' "$report" "$impl" "$c" "$w" || log "server output: $(tail -c 600 "$out")"
+            else
+                log "$impl http at $c connections: wrk failed: $(tail -c 300 <<<"$report"); server output: $(tail -c 600 "$out")"
+            fi
+        done
+    fi
+    kill "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    rm -f "$out"
+}
+
 for bench in "${benches[@]}"; do
+    if [[ $bench == http ]]; then
+        command -v wrk >/dev/null || { log "http needs wrk (scripts/setup.sh --peers installs it) - skipped"; continue; }
+        impls=(ours go hummingbird)
+        for ((round = 1; round <= rounds; round++)); do
+            for w in ${workers//,/ }; do
+                for impl in "${impls[@]}"; do
+                    log "http round $round/$rounds, workers $w: $impl"
+                    case $impl in
+                        ours) [[ -n $http_hello ]] && run_http greenthreads "$w" "$http_hello" 0 --workers "$w" ;;
+                        go) run_http go "$w" "$peers_dir/.build-peers/go-http" 0 --workers "$w" ;;
+                        hummingbird) run_http hummingbird "$w" "$peers_dir/.build-peers/hummingbird-hello" 0 --workers "$w" ;;
+                    esac >>"$results" || true
+                done
+            done
+            impls=("${impls[@]:1}" "${impls[0]}")  # the next round starts with the next server
+        done
+        continue
+    fi
     if [[ $bench == echo ]]; then
         [[ -n $ours ]] || { log "echo needs gt-bench's load generator - skipped"; continue; }
         for ((round = 1; round <= rounds; round++)); do
@@ -373,11 +495,16 @@ path, workers, benches = sys.argv[1], [int(w) for w in sys.argv[2].split(",")], 
 benches = [x for b in benches for x in ([b, b + "-cold", b + "-rss"] if b in ("timers", "parkmany") else [b])]
 values, units = defaultdict(list), {}
 echo = defaultdict(list)  # (peer, connections, workers) -> [(rps, p99_us)]
+http = defaultdict(list)  # (peer, connections, workers) -> [(rps, p50_us, p99_us)]
 at_once = defaultdict(list)  # timers-rss: the most sleepers asleep at once, per run
 for line in open(path):
     if not line.startswith("RESULT "):
         continue
     f = dict(kv.split("=", 1) for kv in line.split()[1:])
+    if f["benchmark"].startswith("http") and "rps" in f:
+        http[(f["peer"], int(f["benchmark"][4:]), int(f["workers"]))].append(
+            (float(f["rps"]), float(f["p50_us"]), float(f["p99_us"])))
+        continue
     if f["benchmark"].startswith("echo") and "rps" in f:
         echo[(f["peer"], int(f["benchmark"][4:]), int(f["workers"]))].append((float(f["rps"]), float(f["p99_us"])))
         continue
@@ -404,7 +531,7 @@ peers = [("go", "Go", "Go"), ("boostfiber", "Boost.Fiber", "Fiber"),
 peers += [p for p in [("python-gen", "Python gen", "PyGen"), ("greenlet", "greenlet", "greenlet")]
           if any(k[0] == p[0] and k[1] in benches for k in values)]
 single = {"switch", "generator"}  # single-worker benchmarks
-table = [b for b in benches if b != "echo"]
+table = [b for b in benches if b not in ("echo", "http")]
 if table:
     print("| benchmark | workers | GreenThreads | " + " | ".join(n for _, n, _ in peers)
           + " | " + " | ".join(f"ratio {r}/ours" for _, _, r in peers) + " |")
@@ -448,6 +575,41 @@ if "echo" in benches:
           "free (`--server-workers`), or shares them all when it leaves none. Ratios > 1: GreenThreads is better (more requests/s, lower p99). "
           "GreenThreads = the echo-server example; Go = go-echo (GOMAXPROCS = workers); "
           "SwiftNIO = nio-echo (MultiThreadedEventLoopGroup of `workers` threads).")
+    print()
+
+if "http" in benches:
+    def hmed(peer, c, w, i):
+        v = http.get((peer, c, w))
+        return statistics.median(x[i] for x in v) if v else None
+    def k(x):
+        return "—" if x is None else f"{x / 1000:.1f}k"
+    conns = sorted({key[1] for key in http})
+    names = [("greenthreads", "GreenThreads"), ("go", "Go"), ("hummingbird", "Hummingbird")]
+    print()
+    print("| http | workers | " + " | ".join(f"{n} req/s" for _, n in names)
+          + " | ratio ours/Go | ratio ours/HB | " + " | ".join(f"{n} p50 µs" for _, n in names)
+          + " | " + " | ".join(f"{n} p99 µs" for _, n in names)
+          + " | p99 ratio Go/ours | p99 ratio HB/ours |")
+    print("|---|---:|" + "---:|" * 13)
+    for c in conns:
+        for w in workers:
+            rps = [hmed(p, c, w, 0) for p, _ in names]
+            p50 = [hmed(p, c, w, 1) for p, _ in names]
+            p99 = [hmed(p, c, w, 2) for p, _ in names]
+            print(f"| {c} connections | {w} | " + " | ".join(k(x) for x in rps)
+                  + f" | {ratio(rps[0], rps[1])} | {ratio(rps[0], rps[2])} | "
+                  + " | ".join(fmt(x) for x in p50) + " | " + " | ".join(fmt(x) for x in p99)
+                  + f" | {ratio(p99[1], p99[0])} | {ratio(p99[2], p99[0])} |")
+    print()
+    print("http: each server is its own process serving GET / with \"Hello, world!\\n\" (text/plain) "
+          "over keep-alive connections, driven by wrk (`--latency`, after a 1 s warm-up); medians over "
+          "rounds of requests/s and of wrk's p50 and p99 latency. wrk runs on the same machine: it takes "
+          "the cores the server leaves free, or shares them all when it leaves none, so at "
+          "workers = cores the load generator competes with the server for CPU. The servers take turns "
+          "within a round and the first of each round rotates. Ratios > 1: GreenThreads is better "
+          "(more requests/s, lower p99). GreenThreads = the http-hello example; Go = go-http (net/http, "
+          "GOMAXPROCS = workers); Hummingbird = hummingbird-hello (Hummingbird 2 on NIO's event loop "
+          "group of `workers` threads, which also runs its async handlers).")
     print()
 
 if "switch" in benches:

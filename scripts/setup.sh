@@ -3,7 +3,8 @@
 # missing. Usage: scripts/setup.sh [--peers]
 #   (no flag)  the build and test dependencies
 #   --peers    also the peer runtimes gt-bench is compared against (Go,
-#              Boost.Fiber, Python greenlet/gevent) and matplotlib, which
+#              Boost.Fiber, Python greenlet/gevent), wrk (the HTTP load
+#              generator of `scripts/compare.sh http`) and matplotlib, which
 #              scripts/plot-scale draws the scaling chart with
 set -euo pipefail
 
@@ -28,6 +29,7 @@ if [ "${1:-}" = "--peers" ]; then
     command -v g++ >/dev/null || need_apt+=(g++)
     have_pkg libboost-fiber-dev || need_apt+=(libboost-fiber-dev)
     have_pkg libboost-context-dev || need_apt+=(libboost-context-dev)
+    command -v wrk >/dev/null || need_apt+=(wrk)
 fi
 
 if [ ${#need_apt[@]} -gt 0 ]; then

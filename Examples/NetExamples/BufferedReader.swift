@@ -50,6 +50,14 @@ public final class BufferedReader<Source: ByteSource> {
         }
     }
 
+    /// Whether input is at hand: true at once if bytes are buffered, else
+    /// after reading some from the source; false at the end of the stream.
+    /// (A server waits here between requests, under its idle timeout.)
+    public func fillIfEmpty() throws -> Bool {
+        if start < end { return true }
+        return try fill() > 0
+    }
+
     /// Exactly `count` bytes.
     /// - Throws: `HTTPError.unexpectedEOF` if the stream ends first.
     public func readBytes(_ count: Int) throws -> [UInt8] {

@@ -17,6 +17,9 @@ public enum HTTPError: Error, Equatable, CustomStringConvertible {
     case unsupported(String)
     /// The stream ended in the middle of a message.
     case unexpectedEOF
+    /// A request head (start line and header fields) not complete within
+    /// the server's header timeout of its first byte.
+    case headerTimeout(Duration)
 
     /// The response status a server sends back for this error.
     public var status: Int {
@@ -24,6 +27,7 @@ public enum HTTPError: Error, Equatable, CustomStringConvertible {
         case .lineTooLong, .tooManyHeaders: return 431
         case .unsupported: return 501
         case .bodyTooLarge: return 413
+        case .headerTimeout: return 408
         default: return 400
         }
     }
@@ -38,6 +42,7 @@ public enum HTTPError: Error, Equatable, CustomStringConvertible {
         case .bodyTooLarge(let limit): return "a body larger than \(limit) bytes"
         case .unsupported(let what): return "not supported: \(what)"
         case .unexpectedEOF: return "the stream ended in the middle of a message"
+        case .headerTimeout(let limit): return "the request head took longer than \(limit)"
         }
     }
 }

@@ -104,6 +104,7 @@ public struct HTTPResponse: Sendable, Equatable {
         case 400: return "Bad Request"
         case 404: return "Not Found"
         case 405: return "Method Not Allowed"
+        case 408: return "Request Timeout"
         case 413: return "Content Too Large"
         case 431: return "Request Header Fields Too Large"
         case 500: return "Internal Server Error"

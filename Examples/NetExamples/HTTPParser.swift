@@ -10,6 +10,15 @@ public struct HTTPParser: Sendable {
 
     /// The next request, or nil if the stream ended cleanly between requests.
     public func readRequest<S>(from reader: BufferedReader<S>) throws -> HTTPRequest? {
+        guard var request = try readRequestHead(from: reader) else { return nil }
+        request.body = try readRequestBody(from: reader, for: request)
+        return request
+    }
+
+    /// The next request's start line and header fields, without its body
+    /// (a server times the head and the body apart); nil if the stream
+    /// ended cleanly between requests.
+    public func readRequestHead<S>(from reader: BufferedReader<S>) throws -> HTTPRequest? {
         var line: [UInt8]
         // RFC 9112 2.2: a server should ignore empty lines before a request line.
         repeat {
@@ -24,8 +33,12 @@ public struct HTTPParser: Sendable {
         else { throw HTTPError.badStartLine(text) }
         var request = HTTPRequest(method: String(parts[0]), target: String(parts[1]), minorVersion: minor)
         request.headers = try readHeaders(reader)
-        request.body = try readBody(reader, headers: request.headers)
         return request
+    }
+
+    /// The body that follows `request`'s head (from `readRequestHead`).
+    public func readRequestBody<S>(from reader: BufferedReader<S>, for request: HTTPRequest) throws -> [UInt8] {
+        try readBody(reader, headers: request.headers)
     }
 
     /// The response to a request sent on this stream. A response to HEAD, or

@@ -8,7 +8,8 @@
 //
 // It parses the request line, the header fields and Content-Length bodies,
 // and honours `Connection: close` (and HTTP/1.0's default of closing).
-// Malformed requests get a 400 (431, 413, 501) and the connection closes.
+// Malformed requests get a 400 (431, 413, 501), a request head not complete
+// within 10 s of its first byte a 408, and the connection closes.
 import GreenThreads
 import NetExamples
 #if canImport(Glibc)

@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # Builds the peer implementations (Go, Boost.Fiber/Boost.Context, Swift
-# concurrency, Python, and the Go and SwiftNIO echo servers) into
+# concurrency, Python, the Go and SwiftNIO echo servers, and the Go net/http
+# and Hummingbird hello servers) into
 # scripts/peers/.build-peers/, installing the Debian packages (and, for
 # Python, the greenlet and gevent wheels from PyPI) they need first if they
 # are missing.
 #
-# Usage: scripts/peers/build.sh [go boostfiber swiftconc nio-echo python]
+# Usage: scripts/peers/build.sh [go boostfiber swiftconc nio-echo hummingbird python]
 #        (default: all of them; quiet when everything is up to date)
 set -euo pipefail
 
@@ -61,6 +62,10 @@ if want go && stale "$out/go-echo" "$here"/go/echo/*.go "$here/go/go.mod"; then
     log "building go-echo"
     (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-echo" ./echo)
 fi
+if want go && stale "$out/go-http" "$here"/go/http/*.go "$here/go/go.mod"; then
+    log "building go-http"
+    (cd "$here/go" && GOFLAGS=-mod=mod GOPROXY=off go build -o "$out/go-http" ./http)
+fi
 
 # --- Boost.Fiber / Boost.Context ------------------------------------------------
 if want boostfiber && stale "$out/boostfiber-peer" "$here/boostfiber/main.cpp"; then
@@ -79,14 +84,24 @@ if want swiftconc && stale "$out/swiftconc-peer" "$here/swiftconc/Package.swift"
         --scratch-path "$out/swiftconc" --show-bin-path)/swiftconc-peer" "$out/swiftconc-peer"
 fi
 
-# --- SwiftNIO echo server ---------------------------------------------------------
-# Resolves swift-nio by version (the local package mirror serves it offline).
-if want nio-echo && stale "$out/nio-echo" "$here/nio-echo/Package.swift" "$here"/nio-echo/Sources/*/*.swift; then
-    log "building nio-echo (the first build compiles SwiftNIO: a few minutes)"
+# --- SwiftNIO echo server, Hummingbird hello server ----------------------------------
+# One package (scripts/peers/nio-echo), so the two share one SwiftNIO build;
+# each product is built only when asked for. Resolves swift-nio and
+# hummingbird by version (the local package mirror serves them offline).
+# build_nio PRODUCT WHAT: builds PRODUCT and links it into $out.
+build_nio() {
+    log "building $1 ($2)"
     "$swift" build -c release --package-path "$here/nio-echo" \
-        --scratch-path "$out/nio-echo-build" >&2
+        --scratch-path "$out/nio-echo-build" --product "$1" >&2
     ln -sfr "$("$swift" build -c release --package-path "$here/nio-echo" \
-        --scratch-path "$out/nio-echo-build" --show-bin-path)/nio-echo" "$out/nio-echo"
+        --scratch-path "$out/nio-echo-build" --show-bin-path)/$1" "$out/$1"
+}
+if want nio-echo && stale "$out/nio-echo" "$here/nio-echo/Package.swift" "$here"/nio-echo/Sources/nio-echo/*.swift; then
+    build_nio nio-echo "the first build compiles SwiftNIO: a few minutes"
+fi
+if want hummingbird && stale "$out/hummingbird-hello" "$here/nio-echo/Package.swift" \
+    "$here"/nio-echo/Sources/hummingbird-hello/*.swift; then
+    build_nio hummingbird-hello "the first build compiles SwiftNIO and Hummingbird: ten minutes or more"
 fi
 
 # --- Python (generator / greenlet) --------------------------------------------------
