@@ -159,46 +159,63 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   that comes first runs instead); `SelectError.noCases` if there is no case; whatever the
 ///   chosen body throws.
 /// - Precondition: at most one `default` case.
-@inlinable
+@inlinable @inline(__always)
 public func select<Result, Clauses: SelectClause>(
     @SelectBuilder<Result> _ cases: () throws -> Clauses
 ) throws -> Result where Clauses.Result == Result {
+    // Inlined into the caller, with the builder's closure: the clause tree
+    // is a value the caller's optimizer sees whole, so the channels it
+    // names (held by the caller) are not retained for the select, and the
+    // tree is destroyed inline ("Specialization and allocation" above).
     let clauses = try cases()
     var shape = _SelectShape()
     clauses._measure(&shape)
-    if shape.operations == 0 && shape.timeouts == 0 && shape.defaults == 0 { throw SelectError.noCases }
     precondition(shape.defaults <= 1, "GreenThreads: a select may have at most one default case")
     let n = shape.operations
+    if n > 0 && n <= UInt.bitWidth {
+        // The fast path (step 2 of the file header).
+        var result: Result?
+        let done = try withUnsafeTemporaryAllocation(of: UInt.self, capacity: n) { buffer in
+            try _selectFast(clauses, shape, words: buffer.baseAddress.unsafelyUnwrapped, &result)
+        }
+        if done { return result.unsafelyUnwrapped }
+    }
+    return try _selectRest(clauses, shape)
+}
+
+/// Step 2 of the file header, inlined into the caller: one pass over the
+/// cases' readiness words, then a poll of one case drawn uniformly among
+/// those that looked ready; or default, when none did (one case: its load
+/// was the instant; more: a second pass finds every word unchanged).
+/// Returns false when the select must go on (`_selectRest`).
+@inlinable @inline(__always)
+func _selectFast<Clauses: SelectClause>(
+    _ clauses: Clauses, _ shape: _SelectShape, words: UnsafeMutablePointer<UInt>, _ result: inout Clauses.Result?
+) throws -> Bool {
+    var mask: UInt = 0, i = 0
+    clauses._ready(words, &mask, &i)
+    if mask != 0 {
+        var k = mask & (mask &- 1) == 0 ? mask.trailingZeroBitCount : _selectPick(mask)
+        return try clauses._pollOne(&k, &result)
+    }
+    guard shape.defaults == 1 else { return false }
+    if shape.operations > 1 {
+        i = 0
+        guard clauses._quiet(words, &i, recheck: true) else { return false }
+    }
+    _ = try clauses._runDefault(&result)
+    return true
+}
+
+/// What follows a fast path that completed nothing, specialized in the
+/// caller but not inlined: no case at all, a default that must be decided
+/// under the locks, or a select that would wait (steps 3-5).
+@inlinable @inline(never)
+func _selectRest<Clauses: SelectClause>(_ clauses: Clauses, _ shape: _SelectShape) throws -> Clauses.Result {
+    if shape.operations == 0 && shape.timeouts == 0 && shape.defaults == 0 { throw SelectError.noCases }
+    let n = shape.operations
     guard n > 0 else { return try _selectSlow(clauses, shape, order: nil) }
-    // The fast path (step 2 of the file header), specialized here.
-    let first = _selectFirstCase(of: n)
-    var k = first
-    var result: Result?
-    if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
-    if shape.defaults > 0 {
-        // One case: the failed poll was the instant it was not ready. More:
-        // the double collect of their readiness words finds such an instant
-        // without a lock, or sends the select to the one locked poll.
-        if n == 1 || _selectQuiet(clauses, count: n) {
-            _ = try clauses._runDefault(&result)
-            return result.unsafelyUnwrapped
-        }
-        return try _selectSlow(clauses, shape, order: nil, first: first)
-    }
-    if n == 1 { return try _selectSlow(clauses, shape, order: nil, first: first) }
-    // A select that would wait polls its other cases too, one by one in
-    // the poll order, each specialized under its own lock: completing one
-    // is linearizable on its own, and finding a ready case here saves
-    // taking every lock.
-    return try withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { buffer in
-        let order = buffer.baseAddress.unsafelyUnwrapped
-        SelectOrder.shuffle(order, count: n, first: first)
-        for i in 1..<n {
-            k = order[i]
-            if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
-        }
-        return try _selectSlow(clauses, shape, order: UnsafePointer(order), first: first)
-    }
+    return try _selectSlow(clauses, shape, order: nil, first: _selectFirstCase(of: n))
 }
 
 /// Steps 3-5 of the file header for `select`, specialized like the fast
@@ -206,7 +223,7 @@ public func select<Result, Clauses: SelectClause>(
 /// the stack (for locking and parking), every lock taken, the one-instant
 /// poll, then default, or the unspecialized park (`_selectPark`), then the
 /// body of the case that happened.
-@inlinable
+@inlinable @inline(never)
 func _selectSlow<Clauses: SelectClause>(
     _ clauses: Clauses, _ shape: _SelectShape, order presetOrder: UnsafePointer<Int>?, first: Int = 0
 ) throws -> Clauses.Result {
@@ -273,19 +290,6 @@ func _selectSlow<Clauses: SelectClause>(
     }
 }
 
-/// "Default without locks" (file header): whether two passes over the
-/// cases' readiness words found every case not ready and no word changed.
-@inlinable
-func _selectQuiet<Clauses: SelectClause>(_ clauses: Clauses, count n: Int) -> Bool {
-    withUnsafeTemporaryAllocation(of: UInt.self, capacity: n) { buffer in
-        let words = buffer.baseAddress.unsafelyUnwrapped
-        var i = 0
-        guard clauses._quiet(words, &i, recheck: false) else { return false }
-        i = 0
-        return clauses._quiet(words, &i, recheck: true)
-    }
-}
-
 /// Takes (or releases) every distinct channel lock of the select in lock
 /// order, each through its clause's own specialized code.
 @inlinable
@@ -318,6 +322,26 @@ func _selectFirstCase(of count: Int) -> Int {
     }
     var rng = FastRandom(seed: gt_random_seed())
     return rng.next(below: count)
+}
+
+/// A case drawn uniformly among the set bits of `mask` (at least two).
+@usableFromInline
+func _selectPick(_ mask: UInt) -> Int {
+    var rest = mask
+    var skip: Int
+    if let raw = gt_current_worker() {
+        skip = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef {
+            $0.local.pointee.rng.next(below: mask.nonzeroBitCount)
+        }
+    } else {
+        var rng = FastRandom(seed: gt_random_seed())
+        skip = rng.next(below: mask.nonzeroBitCount)
+    }
+    while skip > 0 {
+        rest &= rest &- 1
+        skip -= 1
+    }
+    return rest.trailingZeroBitCount
 }
 
 /// `_selectPark`'s timeout passed.

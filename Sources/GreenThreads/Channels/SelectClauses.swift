@@ -42,6 +42,7 @@ public protocol SelectClause<Result> {
     associatedtype Result
     func _measure(_ shape: inout _SelectShape)
     func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool
+    func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int)
     func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool
     func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled
     func _lock(_ k: inout Int, unlock: Bool)
@@ -58,6 +59,8 @@ public protocol SelectClause<Result> {
 extension SelectClause {
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {}
     @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool { true }
     @inlinable
@@ -157,6 +160,17 @@ func _selectLockCase<Element>(_ channel: Channel<Element>, _ k: inout Int, unloc
     if unlock { channel.lock.unlock() } else { channel.lock.lock() }
 }
 
+/// `_ready` for a channel case: records the channel's readiness word, and
+/// sets the case's bit in `mask` if its direction looked ready.
+@inlinable @inline(__always)
+func _selectReadyCase<Element>(_ channel: Channel<Element>, direction: UInt,
+                               _ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+    let word = channel.readinessWord()
+    words[i] = word
+    if word & direction != 0 { mask |= 1 &<< UInt(i) }
+    i += 1
+}
+
 /// `_quiet` for a channel case: the first pass records the channel's
 /// readiness word and answers whether the case's direction was not ready;
 /// the second answers whether the word is unchanged.
@@ -247,6 +261,10 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        _selectReadyCase(channel, direction: Channel<Element>.receiveReady, words, &mask, &i)
+    }
+    @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
         _selectQuietCase(channel, direction: Channel<Element>.receiveReady, words, &i, recheck: recheck)
     }
@@ -313,6 +331,10 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
         return true
     }
 
+    @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        _selectReadyCase(channel, direction: Channel<Element>.sendReady, words, &mask, &i)
+    }
     @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
         _selectQuietCase(channel, direction: Channel<Element>.sendReady, words, &i, recheck: recheck)
