@@ -7,7 +7,7 @@
 // block of cases nested pairs (`SelectPair`), an `if` an optional,
 // an `if`/`else` or `switch` an either, a `for` an array. So a select over
 // a fixed list of cases builds one stack value: no array, no box for a
-// send's value, no type erasure, and `select` (inlinable) runs its fast
+// send's value, no type erasure, and `select` (inlined) runs its fast
 // path, a poll of one case, fully specialized in the caller: for a
 // buffered `Int` channel, the same plain loads and stores as `tryReceive`.
 // Only a `for` group allocates (its array).
@@ -16,9 +16,12 @@
 // cases, each counting channel cases down with `k` to reach the k-th:
 //  * `_measure`: how many channel cases, the receive slot and send value
 //    sizes, the earliest timeout, the default;
-//  * `_pollOne`: the fast path, one case under its own lock;
-//  * `_quiet`: one pass of a select-with-default's double collect of the
-//    channels' readiness words (Select.swift, "Default without locks");
+//  * `_ready`: the fast path's pass over the channels' readiness words,
+//    recording each and marking the cases whose direction looked ready;
+//  * `_pollOne`: the fast path's poll of the case it drew, under that
+//    channel's own lock;
+//  * `_quiet`: the second pass of a select-with-default's double collect
+//    of the readiness words (Select.swift, "Default without locks");
 //  * `_pollHeld`: one case under every lock of the select, which it does
 //    not release: a receive leaves its value in the select's slot, and a
 //    claimed counterpart is returned, to be resumed after unlocking;
