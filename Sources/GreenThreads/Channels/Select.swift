@@ -11,13 +11,19 @@
 //
 // One round of a select:
 //
-//  1. Draw a uniform poll order (Go's pollorder).
-//  2. Fast path: poll the first case of that order under its own channel's
-//     lock. If it completes, that is the answer.
-//  3. Lock every channel of the select, each once, in address order (Go's
-//     lockorder), and poll the cases in the poll order. The first that can
-//     complete does, under the locks; every lock is released, then the
-//     counterpart it claimed (if any) is resumed.
+//  1. Fast path: read every case's readiness word (Channel.swift,
+//     "Readiness without the lock"; no lock), draw one case uniformly among
+//     those whose bit is set and poll it under its own channel's lock. If
+//     it completes, that is the answer. If no bit was set, a select with a
+//     default may take it without a lock ("Default without locks" below).
+//  2. Lock every channel of the select, each once, in address order (Go's
+//     lockorder).
+//  3. Under the locks, read every case's readiness word again and poll the
+//     cases whose bit is set, in an order drawn uniformly among them (a
+//     select of more than 64 cases, one per bit of a mask: every case, in
+//     a uniform permutation, Go's pollorder). The first that can complete
+//     does, under the locks; every lock is released, then the counterpart
+//     it claimed (if any) is resumed.
 //  4. None could: with a default case, unlock and run it. Otherwise, still
 //     holding every lock, queue one waiter per case, all for the same wait
 //     (one `Waker`, so at most one case can be claimed), release the locks
@@ -27,7 +33,7 @@
 //     timeout body, or throw on cancellation.
 //
 // Why this is linearizable:
-//  * A case completed in step 2 or 3 happened at the instant its channel's
+//  * A case completed in step 1 or 3 happened at the instant its channel's
 //    operation ran under that channel's lock: it was ready then, and every
 //    other thread sees the operation ordered by that lock, as a plain send
 //    or receive.
@@ -35,7 +41,10 @@
 //    case's readiness depends only on its own channel's state (buffer,
 //    closed flag, parked counterparts), which no one can change without
 //    that lock, so all the polls read one snapshot: the instant is any
-//    moment while the locks are all held. (A counterpart's readiness
+//    moment while the locks are all held. Skipping the cases whose bit is
+//    clear skips no ready case: a direction's bit is set, under its lock,
+//    whenever that direction is ready (a bit may stay set over a dead
+//    waiter, and that case's poll then finds it not ready). (A counterpart's readiness
 //    also depends on its claim word, a CAS outside the lock; a waiter whose
 //    claim another channel won meanwhile is dead, exactly as in Go, where
 //    selectDone does the same.)
@@ -43,8 +52,14 @@
 //    counterpart can arrive between the poll that found nothing and the
 //    queueing: any later operation on any of the channels finds a waiter.
 //  * Fairness: with several cases ready at the instant, the first of a
-//    uniform permutation is uniform among them. Step 2 takes the first case
-//    of that same permutation, so it does not bias the choice either.
+//    uniform permutation is uniform among them; step 3's successive draws
+//    among the remaining set bits are such a permutation of the set bits,
+//    the ready cases among them. Step 1 draws uniformly
+//    among the set bits, a superset of the ready cases (a bit may stay set
+//    over a dead waiter, never clear over a ready case). With r cases ready
+//    and s stale bits, a ready case is drawn with probability 1/(r+s), and
+//    a stale draw fails its poll and goes on to step 3, which picks each
+//    ready case with probability 1/r: 1/(r+s) + s/(r+s) * 1/r = 1/r.
 //
 // ## Default without locks
 //
@@ -52,8 +67,8 @@
 // every lock of step 3 only to learn that nothing is ready. Each channel
 // publishes a readiness word (Channel.swift, "Readiness without the
 // lock"): a bit per direction, set whenever that direction is ready, and
-// a count of the bits' changes. After the fast path of step 2 failed, a
-// select with default reads the word of every case twice, in two passes
+// a count of the bits' changes. The fast path of step 1 has read the word
+// of every case once; a select with default reads them a second time
 // (a double collect). If the first pass found every case's bit clear and
 // the second found every word unchanged, then at the moment between the
 // passes every case was not ready: word i held the same value from its
@@ -62,7 +77,7 @@
 // second loads in the single order of sequentially consistent operations.
 // The select takes default without a lock. Anything else (a bit set, a
 // word changed) goes to step 3, which decides under the locks. A select
-// with one case needs no second pass: its failed poll was the instant.
+// with one case needs no second pass: its one load was the instant.
 //
 // Deadlock freedom: a select holds several channel locks only in address
 // order and takes no other lock while holding them (Park.wait's register
@@ -90,14 +105,24 @@
 // The readiness word changes only when a direction flips between ready
 // and not ready, and it serves only the selects that take default.
 //
+// Why the fast path draws among set bits instead of polling a uniformly
+// drawn case and then the others one by one, each under its lock: in a
+// fan-in, whose consumer drains some channels before others, a blind draw
+// often lands on an empty channel, and the one-by-one polls then pay a
+// permutation and up to n lock round trips for a case whose bit already
+// said it was ready. Reading n words is n plain loads on x86 and arm64.
+//
 // ## Specialization and allocation
 //
-// `select` is `@inlinable` and generic over the clause tree its builder
-// makes (SelectClauses.swift, SelectGroups.swift), so in the caller every
-// pass over the cases is specialized for their element types: the fast
-// path (step 2), the one-by-one polls, the locked poll of step 3 and the
-// bodies move values with the element's own code, and a list of cases is
-// one value on the stack. Only the wait itself (`_selectPark`: queueing a
+// `select` is `@inline(__always)` and generic over the clause tree its
+// builder makes (SelectClauses.swift, SelectGroups.swift), so step 1 runs
+// in the caller's own code, for its element types and its fixed number of
+// cases: the readiness loads, the draw and the poll of one case cost what
+// a `tryReceive` does, with no call in between. Everything after a fast
+// path that completed nothing (`_selectRest`, `_selectSlow`) is
+// specialized in the caller too but kept out of line: the locked poll of
+// step 3 and the bodies move values with the element's own code, and a
+// list of cases is one value on the stack. Only the wait itself (`_selectPark`: queueing a
 // waiter per case, parking, unlinking) runs unspecialized, over type-erased
 // `SelectOperation`s (SelectOperation.swift) that reach each channel
 // through the metatype of an element-typed class and move values only
@@ -105,9 +130,9 @@
 //
 // What a select puts on its stack, on the slow path only: the operations,
 // a copy of each send value (it must stay put while the select is parked:
-// a receiver copies it from there), the poll and lock orders, one value
-// slot shared by all receive cases (only the case that fires writes it)
-// and one waiter per case (Waiting/Waiter.swift). Waiters need no cache
+// a receiver copies it from there), the lock order, the readiness words
+// (or the poll order), one value slot shared by all receive cases (only
+// the case that fires writes it) and one waiter per case (Waiting/Waiter.swift). Waiters need no cache
 // (Go's per-P sudog cache): a green thread's stack never moves, so they
 // live in the parked frame itself. A select allocates nothing, except the
 // array of a `for` group. Building the cases retains each channel (a case
@@ -159,56 +184,71 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 ///   that comes first runs instead); `SelectError.noCases` if there is no case; whatever the
 ///   chosen body throws.
 /// - Precondition: at most one `default` case.
-@inlinable
+@inlinable @inline(__always)
 public func select<Result, Clauses: SelectClause>(
     @SelectBuilder<Result> _ cases: () throws -> Clauses
 ) throws -> Result where Clauses.Result == Result {
+    // Inlined into the caller, with the builder's closure: the clause tree
+    // is a value the caller's optimizer sees whole, so the channels it
+    // names (held by the caller) are not retained for the select, and the
+    // tree is destroyed inline ("Specialization and allocation" above).
     let clauses = try cases()
     var shape = _SelectShape()
     clauses._measure(&shape)
-    if shape.operations == 0 && shape.timeouts == 0 && shape.defaults == 0 { throw SelectError.noCases }
     precondition(shape.defaults <= 1, "GreenThreads: a select may have at most one default case")
     let n = shape.operations
-    guard n > 0 else { return try _selectSlow(clauses, shape, order: nil) }
-    // The fast path (step 2 of the file header), specialized here.
-    let first = _selectFirstCase(of: n)
-    var k = first
-    var result: Result?
-    if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
-    if shape.defaults > 0 {
-        // One case: the failed poll was the instant it was not ready. More:
-        // the double collect of their readiness words finds such an instant
-        // without a lock, or sends the select to the one locked poll.
-        if n == 1 || _selectQuiet(clauses, count: n) {
-            _ = try clauses._runDefault(&result)
-            return result.unsafelyUnwrapped
+    if n > 0 && n <= UInt.bitWidth {
+        // The fast path (step 1 of the file header).
+        var result: Result?
+        let done = try withUnsafeTemporaryAllocation(of: UInt.self, capacity: n) { buffer in
+            try _selectFast(clauses, shape, words: buffer.baseAddress.unsafelyUnwrapped, &result)
         }
-        return try _selectSlow(clauses, shape, order: nil, first: first)
+        if done { return result.unsafelyUnwrapped }
     }
-    if n == 1 { return try _selectSlow(clauses, shape, order: nil, first: first) }
-    // A select that would wait polls its other cases too, one by one in
-    // the poll order, each specialized under its own lock: completing one
-    // is linearizable on its own, and finding a ready case here saves
-    // taking every lock.
-    return try withUnsafeTemporaryAllocation(of: Int.self, capacity: n) { buffer in
-        let order = buffer.baseAddress.unsafelyUnwrapped
-        SelectOrder.shuffle(order, count: n, first: first)
-        for i in 1..<n {
-            k = order[i]
-            if try clauses._pollOne(&k, &result) { return result.unsafelyUnwrapped }
-        }
-        return try _selectSlow(clauses, shape, order: UnsafePointer(order), first: first)
-    }
+    return try _selectRest(clauses, shape)
 }
 
-/// Steps 3-5 of the file header for `select`, specialized like the fast
+/// Step 1 of the file header, inlined into the caller: one pass over the
+/// cases' readiness words, then a poll of one case drawn uniformly among
+/// those that looked ready; or default, when none did (one case: its load
+/// was the instant; more: a second pass finds every word unchanged).
+/// Returns false when the select must go on (`_selectRest`).
+@inlinable @inline(__always)
+func _selectFast<Clauses: SelectClause>(
+    _ clauses: Clauses, _ shape: _SelectShape, words: UnsafeMutablePointer<UInt>, _ result: inout Clauses.Result?
+) throws -> Bool {
+    var mask: UInt = 0, i = 0
+    clauses._ready(words, &mask, &i)
+    if mask != 0 {
+        var k = mask & (mask &- 1) == 0 ? mask.trailingZeroBitCount : _selectPick(mask)
+        return try clauses._pollOne(&k, &result)
+    }
+    guard shape.defaults == 1 else { return false }
+    if shape.operations > 1 {
+        i = 0
+        guard clauses._quiet(words, &i, recheck: true) else { return false }
+    }
+    _ = try clauses._runDefault(&result)
+    return true
+}
+
+/// What follows a fast path that completed nothing, specialized in the
+/// caller but not inlined: no case at all, a default that must be decided
+/// under the locks, or a select that would wait (steps 3-5).
+@inlinable @inline(never)
+func _selectRest<Clauses: SelectClause>(_ clauses: Clauses, _ shape: _SelectShape) throws -> Clauses.Result {
+    if shape.operations == 0 && shape.timeouts == 0 && shape.defaults == 0 { throw SelectError.noCases }
+    return try _selectSlow(clauses, shape)
+}
+
+/// Steps 2-5 of the file header for `select`, specialized like the fast
 /// path except for the wait itself: the cases as type-erased operations on
 /// the stack (for locking and parking), every lock taken, the one-instant
 /// poll, then default, or the unspecialized park (`_selectPark`), then the
 /// body of the case that happened.
-@inlinable
+@inlinable @inline(never)
 func _selectSlow<Clauses: SelectClause>(
-    _ clauses: Clauses, _ shape: _SelectShape, order presetOrder: UnsafePointer<Int>?, first: Int = 0
+    _ clauses: Clauses, _ shape: _SelectShape
 ) throws -> Clauses.Result {
     let n = shape.operations
     let deadline = shape.earliestTimeout.map { _selectDeadline(after: $0) }
@@ -222,12 +262,12 @@ func _selectSlow<Clauses: SelectClause>(
                 clauses._destroyErased(&again)
             }
             let ops = erasure.operations
+            // The lock order, then either the readiness words (up to one
+            // case per bit of a mask) or a poll order (more cases).
             return try withUnsafeTemporaryAllocation(of: Int.self, capacity: max(2 * n, 1)) { scratch in
-                let order = scratch.baseAddress.unsafelyUnwrapped, lockOrder = order + n
-                if let presetOrder { order.update(from: presetOrder, count: n) } else {
-                    SelectOrder.shuffle(order, count: n, first: first)
-                }
+                let lockOrder = scratch.baseAddress.unsafelyUnwrapped, order = lockOrder + n
                 SelectOrder.sortByChannel(lockOrder, count: n, ops)
+                let words = UnsafeMutableRawPointer(order).assumingMemoryBound(to: UInt.self)
                 // One value slot for every receive case: only the case that
                 // fires ever writes it (a poll that succeeds, or the one
                 // counterpart that wins the wait's claim).
@@ -235,18 +275,39 @@ func _selectSlow<Clauses: SelectClause>(
                     let slot = slotBuffer.baseAddress.unsafelyUnwrapped
                     var result: Clauses.Result?
                     while true {
-                        // 3. One instant: every lock, then every poll.
+                        // 2-3. One instant: every lock, then the polls.
                         _selectLockAll(clauses, ops, lockOrder, count: n, unlock: false)
-                        for i in 0..<n {
-                            var k = order[i]
-                            let polled = clauses._pollHeld(&k, slot: slot)
-                            if polled.attempt != .wouldBlock {
-                                _selectLockAll(clauses, ops, lockOrder, count: n, unlock: true)
-                                polled.counterpart?.resume()
-                                k = order[i]
-                                _ = try clauses._run(&k, closed: polled.attempt == .closed, slot: slot, &result)
-                                return result.unsafelyUnwrapped
+                        var fired = -1, polled = _SelectPolled(.wouldBlock)
+                        if n <= UInt.bitWidth {
+                            var mask: UInt = 0, i = 0
+                            clauses._ready(words, &mask, &i)
+                            while mask != 0 {
+                                let k = mask & (mask &- 1) == 0 ? mask.trailingZeroBitCount : _selectPick(mask)
+                                var j = k
+                                polled = clauses._pollHeld(&j, slot: slot)
+                                if polled.attempt != .wouldBlock {
+                                    fired = k
+                                    break
+                                }
+                                mask &= ~(1 &<< UInt(k))
                             }
+                        } else {
+                            SelectOrder.shuffle(order, count: n, first: _selectFirstCase(of: n))
+                            for i in 0..<n {
+                                var j = order[i]
+                                polled = clauses._pollHeld(&j, slot: slot)
+                                if polled.attempt != .wouldBlock {
+                                    fired = order[i]
+                                    break
+                                }
+                            }
+                        }
+                        if fired >= 0 {
+                            _selectLockAll(clauses, ops, lockOrder, count: n, unlock: true)
+                            polled.counterpart?.resume()
+                            var k = fired
+                            _ = try clauses._run(&k, closed: polled.attempt == .closed, slot: slot, &result)
+                            return result.unsafelyUnwrapped
                         }
                         if shape.defaults > 0 {
                             _selectLockAll(clauses, ops, lockOrder, count: n, unlock: true)
@@ -270,19 +331,6 @@ func _selectSlow<Clauses: SelectClause>(
                 }
             }
         }
-    }
-}
-
-/// "Default without locks" (file header): whether two passes over the
-/// cases' readiness words found every case not ready and no word changed.
-@inlinable
-func _selectQuiet<Clauses: SelectClause>(_ clauses: Clauses, count n: Int) -> Bool {
-    withUnsafeTemporaryAllocation(of: UInt.self, capacity: n) { buffer in
-        let words = buffer.baseAddress.unsafelyUnwrapped
-        var i = 0
-        guard clauses._quiet(words, &i, recheck: false) else { return false }
-        i = 0
-        return clauses._quiet(words, &i, recheck: true)
     }
 }
 
@@ -318,6 +366,26 @@ func _selectFirstCase(of count: Int) -> Int {
     }
     var rng = FastRandom(seed: gt_random_seed())
     return rng.next(below: count)
+}
+
+/// A case drawn uniformly among the set bits of `mask` (at least two).
+@usableFromInline
+func _selectPick(_ mask: UInt) -> Int {
+    var rest = mask
+    var skip: Int
+    if let raw = gt_current_worker() {
+        skip = Unmanaged<Worker>.fromOpaque(raw)._withUnsafeGuaranteedRef {
+            $0.local.pointee.rng.next(below: mask.nonzeroBitCount)
+        }
+    } else {
+        var rng = FastRandom(seed: gt_random_seed())
+        skip = rng.next(below: mask.nonzeroBitCount)
+    }
+    while skip > 0 {
+        rest &= rest &- 1
+        skip -= 1
+    }
+    return rest.trailingZeroBitCount
 }
 
 /// `_selectPark`'s timeout passed.

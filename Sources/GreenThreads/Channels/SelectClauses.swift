@@ -7,7 +7,7 @@
 // block of cases nested pairs (`SelectPair`), an `if` an optional,
 // an `if`/`else` or `switch` an either, a `for` an array. So a select over
 // a fixed list of cases builds one stack value: no array, no box for a
-// send's value, no type erasure, and `select` (inlinable) runs its fast
+// send's value, no type erasure, and `select` (inlined) runs its fast
 // path, a poll of one case, fully specialized in the caller: for a
 // buffered `Int` channel, the same plain loads and stores as `tryReceive`.
 // Only a `for` group allocates (its array).
@@ -16,9 +16,12 @@
 // cases, each counting channel cases down with `k` to reach the k-th:
 //  * `_measure`: how many channel cases, the receive slot and send value
 //    sizes, the earliest timeout, the default;
-//  * `_pollOne`: the fast path, one case under its own lock;
-//  * `_quiet`: one pass of a select-with-default's double collect of the
-//    channels' readiness words (Select.swift, "Default without locks");
+//  * `_ready`: the fast path's pass over the channels' readiness words,
+//    recording each and marking the cases whose direction looked ready;
+//  * `_pollOne`: the fast path's poll of the case it drew, under that
+//    channel's own lock;
+//  * `_quiet`: the second pass of a select-with-default's double collect
+//    of the readiness words (Select.swift, "Default without locks");
 //  * `_pollHeld`: one case under every lock of the select, which it does
 //    not release: a receive leaves its value in the select's slot, and a
 //    claimed counterpart is returned, to be resumed after unlocking;
@@ -42,6 +45,7 @@ public protocol SelectClause<Result> {
     associatedtype Result
     func _measure(_ shape: inout _SelectShape)
     func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool
+    func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int)
     func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool
     func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled
     func _lock(_ k: inout Int, unlock: Bool)
@@ -58,6 +62,8 @@ public protocol SelectClause<Result> {
 extension SelectClause {
     @inlinable
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool { false }
+    @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {}
     @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool { true }
     @inlinable
@@ -157,6 +163,17 @@ func _selectLockCase<Element>(_ channel: Channel<Element>, _ k: inout Int, unloc
     if unlock { channel.lock.unlock() } else { channel.lock.lock() }
 }
 
+/// `_ready` for a channel case: records the channel's readiness word, and
+/// sets the case's bit in `mask` if its direction looked ready.
+@inlinable @inline(__always)
+func _selectReadyCase<Element>(_ channel: Channel<Element>, direction: UInt,
+                               _ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+    let word = channel.readinessWord()
+    words[i] = word
+    if word & direction != 0 { mask |= 1 &<< UInt(i) }
+    i += 1
+}
+
 /// `_quiet` for a channel case: the first pass records the channel's
 /// readiness word and answers whether the case's direction was not ready;
 /// the second answers whether the word is unchanged.
@@ -247,6 +264,10 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     }
 
     @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        _selectReadyCase(channel, direction: Channel<Element>.receiveReady, words, &mask, &i)
+    }
+    @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
         _selectQuietCase(channel, direction: Channel<Element>.receiveReady, words, &i, recheck: recheck)
     }
@@ -313,6 +334,10 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
         return true
     }
 
+    @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        _selectReadyCase(channel, direction: Channel<Element>.sendReady, words, &mask, &i)
+    }
     @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
         _selectQuietCase(channel, direction: Channel<Element>.sendReady, words, &i, recheck: recheck)

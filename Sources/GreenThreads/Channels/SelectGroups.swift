@@ -29,6 +29,11 @@ where First.Result == Second.Result {
         return k >= 0 ? try second._pollOne(&k, &result) : false
     }
     @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        first._ready(words, &mask, &i)
+        second._ready(words, &mask, &i)
+    }
+    @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
         first._quiet(words, &i, recheck: recheck) && second._quiet(words, &i, recheck: recheck)
     }
@@ -91,6 +96,10 @@ public struct SelectOptional<Clause: SelectClause>: SelectClause {
         try clause?._pollOne(&k, &result) ?? false
     }
     @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        clause?._ready(words, &mask, &i)
+    }
+    @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
         clause?._quiet(words, &i, recheck: recheck) ?? true
     }
@@ -137,6 +146,13 @@ where First.Result == Second.Result {
         switch self {
         case .first(let c): return try c._pollOne(&k, &result)
         case .second(let c): return try c._pollOne(&k, &result)
+        }
+    }
+    @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        switch self {
+        case .first(let c): c._ready(words, &mask, &i)
+        case .second(let c): c._ready(words, &mask, &i)
         }
     }
     @inlinable
@@ -215,6 +231,10 @@ public struct SelectArray<Clause: SelectClause>: SelectClause {
             if try c._pollOne(&k, &result) { return true }
         }
         return false
+    }
+    @inlinable
+    public func _ready(_ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
+        for c in clauses { c._ready(words, &mask, &i) }
     }
     @inlinable
     public func _quiet(_ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
