@@ -10,6 +10,14 @@
 // Assembly, one file per ABI (switch_<arch>_<abi>_elf.S).
 extern void *gt_switch_raw(void **save_sp, void *load_sp, void *data);
 extern void gt_entry_trampoline(void);
+// gt_switch_raw entering the other stack by an indirect jump, not a
+// return (the coroutine transfers use it; see the .S file). Elsewhere the
+// plain switch does the same job.
+#if defined(__x86_64__)
+extern void *gt_switch_raw_jump(void **save_sp, void *load_sp, void *data);
+#else
+#define gt_switch_raw_jump gt_switch_raw
+#endif
 
 // libswiftCore swaps a thread's exclusivity access set in and out with
 // these; Swift concurrency calls them around every task switch. Without
@@ -21,18 +29,22 @@ extern void swift_task_exitThreadLocalContext(char *state) __attribute__((swiftc
 // Where this OS thread's exclusivity access-set head lives, once
 // gt_exclusivity_attach_thread found it; until then (or if it cannot be
 // found) a word that always reads "accesses open", so every switch calls
-// the runtime. Read only before the switch in gt_context_transfer, never
-// after: a green stack may resume on another thread, whose slot differs.
-static const uintptr_t always_open = 1;
+// the runtime. Read only before a raw switch, never after: a green stack
+// may resume on another thread, whose slot differs. Two such words, so
+// that a coroutine resume can attach its thread on first use (untried_open)
+// without searching again on every resume where the search failed
+// (always_open).
+static uintptr_t untried_open = 1;
+static uintptr_t always_open = 1;
 // Initial-exec: one %fs-relative load, with no __tls_get_addr call (and
 // no call frame) on the switch path even when built into a shared library.
 static _Thread_local const uintptr_t *thread_access_head
-    __attribute__((tls_model("initial-exec"))) = &always_open;
+    __attribute__((tls_model("initial-exec"))) = &untried_open;
 
 bool gt_exclusivity_attach_thread(void) {
-    if (thread_access_head != &always_open) return true;
+    if (thread_access_head != &untried_open && thread_access_head != &always_open) return true;
     uintptr_t *head = gt_exclusivity_find_head();
-    if (head) thread_access_head = head;
+    thread_access_head = head ? head : &always_open;
     return head != NULL;
 }
 
@@ -242,6 +254,18 @@ void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) 
     return gt_context_transfer_annotated(from, to, data);
 }
 
+void gt_coroutine_start(gt_context *caller, gt_context *body) {
+    (void)gt_context_transfer_annotated(caller, body, NULL);
+}
+
+void gt_coroutine_resume(gt_context *caller, gt_context *body) {
+    (void)gt_context_transfer_annotated(caller, body, NULL);
+}
+
+void gt_coroutine_suspend(gt_context *body, gt_context *caller) {
+    (void)gt_context_transfer_annotated(body, caller, NULL);
+}
+
 #else
 
 void gt_context_transfer(gt_context *from, gt_context *to) {
@@ -257,6 +281,90 @@ void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data) 
     gt_note_running(to);
     if (needs_hooks(from)) return gt_context_transfer_bracketed_passing(from, to, data);
     return gt_switch_raw(&from->sp, to->sp, data);
+}
+
+// The coroutine transfers (see CContext.h; the reasoning is in the header
+// of CoroutineControl.swift). Each side does, before its switch and on the
+// thread it leaves from, both its own leaving work and the other side's
+// arriving work: the thread is the same on both sides of a switch, and the
+// exclusivity hooks and the task-local slot are per thread, not per stack.
+// So nothing runs after a switch, every transfer ends in a tail jump to
+// it, and neither side ever executes a `ret` into the other's stack.
+//
+// Exclusivity, with the runtime's two trivial cases done inline:
+// - Enter (on resume): changes nothing when the body's saved set is empty
+//   (excl[0] == 0) and the thread's head is NULL: push cases 1-2.
+// - Exit (on suspend): when the thread's head equals excl[0] (the head the
+//   body was entered on, NULL if the caller held none), the body has no
+//   access open (its own are pushed above that head, and the caller's
+//   cannot end while it waits under the body), and the exit would only
+//   clear excl: pop cases 1 and 3.
+// Anything else calls the runtime. An unattached thread's head reads 1, so
+// it always calls the runtime: slower, never wrong.
+//
+// Task-local bindings: the leaving side takes what the slot holds, and
+// puts back what the arriving side took when it last left.
+//
+// The first transfer into a body is gt_coroutine_start: its enter is the
+// bootstrap's (gt_context_bootstrap), which must not find one already done.
+
+// A transfer whose arriving or leaving side has work to do, or whose thread
+// has not been attached: the full hand-over, then the switch.
+__attribute__((noinline))
+static void gt_coroutine_resume_slow(gt_context *caller, gt_context *body) {
+    if (thread_access_head == &untried_open) gt_exclusivity_attach_thread();
+    take_task_locals(caller);
+    if ((body->excl[0] | *thread_access_head) != 0)
+        swift_task_enterThreadLocalContext((char *)body->excl);
+    if (body->task_locals) gt_task_locals_restore(body);
+    gt_switch_raw_jump(&caller->sp, body->sp, NULL);
+}
+
+// The caller's context is an OS thread's own (unmanaged), the body's a
+// coroutine stack (managed): gt_note_running_coroutine, specialised.
+static inline __attribute__((always_inline)) void note_entering(gt_context *caller, gt_context *body) {
+    caller->entry_arg = (void *)gt_running_context;
+    gt_running_context = body;
+}
+
+void gt_coroutine_start(gt_context *caller, gt_context *body) {
+    note_entering(caller, body);
+    if (thread_access_head == &untried_open) gt_exclusivity_attach_thread();
+    take_task_locals(caller);
+    gt_switch_raw_jump(&caller->sp, body->sp, NULL);
+}
+
+void gt_coroutine_resume(gt_context *caller, gt_context *body) {
+    note_entering(caller, body);
+    const uintptr_t *head = thread_access_head;
+    if (__builtin_expect(head == &untried_open || *thread_task_locals != 0
+                             || (*head | body->excl[0] | body->task_locals) != 0, 0)) {
+        gt_coroutine_resume_slow(caller, body);
+        return;
+    }
+    gt_switch_raw_jump(&caller->sp, body->sp, NULL);
+}
+
+__attribute__((noinline))
+static void gt_coroutine_suspend_slow(gt_context *body, gt_context *caller) {
+    if (*thread_access_head != body->excl[0])
+        swift_task_exitThreadLocalContext((char *)body->excl);
+    else
+        body->excl[0] = 0;
+    take_task_locals(body);
+    if (caller->task_locals) gt_task_locals_restore(caller);
+    gt_switch_raw_jump(&body->sp, caller->sp, NULL);
+}
+
+void gt_coroutine_suspend(gt_context *body, gt_context *caller) {
+    gt_running_context = (const gt_context *)caller->entry_arg;
+    if (__builtin_expect(*thread_access_head != body->excl[0] || *thread_task_locals != 0
+                             || caller->task_locals != 0, 0)) {
+        gt_coroutine_suspend_slow(body, caller);
+        return;
+    }
+    body->excl[0] = 0;
+    gt_switch_raw_jump(&body->sp, caller->sp, NULL);
 }
 
 #endif  // GT_SANITIZE_FIBERS

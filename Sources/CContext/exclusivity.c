@@ -33,9 +33,13 @@ uintptr_t *gt_exclusivity_find_head(void) {
     uintptr_t before[256];
     memcpy(before, block, words * sizeof(uintptr_t));
     // A record for the runtime to link in front of whatever the thread
-    // already holds (it may write the link into the record).
+    // already holds (it may write the link into the record): a set whose
+    // head and tail are the record, so that the enter also works on a
+    // thread with accesses open (a coroutine's caller attaches on its
+    // first resume, possibly inside an `inout` access), where it links
+    // the tail to the thread's old head.
     uintptr_t record[8] = {0};
-    uintptr_t state[2] = { (uintptr_t)record, 0 };
+    uintptr_t state[2] = { (uintptr_t)record, (uintptr_t)record };
     swift_task_enterThreadLocalContext((char *)state);
 
     uintptr_t *head = NULL;

@@ -21,10 +21,11 @@
 //   size, its name), written when the stack is bound.
 // * A coroutine's caller context is unmanaged (it is whatever stack
 //   resumed the coroutine), yet it may stand on a green stack: a generator
-//   resumed by a green thread. So coroutine switches (gt_context_transfer,
-//   which the scheduler never uses: it has gt_context_transfer_passing)
-//   also remember, in the caller context's unused `entry_arg`, what was
-//   running when it was left, and restore that when it is resumed.
+//   resumed by a green thread. So coroutine switches (gt_context_transfer
+//   and gt_coroutine_resume/suspend, which the scheduler never uses: it
+//   has gt_context_transfer_passing) also remember, in the caller
+//   context's unused `entry_arg`, what was running when it was left, and
+//   restore that when it is resumed.
 // * `gt_overflow_install` puts one handler on SIGSEGV and SIGBUS, with
 //   SA_ONSTACK: it runs on the OS thread's alternate signal stack, which
 //   every thread started by gt_thread_start has its own of (thread.c). The

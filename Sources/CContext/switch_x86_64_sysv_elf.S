@@ -1,5 +1,6 @@
 /*
- * gt_switch_raw / gt_entry_trampoline for x86_64, System V ABI, ELF.
+ * gt_switch_raw, gt_switch_raw_jump and gt_entry_trampoline for x86_64,
+ * System V ABI, ELF.
  *
  * The frame gt_switch_raw saves on the suspended stack (sp points at its
  * offset 0) is laid out in switch_frame.h, which gt_context_make builds a
@@ -57,6 +58,54 @@ gt_switch_raw:
     jmp 0b
     .cfi_endproc
     .size gt_switch_raw, .-gt_switch_raw
+
+    .globl gt_switch_raw_jump
+    .hidden gt_switch_raw_jump
+    .type gt_switch_raw_jump, @function
+    .p2align 4
+/* gt_switch_raw, leaving by an indirect jump instead of `ret`: the same
+ * frame, so either resumes what the other saved. A `ret` into another
+ * stack is always mispredicted (the return-address predictor holds the
+ * leaving side's caller); an indirect jump that alternates between two
+ * targets, as a coroutine's resume and suspend do, is predicted by the
+ * branch-target history. The coroutine pair uses it (context.c). */
+gt_switch_raw_jump:
+    .cfi_startproc
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    subq $GT_FRAME_CONTROL_SIZE, %rsp
+    fnstcw GT_FRAME_X87CW(%rsp)
+    stmxcsr GT_FRAME_MXCSR(%rsp)
+
+    movq %rsp, (%rdi)
+    movl GT_FRAME_MXCSR(%rsp), %eax
+    movzwl GT_FRAME_X87CW(%rsp), %ecx
+    movq %rsi, %rsp
+
+    cmpl GT_FRAME_MXCSR(%rsp), %eax
+    jne 2f
+1:  cmpw GT_FRAME_X87CW(%rsp), %cx
+    jne 3f
+0:  addq $GT_FRAME_CONTROL_SIZE, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    movq %rdx, %rax
+    popq %rcx
+    jmpq *%rcx
+2:  ldmxcsr GT_FRAME_MXCSR(%rsp)
+    jmp 1b
+3:  fldcw GT_FRAME_X87CW(%rsp)
+    jmp 0b
+    .cfi_endproc
+    .size gt_switch_raw_jump, .-gt_switch_raw_jump
 
     .globl gt_entry_trampoline
     .hidden gt_entry_trampoline

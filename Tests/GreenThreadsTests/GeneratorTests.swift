@@ -13,6 +13,12 @@ private func fill(_ items: inout [Int], _ yield: Generator<Int>.Yield) throws {
     }
 }
 
+/// Runs `body` while holding a (dynamically checked) inout access to `value`.
+private func whileAccessing(_ value: inout Int, _ body: () -> Void) {
+    value += 1
+    body()
+}
+
 extension CoroutineSuites {
     @Suite struct GeneratorTests {
         @Test func contractExample() {
@@ -217,6 +223,45 @@ extension CoroutineSuites {
                 #expect(sums == (0..<8).map { k in (0..<200).reduce(0) { $0 + k * 1000 + $1 } })
             } while moves.load(ordering: .relaxed) == 0 && gt_now_ns() < deadline
             #expect(moves.load(ordering: .relaxed) > 0, "no generator was ever resumed from another worker")
+        }
+
+        @Test func theCallersAndTheBodysOpenAccessesStayApartAcrossThreads() {
+            // The body suspends inside its access to `store.items`; each
+            // resume comes from a new OS thread whose caller holds an access
+            // of its own. The body's access must leave with it at every
+            // yield (else the caller's read of `store.items` traps, and the
+            // thread reports an access after the caller's ended) and come
+            // back at every resume (else the body's append traps or ends
+            // its access on the wrong thread).
+            let store = Store()
+            let holder = Store()
+            let gen = Generator<Int> { yield in try fill(&store.items, yield) }
+            var seen: [Int] = []
+            var counts: [Int] = []
+            var openInside: [Bool] = []
+            var openAfter: [Bool] = []
+            for round in 0..<20 {
+                onAnotherThread {
+                    let resume = {
+                        seen.append(gen.next() ?? -1)
+                        counts.append(store.items.count)
+                    }
+                    if round % 2 == 0 {
+                        whileAccessing(&holder.reads) {
+                            resume()
+                            openInside.append(gt_exclusivity_thread_has_accesses())
+                        }
+                    } else {
+                        resume()
+                    }
+                    openAfter.append(gt_exclusivity_thread_has_accesses())
+                }
+            }
+            #expect(seen == Array(1...20))
+            #expect(counts == Array(1...20))
+            #expect(openInside == Array(repeating: true, count: 10))
+            #expect(openAfter == Array(repeating: false, count: 20))
+            #expect(holder.reads == 10)
         }
 
         @Test func anInoutAccessHeldAcrossYieldsSurvivesMigration() throws {

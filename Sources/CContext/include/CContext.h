@@ -76,6 +76,20 @@ void gt_context_transfer(gt_context *from, gt_context *to);
 /// form, and never returned to a fresh context's entry function.
 void *gt_context_transfer_passing(gt_context *from, gt_context *to, void *data);
 
+/// Coroutine transfers: `gt_coroutine_start` switches from `caller` into a
+/// fresh coroutine `body` (made by gt_context_make), `gt_coroutine_resume`
+/// into a suspended one, `gt_coroutine_suspend` back to `caller`, for a
+/// yield and for the body's final transfer alike. They carry what
+/// `gt_context_transfer` carries (exclusivity access set, task-local
+/// bindings, overflow labels, sanitizer fibers) but call the runtime's
+/// exclusivity hooks only when an access is open on either side. A body
+/// entered or resumed by these must only ever be left by
+/// `gt_coroutine_suspend`, and a body left by it only be resumed by
+/// `gt_coroutine_resume`: each side does the other's arriving work.
+void gt_coroutine_start(gt_context *caller, gt_context *body);
+void gt_coroutine_resume(gt_context *caller, gt_context *body);
+void gt_coroutine_suspend(gt_context *body, gt_context *caller);
+
 /// Finds where the calling OS thread keeps its exclusivity access set, so
 /// that `gt_context_transfer` can skip the runtime's exit hook when a green
 /// stack leaves with no access open. Call once per thread that switches

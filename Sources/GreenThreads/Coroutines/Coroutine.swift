@@ -145,7 +145,7 @@ public class Coroutine<Sent, Yielded, Returned> {
         switch control.pointee.state {
         case .created:
             try CoroutineSwitch.prepare(control, stackSize: stackSize)
-            CoroutineSwitch.resume(control, .proceed)
+            CoroutineSwitch.start(control)
             return try outcome()
         case .suspended: throw CoroutineError.alreadyStarted
         case .running: throw CoroutineError.alreadyRunning

@@ -76,7 +76,7 @@ public final class Generator<Element>: Coroutine<Void, Element, Void>, Sequence,
             CoroutineSwitch.resume(c, .proceed)
         case .created:
             try CoroutineSwitch.prepare(c, stackSize: stackSize)
-            CoroutineSwitch.resume(c, .proceed)
+            CoroutineSwitch.start(c)
         case .closed:
             return nil
         case .running:
