@@ -547,12 +547,16 @@ if table:
             print(f"| {b} ({unit}) | {w} | {fmt(ours)} | " + " | ".join(fmt(t) for t in theirs)
                   + " | " + " | ".join(ratio(t, ours) for t in theirs) + " |")
 
+def server_med(runs, peer, c, w, i):  # median over rounds of field i of a server's runs
+    v = runs.get((peer, c, w))
+    return statistics.median(x[i] for x in v) if v else None
+
+def k(x):
+    return "—" if x is None else f"{x / 1000:.1f}k"
+
 if "echo" in benches:
     def emed(peer, c, w, i):
-        v = echo.get((peer, c, w))
-        return statistics.median(x[i] for x in v) if v else None
-    def k(x):
-        return "—" if x is None else f"{x / 1000:.1f}k"
+        return server_med(echo, peer, c, w, i)
     conns = sorted({key[1] for key in echo})
     names = [("greenthreads", "GreenThreads"), ("go", "Go"), ("nio", "SwiftNIO")]
     print()
@@ -579,10 +583,7 @@ if "echo" in benches:
 
 if "http" in benches:
     def hmed(peer, c, w, i):
-        v = http.get((peer, c, w))
-        return statistics.median(x[i] for x in v) if v else None
-    def k(x):
-        return "—" if x is None else f"{x / 1000:.1f}k"
+        return server_med(http, peer, c, w, i)
     conns = sorted({key[1] for key in http})
     names = [("greenthreads", "GreenThreads"), ("go", "Go"), ("hummingbird", "Hummingbird")]
     print()

@@ -39,6 +39,19 @@ private func concurrentThreads(_ n: Int) throws -> [(UInt, Int)] {
     return try joinAll(hs)
 }
 
+/// Polls for up to ten decay periods until no more than the warm set of
+/// `stacks` is resident; returns how many are.
+private func residentAfterDecay(_ stacks: [(UInt, Int)]) -> Int {
+    let deadline = gt_now_ns() + 10 * StackPool.decayNanos
+    var resident = Int.max
+    while gt_now_ns() < deadline {
+        resident = stacks.filter { topPageResident(base: $0.0, size: $0.1) }.count
+        if resident <= StackPool.warmCount { break }
+        usleep(50_000)
+    }
+    return resident
+}
+
 @Suite("Stack trimming", .serialized)
 struct StackTrimTests {
     /// An idle worker gives back only what went unused for a whole decay
@@ -57,13 +70,7 @@ struct StackTrimTests {
         #expect(kept >= n * 9 / 10, "only \(kept) of \(n) stacks still resident right after the burst")
 
         // Within a few periods, all but the warm set are given back.
-        let deadline = gt_now_ns() + 10 * StackPool.decayNanos
-        var resident = kept
-        while gt_now_ns() < deadline {
-            resident = stacks.filter { topPageResident(base: $0.0, size: $0.1) }.count
-            if resident <= StackPool.warmCount { break }
-            usleep(50_000)
-        }
+        let resident = residentAfterDecay(stacks)
         #expect(resident <= StackPool.warmCount, "\(resident) of \(n) stacks still resident after the decay")
     }
 
@@ -108,13 +115,7 @@ struct StackTrimTests {
         #expect(rt.stats.stacksMapped == mapped, "a repeat of the burst mapped new stacks")
         #expect(Set(again.map(\.0)) == Set(stacks.map(\.0)))
 
-        let deadline = gt_now_ns() + 10 * StackPool.decayNanos
-        var resident = kept
-        while gt_now_ns() < deadline {
-            resident = stacks.filter { topPageResident(base: $0.0, size: $0.1) }.count
-            if resident <= StackPool.warmCount { break }
-            usleep(50_000)
-        }
+        let resident = residentAfterDecay(stacks)
         #expect(resident <= StackPool.warmCount, "\(resident) of \(n) stacks still resident after the decay")
     }
 }
