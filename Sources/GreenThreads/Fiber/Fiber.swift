@@ -64,8 +64,17 @@ class Fiber: WaitTarget, @unchecked Sendable {
     }
 
     /// Assigned when the thread is submitted (and again when a cached
-    /// fiber is reused, see FiberCache.swift).
-    @exclusivity(unchecked) var id: UInt64 = 0
+    /// fiber is reused, see FiberCache.swift). A relaxed atomic, a plain
+    /// load and store on every supported target: a reuse overwrites it
+    /// after the last handle's holder read it, ordered only by that
+    /// holder's release of its reference and the reuser's uniqueness
+    /// check and fence (WorkerSpawn.swift), which ThreadSanitizer does not
+    /// see (uninstrumented refcounting, no fence model).
+    private let idStorage = Atomic<UInt64>(0)
+    var id: UInt64 {
+        @inline(__always) get { idStorage.load(ordering: .relaxed) }
+        @inline(__always) set { idStorage.store(newValue, ordering: .relaxed) }
+    }
     /// Kept alive by `anchor`, so reading it costs no retain.
     unowned(unsafe) let core: RuntimeCore
     private let anchor: CoreAnchor
