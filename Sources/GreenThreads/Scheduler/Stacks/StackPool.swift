@@ -150,18 +150,12 @@ struct StackPool: ~Copyable {
         memoryNode = node
         if count == 0 { items = LocalLIFO(capacity: 256) }
     }
-    /// Entries below this index were discarded since they were pooled.
-    private var cleanBelow = 0
-    /// The fewest stacks pooled since `epochStart`: the entries below it
-    /// (the oldest) were not taken all that time.
-    private var lowWater = 0
-    private var epochStart: Int64 = 0
+    private var marks = DecayMarks()
 
     @inline(__always)
     mutating func take() -> gt_stack? {
         guard let s = items.take() else { return nil }
-        if cleanBelow > items.count { cleanBelow = items.count }
-        if lowWater > items.count { lowWater = items.count }
+        marks.tookDown(to: items.count)
         return s
     }
 
@@ -195,8 +189,7 @@ struct StackPool: ~Copyable {
     mutating func spillHalf(into shared: SharedStackPool) {
         let half = count / 2
         items.removeOldest(half) { shared.put($0) }
-        cleanBelow = max(0, cleanBelow - half)
-        lowWater = max(0, lowWater - half)
+        marks.removedOldest(half)
     }
 
     /// Stacks `trim` discards per call. Each is a syscall (3–10 µs here,
@@ -214,31 +207,19 @@ struct StackPool: ~Copyable {
     /// is left to trim now; the next period then begins.
     mutating func trim(now: Int64, decay: Int64) -> Bool {
         flushPendingClean()
-        if now &- epochStart < decay { return true }
-        let keep = min(count - Self.warmCount, decay == 0 ? count : lowWater)
-        if keep <= cleanBelow {
-            startPeriod(now)
+        guard let (slice, last) = marks.nextSlice(count: count, warm: Self.warmCount, now: now, decay: decay) else {
             return true
         }
-        let end = min(keep, cleanBelow + Self.trimSlice)
         // One process_madvise for the slice where the kernel allows it.
-        _ = items.withItems { gt_stacks_discard($0 + cleanBelow, Int32(end - cleanBelow)) }
-        cleanBelow = end
-        if end < keep { return false }
-        startPeriod(now)
-        return true
-    }
-
-    private mutating func startPeriod(_ now: Int64) {
-        epochStart = now
-        lowWater = count
+        _ = items.withItems { gt_stacks_discard($0 + slice.lowerBound, Int32(slice.count)) }
+        return last
     }
 
     /// When trimming could next give memory back: the end of the current
     /// period, if any stack beyond the warm set still holds pages; nil if
     /// none does. An idle worker sleeps no longer than this.
     func trimDue(decay: Int64) -> Int64? {
-        count - Self.warmCount > cleanBelow ? epochStart &+ decay : nil
+        marks.due(count: count, warm: Self.warmCount, decay: decay)
     }
 
     mutating func removeAll(_ body: (inout gt_stack) -> Void) {
@@ -246,8 +227,63 @@ struct StackPool: ~Copyable {
         items.removeAll()
         pendingClean.forEach { body(&$0.pointee) }
         pendingClean.removeAll()
-        cleanBelow = 0
-        lowWater = 0
+        marks = DecayMarks()
+    }
+}
+
+/// The decay bookkeeping of a pool whose oldest stacks sit at the bottom
+/// (index 0) and whose takes and puts happen at the top: which prefix is
+/// already clean, and which prefix went untaken for the whole current
+/// period. Both pools keep one; the shared pool's under its lock.
+struct DecayMarks {
+    /// Entries below this index were discarded since they were pooled.
+    private var cleanBelow = 0
+    /// The fewest stacks pooled since `epochStart`: the entries below it
+    /// (the oldest) were not taken all that time.
+    private var lowWater = 0
+    private var epochStart: Int64 = 0
+
+    /// After a take left `count` entries: none above it remain to be marked.
+    @inline(__always)
+    mutating func tookDown(to count: Int) {
+        if cleanBelow > count { cleanBelow = count }
+        if lowWater > count { lowWater = count }
+    }
+
+    /// After the oldest `n` entries left the pool (a spill).
+    mutating func removedOldest(_ n: Int) {
+        cleanBelow = max(0, cleanBelow - n)
+        lowWater = max(0, lowWater - n)
+    }
+
+    /// The next at most `StackPool.trimSlice` entries to discard, marked
+    /// clean already: beyond the `warm` newest, untaken for the whole period
+    /// that ended by `now` (all of them when `decay` is 0). `last`: nothing
+    /// is left to trim after it, and the next period has begun. nil when
+    /// nothing is to be trimmed now.
+    mutating func nextSlice(count: Int, warm: Int, now: Int64, decay: Int64) -> (Range<Int>, last: Bool)? {
+        if now &- epochStart < decay { return nil }
+        let keep = min(count - warm, decay == 0 ? count : lowWater)
+        if keep <= cleanBelow {
+            startPeriod(now, count: count)
+            return nil
+        }
+        let slice = cleanBelow..<min(keep, cleanBelow + StackPool.trimSlice)
+        cleanBelow = slice.upperBound
+        if slice.upperBound < keep { return (slice, false) }
+        startPeriod(now, count: count)
+        return (slice, true)
+    }
+
+    private mutating func startPeriod(_ now: Int64, count: Int) {
+        epochStart = now
+        lowWater = count
+    }
+
+    /// The end of the current period, if an entry beyond the `warm` newest
+    /// still holds pages; nil if none does.
+    func due(count: Int, warm: Int, decay: Int64) -> Int64? {
+        count - warm > cleanBelow ? epochStart &+ decay : nil
     }
 }
 
@@ -257,16 +293,12 @@ struct StackPool: ~Copyable {
 /// time under the lock), but with no warm set: the workers' pools keep
 /// theirs.
 final class SharedStackPool: @unchecked Sendable {
-    // SAFETY: @unchecked Sendable: `items`, `cleanBelow`, `lowWater` and
-    // `epochStart` are guarded by `lock`.
+    // SAFETY: @unchecked Sendable: `items` and `marks` are guarded by
+    // `lock`.
 
     private let lock = SpinLock()
     private var items: [gt_stack] = []
-    /// Entries below this index were discarded since they were pooled.
-    private var cleanBelow = 0
-    /// The fewest stacks pooled since `epochStart` (see StackPool).
-    private var lowWater = 0
-    private var epochStart: Int64 = 0
+    private var marks = DecayMarks()
 
     func put(_ stacks: UnsafeBufferPointer<gt_stack>) {
         lock.withLock { items.append(contentsOf: stacks) }
@@ -280,7 +312,7 @@ final class SharedStackPool: @unchecked Sendable {
         lock.lock()
         let k = min(n, items.count)
         for _ in 0..<k { pool.put(items.removeLast()) }
-        tookSome()
+        marks.tookDown(to: items.count)
         lock.unlock()
         return k > 0
     }
@@ -288,16 +320,9 @@ final class SharedStackPool: @unchecked Sendable {
     func take() -> gt_stack? {
         lock.withLock {
             let s = items.popLast()
-            tookSome()
+            marks.tookDown(to: items.count)
             return s
         }
-    }
-
-    /// Under the lock, after a take: the entries above the new count are
-    /// gone, so neither mark may point past it.
-    private func tookSome() {
-        if cleanBelow > items.count { cleanBelow = items.count }
-        if lowWater > items.count { lowWater = items.count }
     }
 
     /// `StackPool.trim` for the shared pool: discards up to
@@ -309,28 +334,16 @@ final class SharedStackPool: @unchecked Sendable {
     func trim(now: Int64, decay: Int64) -> Bool {
         lock.lock()
         defer { lock.unlock() }
-        if now &- epochStart < decay { return true }
-        let keep = decay == 0 ? items.count : lowWater
-        if keep <= cleanBelow {
-            startPeriod(now)
+        guard let (slice, last) = marks.nextSlice(count: items.count, warm: 0, now: now, decay: decay) else {
             return true
         }
-        let end = min(keep, cleanBelow + StackPool.trimSlice)
-        _ = items.withUnsafeMutableBufferPointer { gt_stacks_discard($0.baseAddress! + cleanBelow, Int32(end - cleanBelow)) }
-        cleanBelow = end
-        if end < keep { return false }
-        startPeriod(now)
-        return true
-    }
-
-    private func startPeriod(_ now: Int64) {
-        epochStart = now
-        lowWater = items.count
+        _ = items.withUnsafeMutableBufferPointer { gt_stacks_discard($0.baseAddress! + slice.lowerBound, Int32(slice.count)) }
+        return last
     }
 
     /// When trimming could next give memory back (see `StackPool.trimDue`).
     func trimDue(decay: Int64) -> Int64? {
-        lock.withLock { items.count > cleanBelow ? epochStart &+ decay : nil }
+        lock.withLock { marks.due(count: items.count, warm: 0, decay: decay) }
     }
 
     /// Whether the stack at `base` is pooled here (diagnostics and tests).
@@ -342,8 +355,7 @@ final class SharedStackPool: @unchecked Sendable {
         lock.withLock {
             let all = items
             items.removeAll()
-            cleanBelow = 0
-            lowWater = 0
+            marks = DecayMarks()
             return all
         }
     }
