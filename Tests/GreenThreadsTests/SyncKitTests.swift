@@ -431,18 +431,21 @@ struct GreenBarrierTests {
         let parties = 5, rounds = 200
         let (ahead, indicesOK) = try onRuntime(workers: workers) { () throws -> (Int, Bool) in
             let barrier = GreenBarrier(parties: parties)
-            let progress = Mutex<[Int]>(Array(repeating: 0, count: parties))
+            // A green lock, not Synchronization.Mutex: an owner-checked lock
+            // taken by a thread that migrated between workers can see a
+            // stale thread identity and trap as a recursive lock.
+            let progress = GreenProgress(parties)
             let ahead = Atomic<Int>(0)
             let hs = (0..<parties).map { p in
                 go { () throws -> [Int] in
                     var indices: [Int] = []
                     for round in 1...rounds {
                         randomYields()
-                        progress.withLock { $0[p] = round }
+                        try progress.lock.withLock { progress.rounds[p] = round }
                         indices.append(try barrier.arriveAndWait())
                         // Past round `round`: every party finished it, and
                         // none is more than one round further.
-                        for r in progress.withLock({ $0 }) where r < round || r > round + 1 {
+                        for r in try progress.lock.withLock({ progress.rounds }) where r < round || r > round + 1 {
                             ahead.add(1, ordering: .relaxed)
                         }
                     }
@@ -761,4 +764,12 @@ struct GreenLocalTests {
         }
         #expect(released)
     }
+}
+
+/// Each party's last round, guarded by a green mutex.
+private final class GreenProgress: @unchecked Sendable {
+    // SAFETY: @unchecked Sendable: `rounds` is only touched under `lock`.
+    let lock = GreenMutex()
+    var rounds: [Int]
+    init(_ parties: Int) { rounds = Array(repeating: 0, count: parties) }
 }
