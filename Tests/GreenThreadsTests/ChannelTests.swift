@@ -659,6 +659,81 @@ struct SelectTests {
         #expect(Counted.live.load(ordering: .relaxed) == 0)
     }
 
+    @Test func selectReleasesItsChannelsAndBodiesOnEveryWayOut() throws {
+        // A case retains its channel and a capturing body by hand, and the
+        // select releases them (SelectClauses.swift, "Clauses are plain
+        // bits"). A channel made inside the braces is held by nothing else:
+        // it must live through the select and die after it, which the
+        // `Counted` value it still buffers shows.
+        struct Boom: Error {}
+        @Sendable func holding(_ values: Int...) -> Channel<Counted> {
+            let c = Channel<Counted>(capacity: max(values.count, 1))
+            for v in values { _ = c.trySend(Counted(v)) }
+            return c
+        }
+        @Sendable func closedHolding(_ v: Int) -> Channel<Counted> {
+            let c = holding(v)
+            c.close()
+            return c
+        }
+        let (results, releasedLater) = try onRuntime(workers: 1) { () throws -> ([Int], Bool) in
+            var results: [Int] = []
+            let token = Counted(-100)
+            // Fast path, on a temporary channel.
+            results.append(try select {
+                Case.receive(holding(1, 2)) { v in v!.n + token.n }
+            })
+            // Default, and a losing send case on a full temporary channel.
+            results.append(try select {
+                Case.send(holding(3), Counted(4)) { token.n }
+                Case.default { 5 + token.n }
+            })
+            // A select that parks and times out.
+            results.append(try select {
+                Case.send(holding(6), Counted(7)) { token.n }
+                Case.timeout(.milliseconds(2)) { 8 + token.n }
+            })
+            // A body that throws.
+            do {
+                _ = try select {
+                    Case.receive(holding(9, 10)) { v -> Int in
+                        _ = token
+                        throw Boom()
+                    }
+                }
+                results.append(-1)
+            } catch is Boom {
+                results.append(11)
+            }
+            // A send case on a closed temporary channel throws.
+            do {
+                _ = try select { Case.send(closedHolding(12), Counted(13)) { token.n } }
+                results.append(-1)
+            } catch ChannelError.closed {
+                results.append(14)
+            }
+            // A parked select woken by a sender; the channel is ours, and is
+            // gone once we drop it.
+            weak var weakChannel: Channel<Counted>?
+            do {
+                let later = Channel<Counted>()
+                weakChannel = later
+                let h = go { () throws in
+                    try GreenThread.sleep(for: .milliseconds(2))
+                    try later.send(Counted(15))
+                }
+                results.append(try select {
+                    Case.receive(later) { v in v!.n + token.n }
+                })
+                try h.join()
+            }
+            return (results, weakChannel == nil)
+        }
+        #expect(results == [1 - 100, 5 - 100, 8 - 100, 11, 14, 15 - 100])
+        #expect(releasedLater)
+        #expect(Counted.live.load(ordering: .relaxed) == 0)
+    }
+
     @Test func selectFromAPlainOSThread() throws {
         let rt = Runtime(workers: 1)
         defer { rt.shutdown() }

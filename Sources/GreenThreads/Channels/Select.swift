@@ -136,7 +136,12 @@
 // (Go's per-P sudog cache): a green thread's stack never moves, so they
 // live in the parked frame itself. A select allocates nothing, except the
 // array of a `for` group. Building the cases retains each channel (a case
-// may name a channel nothing else holds, as Go's `<-time.After(d)` does).
+// may name a channel nothing else holds, as Go's `<-time.After(d)` does)
+// and each capturing body, by hand, so that the clause tree is plain bits
+// and its teardown is one release per retained reference, not a
+// value-witness walk of a nested generic struct (SelectClauses.swift,
+// "Clauses are plain bits"). That is also why the braces cannot throw:
+// a builder interrupted half-way would leave its earlier cases retained.
 //
 import CContext
 
@@ -176,6 +181,10 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 /// and passes nil; a `send` on a closed channel is ready and throws.
 /// Conditional (`if`) and looped (`for`) cases are allowed.
 ///
+/// The braces only list cases, and cannot throw: compute a channel or a
+/// value that needs `try` before the select (`let ch = try open()`). The
+/// case bodies may throw.
+///
 /// Callable from a green thread (parks) or an OS thread (blocks).
 /// - Throws: `ChannelError.closed` if the chosen case sends on a closed
 ///   channel; `CancellationError` if the calling green thread (or a cancel
@@ -186,13 +195,14 @@ public enum SelectError: Error, Sendable, Equatable, CustomStringConvertible {
 /// - Precondition: at most one `default` case.
 @inlinable @inline(__always)
 public func select<Result, Clauses: SelectClause>(
-    @SelectBuilder<Result> _ cases: () throws -> Clauses
+    @SelectBuilder<Result> _ cases: () -> Clauses
 ) throws -> Result where Clauses.Result == Result {
     // Inlined into the caller, with the builder's closure: the clause tree
-    // is a value the caller's optimizer sees whole, so the channels it
-    // names (held by the caller) are not retained for the select, and the
-    // tree is destroyed inline ("Specialization and allocation" above).
-    let clauses = try cases()
+    // is a value of plain bits the caller's optimizer sees whole; what
+    // building it retained is released here, on every way out
+    // (SelectClauses.swift, "Clauses are plain bits").
+    let clauses = cases()
+    defer { clauses._release() }
     var shape = _SelectShape()
     clauses._measure(&shape)
     precondition(shape.defaults <= 1, "GreenThreads: a select may have at most one default case")

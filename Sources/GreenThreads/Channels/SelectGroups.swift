@@ -58,6 +58,11 @@ where First.Result == Second.Result {
         second._destroyErased(&erasure)
     }
     @inlinable
+    public func _release() {
+        first._release()
+        second._release()
+    }
+    @inlinable
     public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
         if try first._run(&k, closed: closed, slot: slot, &result) { return true }
         return k >= 0 ? try second._run(&k, closed: closed, slot: slot, &result) : false
@@ -113,6 +118,8 @@ public struct SelectOptional<Clause: SelectClause>: SelectClause {
     public func _erase(_ erasure: inout _SelectErasure) { clause?._erase(&erasure) }
     @inlinable
     public func _destroyErased(_ erasure: inout _SelectErasure) { clause?._destroyErased(&erasure) }
+    @inlinable
+    public func _release() { clause?._release() }
     @inlinable
     public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
         try clause?._run(&k, closed: closed, slot: slot, &result) ?? false
@@ -191,6 +198,13 @@ where First.Result == Second.Result {
         }
     }
     @inlinable
+    public func _release() {
+        switch self {
+        case .first(let c): c._release()
+        case .second(let c): c._release()
+        }
+    }
+    @inlinable
     public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
         switch self {
         case .first(let c): return try c._run(&k, closed: closed, slot: slot, &result)
@@ -262,6 +276,10 @@ public struct SelectArray<Clause: SelectClause>: SelectClause {
     @inlinable
     public func _destroyErased(_ erasure: inout _SelectErasure) {
         for c in clauses { c._destroyErased(&erasure) }
+    }
+    @inlinable
+    public func _release() {
+        for c in clauses { c._release() }
     }
     @inlinable
     public func _run(_ k: inout Int, closed: Bool, slot: UnsafeMutableRawPointer, _ result: inout Result?) throws -> Bool {
