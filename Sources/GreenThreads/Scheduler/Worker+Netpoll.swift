@@ -25,8 +25,9 @@ import Synchronization
 // latency is many times its median, the longest-waiting connections
 // served last. Go puts what netpoll readied at the tail of the P's FIFO run
 // queue (`injectglist` → `runqput` without `next`), behind older work;
-// Tokio's worker queue is FIFO too, and its I/O driver's wakes go to its
-// back. So a batch goes *under* what the deque holds:
+// Tokio's worker queue is FIFO too, and what its I/O driver wakes goes to
+// the back, all but the last (its LIFO slot). So a batch goes *under* what
+// the deque holds:
 //
 //   1. the batch is collected off the deque, in the `polled` list, newest
 //      event at the head (each readied thread is prepended, and the poller
