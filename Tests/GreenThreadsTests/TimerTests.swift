@@ -204,6 +204,76 @@ struct TimerTests {
         #expect(heap.count == 0)
     }
 
+    /// Deadlines that arrive in order go to the heap's lane, the others to
+    /// the heap proper (TimerHeap.swift): this mix sends entries to both,
+    /// with equal deadlines on either side.
+    static let mixedDeadlines: [Int64] = [10, 20, 20, 5, 30, 15, 30, 25, 40, 1, 20, 40, 40, 35, 50]
+
+    @Test("timers fire in deadline order, first added first among equal deadlines, wherever the heap keeps them")
+    func heapFiresInDeadlineThenAddOrder() {
+        let heap = TimerHeap(clock: RuntimeClock(virtual: false))
+        let log = OrderLog()
+        let targets = Self.mixedDeadlines.indices.map { i in OrderTarget(id: i, log: log) }
+        for (i, t) in targets.enumerated() {
+            heap.add(deadline: Self.mixedDeadlines[i], waker: Waker(target: t, ticket: t.arm()))
+            #expect(heap.nextDeadline.load(ordering: .relaxed) == Self.mixedDeadlines[...i].min())
+        }
+        #expect(heap.count == targets.count)
+        // Step by step, so that each step fires exactly the entries due.
+        var fired = 0
+        for now in Set(Self.mixedDeadlines).sorted() {
+            let due = Self.mixedDeadlines.filter { $0 == now }.count
+            #expect(heap.fireExpired(now: now) == due)
+            fired += due
+            #expect(heap.count == targets.count - fired)
+        }
+        let expected = Self.mixedDeadlines.indices.sorted {
+            (Self.mixedDeadlines[$0], $0) < (Self.mixedDeadlines[$1], $1)
+        }
+        #expect(log.ids.withLock { $0 } == expected)
+        #expect(heap.nextDeadline.load(ordering: .relaxed) == Int64.max)
+        // All at once fires in the same order.
+        log.ids.withLock { $0.removeAll() }
+        for (i, t) in targets.enumerated() {
+            heap.add(deadline: Self.mixedDeadlines[i], waker: Waker(target: t, ticket: t.arm()))
+        }
+        #expect(heap.fireExpired(now: Int64.max) == targets.count)
+        #expect(log.ids.withLock { $0 } == expected)
+    }
+
+    @Test("stale entries are purged and the rest drained wherever the heap keeps them")
+    func heapPurgesAndDrainsBothHalves() {
+        let heap = TimerHeap(clock: RuntimeClock(virtual: false))
+        let n = 1_000
+        let targets = (0..<n).map { _ in TestTarget() }
+        let far = gt_now_ns() + 3_600_000_000_000
+        // Even entries rise (the lane); each odd one comes in below the even
+        // one before it (the heap proper).
+        let deadline = { (i: Int) -> Int64 in far + Int64(i * 10 - (i % 2 == 0 ? 0 : 15)) }
+        for (i, t) in targets.enumerated() {
+            heap.add(deadline: deadline(i), waker: Waker(target: t, ticket: t.arm()))
+        }
+        // Half the waits, from both halves, end some other way: the heap
+        // purges them once they are half of it.
+        let cancelled = (0..<n).filter { $0 % 4 < 2 }
+        for i in cancelled {
+            #expect(Waker(target: targets[i], ticket: targets[i].armedTicket!).wake(.cancelled))
+            heap.noteStale()
+        }
+        #expect(heap.count == n - cancelled.count)
+        // The earlier half of the live ones fire, the rest are drained.
+        let live = (0..<n).filter { $0 % 4 >= 2 }
+        let cut = deadline(live[live.count / 2])
+        #expect(heap.fireExpired(now: cut - 1) == live.filter { deadline($0) < cut }.count)
+        #expect(heap.nextDeadline.load(ordering: .relaxed) == cut)
+        var woken = 0
+        for w in heap.drainAll() where w.wake(.cancelled) { woken += 1 }
+        #expect(woken == live.filter { deadline($0) >= cut }.count)
+        #expect(heap.count == 0)
+        #expect(heap.nextDeadline.load(ordering: .relaxed) == Int64.max)
+        #expect(targets.allSatisfy { $0.resumed == 1 })
+    }
+
     /// The failure itself (a thread that ends unrun, its join throwing this
     /// text) is SpawnLimitsTests'.
     @Test("a stack that cannot be mapped is explained: vm.max_map_count or memory")
@@ -238,6 +308,23 @@ func sleepNanos(_ i: Int) -> Int64 { Int64(1_000_000 + (i &* 104_729) % 49_000_0
 final class WeakFiber: @unchecked Sendable {
     weak var fiber: Fiber?
     init(_ fiber: Fiber) { self.fiber = fiber }
+}
+
+/// The ids of `OrderTarget`s in the order they were resumed.
+final class OrderLog: Sendable {
+    let ids = Mutex<[Int]>([])
+}
+
+/// A wait target that logs its id when resumed.
+final class OrderTarget: WaitTarget, @unchecked Sendable {
+    let id: Int
+    let log: OrderLog
+    init(id: Int, log: OrderLog) {
+        self.id = id
+        self.log = log
+        super.init()
+    }
+    override func resumeFromWait() { log.ids.withLock { $0.append(id) } }
 }
 
 /// A wait target that only counts its resumes.

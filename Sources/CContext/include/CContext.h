@@ -134,6 +134,11 @@ int gt_stack_alloc_on(size_t size, int node, gt_stack *out);
 /// Whether stacks come from slabs with guard regions (64 stacks per kernel
 /// mapping) rather than two mappings each.
 bool gt_stack_uses_guard_regions(void);
+/// Whether a fresh slab gets its 64 guard pages in one process_madvise
+/// (1) rather than one madvise per stack as it is carved (0).
+int gt_stack_guards_batched(void);
+/// Guards every later stack with its own madvise (tests of that fallback).
+void gt_stack_guards_disable_batching(void);
 /// Unmaps a stack (its part of the slab).
 void gt_stack_free(gt_stack *stack);
 /// Returns a pooled stack's touched pages to the kernel (keeps the mapping).
