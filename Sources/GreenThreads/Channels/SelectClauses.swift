@@ -37,7 +37,7 @@
 //
 // ## Clauses are plain bits
 //
-// A clause holds its channel `unowned(unsafe)` and its body as a
+// A clause holds its channel as an `Unmanaged` and its body as a
 // `_SelectBody` (the closure's two words), each retained by hand when the
 // case is built and released by `_release` when the select returns or
 // throws. So a clause tree is a trivial value: the caller's code copies and
@@ -208,18 +208,18 @@ public struct _SelectBody<Function> {
 /// `_lock` for a channel case: the k-th case takes or releases its
 /// channel's lock.
 @inlinable
-func _selectLockCase<Element>(_ channel: Channel<Element>, _ k: inout Int, unlock: Bool) {
+func _selectLockCase<Element>(_ channel: Unmanaged<Channel<Element>>, _ k: inout Int, unlock: Bool) {
     k -= 1
     guard k == -1 else { return }
-    if unlock { channel.lock.unlock() } else { channel.lock.lock() }
+    channel._withUnsafeGuaranteedRef { if unlock { $0.lock.unlock() } else { $0.lock.lock() } }
 }
 
 /// `_ready` for a channel case: records the channel's readiness word, and
 /// sets the case's bit in `mask` if its direction looked ready.
 @inlinable @inline(__always)
-func _selectReadyCase<Element>(_ channel: Channel<Element>, direction: UInt,
+func _selectReadyCase<Element>(_ channel: Unmanaged<Channel<Element>>, direction: UInt,
                                _ words: UnsafeMutablePointer<UInt>, _ mask: inout UInt, _ i: inout Int) {
-    let word = channel.readinessWord()
+    let word = channel._withUnsafeGuaranteedRef { $0.readinessWord() }
     words[i] = word
     if word & direction != 0 { mask |= 1 &<< UInt(i) }
     i += 1
@@ -229,9 +229,9 @@ func _selectReadyCase<Element>(_ channel: Channel<Element>, direction: UInt,
 /// readiness word and answers whether the case's direction was not ready;
 /// the second answers whether the word is unchanged.
 @inlinable
-func _selectQuietCase<Element>(_ channel: Channel<Element>, direction: UInt,
+func _selectQuietCase<Element>(_ channel: Unmanaged<Channel<Element>>, direction: UInt,
                                _ words: UnsafeMutablePointer<UInt>, _ i: inout Int, recheck: Bool) -> Bool {
-    let word = channel.readinessWord()
+    let word = channel._withUnsafeGuaranteedRef { $0.readinessWord() }
     defer { i += 1 }
     if recheck { return words[i] == word }
     words[i] = word
@@ -283,20 +283,20 @@ public typealias Case<Result> = SelectCase<Result>
 
 /// A receive case (`Case.receive`).
 public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
-    /// Retained by hand in `init`, released in `_release`.
-    @usableFromInline unowned(unsafe) let channel: Channel<Element>
+    /// Retained by hand in `init`, released in `_release`; used through
+    /// `_withUnsafeGuaranteedRef`, which copies no reference per use.
+    @usableFromInline let channel: Unmanaged<Channel<Element>>
     @usableFromInline let handler: _SelectBody<(Element?) throws -> Result>
 
     @inlinable
     init(channel: Channel<Element>, body: @escaping (Element?) throws -> Result) {
-        _ = Unmanaged.passUnretained(channel).retain()
-        self.channel = channel
+        self.channel = Unmanaged.passUnretained(channel).retain()
         self.handler = _SelectBody(retaining: body)
     }
 
     @inlinable
     public func _release() {
-        Unmanaged.passUnretained(channel).release()
+        channel.release()
         handler.release()
     }
 
@@ -313,7 +313,7 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
         guard k == -1 else { return false }
         return try withUnsafeTemporaryAllocation(of: Element.self, capacity: 1) { buffer in
             let slot = buffer.baseAddress.unsafelyUnwrapped
-            switch channel.pollReceive(into: slot) {
+            switch channel._withUnsafeGuaranteedRef({ $0.pollReceive(into: slot) }) {
             case .done: result = try handler.closure(slot.move())
             case .closed: result = try handler.closure(nil)
             case .wouldBlock: return false
@@ -335,7 +335,9 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         k -= 1
         guard k == -1 else { return _SelectPolled(.wouldBlock) }
-        return _SelectPolled(channel.receiveStep(into: slot.assumingMemoryBound(to: Element.self)))
+        return channel._withUnsafeGuaranteedRef {
+            _SelectPolled($0.receiveStep(into: slot.assumingMemoryBound(to: Element.self)))
+        }
     }
 
     @inlinable
@@ -344,7 +346,7 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
     @inlinable
     public func _erase(_ erasure: inout _SelectErasure) {
         erasure.operations[erasure.count] = SelectOperation(
-            channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
+            channel: UnsafeRawPointer(channel.toOpaque()),
             kind: ReceiveKind<Element>.self, sendAddress: nil)
         erasure.count += 1
     }
@@ -361,22 +363,22 @@ public struct ReceiveClause<Element: Sendable, Result>: SelectClause {
 
 /// A send case (`Case.send`).
 public struct SendClause<Element: Sendable, Result>: SelectClause {
-    /// Retained by hand in `init`, released in `_release`.
-    @usableFromInline unowned(unsafe) let channel: Channel<Element>
+    /// Retained by hand in `init`, released in `_release` (as a receive
+    /// case's).
+    @usableFromInline let channel: Unmanaged<Channel<Element>>
     @usableFromInline let value: Element
     @usableFromInline let handler: _SelectBody<() throws -> Result>
 
     @inlinable
     init(channel: Channel<Element>, value: Element, body: @escaping () throws -> Result) {
-        _ = Unmanaged.passUnretained(channel).retain()
-        self.channel = channel
+        self.channel = Unmanaged.passUnretained(channel).retain()
         self.value = value
         self.handler = _SelectBody(retaining: body)
     }
 
     @inlinable
     public func _release() {
-        Unmanaged.passUnretained(channel).release()
+        channel.release()
         handler.release()
     }
 
@@ -393,7 +395,7 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
     public func _pollOne(_ k: inout Int, _ result: inout Result?) throws -> Bool {
         k -= 1
         guard k == -1 else { return false }
-        switch withUnsafePointer(to: value, { channel.pollSend(from: $0) }) {
+        switch withUnsafePointer(to: value, { v in channel._withUnsafeGuaranteedRef { $0.pollSend(from: v) } }) {
         case .done: result = try handler.closure()
         case .closed: throw ChannelError.closed
         case .wouldBlock: return false
@@ -414,7 +416,7 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
     public func _pollHeld(_ k: inout Int, slot: UnsafeMutableRawPointer) -> _SelectPolled {
         k -= 1
         guard k == -1 else { return _SelectPolled(.wouldBlock) }
-        return withUnsafePointer(to: value) { _SelectPolled(channel.sendStep($0)) }
+        return withUnsafePointer(to: value) { v in channel._withUnsafeGuaranteedRef { _SelectPolled($0.sendStep(v)) } }
     }
 
     @inlinable
@@ -427,7 +429,7 @@ public struct SendClause<Element: Sendable, Result>: SelectClause {
         let copy = erasure.nextValue(Element.self)
         copy.initialize(to: value)
         erasure.operations[erasure.count] = SelectOperation(
-            channel: UnsafeRawPointer(Unmanaged.passUnretained(channel).toOpaque()),
+            channel: UnsafeRawPointer(channel.toOpaque()),
             kind: SendKind<Element>.self, sendAddress: UnsafeMutableRawPointer(copy))
         erasure.count += 1
     }
