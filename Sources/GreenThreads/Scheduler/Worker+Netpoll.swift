@@ -150,7 +150,7 @@ extension Worker {
     /// Pushes green threads linked through `queueNext`, first to last,
     /// unlinking each.
     @inline(__always)
-    func pushChain(_ first: Unmanaged<Fiber>?) {
+    private func pushChain(_ first: Unmanaged<Fiber>?) {
         var next = first
         while let f = next {
             next = f._withUnsafeGuaranteedRef { f in
