@@ -292,12 +292,7 @@ void gt_stack_saved_free(void *saved) {
 // instead of one per range. PIDFD_SELF_PROCESS (6.15) names the calling
 // process without opening anything: no fd to leak or to carry across a
 // fork. Older kernels refuse it, and we fall back to one madvise per stack.
-#ifndef SYS_process_madvise
-#define SYS_process_madvise 440
-#endif
-#ifndef PIDFD_SELF_PROCESS
-#define PIDFD_SELF_PROCESS (-10001)
-#endif
+// (SYS_process_madvise and PIDFD_SELF_PROCESS: defined at the top.)
 
 static _Atomic int batch_unsupported = 0;
 
