@@ -56,6 +56,12 @@ final class TimerHeap: @unchecked Sendable {
         var target: Unmanaged<WaitTarget>
         var ticket: UInt64
 
+        /// The timers' one order, for the heap and between the two heads:
+        /// by deadline, then first added first.
+        func precedes(_ other: Entry) -> Bool {
+            deadline < other.deadline || (deadline == other.deadline && sequence < other.sequence)
+        }
+
         /// The waker, taking over the heap's retain.
         func takeWaker() -> Waker {
             Waker(target: target.takeRetainedValue(), ticket: ticket)
@@ -204,10 +210,7 @@ final class TimerHeap: @unchecked Sendable {
 
     /// Whether the earliest entry is the lane's head rather than the
     /// heap's root, both present (held: lock).
-    private func laneFirst() -> Bool {
-        let a = lane[laneHead], b = heap[0]
-        return a.deadline < b.deadline || (a.deadline == b.deadline && a.sequence < b.sequence)
-    }
+    private func laneFirst() -> Bool { lane[laneHead].precedes(heap[0]) }
 
     /// Removes and returns the earliest entry if it is due at `now`
     /// (held: lock).
@@ -277,10 +280,7 @@ final class TimerHeap: @unchecked Sendable {
         return all
     }
 
-    private func less(_ a: Int, _ b: Int) -> Bool {
-        heap[a].deadline < heap[b].deadline
-            || (heap[a].deadline == heap[b].deadline && heap[a].sequence < heap[b].sequence)
-    }
+    private func less(_ a: Int, _ b: Int) -> Bool { heap[a].precedes(heap[b]) }
 
     private func siftUp(_ index: Int) {
         var i = index
