@@ -328,4 +328,44 @@ struct SysmonTests {
         rt.shutdown()
         #expect(rt.stats.live == 0)
     }
+
+    /// A Task that keeps re-enqueueing itself runs on the replacement while
+    /// the only worker blocks, so its next slice sits in the replacement's
+    /// own job queue when sysmon retires it. The slice must reach a worker
+    /// that runs it: left in the dormant replacement's queue, it was work
+    /// the lone worker saw at every park but never took (a busy loop at
+    /// full CPU, the Task stuck for good).
+    @Test func jobsQueuedOnARetiringReplacementStillRun() throws {
+        let rt = Runtime(workers: 1)
+        defer { rt.shutdown() }
+        let steps = Atomic<Int>(0)
+        let stop = Atomic<Bool>(false)
+        let task = Task(executorPreference: rt.taskExecutor) { () async -> Int in
+            var n = 0
+            while !stop.load(ordering: .acquiring) {
+                steps.add(1, ordering: .relaxed)
+                n += 1
+                await Task.yield()
+            }
+            return n
+        }
+        for round in 0..<3 {
+            try rt.run {
+                try GreenThread.sleep(for: .milliseconds(2))
+                let blocker = go { for _ in 0..<8 { usleep(10_000) } }
+                try blocker.join()
+            }
+            #expect(eventually { rt.stats.replacementWorkers == 0 }, "round \(round): \(rt.stats)")
+            let before = steps.load(ordering: .relaxed)
+            #expect(eventually { steps.load(ordering: .relaxed) > before + 100 },
+                    "round \(round): the Task stopped after the replacement retired")
+        }
+        #expect(rt.stats.handoffs >= 3, "\(rt.stats)")
+        stop.store(true, ordering: .releasing)
+        // The Task ends on the runtime, or after shutdown on the global
+        // executor; either way it is not lost.
+        let ended = Atomic<Bool>(false)
+        Task { _ = await task.value; ended.store(true, ordering: .releasing) }
+        #expect(eventually(seconds: 5) { ended.load(ordering: .acquiring) })
+    }
 }

@@ -33,7 +33,8 @@ import Synchronization
 // ## Parking
 //
 // `parkIdle`: join the sleeper list, stop spinning, full fence, re-check
-// every queue, the earliest deadline and `stopping` (leave if any); return
+// every queue, the earliest deadline and `stopping` (leave if any; leave
+// as a spinner if work was queued, `spinForVisibleWork`); return
 // decayed stacks, its own and its node's shared pool's, to the system in
 // slices (StackPool.swift), leaving as soon as work, a due timer or
 // shutdown shows up; then read the clock again
@@ -121,7 +122,12 @@ extension Worker {
         // in Idle.notifyWork.
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         var now = clock.now()
-        if core.hasVisibleWork() || core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
+        if core.hasVisibleWork() {
+            leaveSleepers()
+            spinForVisibleWork()
+            return
+        }
+        if core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
             leaveSleepers()
             // Serve due timers here, whoever owns them, so that returning to
             // the loop makes progress instead of coming straight back.
@@ -146,7 +152,12 @@ extension Worker {
         // virtual clock, whose sleeps take no real time, all of them at once.
         let decay = clock.isVirtual ? 0 : StackPool.decayNanos
         while !local.pointee.stacks.trim(now: gt_now_ns(), decay: decay) || !sharedStacks.trim(now: gt_now_ns(), decay: decay) {
-            if core.hasVisibleWork() || core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
+            if core.hasVisibleWork() {
+                leaveSleepers()
+                spinForVisibleWork()
+                return
+            }
+            if core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
                 leaveSleepers()
                 return
             }
@@ -218,6 +229,19 @@ extension Worker {
         gt_parker_unpark(parker)
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         if inPoll.load(ordering: .relaxed) { poller.signal() }
+    }
+
+    /// A park's re-check saw queued work: the caller goes back to its loop
+    /// as a spinner, whatever `Idle.tryStartSpinning` would say (Go's
+    /// findRunnable does the same after its last look at the run queues).
+    /// Only a spinner steals, and the work seen may be where only a thief
+    /// reaches it (a peer's deque or jobs); a worker refused the spin, such
+    /// as a runtime's lone configured worker, would otherwise come straight
+    /// back here, see the same work, and never sleep nor run it.
+    private func spinForVisibleWork() {
+        if local.pointee.isSpinning { return }
+        local.pointee.isSpinning = true
+        idle.spinning.add(1, ordering: .sequentiallyConsistent)
     }
 
     private func leaveSleepers() {

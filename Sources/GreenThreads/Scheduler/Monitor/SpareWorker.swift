@@ -31,7 +31,8 @@ enum SpareState: UInt8 {
 /// Invariants (when and why sysmon hands off: Sysmon.swift's header):
 /// * Only sysmon activates a spare, and only the spare deactivates itself,
 ///   from its scheduling loop (no green thread on its stack), after moving
-///   everything in its deque, run-next slot and yield queue to the injector.
+///   everything in its deque, run-next slot and yield queue to the injector,
+///   and its jobs to the executor's injector.
 /// * `Idle.activeWorkers` counts exactly the configured workers plus the
 ///   active spares; a dormant spare is neither sleeping nor spinning.
 /// * A dormant spare's timers stay in its heap, which every worker's timer
@@ -93,8 +94,16 @@ extension Worker {
 
     /// Moves the run-next slot, the whole deque and the yield queue (a
     /// yielder that came back to the loop to let us retire lands there) to
-    /// this node's injector, where any worker finds them. Returns how many
-    /// moved.
+    /// this node's injector, and the jobs queue to the executor's injector,
+    /// where any worker finds them. Returns how many moved.
+    ///
+    /// The jobs matter as much as the green threads: `runJobs` runs one
+    /// batch and the loop checks for retirement before the next, so a job
+    /// that queued another on this worker (a Task resuming a Task) is still
+    /// here. Left in a dormant spare's queue it is visible work
+    /// (`hasQueuedJobs`) that only a spinning peer takes, and a runtime's
+    /// lone configured worker never spins: it would find the job in every
+    /// park's re-check and never sleep nor run it.
     private func handBackQueued() -> Int {
         var batch = FiberBatch()
         let next = runNext.exchange(0, ordering: .acquiring)
@@ -103,7 +112,13 @@ extension Worker {
         while let bits = deque.stealOne() { batch.append(bits) }
         while let bits = local.pointee.yields.take() { batch.append(bits) }
         homeInjector.push(batch)
-        return batch.count
+        var jobsMoved = 0
+        while true {
+            let n = jobs.moveHalf(to: taskExecutor.injector)
+            if n == 0 { break }
+            jobsMoved += n
+        }
+        return batch.count + jobsMoved
     }
 
     /// Sysmon: makes a dormant spare a full worker again, starting its
