@@ -68,6 +68,57 @@ struct NetReadOrderTests {
         #expect(descents <= 3, "served in \(order) (round \(round))")
     }
 
+    /// A busy worker's periodic poll (`pollReady`, as its injector tick
+    /// makes it) while its deque still holds work: what the poll readied
+    /// runs after everything queued before it, an earlier poll's batch
+    /// included, each batch in readiness order (Worker+Netpoll.swift,
+    /// "First ready, first served"). Pushed on top of the LIFO deque, the
+    /// second batch would run before the first.
+    @Test func aLaterPollsBatchRunsAfterOlderWork() throws {
+        let perBatch = 6
+        let rt = Runtime(configuration: .init(workers: 1, preemptionThreshold: nil, handoffThreshold: nil))
+        defer { rt.shutdown() }
+        var pipes: [(r: Int32, w: Int32)] = []
+        for _ in 0..<(2 * perBatch) {
+            var fds: [Int32] = [0, 0]
+            try #require(pipe(&fds) == 0)
+            pipes.append((fds[0], fds[1]))
+        }
+        defer { for p in pipes { close(p.r); close(p.w) } }
+        let snapshot = pipes
+        let (order, polled) = try rt.run { () throws -> ([Int], [Int]) in
+            let ran = Mutex<[Int]>([])
+            let readers = snapshot.enumerated().map { i, p in go { () throws in
+                try GreenThread.waitReadable(p.r, timeout: .seconds(10))
+                ran.withLock { $0.append(i) }
+            } }
+            return try Unmanaged<Worker>.fromOpaque(gt_current_worker()!)._withUnsafeGuaranteedRef { w throws in
+                // One worker: once we run again, every reader that waits
+                // has switched out, parked in the netpoller.
+                while w.poller.ioWaiters.load(ordering: .relaxed) < snapshot.count { GreenThread.yield() }
+                // Older work, queued before both polls.
+                let queued = (0..<3).map { j in go { ran.withLock { $0.append(100 + j) } } }
+                // No tick duty (a fairness pick from the deque's far end)
+                // for the next 31 picks: more than this test makes.
+                w.local.pointee.tick = 0
+                Worker.scheduleTickDuty(w.local)
+                var byte: UInt8 = 1
+                var polled: [Int] = []
+                for batch in 0..<2 {
+                    for p in snapshot[(batch * perBatch)..<((batch + 1) * perBatch)] { _ = write(p.w, &byte, 1) }
+                    polled.append(w.pollReady(keepOne: false))
+                }
+                // The last to run first: the other joins then find them done.
+                for r in readers.reversed() { try r.join() }
+                for q in queued { try q.join() }
+                return (ran.withLock { $0 }, polled)
+            }
+        }
+        #expect(polled == [perBatch, perBatch])
+        #expect(Set(order.prefix(3)) == [100, 101, 102], "ran in \(order)")
+        #expect(Array(order.dropFirst(3)) == Array(0..<(2 * perBatch)), "ran in \(order)")
+    }
+
     /// Reads that fill their buffer leave the rest in the socket, with no
     /// edge to come: the next read must take it at once, not park. Then a
     /// short read, and data that arrives later, wakes the parked reader.

@@ -131,7 +131,8 @@ class Fiber: WaitTarget, @unchecked Sendable {
     @exclusivity(unchecked) @usableFromInline final var spawnFile: StaticString
     @exclusivity(unchecked) @usableFromInline final var spawnLine: UInt
 
-    /// Intrusive links: the injection queue, and the registry of live green
+    /// Intrusive links: the injection queue (and a netpoll batch on its way
+    /// to a deque, Worker+Netpoll.swift), and the registry of live green
     /// threads (for deadlock reports and shutdown).
     @exclusivity(unchecked) var queueNext: Unmanaged<Fiber>?
     @exclusivity(unchecked) var registryPrev: Unmanaged<Fiber>?

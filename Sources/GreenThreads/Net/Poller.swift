@@ -48,12 +48,11 @@ import Glibc
 // polls only if `worthPolling`: some green thread waits on an fd and no
 // worker is blocked in epoll_wait already (Go's rule). A poll's wakes are
 // one batch, queued on the polling worker's deque with one notification per
-// thread it will not run itself (Worker+Netpoll.swift). A batch is handed
-// out newest event first, so the owner, popping its deque newest first,
-// runs the threads in the order they became ready; and a busy worker does
-// not poll on top of a batch it has not worked through, or the older
-// batch's threads would wait behind every newer one. Each worker polls into
-// its own heap buffer of 128 events (`PollEvents`, Go's netpoll size).
+// thread it will not run itself (Worker+Netpoll.swift). A batch queues
+// behind whatever the worker had queued before it, its threads in the
+// order epoll reported them, so connections are served in the order they
+// became ready, batch after batch. Each worker polls into its own heap
+// buffer of 128 events (`PollEvents`, Go's netpoll size).
 //
 // ## Who blocks in epoll_wait, and why no wake-up is lost
 //
@@ -257,10 +256,10 @@ final class Poller: @unchecked Sendable {
         if now - lastPolled.load(ordering: .relaxed) >= Self.pollStampNanos { lastPolled.store(now, ordering: .relaxed) }
         // EINTR (a signal) or EBADF after shutdown: nothing to deliver.
         guard n > 0 else { return 0 }
-        // Newest first: each woken thread goes on top of the worker's
-        // LIFO deque, so handing them over in reverse makes the owner run
-        // them in the order epoll reported them (the longest ready first).
-        for i in stride(from: n - 1, through: 0, by: -1) { _ = dispatch(events.base[i]) }
+        // In epoll's order, the longest ready first: the worker queues the
+        // batch so that it runs them in the order they are handed over
+        // (Worker+Netpoll.swift, "First ready, first served").
+        for i in 0..<n { _ = dispatch(events.base[i]) }
         return n
     }
 

@@ -271,19 +271,12 @@ extension Worker {
     func takeInjected() -> Unmanaged<Fiber>? {
         let room = deque.capacity / 2 - deque.count
         guard let first = popInjected(max: 1 + max(0, min(room, 64))) else { return nil }
-        var next = first._withUnsafeGuaranteedRef { f in
+        let rest = first._withUnsafeGuaranteedRef { f in
             let rest = f.queueNext
             f.queueNext = nil
             return rest
         }
-        while let f = next {
-            next = f._withUnsafeGuaranteedRef { f in
-                let rest = f.queueNext
-                f.queueNext = nil
-                return rest
-            }
-            pushLocal(f)
-        }
+        pushChain(rest)
         return first
     }
 }

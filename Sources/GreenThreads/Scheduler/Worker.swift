@@ -179,10 +179,12 @@ struct WorkerLocal: ~Copyable {
     var stealRng: FastRandom
     var isSpinning = false
     /// Set while this worker dispatches a netpoll batch: the green threads
-    /// it readies go to the deque and are counted here, and the wake-ups
-    /// for them are issued once, for the whole batch (`distributePolled`).
+    /// it readies are linked into `polled` (newest first, through
+    /// `queueNext`) and counted, then queued and notified for once, as a
+    /// whole batch (`distributePolled`, Worker+Netpoll.swift).
     var collectingPolled = false
     var polledCount = 0
+    var polled: Unmanaged<Fiber>?
     /// When this worker last polled the netpoller (monotonic ns): a busy
     /// worker with queued work polls again only once this is
     /// `Worker.busyPollNanos` old (`serviceTick`).
