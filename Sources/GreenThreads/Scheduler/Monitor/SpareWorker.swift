@@ -72,6 +72,14 @@ extension Worker {
         // pages back now rather than after the decay period (StackPool).
         while !local.pointee.stacks.trim(now: gt_now_ns(), decay: 0), !stopping.load(ordering: .relaxed) {}
         let handedBack = handBackQueued()
+        #if DEBUG
+        // Only this thread queues here (a thief only takes), so what
+        // `handBackQueued` emptied stays empty: the invariant dormancy
+        // rests on, checked where a stranded thread or job would begin.
+        precondition(runNext.load(ordering: .relaxed) == 0 && deque.isEmpty && jobs.isEmpty
+                     && local.pointee.yields.isEmpty,
+                     "GreenThreads: a retiring replacement worker still holds queued work")
+        #endif
         interrupts.bitwiseAnd(~Interrupt.retire, ordering: .relaxed)
         idle.activeWorkers.subtract(1, ordering: .sequentiallyConsistent)
         // Release: sysmon's acquire load of `dormant` sees the queues empty
