@@ -181,6 +181,39 @@ struct HierarchicalStealTests {
         ])
     }
 
+    /// While its spin window lasts, a thief leaves a deque of at most
+    /// `shortQueue` threads, and that worker's run-next slot, to the owner
+    /// (the partners of a hand-off it is about to run); a longer deque is
+    /// stolen from as before, and at the window's end nothing is left.
+    @Test func aShortQueueIsLeftToItsOwnerUntilTheSpinWindowEnds() {
+        let s = StoppedNUMACore(workers: 4, nodes: 2)
+        let thief = s.worker(0)
+        let short = s.queue(Worker.shortQueue, on: 1)
+        let f = s.fiber()
+        s.worker(1).runNext.store(f.bits, ordering: .relaxed)
+        let remote = s.queue(1, on: 2)
+        #expect(thief.stealFromOwnNode(takeRunNext: true, leavingShortQueues: true) == nil)
+        #expect(thief.stealFromOtherNodes(round: 0, takeRunNext: true, leavingShortQueues: true) == nil)
+        #expect(s.worker(1).deque.count == Worker.shortQueue)
+        #expect(s.worker(1).runNext.load(ordering: .relaxed) == f.bits)
+        #expect(s.runtime.stats.steals == 0)
+
+        // One more makes it a backlog: one to run and half of the rest.
+        let more = s.queue(1, on: 1)
+        #expect(thief.stealFromOwnNode(takeRunNext: true, leavingShortQueues: true)?.bits == short[0])
+        #expect(thief.deque.count == Worker.shortQueue / 2)
+        #expect(s.worker(1).runNext.load(ordering: .relaxed) == f.bits)
+
+        // The spin's last stretch takes short queues too, own node first.
+        while thief.deque.pop() != nil {}
+        while s.worker(1).deque.pop() != nil {}
+        let last = s.queue(1, on: 1)
+        #expect(thief.spinForWork()?.bits == last[0])
+        _ = s.worker(1).runNext.exchange(0, ordering: .relaxed)
+        #expect(thief.spinForWork()?.bits == remote[0])
+        _ = more
+    }
+
     @Test func aRemoteVictimsRunNextSlotIsTakenOnlyAfterTheGracePeriod() {
         let s = StoppedNUMACore(workers: 2, nodes: 2)
         let f = s.fiber()
@@ -336,5 +369,29 @@ struct HierarchicalStealTests {
             hogs.forEach { joinThread($0) }
         }
         try Self.twoByTwoSkew(rounds: 20, tasks: 300)
+    }
+
+    /// A short queue is left alone only for a spin window: a thread queued
+    /// behind a green thread that keeps its worker for a long time is run
+    /// by the idle worker meanwhile (no preemption or hand-off here to
+    /// rescue it).
+    @Test func aThreadBehindABusyOneIsStolenAfterTheWindow() throws {
+        let rt = Runtime(configuration: .init(workers: 2, preemptionThreshold: nil, handoffThreshold: nil))
+        defer { rt.shutdown() }
+        let ranWhileBusy = try rt.run { () throws -> Bool in
+            let busyDone = Atomic<Bool>(false)
+            let queuedRan = Atomic<Bool>(false)
+            let busy = go {
+                // Spawned onto this worker's deque, behind the busy loop.
+                let queued = go { queuedRan.store(!busyDone.load(ordering: .acquiring), ordering: .releasing) }
+                let end = gt_now_ns() + 2_000_000_000
+                while !queuedRan.load(ordering: .acquiring), gt_now_ns() < end {}
+                busyDone.store(true, ordering: .releasing)
+                try queued.join()
+            }
+            try busy.join()
+            return queuedRan.load(ordering: .acquiring)
+        }
+        #expect(ranWhileBusy, "the queued thread waited for the busy one to end")
     }
 }

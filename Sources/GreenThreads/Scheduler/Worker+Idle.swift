@@ -27,8 +27,10 @@ import Synchronization
 // Each round of the spin looks, in order, at its own node's peers
 // (`stealFromOwnNode`), its node's injector and its own queues, and only
 // then, the node being dry, at the other nodes, nearest first, the far ones
-// in fewer rounds and one thread at a time (`stealFromOtherNodes`). Why, and
-// how much each steal takes: Worker+Steal.swift.
+// in fewer rounds and one thread at a time (`stealFromOtherNodes`). A peer
+// with a short deque is left to itself until the window ends; a last
+// stretch of rounds then takes from it too. Why, and how much each steal
+// takes: Worker+Steal.swift.
 //
 // ## Parking
 //
@@ -78,22 +80,31 @@ extension Worker {
         let start = gt_now_ns()
         var round = 0
         var takeRunNext = false
+        // Short queues are left to their owners until the window ends;
+        // then one last stretch of rounds takes everything (Worker+Steal.swift,
+        // "Short queues").
+        var leavingShortQueues = true
         let crossesNodes = victims.count > 1
         while true {
-            if let f = stealFromOwnNode(takeRunNext: takeRunNext) { return f }
+            if let f = stealFromOwnNode(takeRunNext: takeRunNext, leavingShortQueues: leavingShortQueues) { return f }
             if let f = homeInjector.popBatch(max: 1) { return f }
             if let f = nextLocal() { return f }
             // Jobs of the runtime's executor: `findRunnable` runs them.
             if takeJobs(takePeers: takeRunNext) { return nil }
             // This node is dry: the others, nearest first, far ones less often.
-            if crossesNodes, let f = stealFromOtherNodes(round: round, takeRunNext: takeRunNext) { return f }
+            if crossesNodes, let f = stealFromOtherNodes(round: round, takeRunNext: takeRunNext, leavingShortQueues: leavingShortQueues) {
+                return f
+            }
             round += 1
             for _ in 0..<min(round, 32) { gt_cpu_relax() }
             if round % 8 == 0 {
                 if poller.worthPolling, pollReady(keepOne: true) > 0, let f = nextLocal() { return f }
                 let spun = gt_now_ns() - start
                 let window = poller.ioWaiters.load(ordering: .relaxed) > 0 ? Self.ioSpinNanos : Self.spinNanos
-                if stopping.load(ordering: .relaxed) || spun > window { return nil }
+                if stopping.load(ordering: .relaxed) || spun > window {
+                    if !leavingShortQueues { return nil }
+                    leavingShortQueues = false
+                }
                 takeRunNext = spun > Self.runNextGraceNanos
             }
         }

@@ -41,7 +41,8 @@ import Synchronization
 //
 // A victim's run-next slot is taken only when its deque is empty and only
 // after `runNextGraceNanos` of spinning (Worker+RunQueue.swift, "The
-// run-next slot"), wherever the victim is.
+// run-next slot"), wherever the victim is. A short deque waits for the end
+// of the spin window ("Short queues").
 //
 // ## Why one thread across nodes
 //
@@ -57,6 +58,34 @@ import Synchronization
 // another thief is at that deque, and a second attempt is one more transfer
 // of a contended line across the interconnect; the next due round (or
 // another victim) comes soon enough.
+//
+// ## Short queues
+//
+// While its spin window lasts (Worker+Idle.swift), a thief leaves alone a
+// victim whose deque holds between one and `shortQueue` threads, and that
+// victim's run-next slot with it; the last stretch of rounds before it
+// parks takes everything, in the order above.
+//
+// Why: a worker that has run out of work is most often beside one whose
+// running thread has just woken the partners of a hand-off, a producer
+// it drained a channel for, a consumer it filled one for. Those partners
+// sit in the run-next slot and, displaced from it, at the bottom of the
+// deque. Stolen, each goes on to its own next step (a producer sends one
+// value into a channel that is full again, and parks), and every message
+// after that crosses between two cores. In a 4-producer select fan-in at
+// two workers the idle worker stole about one producer per three
+// messages, and the fan-in ran three to eight times slower than on one
+// worker. A backlog worth sharing (a fork-join tree, a burst of spawns, a
+// netpoll batch) outgrows four threads within microseconds and is stolen
+// as before; a short queue behind a thread that keeps its worker is taken
+// at the end of the window, tens of microseconds, not at sysmon's tick.
+//
+// Tried and rejected: letting a green thread that would park on a channel
+// spin for its counterpart when another worker is running. It removes
+// the park and steal churn (steals per 10^6 fan-in messages fell from
+// ~350,000 to ~7,000), but producers and consumer then stream through
+// the channel from two cores and pay the cache-line transfers per
+// message: the fan-in got slower, not faster.
 //
 // ## The back-off for far victims
 //
@@ -117,6 +146,18 @@ import Synchronization
 extension Worker {
     /// Victims probed per remote group in a round where it is due.
     static let remoteProbes = 2
+    /// The longest deque a spinning thief leaves to its owner until its
+    /// spin window ends (the header, "Short queues").
+    static let shortQueue = 4
+
+    /// Whether this worker's deque holds between one and `shortQueue`
+    /// threads (two relaxed loads; a thief's estimate).
+    @inline(__always)
+    var isShortQueue: Bool {
+        let n = deque.count
+        return n > 0 && n <= Self.shortQueue
+    }
+
     /// A remote group of rank g is due every 2^min(g, this) spin rounds.
     static let maxBackoffShift = 3
 
@@ -131,7 +172,7 @@ extension Worker {
     /// Steals from this worker's own node: every peer, from a random
     /// start; one to run and about half of the rest into the local deque.
     @inline(__always)
-    func stealFromOwnNode(takeRunNext: Bool) -> Unmanaged<Fiber>? {
+    func stealFromOwnNode(takeRunNext: Bool, leavingShortQueues: Bool = false) -> Unmanaged<Fiber>? {
         guard let group = victims.first else { return nil }
         let n = group.count
         if n <= 1 { return nil }  // only ourselves
@@ -140,7 +181,7 @@ extension Worker {
             var i = start &+ k
             if i >= n { i &-= n }
             let found = group[i]._withUnsafeGuaranteedRef { victim in
-                victim === self ? nil : stealWithin(victim, takeRunNext: takeRunNext)
+                victim === self ? nil : stealWithin(victim, takeRunNext: takeRunNext, leavingShortQueues: leavingShortQueues)
             }
             if let found { return found }
         }
@@ -151,7 +192,7 @@ extension Worker {
     /// round `round`: a few victims per group, one thread, then that
     /// node's injector. Call only once this worker's own node is dry.
     @inline(never)
-    func stealFromOtherNodes(round: Int, takeRunNext: Bool) -> Unmanaged<Fiber>? {
+    func stealFromOtherNodes(round: Int, takeRunNext: Bool, leavingShortQueues: Bool = false) -> Unmanaged<Fiber>? {
         let groups = victims
         for rank in 1..<groups.count where Self.remoteGroupIsDue(rank: rank, round: round) {
             let group = groups[rank]
@@ -159,7 +200,7 @@ extension Worker {
             if n == 0 { continue }
             var i = local.pointee.stealRng.next(below: n)
             for _ in 0..<min(n, Self.remoteProbes) {
-                if let f = group[i]._withUnsafeGuaranteedRef({ stealAcross($0, takeRunNext: takeRunNext) }) {
+                if let f = group[i]._withUnsafeGuaranteedRef({ stealAcross($0, takeRunNext: takeRunNext, leavingShortQueues: leavingShortQueues) }) {
                     return f
                 }
                 i &+= 1
@@ -181,10 +222,13 @@ extension Worker {
     }
 
     /// A steal from a peer of this node: one to run and up to half of the
-    /// rest into the local deque.
+    /// rest into the local deque. `leavingShortQueues`: a deque of at most
+    /// `shortQueue` threads is left to its owner (the header, "Short
+    /// queues"), and so is its run-next slot.
     @inline(__always)
-    private func stealWithin(_ victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
+    private func stealWithin(_ victim: Worker, takeRunNext: Bool, leavingShortQueues: Bool = false) -> Unmanaged<Fiber>? {
         traceProbe(victim)
+        if leavingShortQueues, victim.isShortQueue { return nil }
         guard let first = victim.deque.stealOne() else {
             return takeRunNext ? stealRunNext(victim, remote: false) : nil
         }
@@ -200,8 +244,9 @@ extension Worker {
 
     /// A steal from a worker of another node: one thread, one attempt (a
     /// lost race means another thief is at that deque; see the header).
-    private func stealAcross(_ victim: Worker, takeRunNext: Bool) -> Unmanaged<Fiber>? {
+    private func stealAcross(_ victim: Worker, takeRunNext: Bool, leavingShortQueues: Bool = false) -> Unmanaged<Fiber>? {
         traceProbe(victim)
+        if leavingShortQueues, victim.isShortQueue { return nil }
         switch victim.deque.steal() {
         case .success(let bits):
             Self.bump(counters.remoteSteals)
