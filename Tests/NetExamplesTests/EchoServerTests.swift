@@ -94,8 +94,12 @@ struct EchoServerTests {
     /// Whichever thread sleeps last must still be watching the sockets:
     /// the next burst's connections must be accepted and served.
     @Test func aRetiringSpareLeavesTheSocketsWatched() throws {
-        // Whether sysmon catches a 300 µs handler over its 500 µs threshold
-        // depends on when the kernel runs the worker and sysmon: a trial
+        // Each message blocks its handler for 1.5 ms, past sysmon's whole
+        // path to a hand-off (the 200 µs preemption request, its 1 ms
+        // grace, the 500 µs threshold), so every message handled while
+        // other connections wait hands the worker's queue to a spare. (A
+        // handler blocking 300 µs needed four messages in a row without a
+        // switch, which depended on how fast the client answered.) A trial
         // without a single hand-off exercised nothing, and runs again.
         try expectTimely { () throws -> [TimingBound] in
             let rounds = getenv("GT_BURST_ROUNDS").flatMap { Int(String(cString: $0)) } ?? 20
@@ -106,7 +110,7 @@ struct EchoServerTests {
                 try serveConnections(listener, log: { _ in }) { conn in
                     defer { conn.close() }
                     while let bytes = try? conn.readExactly(64) {
-                        usleep(300)  // unannounced: only sysmon notices
+                        usleep(1_500)  // unannounced: only sysmon notices
                         if (try? conn.write(bytes)) == nil { return }
                     }
                 }
