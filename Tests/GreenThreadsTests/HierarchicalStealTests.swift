@@ -199,7 +199,7 @@ struct HierarchicalStealTests {
         #expect(s.runtime.stats.steals == 0)
 
         // One more makes it a backlog: one to run and half of the rest.
-        let more = s.queue(1, on: 1)
+        s.queue(1, on: 1)
         #expect(thief.stealFromOwnNode(takeRunNext: true, leavingShortQueues: true)?.bits == short[0])
         #expect(thief.deque.count == Worker.shortQueue / 2)
         #expect(s.worker(1).runNext.load(ordering: .relaxed) == f.bits)
@@ -211,7 +211,6 @@ struct HierarchicalStealTests {
         #expect(thief.spinForWork()?.bits == last[0])
         _ = s.worker(1).runNext.exchange(0, ordering: .relaxed)
         #expect(thief.spinForWork()?.bits == remote[0])
-        _ = more
     }
 
     @Test func aRemoteVictimsRunNextSlotIsTakenOnlyAfterTheGracePeriod() {

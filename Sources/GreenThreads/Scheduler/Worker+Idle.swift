@@ -36,7 +36,7 @@ import Synchronization
 //
 // `parkIdle`: join the sleeper list, stop spinning, full fence, re-check
 // every queue, the earliest deadline and `stopping` (leave if any; leave
-// as a spinner if work was queued, `spinForVisibleWork`); return
+// as a spinner if work was queued, `leaveToTakeVisibleWork`); return
 // decayed stacks, its own and its node's shared pool's, to the system in
 // slices (StackPool.swift), leaving as soon as work, a due timer or
 // shutdown shows up; then read the clock again
@@ -134,8 +134,7 @@ extension Worker {
         atomicMemoryFence(ordering: .sequentiallyConsistent)
         var now = clock.now()
         if core.hasVisibleWork() {
-            leaveSleepers()
-            spinForVisibleWork()
+            leaveToTakeVisibleWork()
             return
         }
         if core.earliestDeadline() <= now || core.stopping.load(ordering: .acquiring) {
@@ -164,8 +163,7 @@ extension Worker {
         let decay = clock.isVirtual ? 0 : StackPool.decayNanos
         while !local.pointee.stacks.trim(now: gt_now_ns(), decay: decay) || !sharedStacks.trim(now: gt_now_ns(), decay: decay) {
             if core.hasVisibleWork() {
-                leaveSleepers()
-                spinForVisibleWork()
+                leaveToTakeVisibleWork()
                 return
             }
             if core.earliestDeadline() <= clock.now() || core.stopping.load(ordering: .acquiring) {
@@ -242,14 +240,17 @@ extension Worker {
         if inPoll.load(ordering: .relaxed) { poller.signal() }
     }
 
-    /// A park's re-check saw queued work: the caller goes back to its loop
-    /// as a spinner, whatever `Idle.tryStartSpinning` would say (Go's
+    /// A park's re-check saw queued work: the caller leaves the sleeper
+    /// list and goes back to its loop as a spinner, whatever
+    /// `Idle.tryStartSpinning` would say (Go's
     /// findRunnable does the same after its last look at the run queues).
     /// Only a spinner steals, and the work seen may be where only a thief
     /// reaches it (a peer's deque or jobs); a worker refused the spin, such
     /// as a runtime's lone configured worker, would otherwise come straight
     /// back here, see the same work, and never sleep nor run it.
-    private func spinForVisibleWork() {
+    private func leaveToTakeVisibleWork() {
+        // A notifier that claimed us meanwhile handed us its spinning count.
+        leaveSleepers()
         if local.pointee.isSpinning { return }
         local.pointee.isSpinning = true
         idle.spinning.add(1, ordering: .sequentiallyConsistent)
